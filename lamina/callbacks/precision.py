@@ -1,0 +1,124 @@
+"""Mixed precision (autocast + gradient scaling) and channels-last memory format."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import torch
+
+from .core import Callback, CancelStepException
+
+__all__ = ["MixedPrecision", "ChannelsLast", "PrecisionMixin"]
+
+
+class MixedPrecision(Callback):
+    """Run the forward pass and the loss under ``torch.autocast``; scale fp16 gradients.
+
+    Args:
+        amp_mode: ``'bf16'`` (no scaler needed) or ``'fp16'`` (with a ``GradScaler``).
+        **scaler_kwargs: arguments of ``torch.amp.GradScaler`` (fp16 only).
+
+    A step with inf/NaN fp16 gradients is skipped (the scaler lowers its scale and training goes on).
+    """
+
+    order = 10
+
+    def __init__(self, amp_mode: str = "fp16", **scaler_kwargs: Any):
+        super().__init__()
+        if amp_mode not in ("fp16", "bf16"):
+            raise ValueError(f"`amp_mode` must be 'fp16' or 'bf16'; received: amp_mode={amp_mode!r}")
+        self.amp_mode, self.scaler_kwargs = amp_mode, scaler_kwargs
+        self.dtype = torch.float16 if amp_mode == "fp16" else torch.bfloat16
+        self.scaler = None
+
+    def before_fit(self) -> None:
+        device = self.learn.dls.device
+        self.device_type = device.type
+        if self.amp_mode == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            raise RuntimeError("to_bf16(): this GPU does not support bfloat16; use learn.to_fp16() instead")
+        if self.amp_mode == "fp16" and device.type == "cpu":
+            warnings.warn("fp16 autocast on the CPU is slow and unscaled; lamina uses bf16 there instead")
+            self.dtype = torch.bfloat16
+        use_scaler = self.dtype == torch.float16 and device.type == "cuda"
+        if self.scaler is None or not use_scaler:
+            self.scaler = torch.amp.GradScaler(device.type, enabled=use_scaler, **self.scaler_kwargs)
+        pending = getattr(self, "pending_scaler_state", None)
+        if pending and use_scaler:  # a checkpoint's scale, set by learn.load
+            self.scaler.load_state_dict(pending)
+        self.pending_scaler_state = None
+
+    def before_batch(self) -> None:
+        if getattr(self, "device_type", None) is None:  # get_preds outside a fit
+            self.before_fit()
+        self.autocast = torch.autocast(self.device_type, dtype=self.dtype)
+        self.autocast.__enter__()
+
+    def after_pred(self) -> None:
+        pred = self.learn.pred
+        if isinstance(pred, torch.Tensor) and pred.is_floating_point():
+            self.learn.pred = pred.float()
+
+    def after_loss(self) -> None:
+        self.autocast.__exit__(None, None, None)
+        self.autocast = None
+
+    def after_cancel_batch(self) -> None:
+        if getattr(self, "autocast", None) is not None:
+            self.autocast.__exit__(None, None, None)
+            self.autocast = None
+
+    def before_backward(self) -> None:
+        if self.scaler.is_enabled():
+            self.learn.loss_grad = self.scaler.scale(self.learn.loss_grad)
+
+    def before_step(self) -> None:
+        if not self.scaler.is_enabled():
+            return
+        scale = self.scaler.get_scale()
+        self.learn.opt.step(scaler=self.scaler)
+        self.scaler.update()
+        if self.scaler.get_scale() < scale:  # inf/NaN gradients: the scaler skipped the step
+            raise CancelStepException()
+        raise CancelStepException()  # the scaler already stepped; skip the plain step
+
+    def state_dict(self) -> dict:
+        return self.scaler.state_dict() if self.scaler is not None else {}
+
+
+class ChannelsLast(Callback):
+    """Put the model (and so its convolutions) in channels-last memory format: faster on tensor cores."""
+
+    order = -1
+
+    def before_fit(self) -> None:
+        self.learn.model.to(memory_format=torch.channels_last)
+
+
+class PrecisionMixin:
+    """``to_fp16`` / ``to_bf16`` / ``to_fp32`` / ``to_channelslast`` / ``to_contiguous`` for the Learner."""
+
+    def to_fp16(self, **scaler_kwargs: Any) -> Any:
+        """Train with fp16 autocast and gradient scaling (bf16 on the CPU)."""
+        self.remove_cb(MixedPrecision)
+        return self.add_cb(MixedPrecision("fp16", **scaler_kwargs))
+
+    def to_bf16(self) -> Any:
+        """Train with bf16 autocast (no scaling needed)."""
+        self.remove_cb(MixedPrecision)
+        return self.add_cb(MixedPrecision("bf16"))
+
+    def to_fp32(self) -> Any:
+        """Back to full precision."""
+        return self.remove_cb(MixedPrecision)
+
+    def to_channelslast(self, use_amp: bool = True, amp_mode: str = "fp16", **scaler_kwargs: Any) -> Any:
+        """Channels-last memory format, with mixed precision by default."""
+        self.add_cb(ChannelsLast())
+        return self.add_cb(MixedPrecision(amp_mode, **scaler_kwargs)) if use_amp else self
+
+    def to_contiguous(self, to_fp32: bool = False) -> Any:
+        """Back to the contiguous memory format (and full precision if ``to_fp32``)."""
+        self.remove_cb(ChannelsLast)
+        self.model.to(memory_format=torch.contiguous_format)
+        return self.to_fp32() if to_fp32 else self

@@ -1,0 +1,130 @@
+"""Callbacks that watch a metric: early stopping, keeping the best model, lowering the lr on a plateau."""
+
+from __future__ import annotations
+
+import math
+import operator
+from collections.abc import Callable
+
+from .core import Callback, CancelFitException
+
+__all__ = ["TrackerCallback", "EarlyStoppingCallback", "SaveModelCallback", "ReduceLROnPlateau"]
+
+
+class TrackerCallback(Callback):
+    """Tracks ``monitor`` (a column of the epoch table) after each epoch.
+
+    Args:
+        monitor: the name to watch, one of ``learn.recorder.metric_names``.
+        comp: ``operator.lt`` / ``np.less`` (lower is better) or ``gt``; default: lower for names containing
+            'loss' or 'error', higher otherwise.
+        min_delta: the least change that counts as an improvement.
+        reset_on_fit: forget the best value at each fit.
+    """
+
+    order = 60
+
+    def __init__(self, monitor: str = "valid_loss", comp: Callable | None = None, min_delta: float = 0.0,
+                 reset_on_fit: bool = True):
+        super().__init__()
+        if comp is None:
+            comp = operator.lt if ("loss" in monitor or "error" in monitor) else operator.gt
+        if comp in (operator.lt,) or getattr(comp, "__name__", "") == "less":
+            min_delta = -min_delta
+        self.monitor, self.comp, self.min_delta, self.reset_on_fit = monitor, comp, min_delta, reset_on_fit
+        self.best = None
+
+    def before_fit(self) -> None:
+        if getattr(self.learn, "lr_finder", None) is not None or any(type(c).__name__ == "LRFinder" for c in self.learn.cbs):
+            self.run = False
+            return
+        names = self.learn.recorder.metric_names
+        if self.monitor not in names:
+            raise ValueError(f"`monitor` must be one of the recorded values {names[1:-1]}; received: "
+                             f"monitor={self.monitor!r}")
+        if self.reset_on_fit or self.best is None:
+            self.best = math.inf if self.comp(0, 1) else -math.inf
+        self.new_best = False
+
+    def after_epoch(self) -> None:
+        value = self.learn.recorder.metric_value(self.monitor)
+        self.new_best = value is not None and self.comp(value - self.min_delta, self.best)
+        if self.new_best:
+            self.best, self.new_best_epoch = value, self.learn.epoch
+
+
+class EarlyStoppingCallback(TrackerCallback):
+    """Stop training when ``monitor`` has not improved for ``patience`` epochs."""
+
+    order = 63
+
+    def __init__(self, monitor: str = "valid_loss", comp: Callable | None = None, min_delta: float = 0.0,
+                 patience: int = 1, reset_on_fit: bool = True):
+        super().__init__(monitor, comp, min_delta, reset_on_fit)
+        self.patience = patience
+
+    def before_fit(self) -> None:
+        self.wait = 0
+        super().before_fit()
+
+    def after_epoch(self) -> None:
+        super().after_epoch()
+        self.wait = 0 if self.new_best else self.wait + 1
+        if self.wait >= self.patience:
+            self.learn.logger(f"No improvement since epoch {self.learn.epoch - self.wait}: early stopping")
+            raise CancelFitException()
+
+
+class SaveModelCallback(TrackerCallback):
+    """Save the model when ``monitor`` improves (or every epoch), and reload the best at the end.
+
+    Checkpoints go to ``learn.path/learn.model_dir/<fname>.pth`` (``<fname>_<epoch>.pth`` with
+    ``every_epoch``) and hold everything `Learner.load` restores.
+    """
+
+    order = 61
+
+    def __init__(self, monitor: str = "valid_loss", comp: Callable | None = None, min_delta: float = 0.0,
+                 fname: str = "model", every_epoch: bool | int = False, at_end: bool = False,
+                 with_opt: bool = False, reset_on_fit: bool = True):
+        super().__init__(monitor, comp, min_delta, reset_on_fit)
+        self.fname, self.every_epoch, self.at_end, self.with_opt = fname, every_epoch, at_end, with_opt
+
+    def after_epoch(self) -> None:
+        if self.every_epoch:
+            if (self.learn.epoch % int(self.every_epoch)) == 0 or self.learn.epoch == self.learn.n_epoch - 1:
+                self.learn.save(f"{self.fname}_{self.learn.epoch}", with_opt=self.with_opt)
+            return
+        super().after_epoch()
+        if self.new_best:
+            self.learn.save(self.fname, with_opt=self.with_opt)
+
+    def after_fit(self) -> None:
+        if self.at_end:
+            self.learn.save(self.fname, with_opt=self.with_opt)
+        elif not self.every_epoch and self.best is not None and math.isfinite(self.best):
+            self.learn.load(self.fname, with_opt=self.with_opt)
+
+
+class ReduceLROnPlateau(TrackerCallback):
+    """Divide the learning rate by ``factor`` when ``monitor`` has not improved for ``patience`` epochs."""
+
+    order = 62
+
+    def __init__(self, monitor: str = "valid_loss", comp: Callable | None = None, min_delta: float = 0.0,
+                 patience: int = 1, factor: float = 10.0, min_lr: float = 0.0, reset_on_fit: bool = True):
+        super().__init__(monitor, comp, min_delta, reset_on_fit)
+        self.patience, self.factor, self.min_lr = patience, factor, min_lr
+
+    def before_fit(self) -> None:
+        self.wait = 0
+        super().before_fit()
+
+    def after_epoch(self) -> None:
+        super().after_epoch()
+        self.wait = 0 if self.new_best else self.wait + 1
+        if self.wait >= self.patience:
+            old = [h["lr"] for h in self.learn.opt.hypers]
+            self.learn.opt.set_hyper("lr", [max(lr / self.factor, self.min_lr) for lr in old])
+            self.wait = 0
+            self.learn.logger(f"Epoch {self.learn.epoch}: reducing lr to {self.learn.opt.hypers[-1]['lr']:.3g}")

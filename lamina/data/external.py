@@ -1,0 +1,556 @@
+"""Dataset URLs and ``untar_data``: download, check and extract a dataset once, then reuse it.
+
+Layout (``LAMINA_HOME`` defaults to ``~/.lamina``; see ``lamina.config``)::
+
+    $LAMINA_HOME/archive/oxford-iiit-pet.tgz      # the downloaded archive
+    $LAMINA_HOME/data/oxford-iiit-pet/            # what untar_data returns
+
+Mirrors: when ``LAMINA_DATA_URL`` is set, every dataset URL under fast.ai's S3 buckets
+(``URLs.S3``, i.e. ``https://s3.amazonaws.com/fast-ai-<bucket>/``), under
+``https://files.grouplens.org/datasets/`` or under Google's ``ml-animal-sounds-datasets/`` is fetched as
+``<LAMINA_DATA_URL>/<file name>`` instead: ``URLs.PETS`` becomes ``$LAMINA_DATA_URL/oxford-iiit-pet.tgz``.
+The mirror is therefore one flat folder of archives. Other URLs (your own, ``file://``) are fetched as
+given. The file names on disk and the known sizes/checksums are those of the original URL.
+
+Safety: downloads go to ``<file>.part`` and are renamed only when complete and checked (an interrupted
+download resumes with an HTTP range request); archives are extracted into a temporary folder beside the
+target and renamed into place in one step, and members that would land outside it are refused.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import http.client
+import os
+import re
+import shutil
+import tarfile
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import zipfile
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import BinaryIO
+from urllib.parse import urlsplit
+
+from tqdm.auto import tqdm
+
+from lamina.config import data_url_base, lamina_path
+
+__all__ = ["URLs", "untar_data", "download_url", "extract_archive", "resolve_url", "DownloadError"]
+
+_ASSETS = Path(__file__).resolve().parent.parent / "assets"
+
+
+class DownloadError(Exception):
+    """A dataset could not be downloaded, checked or extracted; the message says why and how to fix it."""
+
+
+class URLs:
+    """Where the standard datasets and pretrained files live (fast.ai's public buckets).
+
+    Example:
+        >>> path = untar_data(URLs.PETS) / "images"
+        >>> URLs.path(URLs.PETS)  # where the archive is (or would be) stored
+    """
+
+    LOCAL_PATH = Path.cwd()
+    MDL = "http://files.fast.ai/models/"
+    GOOGLE = "https://storage.googleapis.com/"
+    S3 = "https://s3.amazonaws.com/fast-ai-"
+    URL = f"{S3}sample/"
+    S3_IMAGE = f"{S3}imageclas/"
+    S3_IMAGELOC = f"{S3}imagelocal/"
+    S3_AUDI = f"{S3}audio/"
+    S3_NLP = f"{S3}nlp/"
+    S3_COCO = f"{S3}coco/"
+    S3_MODEL = f"{S3}modelzoo/"
+
+    # Small samples, and the main datasets of the course and the book
+    ADULT_SAMPLE = f"{URL}adult_sample.tgz"
+    BIWI_SAMPLE = f"{URL}biwi_sample.tgz"
+    CIFAR = f"{URL}cifar10.tgz"
+    COCO_SAMPLE = f"{S3_COCO}coco_sample.tgz"
+    COCO_TINY = f"{S3_COCO}coco_tiny.tgz"
+    HUMAN_NUMBERS = f"{URL}human_numbers.tgz"
+    IMDB = f"{S3_NLP}imdb.tgz"
+    IMDB_SAMPLE = f"{URL}imdb_sample.tgz"
+    ML_SAMPLE = f"{URL}movie_lens_sample.tgz"
+    ML_100k = "https://files.grouplens.org/datasets/movielens/ml-100k.zip"
+    MNIST_SAMPLE = f"{URL}mnist_sample.tgz"
+    MNIST_TINY = f"{URL}mnist_tiny.tgz"
+    MNIST_VAR_SIZE_TINY = f"{S3_IMAGE}mnist_var_size_tiny.tgz"
+    PLANET_SAMPLE = f"{URL}planet_sample.tgz"
+    PLANET_TINY = f"{URL}planet_tiny.tgz"
+    IMAGENETTE = f"{S3_IMAGE}imagenette2.tgz"
+    IMAGENETTE_160 = f"{S3_IMAGE}imagenette2-160.tgz"
+    IMAGENETTE_320 = f"{S3_IMAGE}imagenette2-320.tgz"
+    IMAGEWOOF = f"{S3_IMAGE}imagewoof2.tgz"
+    IMAGEWOOF_160 = f"{S3_IMAGE}imagewoof2-160.tgz"
+    IMAGEWOOF_320 = f"{S3_IMAGE}imagewoof2-320.tgz"
+    IMAGEWANG = f"{S3_IMAGE}imagewang.tgz"
+    IMAGEWANG_160 = f"{S3_IMAGE}imagewang-160.tgz"
+    IMAGEWANG_320 = f"{S3_IMAGE}imagewang-320.tgz"
+    DOGS = f"{URL}dogscats.tgz"
+
+    # Image classification
+    CALTECH_101 = f"{S3_IMAGE}caltech_101.tgz"
+    CARS = f"{S3_IMAGE}stanford-cars.tgz"
+    CIFAR_100 = f"{S3_IMAGE}cifar100.tgz"
+    CUB_200_2011 = f"{S3_IMAGE}CUB_200_2011.tgz"
+    FLOWERS = f"{S3_IMAGE}oxford-102-flowers.tgz"
+    FOOD = f"{S3_IMAGE}food-101.tgz"
+    MNIST = f"{S3_IMAGE}mnist_png.tgz"
+    PETS = f"{S3_IMAGE}oxford-iiit-pet.tgz"
+
+    # Text
+    AG_NEWS = f"{S3_NLP}ag_news_csv.tgz"
+    AMAZON_REVIEWS = f"{S3_NLP}amazon_review_full_csv.tgz"
+    AMAZON_REVIEWS_POLARITY = f"{S3_NLP}amazon_review_polarity_csv.tgz"
+    DBPEDIA = f"{S3_NLP}dbpedia_csv.tgz"
+    MT_ENG_FRA = f"{S3_NLP}giga-fren.tgz"
+    SOGOU_NEWS = f"{S3_NLP}sogou_news_csv.tgz"
+    WIKITEXT = f"{S3_NLP}wikitext-103.tgz"
+    WIKITEXT_TINY = f"{S3_NLP}wikitext-2.tgz"
+    YAHOO_ANSWERS = f"{S3_NLP}yahoo_answers_csv.tgz"
+    YELP_REVIEWS = f"{S3_NLP}yelp_review_full_csv.tgz"
+    YELP_REVIEWS_POLARITY = f"{S3_NLP}yelp_review_polarity_csv.tgz"
+
+    # Localisation, segmentation and detection
+    BIWI_HEAD_POSE = f"{S3_IMAGELOC}biwi_head_pose.tgz"
+    CAMVID = f"{S3_IMAGELOC}camvid.tgz"
+    CAMVID_TINY = f"{URL}camvid_tiny.tgz"
+    LSUN_BEDROOMS = f"{S3_IMAGE}bedroom.tgz"
+    PASCAL_2007 = f"{S3_IMAGELOC}pascal_2007.tgz"
+    PASCAL_2012 = f"{S3_IMAGELOC}pascal_2012.tgz"
+
+    # Audio, medical imaging, pretrained models
+    MACAQUES = f"{GOOGLE}ml-animal-sounds-datasets/macaques.zip"
+    ZEBRA_FINCH = f"{GOOGLE}ml-animal-sounds-datasets/zebra_finch.zip"
+    SIIM_SMALL = f"{S3_IMAGELOC}siim_small.tgz"
+    TCGA_SMALL = f"{S3_IMAGELOC}tcga_small.tgz"
+    OPENAI_TRANSFORMER = f"{S3_MODEL}transformer.tgz"
+    WT103_FWD = f"{S3_MODEL}wt103-fwd.tgz"
+    WT103_BWD = f"{S3_MODEL}wt103-bwd.tgz"
+
+    # Bundled with lamina (works offline): 185 Oxford-IIIT Pet images, 5 per breed, shorter side 176 px;
+    # extracts to `pets_sample/images/`. CC BY-SA 4.0, see lamina/assets/PETS_SAMPLE_LICENSE.txt.
+    PETS_SAMPLE = (_ASSETS / "pets_sample.tgz").as_uri()
+
+    @staticmethod
+    def path(url: str = ".", c_key: str = "archive") -> Path:
+        """Where the file of ``url`` is stored locally.
+
+        ``./data/<file>`` (``./models/<file>`` for ``c_key='model'``) in the working directory at import
+        time wins when it exists; otherwise ``$LAMINA_HOME/<folder for c_key>/<file>``.
+
+        Args:
+            url: a dataset or model URL; only its last path segment is used.
+            c_key: ``'archive'``, ``'data'`` or ``'model'``.
+        """
+        name = _file_name(url)
+        local = URLs.LOCAL_PATH / ("models" if c_key == "model" else "data") / name
+        return local if local.exists() else lamina_path(_folder_name(c_key)) / name
+
+
+# Known archives: url -> (size in bytes, sha256 or None where only the size is known for sure).
+# URLs without an entry are not checked.
+_CHECKS: dict[str, tuple[int, str | None]] = {
+    URLs.PETS: (811_706_944, None),
+    URLs.MNIST_SAMPLE: (3_214_948, None),
+    URLs.CAMVID_TINY: (2_314_212, None),
+    URLs.ADULT_SAMPLE: (968_212, None),
+    URLs.ML_SAMPLE: (51_790, None),
+    # Rebuilt by tools/make_pets_sample.py, which prints these two numbers.
+    URLs.PETS_SAMPLE: (2_107_881, "d127030ecc6a3cc61915a9c5f4cd3fbb80c65fb2d7fb65bd24f1142c34d111c0"),
+}
+
+_MIRRORED = (URLs.S3, "https://files.grouplens.org/datasets/", f"{URLs.GOOGLE}ml-animal-sounds-datasets/")
+_ARCHIVE_SUFFIX = re.compile(r"\.(tgz|tar\.gz|tar|zip|tar\.bz2|tbz2|tar\.xz|txz)$", re.IGNORECASE)
+_FOLDERS = {"data": "data", "archive": "archive", "model": "models", "models": "models"}
+_CHUNK = 1 << 20  # 1 MiB reads: few Python calls per second even at 1 GB/s
+_DEFAULT_TIMEOUT = 30.0  # seconds to connect and per read; a stalled mirror fails instead of hanging
+_ATTEMPTS = 3  # a dropped connection is resumed this many times within one call
+_RETRY_DELAY = 0.5  # seconds, times the attempt number
+
+
+def _file_name(url: str) -> str:
+    return urlsplit(url).path.rstrip("/").split("/")[-1] or url.rstrip("/").split("/")[-1]
+
+
+def _archive_stem(name: str) -> str:
+    return _ARCHIVE_SUFFIX.sub("", name)
+
+
+def _folder_name(c_key: str) -> str:
+    if c_key not in _FOLDERS:
+        raise ValueError(f"`c_key` must be one of {sorted(_FOLDERS)}; received: c_key={c_key!r}")
+    return _FOLDERS[c_key]
+
+
+def resolve_url(url: str) -> str:
+    """The URL actually fetched for ``url``: rewritten to ``$LAMINA_DATA_URL/<file name>`` for dataset URLs.
+
+    Example:
+        >>> os.environ["LAMINA_DATA_URL"] = "http://mirror.lan/datasets"
+        >>> resolve_url(URLs.PETS)
+        'http://mirror.lan/datasets/oxford-iiit-pet.tgz'
+    """
+    mirror = data_url_base()
+    if mirror and url.startswith(_MIRRORED):
+        return mirror + _file_name(url)
+    return url
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(_CHUNK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _check_problem(url: str, path: Path) -> str | None:
+    """None if ``path`` matches the known size/sha256 of ``url`` (or nothing is known), else what differs."""
+    known = _CHECKS.get(url)
+    if known is None:
+        return None
+    size, sha256 = known
+    got = path.stat().st_size
+    if got != size:
+        return f"expected {size:,} bytes, got {got:,}"
+    if sha256 is not None and (got_sha := _sha256(path)) != sha256:
+        return f"expected sha256 {sha256}, got {got_sha}"
+    return None
+
+
+@contextmanager
+def _disk_errors(path: Path) -> Iterator[None]:
+    """Turn 'disk full' (and over quota) while writing ``path`` into a DownloadError that says what to do."""
+    try:
+        yield
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise DownloadError(f"no space left on the device while writing {path}. Free some space there, or "
+                            "point LAMINA_HOME (or the `archive`/`data` arguments) at a bigger disk.") from e
+
+
+class _Dropped(Exception):
+    """The connection ended before the whole file arrived (resumable)."""
+
+    def __init__(self, got: int, total: int | None) -> None:
+        super().__init__(f"got {got:,} of {'?' if total is None else f'{total:,}'} bytes")
+        self.got = got
+
+
+def _copy_stream(src: BinaryIO, dst: BinaryIO, bar: tqdm) -> int:
+    """Copy ``src`` to ``dst`` in chunks; read errors mean a dropped connection, write errors propagate."""
+    written = 0
+    while True:
+        try:
+            chunk = src.read(_CHUNK)
+        except (OSError, http.client.HTTPException) as e:
+            raise _Dropped(written, None) from e
+        if not chunk:
+            return written
+        dst.write(chunk)
+        bar.update(len(chunk))
+        written += len(chunk)
+
+
+def _progress(name: str, total: int | None, initial: int, show: bool) -> tqdm:
+    return tqdm(total=total, initial=initial, desc=name, unit="B", unit_scale=True, unit_divisor=1024,
+                disable=not show)
+
+
+def _open_url(url: str, have: int, timeout: float) -> http.client.HTTPResponse:
+    """Open ``url``, asking for the bytes from ``have`` on; HTTP and connection errors become DownloadError."""
+    headers = {"User-Agent": "lamina", "Accept-Encoding": "identity"}
+    if have:
+        headers["Range"] = f"bytes={have}-"
+    try:
+        return urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
+    except urllib.error.HTTPError as e:
+        if e.code == 416 and have:
+            raise  # the caller decides whether the partial file is complete
+        hint = ("the file is not there: check the URL" if e.code == 404 else "the server failed: try again later")
+        raise DownloadError(f"HTTP {e.code} ({e.reason}) while downloading {url}; {hint}, or set LAMINA_DATA_URL "
+                            "to a mirror that has it.") from e
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
+        reason = getattr(e, "reason", e)
+        raise DownloadError(f"could not connect to download {url} ({reason}). Check the network connection "
+                            "and proxy settings, set LAMINA_DATA_URL to a reachable mirror, or put the file "
+                            "in lamina's archive folder yourself.") from e
+
+
+def _fetch_once(url: str, part: Path, timeout: float, show_progress: bool) -> None:
+    """Fetch ``url`` into ``part``, resuming from its current size; raises _Dropped when cut short."""
+    have = part.stat().st_size if part.exists() else 0
+    try:
+        response = _open_url(url, have, timeout)
+    except urllib.error.HTTPError as e:  # 416: nothing left after byte `have`
+        e.close()
+        complete = e.headers.get("Content-Range", "") == f"bytes */{have}"
+        if not complete:  # the partial file is longer than the file: it belongs to something else
+            part.unlink()
+            _fetch_once(url, part, timeout, show_progress)
+        return
+    with response:
+        resumed = have > 0 and response.status == 206
+        if resumed and not response.headers.get("Content-Range", "").startswith(f"bytes {have}-"):
+            response.close()  # some other range came back: start over rather than splice wrong bytes
+            part.unlink()
+            return _fetch_once(url, part, timeout, show_progress)
+        if not resumed:  # a fresh download, or a server that ignores Range and sends everything
+            have = 0
+        length = response.headers.get("Content-Length")
+        total = have + int(length) if length and length.isdigit() else None
+        bar = _progress(part.name[: -len(".part")], total, have, show_progress)
+        with open(part, "ab" if resumed else "wb") as fh, bar:
+            try:
+                got = _copy_stream(response, fh, bar)
+            except _Dropped as e:
+                raise _Dropped(have + e.got, total) from e.__cause__
+    if total is not None and have + got < total:
+        raise _Dropped(have + got, total)
+
+
+def _fetch(url: str, part: Path, timeout: float, show_progress: bool) -> None:
+    """Fetch ``url`` into ``part``, resuming after dropped connections up to ``_ATTEMPTS`` times."""
+    for attempt in range(1, _ATTEMPTS + 1):
+        try:
+            return _fetch_once(url, part, timeout, show_progress)
+        except _Dropped as e:
+            if attempt == _ATTEMPTS:
+                raise DownloadError(f"the connection dropped {attempt} times while downloading {url} (last: {e}). "
+                                    f"The partial file is kept at {part}: call again to resume, or check the "
+                                    "network / LAMINA_DATA_URL mirror.") from e
+            time.sleep(_RETRY_DELAY * attempt)
+
+
+def _copy_local(url: str, part: Path, show_progress: bool) -> None:
+    """'Download' a ``file://`` URL by copying the file, so local archives take the same path as remote ones."""
+    source = Path(urllib.request.url2pathname(urlsplit(url).path))
+    if not source.is_file():
+        raise DownloadError(f"{url} points at {source}, which does not exist; check the path "
+                            "(for URLs.PETS_SAMPLE: reinstall lamina, the file ships with it).")
+    with open(source, "rb") as src, open(part, "wb") as dst, \
+            _progress(source.name, source.stat().st_size, 0, show_progress) as bar:
+        try:
+            _copy_stream(src, dst, bar)
+        except _Dropped as e:
+            raise DownloadError(f"could not read {source} ({e.__cause__}); check the file and try again.") from e
+
+
+def download_url(url: str, dest: str | Path | None = None, timeout: float | None = None,
+                 show_progress: bool = True) -> Path:
+    """Download ``url`` to ``dest`` safely: resumable, checked, and renamed into place only when complete.
+
+    The bytes go to ``<dest>.part``; an existing ``.part`` is resumed with an HTTP ``Range`` request (a
+    server that ignores it restarts the file). A dropped connection is resumed up to 3 times. When lamina
+    knows the size/sha256 of ``url`` and the file differs, the file is deleted and an error is raised, so
+    an existing good ``dest`` is never replaced by a bad one. ``LAMINA_DATA_URL`` applies (``resolve_url``).
+
+    Args:
+        url: an ``http(s)://`` or ``file://`` URL.
+        dest: the file to write (a folder means ``<folder>/<file name of url>``); None: the working directory.
+        timeout: seconds to wait for the connection and for each read; None means 30.
+        show_progress: show a progress bar with bytes, rate and time left.
+
+    Returns:
+        The path of the downloaded file.
+
+    Raises:
+        DownloadError: no connection, an HTTP error, a dropped connection, a full disk, or a file that does
+            not match its known size/checksum; the message names the URL or file and the fix.
+    """
+    name = _file_name(url)
+    dest = Path.cwd() / name if dest is None else Path(dest).expanduser()
+    if dest.is_dir():
+        dest = dest / name
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    source = resolve_url(url)
+    with _disk_errors(part):
+        if urlsplit(source).scheme == "file":
+            _copy_local(source, part, show_progress)
+        else:
+            _fetch(source, part, timeout or _DEFAULT_TIMEOUT, show_progress)
+    problem = _check_problem(url, part)
+    if problem is not None:
+        part.unlink()
+        mirror = f" (fetched from the mirror {source}: check LAMINA_DATA_URL)" if source != url else ""
+        raise DownloadError(f"the download of {url} does not match the known file {name}: {problem}{mirror}. "
+                            f"The download was deleted ({dest} is untouched); delete {dest} if it is stale and "
+                            "call again (with untar_data: force_download=True) to download it anew.")
+    os.replace(part, dest)
+    return dest
+
+
+def _outside(path: str, root: str) -> bool:
+    return os.path.commonpath([path, root]) != root
+
+
+def _check_tar_member(member: tarfile.TarInfo, into: Path, archive: Path) -> None:
+    """Refuse a member that would be written, or would link, outside ``into`` (tar-slip)."""
+    def refuse(why: str) -> DownloadError:
+        return DownloadError(f"refusing to extract {archive}: member {member.name!r} {why}. The archive is "
+                             "unsafe or damaged; delete it and get it from a source you trust.")
+    name = member.name.replace("\\", "/")
+    if name.startswith("/") or os.path.isabs(member.name) or re.match(r"^[A-Za-z]:", name):
+        raise refuse("has an absolute path")
+    if ".." in name.split("/"):
+        raise refuse("has a '..' component")
+    root = os.path.realpath(into)
+    # realpath resolves the links extracted so far, so chains of links cannot sneak out either
+    if _outside(os.path.realpath(into / name), root):
+        raise refuse("would be written outside the target folder (through a link)")
+    if member.issym() or member.islnk():
+        base = into / os.path.dirname(name) if member.issym() else into
+        if os.path.isabs(member.linkname) or _outside(os.path.realpath(base / member.linkname), root):
+            raise refuse(f"links to {member.linkname!r}, outside the target folder")
+    elif not (member.isfile() or member.isdir()):
+        raise refuse("is a device, pipe or other special file")
+
+
+def _check_zip_name(name: str, archive: Path) -> None:
+    parts = name.replace("\\", "/").split("/")
+    if name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name) or ".." in parts:
+        raise DownloadError(f"refusing to extract {archive}: member {name!r} would be written outside the target "
+                            "folder (absolute path or '..'). Delete the archive and get it from a source you trust.")
+
+
+def _unpack(archive: Path, into: Path) -> None:
+    """Extract every member of ``archive`` (tar in any compression, or zip) into ``into``, checking each one."""
+    if zipfile.is_zipfile(archive):
+        with zipfile.ZipFile(archive) as zf:
+            for name in zf.namelist():
+                _check_zip_name(name, archive)
+            zf.extractall(into)
+        return
+    # The stdlib 'data' filter (Python >= 3.11.4 / 3.10.12) is a second guard behind our own checks.
+    extra = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+    with tarfile.open(archive, mode="r:*") as tar:
+        for member in tar:  # one pass, member by member: no second decompression of a large .tgz
+            _check_tar_member(member, into, archive)
+            tar.extract(member, into, **extra)
+
+
+def _replace_dir(new: Path, dest: Path) -> None:
+    """Move the folder ``new`` to ``dest``; an existing ``dest`` is swapped out and deleted only afterwards."""
+    if not dest.exists() and not dest.is_symlink():
+        try:
+            os.replace(new, dest)
+        except OSError:
+            if not dest.is_dir():
+                raise  # otherwise another process has just extracted the same archive: keep its copy
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-", dir=dest.parent)) / dest.name
+    os.replace(dest, old)
+    try:
+        os.replace(new, dest)
+    except OSError:
+        os.replace(old, dest)
+        raise
+    shutil.rmtree(old.parent, ignore_errors=True)
+
+
+def extract_archive(archive: str | Path, dest: str | Path) -> Path:
+    """Extract ``archive`` (``.tgz``, ``.tar.gz``, ``.tar``, ``.zip``) so that its content is the folder ``dest``.
+
+    Everything is extracted into a temporary folder beside ``dest`` first; if the archive's root holds
+    exactly one folder, that folder becomes ``dest``, otherwise the temporary folder does. The result is
+    renamed into place in one step (replacing an existing ``dest`` only then), and a failure leaves no
+    partial folder behind. Members with absolute paths, ``..`` or links leading outside are refused.
+
+    Raises:
+        DownloadError: the archive is corrupt, unsafe, or the disk is full; the message names the file.
+    """
+    archive, dest = Path(archive), Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.extracting-", dir=dest.parent))
+    try:
+        with _disk_errors(dest):
+            try:
+                _unpack(archive, tmp)
+            except (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error) as e:
+                raise _corrupt(archive, e) from e
+            except OSError as e:
+                if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                    raise
+                raise _corrupt(archive, e) from e
+            entries = list(tmp.iterdir())
+            single = len(entries) == 1 and entries[0].is_dir() and not entries[0].is_symlink()
+            if not single:
+                tmp.chmod(0o755)  # mkdtemp makes it 0o700; the data should be readable like any other folder
+            _replace_dir(entries[0] if single else tmp, dest)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return dest
+
+
+def _corrupt(archive: Path, error: BaseException) -> DownloadError:
+    error = " ".join(str(error).split())  # tarfile's reasons span several lines
+    return DownloadError(f"could not extract {archive}: it is corrupt, incomplete or not a .tgz/.tar/.zip archive "
+                         f"({error}). Delete it, or call untar_data(..., force_download=True) to download it again.")
+
+
+def _folder(override: str | Path | None, folder: str, home: Path | None) -> Path:
+    if override is not None:
+        path = Path(override).expanduser()
+    elif home is not None:
+        path = home / folder
+    else:
+        return lamina_path(folder)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def untar_data(url: str, archive: str | Path | None = None, data: str | Path | None = None, c_key: str = "data",
+               force_download: bool = False, base: str | Path | None = None) -> Path:
+    """Download the archive at ``url`` once, extract it, and return the extracted folder.
+
+    The archive is stored as ``$LAMINA_HOME/archive/<file>`` and extracted to
+    ``$LAMINA_HOME/data/<file without .tgz/.tar.gz/.tar/.zip>``. When that folder exists the call returns
+    at once, without network. An archive already on disk is reused if it matches its known size/checksum.
+
+    Example:
+        >>> path = untar_data(URLs.PETS) / "images"
+        >>> path = untar_data(URLs.PETS_SAMPLE) / "images"   # bundled with lamina, offline
+
+    Args:
+        url: the archive's URL (``URLs.*``, any ``http(s)://`` or ``file://`` URL); ``LAMINA_DATA_URL`` applies.
+        archive: folder for the downloaded archive instead of ``$LAMINA_HOME/archive``.
+        data: folder to extract into instead of ``$LAMINA_HOME/<c_key folder>``.
+        c_key: ``'data'`` (default), ``'model'`` or ``'archive'``: which of lamina's folders to extract into.
+        force_download: download and extract anew; the old archive and folder are replaced only after the new
+            ones are complete.
+        base: use this folder instead of ``$LAMINA_HOME`` for this call.
+
+    Returns:
+        The extracted folder.
+
+    Raises:
+        DownloadError: see ``download_url`` and ``extract_archive``.
+    """
+    name = _file_name(url)
+    home = Path(base).expanduser() if base is not None else None
+    data_dir = _folder(data, _folder_name(c_key), home)
+    dest = data_dir / _archive_stem(name)
+    if dest.exists() and not force_download:
+        return dest
+    archive_file = _folder(archive, "archive", home) / name
+    if force_download:
+        archive_file.with_name(name + ".part").unlink(missing_ok=True)  # anew means anew: no stale resume
+    if force_download or not archive_file.exists():
+        download_url(url, archive_file)
+    elif (problem := _check_problem(url, archive_file)) is not None:
+        print(f"{archive_file} is not the known file ({problem}); downloading a new version of this dataset...")
+        download_url(url, archive_file)
+    return extract_archive(archive_file, dest)

@@ -1,0 +1,154 @@
+"""Listing the files of a dataset folder, and checking that images open.
+
+Every listing is sorted (folders walked in name order, files in name order within each folder), so the
+same folder gives the same list, and the same train/valid split, on every machine.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import os
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+__all__ = ["get_files", "get_image_files", "get_text_files", "image_extensions", "FileGetter", "ImageGetter",
+           "verify_image", "verify_images"]
+
+# Everything the system's MIME table calls an image, plus the common formats in case that table is sparse.
+image_extensions: set[str] = {ext for ext, kind in mimetypes.types_map.items() if kind.startswith("image/")} | {
+    ".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp"}
+
+
+def _normalise_extensions(extensions: str | Iterable[str] | None) -> set[str] | None:
+    if extensions is None:
+        return None
+    if isinstance(extensions, str):
+        extensions = [extensions]
+    # '.JPG' and 'jpg' both mean '.jpg'
+    return {ext.lower() if ext.startswith(".") else f".{ext.lower()}" for ext in extensions}
+
+
+def _keep(folder: Path, names: Iterable[str], extensions: set[str] | None) -> list[Path]:
+    """The visible files among ``names`` whose extension is wanted, sorted by name."""
+    return [folder / name for name in sorted(names)
+            if not name.startswith(".") and (not extensions or Path(name).suffix.lower() in extensions)]
+
+
+def get_files(path: str | Path, extensions: str | Iterable[str] | None = None, recurse: bool = True,
+              folders: str | Iterable[str] | None = None, followlinks: bool = True) -> list[Path]:
+    """The files under ``path``, sorted, optionally only those with the given extensions.
+
+    Files whose names start with ``.`` are skipped, and so are ``.``-folders when recursing.
+
+    Example:
+        >>> get_files(path, extensions=[".csv"], folders=["train", "valid"])
+
+    Args:
+        path: the folder to list.
+        extensions: keep only these extensions (``'.jpg'``, case-insensitive); None or empty keeps all.
+        recurse: walk sub-folders too; False lists only the files directly in ``path``.
+        folders: when recursing, walk only these top-level sub-folders of ``path`` (files directly in
+            ``path`` are then skipped unless ``'.'`` is listed). Deeper levels are walked in full.
+        followlinks: follow symbolic links to folders while walking.
+
+    Returns:
+        The paths, sorted folder by folder.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist. NotADirectoryError: ``path`` is a file.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"`path` does not exist: {path}; check it (did untar_data finish?)")
+    if not path.is_dir():
+        raise NotADirectoryError(f"`path` must be a folder to list files from; received the file {path}")
+    extensions = _normalise_extensions(extensions)
+    if not recurse:
+        return _keep(path, (entry.name for entry in os.scandir(path) if entry.is_file()), extensions)
+    wanted = [folders] if isinstance(folders, str) else list(folders or [])
+    found: list[Path] = []
+    for depth, (folder, subfolders, names) in enumerate(os.walk(path, followlinks=followlinks)):
+        top = depth == 0  # os.walk visits `path` itself first
+        if top and wanted:
+            subfolders[:] = sorted(name for name in subfolders if name in wanted)
+        else:
+            subfolders[:] = sorted(name for name in subfolders if not name.startswith("."))
+        if top and wanted and "." not in wanted:
+            continue
+        found += _keep(Path(folder), names, extensions)
+    return found
+
+
+def get_image_files(path: str | Path, recurse: bool = True, folders: str | Iterable[str] | None = None) -> list[Path]:
+    """The image files under ``path`` (extensions in ``image_extensions``), sorted; see ``get_files``.
+
+    Example:
+        >>> files = get_image_files(untar_data(URLs.PETS) / "images")
+    """
+    return get_files(path, extensions=image_extensions, recurse=recurse, folders=folders)
+
+
+def get_text_files(path: str | Path, recurse: bool = True, folders: str | Iterable[str] | None = None) -> list[Path]:
+    """The ``.txt`` files under ``path``, sorted; see ``get_files``."""
+    return get_files(path, extensions=[".txt"], recurse=recurse, folders=folders)
+
+
+class FileGetter:
+    """A ``get_items`` function for a DataBlock: ``FileGetter(...)(path)`` lists ``path/suf``.
+
+    Example:
+        >>> get_csvs = FileGetter(extensions=".csv", folders=["train"]); get_csvs(path)
+    """
+
+    def __init__(self, suf: str = "", extensions: str | Iterable[str] | None = None, recurse: bool = True,
+                 folders: str | Iterable[str] | None = None) -> None:
+        self.suf, self.extensions, self.recurse, self.folders = suf, extensions, recurse, folders
+
+    def __call__(self, path: str | Path) -> list[Path]:
+        return get_files(Path(path) / self.suf, self.extensions, self.recurse, self.folders)
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(suf={self.suf!r}, extensions={self.extensions!r}, "
+                f"recurse={self.recurse}, folders={self.folders!r})")
+
+
+class ImageGetter(FileGetter):
+    """A ``get_items`` function listing the images under ``path/suf``."""
+
+    def __init__(self, suf: str = "", recurse: bool = True, folders: str | Iterable[str] | None = None) -> None:
+        super().__init__(suf, image_extensions, recurse, folders)
+
+    def __repr__(self) -> str:
+        return f"ImageGetter(suf={self.suf!r}, recurse={self.recurse}, folders={self.folders!r})"
+
+
+def verify_image(fn: str | Path) -> bool:
+    """Whether Pillow can open and fully decode the image file ``fn`` (a truncated JPEG fails)."""
+    from PIL import Image
+
+    try:
+        with Image.open(fn) as im:
+            im.load()  # open() only reads the header; decoding finds truncated and corrupt data
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        return False
+    return True
+
+
+def verify_images(fns: Iterable[str | Path], max_workers: int | None = None) -> list[Path]:
+    """The files among ``fns`` that fail ``verify_image``, in input order. Nothing is deleted.
+
+    Decoding runs in a thread pool (Pillow releases the GIL while decoding).
+
+    Example:
+        >>> bad = verify_images(get_image_files(path)); [f.unlink() for f in bad]
+
+    Args:
+        fns: image files to check.
+        max_workers: threads to use; None means one per CPU (at most 32).
+    """
+    fns = [Path(fn) for fn in fns]
+    workers = max_workers or min(32, os.cpu_count() or 1)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        results = list(pool.map(verify_image, fns))
+    return [fn for fn, ok in zip(fns, results) if not ok]

@@ -1,0 +1,93 @@
+"""Category vocabularies shared by every application (image labels, table columns, users and items)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["CategoryMap", "NA"]
+
+NA = "#na#"
+
+
+class CategoryMap:
+    """An ordered vocabulary: value ↔ integer code.
+
+    Args:
+        values: the (training) values; NaN/None are ignored.
+        sort: sort the unique values (else keep first-seen order; a pandas categorical keeps its own order).
+        add_na: put ``'#na#'`` first, at code 0, for missing and unseen values.
+
+    Example:
+        >>> vocab = CategoryMap(["dog", "cat", "dog"]); list(vocab), vocab.encode(["cat", "dog"])
+        (['cat', 'dog'], array([0, 1]))
+    """
+
+    def __init__(self, values: Iterable[Any], sort: bool = True, add_na: bool = False):
+        series = values if isinstance(values, pd.Series) else pd.Series(list(values), dtype=object)
+        if isinstance(series.dtype, pd.CategoricalDtype):
+            uniques = list(series.cat.categories)
+        else:
+            uniques = list(pd.unique(series.dropna()))
+            if sort:
+                try:
+                    uniques = sorted(uniques)
+                except TypeError:  # mixed types: order by their text
+                    uniques = sorted(uniques, key=str)
+        self.add_na = add_na
+        self.items: list = ([NA] if add_na else []) + [_plain(u) for u in uniques if not (add_na and u == NA)]
+        self.o2i = {v: i for i, v in enumerate(self.items)}
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> Any:
+        return self.items[i]
+
+    def __iter__(self):
+        return iter(self.items)
+
+    def __contains__(self, value: Any) -> bool:
+        return _plain(value) in self.o2i
+
+    def __eq__(self, other: object) -> bool:
+        return list(self) == list(other) if isinstance(other, (CategoryMap, list, tuple)) else NotImplemented
+
+    def __repr__(self) -> str:
+        head = ", ".join(map(repr, self.items[:10]))
+        return f"CategoryMap([{head}{', ...' if len(self) > 10 else ''}], {len(self)} items)"
+
+    def encode(self, values: Sequence[Any] | pd.Series | np.ndarray) -> np.ndarray:
+        """Codes of ``values`` (int64). Missing/unseen values get 0 (``#na#``) with ``add_na``, else -1."""
+        series = values if isinstance(values, pd.Series) else pd.Series(list(values), dtype=object)
+        codes = pd.Categorical(series.astype(object), categories=self.items[1:] if self.add_na else self.items).codes
+        codes = codes.astype(np.int64)
+        return codes + 1 if self.add_na else codes
+
+    def unknown(self, values: Sequence[Any]) -> list:
+        """The distinct non-missing values not in the vocabulary (for error messages)."""
+        seen = set()
+        return [v for v in values if not _is_missing(v) and _plain(v) not in self.o2i and not (v in seen or seen.add(v))]
+
+    def decode(self, codes: Iterable[int]) -> list:
+        """Values of ``codes``."""
+        return [self.items[int(c)] for c in codes]
+
+    def to_list(self) -> list:
+        """JSON-friendly list of the vocabulary."""
+        return [v.item() if isinstance(v, np.generic) else v for v in self.items]
+
+
+def _plain(v: Any) -> Any:
+    """numpy scalars become Python ones, so ``True`` and ``np.True_`` are the same key."""
+    return v.item() if isinstance(v, np.generic) else v
+
+
+def _is_missing(v: Any) -> bool:
+    try:
+        return bool(pd.isna(v))
+    except (TypeError, ValueError):
+        return False

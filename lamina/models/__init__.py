@@ -1,0 +1,1 @@
+"""Model building blocks and architectures (nothing here knows about training)."""

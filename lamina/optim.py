@@ -1,0 +1,244 @@
+"""Optimizers: `torch.optim` seen through the splitter's param groups, with fastai's hyper-parameter names.
+
+`OptimWrapper` holds one *logical* group per entry of the splitter (body, head, ...). Each
+logical group becomes one or two torch param groups: parameters that take weight decay and, apart,
+norm and bias parameters that never do (unless ``wd_bn_bias``). Schedules and `fit_*` talk to the
+wrapper in fastai's names (``lr``, ``mom``, ``sqr_mom``, ``wd``, ``eps``), one value per logical group.
+
+Example:
+    >>> opt = Adam([list(body.parameters()), list(head.parameters())], lr=1e-3)
+    >>> opt.set_hyper("lr", [1e-4, 1e-3]); opt.freeze_to(1)   # body frozen, head trains
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = ["OptimWrapper", "Adam", "SGD", "RAdam", "RMSProp", "norm_bias_params", "params_of",
+           "trainable_params", "NORM_TYPES"]
+
+NORM_TYPES = (nn.modules.batchnorm._BatchNorm, nn.LayerNorm, nn.GroupNorm, nn.modules.instancenorm._InstanceNorm)
+HYPERS = ("lr", "mom", "sqr_mom", "wd", "eps")
+
+
+def params_of(obj: nn.Module | Iterable) -> list[nn.Parameter]:
+    """The parameters of a module, or a list of parameters/modules flattened to parameters."""
+    if isinstance(obj, nn.Module):
+        return list(obj.parameters())
+    out = []
+    for o in obj:
+        out.extend(o.parameters() if isinstance(o, nn.Module) else [o])
+    return out
+
+
+def trainable_params(model: nn.Module) -> list[list[nn.Parameter]]:
+    """The default splitter: one group holding every parameter that requires a gradient."""
+    return [[p for p in model.parameters() if p.requires_grad]]
+
+
+def norm_bias_params(model: nn.Module, with_bias: bool = True) -> list[nn.Parameter]:
+    """Parameters of normalisation layers, and (if ``with_bias``) every bias."""
+    found: dict[int, nn.Parameter] = {}
+    for m in model.modules():
+        if isinstance(m, NORM_TYPES):
+            found.update((id(p), p) for p in m.parameters(recurse=False))
+        elif with_bias and getattr(m, "bias", None) is not None and isinstance(m.bias, nn.Parameter):
+            found[id(m.bias)] = m.bias
+    return list(found.values())
+
+
+def _torch_keys(group: dict) -> dict[str, tuple[str, int | None]]:
+    """Where each fastai hyper lives in a torch param group: (key, index into a tuple or None)."""
+    keys = {"lr": ("lr", None), "wd": ("weight_decay", None), "eps": ("eps", None)}
+    if "betas" in group:
+        keys.update(mom=("betas", 0), sqr_mom=("betas", 1))
+    else:
+        if "momentum" in group:
+            keys["mom"] = ("momentum", None)
+        if "alpha" in group:
+            keys["sqr_mom"] = ("alpha", None)
+    return {k: v for k, v in keys.items() if v[0] in group}
+
+
+class OptimWrapper:
+    """A torch optimizer driven per logical param group with fastai's hyper names.
+
+    Args:
+        params: a list of parameter lists (one per logical group), or a flat list/iterator of parameters.
+        opt: the torch optimizer class, e.g. ``torch.optim.AdamW``.
+        no_wd: parameters that never take weight decay (norm layers and biases by default in a Learner).
+        force_train: parameters that stay trainable when their group is frozen (norm layers when ``train_bn``).
+        manual_wd: apply decoupled weight decay here (``p *= 1 - lr*wd``) instead of the optimizer's own,
+            for torch optimizers whose ``weight_decay`` is an L2 penalty (SGD, RMSprop).
+        **kwargs: the torch optimizer's arguments (``lr``, ``betas``, ``momentum``, ``weight_decay``, ...).
+    """
+
+    def __init__(self, params: Iterable, opt: type[torch.optim.Optimizer] = torch.optim.AdamW,
+                 no_wd: Iterable[nn.Parameter] = (), force_train: Iterable[nn.Parameter] = (),
+                 manual_wd: bool = False, **kwargs: Any):
+        params = list(params)
+        groups = params if params and isinstance(params[0], (list, tuple)) else [params]
+        self.param_lists = [params_of(g) for g in groups]
+        self.no_wd = {id(p) for p in no_wd}
+        self.force_train = {id(p) for p in force_train}
+        self.manual_wd = manual_wd
+        self.opt_cls = opt
+        torch_groups = []
+        for i, plist in enumerate(self.param_lists):
+            for do_wd in (True, False):
+                ps = [p for p in plist if (id(p) not in self.no_wd) == do_wd]
+                if ps:
+                    torch_groups.append({"params": ps, "group": i, "do_wd": do_wd})
+        if not torch_groups:
+            raise ValueError("The optimizer got no parameters: the model (or the splitter's groups) is empty")
+        self.opt = opt(torch_groups, **kwargs)
+        keys = _torch_keys(self.opt.param_groups[0])
+        wd = kwargs.get("weight_decay", 0.0)
+        base = {name: self._read(self.opt.param_groups[0], key) for name, key in keys.items()}
+        base["wd"] = wd
+        self.hypers = [dict(base) for _ in self.param_lists]
+        for i in range(len(self.param_lists)):
+            self._apply(i)
+
+    # --- hyper-parameters -------------------------------------------------------------------
+    @staticmethod
+    def _read(group: dict, key: tuple[str, int | None]) -> float:
+        value = group[key[0]]
+        return float(value[key[1]] if key[1] is not None else value)
+
+    def _apply(self, i: int) -> None:
+        """Write logical group ``i``'s hypers into its torch groups."""
+        for group in self.opt.param_groups:
+            if group["group"] != i:
+                continue
+            for name, (key, idx) in _torch_keys(group).items():
+                value = self.hypers[i].get(name)
+                if value is None:
+                    continue
+                if name == "wd":  # norm/bias groups never decay; manual decay is done in `step`
+                    value = value if group["do_wd"] and not self.manual_wd else 0.0
+                if idx is None:
+                    group[key] = value
+                else:
+                    as_list = list(group[key])
+                    as_list[idx] = value
+                    group[key] = tuple(as_list)
+
+    def set_hyper(self, name: str, value: float | Sequence[float]) -> None:
+        """Set hyper ``name`` to one value for all groups, or a list with one value per group.
+
+        Raises:
+            ValueError: for an unknown hyper or a list whose length is not the number of groups.
+        """
+        if name not in HYPERS:
+            raise ValueError(f"`name` must be one of {HYPERS}; received: name={name!r}")
+        values = list(value) if isinstance(value, (list, tuple)) else [value] * len(self.hypers)
+        if len(values) != len(self.hypers):
+            raise ValueError(f"{name} needs one value per param group ({len(self.hypers)} groups); "
+                             f"received {len(values)} values: {values}")
+        for i, v in enumerate(values):
+            self.hypers[i][name] = float(v)
+            self._apply(i)
+
+    def set_hypers(self, **kwargs: float | Sequence[float]) -> None:
+        """`set_hyper` for several names at once."""
+        for name, value in kwargs.items():
+            self.set_hyper(name, value)
+
+    @property
+    def param_groups(self) -> list[dict]:
+        """The torch optimizer's param groups (two per logical group when some params skip weight decay)."""
+        return self.opt.param_groups
+
+    # --- freezing -----------------------------------------------------------------------------
+    def freeze_to(self, n: int) -> None:
+        """Freeze the logical groups before ``n`` (``force_train`` params excepted); unfreeze the rest."""
+        n_groups = len(self.param_lists)
+        start = n if n >= 0 else n_groups + n
+        for i, plist in enumerate(self.param_lists):
+            for p in plist:
+                p.requires_grad_(i >= start or id(p) in self.force_train)
+
+    def freeze(self) -> None:
+        """Freeze every group but the last."""
+        self.freeze_to(-1)
+
+    def unfreeze(self) -> None:
+        """Make every group trainable."""
+        self.freeze_to(0)
+
+    # --- stepping and state -------------------------------------------------------------------
+    @torch.no_grad()
+    def step(self, scaler: Any = None) -> None:
+        """One optimizer step (with decoupled decay first when ``manual_wd``), through ``scaler`` if given."""
+        if self.manual_wd:
+            for group in self.opt.param_groups:
+                wd, lr = self.hypers[group["group"]]["wd"], group["lr"]
+                if group["do_wd"] and wd:
+                    grads = [p for p in group["params"] if p.grad is not None]
+                    if grads:
+                        torch._foreach_mul_(grads, 1 - lr * wd)
+        if scaler is not None:
+            scaler.step(self.opt)
+        else:
+            self.opt.step()
+
+    def zero_grad(self) -> None:
+        """Drop the gradients (set to None: cheaper than zeroing)."""
+        self.opt.zero_grad(set_to_none=True)
+
+    def clear_state(self) -> None:
+        """Forget the running averages (done after freezing or unfreezing, as fastai does)."""
+        self.opt.state = defaultdict(dict)
+
+    def state_dict(self) -> dict:
+        """The torch optimizer's state plus the per-group hypers."""
+        return {"opt": self.opt.state_dict(), "hypers": [dict(h) for h in self.hypers]}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore a `state_dict`."""
+        self.opt.load_state_dict(state["opt"])
+        self.hypers = [dict(h) for h in state["hypers"]]
+        for i in range(len(self.hypers)):
+            self._apply(i)
+
+    def __repr__(self) -> str:
+        return f"OptimWrapper({self.opt_cls.__name__}, {len(self.param_lists)} groups, hypers={self.hypers[0]})"
+
+
+def Adam(params: Iterable, lr: float = 1e-3, mom: float = 0.9, sqr_mom: float = 0.99, eps: float = 1e-5,
+         wd: float = 0.01, decouple_wd: bool = True, **kwargs: Any) -> OptimWrapper:
+    """Adam with fastai's defaults: decoupled weight decay 0.01 (AdamW), betas (0.9, 0.99), eps 1e-5.
+
+    ``decouple_wd=False`` gives Adam with an L2 penalty. ``kwargs`` go to `OptimWrapper` (``no_wd``, ``force_train``).
+    """
+    cls = torch.optim.AdamW if decouple_wd else torch.optim.Adam
+    return OptimWrapper(params, cls, lr=lr, betas=(mom, sqr_mom), eps=eps, weight_decay=wd, **kwargs)
+
+
+def SGD(params: Iterable, lr: float = 1e-3, mom: float = 0.0, wd: float = 0.0, decouple_wd: bool = True,
+        **kwargs: Any) -> OptimWrapper:
+    """SGD (with momentum ``mom``); decoupled weight decay unless ``decouple_wd=False`` (L2)."""
+    return OptimWrapper(params, torch.optim.SGD, lr=lr, momentum=mom, weight_decay=wd,
+                        manual_wd=decouple_wd, **kwargs)
+
+
+def RMSProp(params: Iterable, lr: float = 1e-3, mom: float = 0.0, sqr_mom: float = 0.99, eps: float = 1e-8,
+            wd: float = 0.0, decouple_wd: bool = True, **kwargs: Any) -> OptimWrapper:
+    """RMSProp; decoupled weight decay unless ``decouple_wd=False`` (L2)."""
+    return OptimWrapper(params, torch.optim.RMSprop, lr=lr, momentum=mom, alpha=sqr_mom, eps=eps,
+                        weight_decay=wd, manual_wd=decouple_wd, **kwargs)
+
+
+def RAdam(params: Iterable, lr: float = 1e-3, mom: float = 0.9, sqr_mom: float = 0.99, eps: float = 1e-5,
+          wd: float = 0.0, beta: float = 0.0, decouple_wd: bool = True, **kwargs: Any) -> OptimWrapper:
+    """Rectified Adam (torch's implementation); ``beta`` is accepted for compatibility and must be 0."""
+    if beta:
+        raise ValueError(f"`beta` (fastai's RAdam smoothing) is not supported; received: beta={beta}. Use beta=0.")
+    return OptimWrapper(params, torch.optim.RAdam, lr=lr, betas=(mom, sqr_mom), eps=eps, weight_decay=wd,
+                        decoupled_weight_decay=decouple_wd, **kwargs)

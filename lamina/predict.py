@@ -1,0 +1,140 @@
+"""Evaluation and prediction for the Learner: `validate`, `get_preds`, `predict`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from .callbacks.core import Callback
+from .core import to_cpu
+from .losses import loss_not_reduced
+
+__all__ = ["PredictMixin", "GatherPredsCallback"]
+
+
+class GatherPredsCallback(Callback):
+    """Collects inputs, predictions, targets and per-item losses of a validation pass on the CPU."""
+
+    order = 70
+
+    def __init__(self, with_input: bool = False, with_loss: bool = False):
+        super().__init__()
+        self.with_input, self.with_loss = with_input, with_loss
+        self.inputs, self.preds, self.targets, self.losses = [], [], [], []
+
+    def after_loss(self) -> None:
+        learn = self.learn
+        if self.with_input:
+            self.inputs.append(to_cpu(learn.xb))
+        self.preds.append(to_cpu(learn.pred))
+        if learn.yb:
+            self.targets.append(to_cpu(learn.yb))
+            if self.with_loss:
+                with loss_not_reduced(learn.loss_func):
+                    per_element = learn.loss_func(learn.pred, *learn.yb)
+                bs = len(learn.yb[0])
+                self.losses.append(per_element.detach().float().reshape(bs, -1).mean(1).cpu())
+
+
+def _cat(parts: list) -> Any:
+    """Concatenate a list of batches (tensors, or tuples of tensors) along the first dimension."""
+    if not parts:
+        return None
+    first = parts[0]
+    if isinstance(first, torch.Tensor):
+        return torch.cat(parts)
+    if isinstance(first, (list, tuple)):
+        merged = tuple(_cat([p[i] for p in parts]) for i in range(len(first)))
+        return merged[0] if len(merged) == 1 else merged
+    return parts
+
+
+class PredictMixin:
+    """`validate`, `get_preds` and `predict` for the Learner."""
+
+    def _eval_pass(self, dl: Any, cbs: list) -> None:
+        """One validation pass over ``dl`` with extra callbacks, quietly."""
+        self.model.to(self.dls.device)
+        self.epoch = getattr(self, "epoch", 0)
+        with self.added_cbs(cbs), self.no_logging():
+            self._valid_pass(dl)
+        self._end_cleanup()
+
+    def validate(self, ds_idx: int = 1, dl: Any = None, cbs: Any = None) -> list[float]:
+        """Loss and metrics on a loader (default: the validation set) → ``[valid_loss, *metrics]``."""
+        dl = dl if dl is not None else self.dls[ds_idx]
+        self._eval_pass(dl, list(cbs or []))
+        recorder = self.recorder
+        values = [float(recorder.loss.value)] + [_scalar(m.value) for m in self.metrics]
+        self.final_record = values
+        return values
+
+    def get_preds(self, ds_idx: int = 1, dl: Any = None, with_input: bool = False, with_decoded: bool = False,
+                  with_loss: bool = False, act: Any = None, reorder: bool = True, cbs: Any = None, **kwargs: Any) -> tuple:
+        """Predictions on a loader, in the dataset's order, gathered on the CPU.
+
+        Args:
+            ds_idx: which of ``dls`` (1: validation) when ``dl`` is not given.
+            dl: a loader (e.g. from ``dls.test_dl``).
+            with_input: also return the inputs (first).
+            with_decoded: also return ``loss_func.decodes(preds)`` (class indices, thresholded labels ...).
+            with_loss: also return the loss of each item (last).
+            act: activation applied to the raw outputs (default: the loss's ``activation``, e.g. softmax).
+
+        Returns:
+            ``(inputs?, preds, targets, decoded?, losses?)``; targets is None for unlabelled data.
+        """
+        if dl is None:
+            dl = self.dls[ds_idx].new(shuffle=False, drop_last=False)
+        gather = GatherPredsCallback(with_input=with_input, with_loss=with_loss)
+        self._eval_pass(dl, [gather, *(cbs or [])])
+        preds = _cat(gather.preds)
+        if preds is None:
+            raise ValueError("get_preds found no batches: the loader is empty")
+        act = act if act is not None else getattr(self.loss_func, "activation", None)
+        if act is not None:
+            preds = act(preds)
+        out = ([_cat(gather.inputs)] if with_input else []) + [preds, _cat(gather.targets)]
+        if with_decoded:
+            decodes = getattr(self.loss_func, "decodes", None)
+            out.append(decodes(preds) if decodes is not None else preds)
+        if with_loss:
+            out.append(_cat(gather.losses))
+        return tuple(out)
+
+    def predict(self, item: Any, with_input: bool = False) -> tuple:
+        """Predict one item (what ``dls.test_dl`` accepts: an image, a file name, a row, a tensor ...).
+
+        Returns:
+            ``(decoded prediction, decoded tensor, probabilities)``, prefixed by the input if ``with_input``.
+        """
+        dl = self.dls.test_dl([item], num_workers=0) if hasattr(self.dls.valid.dataset, "test_set") \
+            else self.dls.test_dl(item.unsqueeze(0) if isinstance(item, torch.Tensor) else item)
+        inputs, preds, _, decoded = self.get_preds(dl=dl, with_input=True, with_decoded=True)
+        decoded, probs = decoded[0], preds[0]
+        full = self.decode_prediction(decoded)
+        return (inputs, full, decoded, probs) if with_input else (full, decoded, probs)
+
+    def decode_prediction(self, decoded: torch.Tensor) -> Any:
+        """The human-readable prediction: a class name, a list of labels, or the value itself."""
+        custom = getattr(self.dls, "decode_prediction", None)
+        if custom is not None:
+            return custom(decoded)
+        vocab = getattr(self.dls, "vocab", None)
+        if vocab is None:
+            return decoded
+        if decoded.ndim == 0 and not decoded.is_floating_point():
+            return vocab[int(decoded)]
+        if decoded.ndim == 1 and decoded.dtype == torch.bool:
+            return [vocab[i] for i in torch.nonzero(decoded).flatten().tolist()]
+        return decoded
+
+
+def _scalar(v: Any) -> Any:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return v
+
+

@@ -1,0 +1,437 @@
+"""untar_data / download_url against a local HTTP server on 127.0.0.1 (no internet)."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import io
+import os
+import socket
+import tarfile
+import threading
+import zipfile
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from lamina.data import external
+from lamina.data.external import DownloadError, URLs, download_url, extract_archive, resolve_url, untar_data
+
+PAYLOAD = os.urandom(200_000)  # incompressible, so the archive is big enough to cut in the middle
+
+
+# ----------------------------------------------------------------------------------------------------------
+# A small HTTP server whose misbehaviour the tests choose
+
+
+@dataclass
+class ServerState:
+    files: dict[str, bytes] = field(default_factory=dict)
+    drops: int = 0  # how many of the next responses are cut off after `drop_after` bytes
+    drop_after: int = 50_000
+    status: int | None = None  # answer every request with this error code
+    ignore_range: bool = False
+    wrong_range: bool = False  # answer a range request with 206 but the bytes from 0
+    requests: list[tuple[str, str | None]] = field(default_factory=list)
+
+
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
+        state: ServerState = self.server.state
+        byte_range = self.headers.get("Range")
+        state.requests.append((self.path, byte_range))
+        data = state.files.get(self.path)
+        if state.status or data is None:
+            self.send_error(state.status or 404)
+            return
+        start = 0
+        if byte_range and not state.ignore_range:
+            start = 0 if state.wrong_range else int(byte_range.split("=")[1].split("-")[0])
+            if start >= len(data):
+                self.send_response(416)
+                self.send_header("Content-Range", f"bytes */{len(data)}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+        else:
+            self.send_response(200)
+        body = data[start:]
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if state.drops > 0:
+            state.drops -= 1
+            body = body[: state.drop_after]  # then the connection closes (HTTP/1.0)
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+class Server:
+    def __init__(self) -> None:
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.state = ServerState()
+        self.state = self.httpd.state
+        self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.02,), daemon=True)
+        self.thread.start()
+
+    def serve(self, path: str, data: bytes) -> str:
+        self.state.files[path] = data
+        return self.base + path
+
+    def stop(self) -> None:
+        if self.thread.is_alive():
+            self.httpd.shutdown()
+            self.httpd.server_close()
+            self.thread.join()
+
+
+@pytest.fixture
+def server():
+    srv = Server()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    path = tmp_path / "home"
+    monkeypatch.setenv("LAMINA_HOME", str(path))
+    monkeypatch.delenv("LAMINA_DATA_URL", raising=False)
+    monkeypatch.setattr(external, "_RETRY_DELAY", 0.0)
+    return path
+
+
+def make_tar(files: dict[str, bytes], links: dict[str, str] | None = None, hardlinks: dict[str, str] | None = None,
+             mode: str = "w:gz") -> bytes:
+    """A tar archive (gzip by default) with these regular files, symlinks and hard links (name -> target)."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode=mode) as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        for kind, table in ((tarfile.SYMTYPE, links or {}), (tarfile.LNKTYPE, hardlinks or {})):
+            for name, target in table.items():
+                info = tarfile.TarInfo(name)
+                info.type, info.linkname = kind, target
+                tar.addfile(info)
+    return out.getvalue()
+
+
+def make_zip(files: dict[str, bytes]) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as zf:
+        for name, data in files.items():
+            zf.writestr(name, data)
+    return out.getvalue()
+
+
+TINY = {"tiny/a.txt": b"hello", "tiny/sub/payload.bin": PAYLOAD}
+
+
+def leftovers(folder: Path) -> list[str]:
+    """Hidden temporary folders or .part files left in ``folder``."""
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith(".") or p.name.endswith(".part"))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Download, cache, layout
+
+
+def test_first_download_then_cached_without_network(server, home):
+    url = server.serve("/fast-ai-sample/tiny.tgz", make_tar(TINY))
+    path = untar_data(url)
+    assert path == home / "data" / "tiny"
+    assert (path / "a.txt").read_bytes() == b"hello" and (path / "sub" / "payload.bin").read_bytes() == PAYLOAD
+    assert (home / "archive" / "tiny.tgz").read_bytes() == server.state.files["/fast-ai-sample/tiny.tgz"]
+    assert leftovers(home / "archive") == [] and leftovers(home / "data") == []
+    server.stop()
+    assert untar_data(url) == path  # no server: returned from disk
+    assert len(server.state.requests) == 1
+
+
+def test_existing_archive_is_extracted_without_network(server, home):
+    url = server.serve("/x/tiny.tgz", make_tar(TINY))
+    path = untar_data(url)
+    server.stop()
+    (path / "a.txt").unlink()
+    path.rename(home / "data" / "gone")
+    assert (untar_data(url) / "a.txt").read_bytes() == b"hello"
+
+
+def test_layout_overrides(server, home, tmp_path):
+    url = server.serve("/d/ml-100k.zip", make_zip({"ml-100k/u.data": b"1 2 3"}))
+    assert untar_data(url, base=tmp_path / "elsewhere") == tmp_path / "elsewhere" / "data" / "ml-100k"
+    assert (tmp_path / "elsewhere" / "archive" / "ml-100k.zip").exists()
+    path = untar_data(url, archive=tmp_path / "arch", data=tmp_path / "ext")
+    assert path == tmp_path / "ext" / "ml-100k" and (tmp_path / "arch" / "ml-100k.zip").exists()
+    assert untar_data(url, c_key="model") == home / "models" / "ml-100k"
+    with pytest.raises(ValueError, match="c_key"):
+        untar_data(url, c_key="storage")
+
+
+def test_archive_names_and_roots(server, home):
+    # several entries at the root: the whole content becomes the folder, named after the archive
+    flat = untar_data(server.serve("/d/flat.tar", make_tar({"x.csv": b"1", "y.csv": b"2"}, mode="w")))
+    assert flat.name == "flat" and sorted(p.name for p in flat.iterdir()) == ["x.csv", "y.csv"]
+    # one folder at the root, named differently: it becomes `<archive stem>`
+    renamed = untar_data(server.serve("/d/renamed.tar.gz", make_tar({"other/z.txt": b"z"})))
+    assert renamed.name == "renamed" and (renamed / "z.txt").read_bytes() == b"z"
+    assert oct(flat.stat().st_mode & 0o777) == oct(0o755)
+
+
+def test_zip_archive(server, home):
+    path = untar_data(server.serve("/d/pics.zip", make_zip({"pics/a.txt": b"a", "pics/b/c.txt": b"c"})))
+    assert path == home / "data" / "pics" and (path / "b" / "c.txt").read_bytes() == b"c"
+
+
+def test_progress_bar_and_download_url_dest(server, home, tmp_path, capsys):
+    url = server.serve("/d/file.bin", PAYLOAD)
+    (tmp_path / "dl").mkdir()
+    dest = download_url(url, tmp_path / "dl")  # an existing folder: the file name comes from the URL
+    assert dest == tmp_path / "dl" / "file.bin" and dest.read_bytes() == PAYLOAD
+    err = capsys.readouterr().err  # tqdm writes to stderr
+    assert "file.bin" in err and "100%" in err and "B/s" in err
+    download_url(url, tmp_path / "quiet.bin", show_progress=False)
+    assert capsys.readouterr().err == ""
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Interrupted downloads
+
+
+def test_resume_after_connection_drop(server, home):
+    archive = make_tar(TINY)
+    url = server.serve("/d/tiny.tgz", archive)
+    server.state.drops, server.state.drop_after = 1, 30_000
+    path = untar_data(url)
+    assert server.state.requests == [("/d/tiny.tgz", None), ("/d/tiny.tgz", "bytes=30000-")]
+    assert (home / "archive" / "tiny.tgz").read_bytes() == archive
+    assert (path / "sub" / "payload.bin").read_bytes() == PAYLOAD
+
+
+def test_resume_in_a_later_call(server, home):
+    url = server.serve("/d/file.bin", PAYLOAD)
+    server.state.drops, server.state.drop_after = 99, 20_000
+    dest = home / "file.bin"
+    with pytest.raises(DownloadError, match=r"dropped 3 times.*file\.bin.*call again to resume"):
+        download_url(url, dest)
+    part = home / "file.bin.part"
+    assert part.stat().st_size == 60_000 and not dest.exists()  # 3 attempts, each resumed
+    server.state.drops = 0
+    assert download_url(url, dest).read_bytes() == PAYLOAD
+    assert server.state.requests[-1][1] == "bytes=60000-" and not part.exists()
+
+
+def test_server_ignoring_range_restarts_from_zero(server, home):
+    url = server.serve("/d/file.bin", PAYLOAD)
+    (home / "file.bin.part").parent.mkdir(parents=True)
+    (home / "file.bin.part").write_bytes(b"junk" * 100)
+    server.state.ignore_range = True
+    assert download_url(url, home / "file.bin").read_bytes() == PAYLOAD
+    assert server.state.requests == [("/d/file.bin", "bytes=400-")]
+
+
+def test_wrong_range_answer_restarts_from_zero(server, home):
+    url = server.serve("/d/file.bin", PAYLOAD)
+    home.mkdir()
+    (home / "file.bin.part").write_bytes(PAYLOAD[:1000])
+    server.state.wrong_range = True
+    assert download_url(url, home / "file.bin").read_bytes() == PAYLOAD
+    assert server.state.requests == [("/d/file.bin", "bytes=1000-"), ("/d/file.bin", None)]
+
+
+@pytest.mark.parametrize("part_bytes", [PAYLOAD, PAYLOAD + b"extra"], ids=["complete", "too-long"])
+def test_range_not_satisfiable(server, home, part_bytes):
+    url = server.serve("/d/file.bin", PAYLOAD)
+    home.mkdir()
+    (home / "file.bin.part").write_bytes(part_bytes)
+    assert download_url(url, home / "file.bin").read_bytes() == PAYLOAD
+    fresh = [] if part_bytes == PAYLOAD else [("/d/file.bin", None)]  # a complete part is not fetched again
+    assert server.state.requests == [("/d/file.bin", f"bytes={len(part_bytes)}-")] + fresh
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Checks and errors
+
+
+def test_checksum_mismatch_keeps_the_good_file(server, home, monkeypatch):
+    good = make_tar(TINY)
+    url = server.serve("/d/tiny.tgz", good)
+    monkeypatch.setitem(external._CHECKS, url, (len(good), hashlib.sha256(good).hexdigest()))
+    path = untar_data(url)
+    bad = bytearray(good)
+    bad[-100] ^= 0xFF
+    server.state.files["/d/tiny.tgz"] = bytes(bad)
+    sha_mismatch = r"tiny\.tgz.*expected sha256 [0-9a-f]{64}, got [0-9a-f]{64}.*force_download"
+    with pytest.raises(DownloadError, match=sha_mismatch):
+        untar_data(url, force_download=True)
+    assert (home / "archive" / "tiny.tgz").read_bytes() == good and leftovers(home / "archive") == []
+    assert (path / "a.txt").read_bytes() == b"hello"
+    server.state.files["/d/tiny.tgz"] = good[:-10]
+    with pytest.raises(DownloadError, match=f"expected {len(good):,} bytes, got {len(good) - 10:,}"):
+        download_url(url, home / "archive" / "tiny.tgz")
+    assert (home / "archive" / "tiny.tgz").read_bytes() == good
+
+
+def test_bad_archive_on_disk_is_downloaded_again(server, home, monkeypatch, capsys):
+    good = make_tar(TINY)
+    url = server.serve("/d/tiny.tgz", good)
+    monkeypatch.setitem(external._CHECKS, url, (len(good), None))
+    (home / "archive").mkdir(parents=True)
+    (home / "archive" / "tiny.tgz").write_bytes(b"old version")
+    assert (untar_data(url) / "a.txt").exists()
+    assert "downloading a new version" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("status", [404, 500, 503])
+def test_http_errors_name_the_url(server, home, status):
+    url = server.serve("/d/tiny.tgz", b"x")
+    server.state.status = status if status != 404 else None
+    if status == 404:
+        url = server.base + "/d/missing.tgz"
+    with pytest.raises(DownloadError, match=f"HTTP {status}.*{url}"):
+        untar_data(url)
+    assert not (home / "data" / "tiny").exists() and leftovers(home / "archive") == []
+
+
+def test_connection_refused(home):
+    with socket.socket() as sock:  # a port that was free a moment ago: nothing listens there
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/tiny.tgz"
+    with pytest.raises(DownloadError, match=f"could not connect to download {url}.*LAMINA_DATA_URL"):
+        untar_data(url)
+
+
+def test_disk_full_is_explained(server, home, monkeypatch):
+    url = server.serve("/d/tiny.tgz", make_tar(TINY))
+
+    def full(*args):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(external, "_copy_stream", full)
+    with pytest.raises(DownloadError, match=r"no space left.*tiny\.tgz\.part.*LAMINA_HOME"):
+        untar_data(url)
+
+
+@pytest.mark.parametrize("data", [make_tar(TINY)[:5_000], b"this is not an archive"], ids=["truncated", "junk"])
+def test_corrupt_archive_leaves_no_partial_folder(server, home, data):
+    url = server.serve("/d/tiny.tgz", data)
+    with pytest.raises(DownloadError, match=r"could not extract .*tiny\.tgz.*corrupt.*force_download=True"):
+        untar_data(url)
+    assert list((home / "data").iterdir()) == []
+
+
+def test_force_download_replaces_only_after_success(server, home):
+    url = server.serve("/d/tiny.tgz", make_tar({"tiny/version.txt": b"1", "tiny/pad.bin": PAYLOAD}))
+    path = untar_data(url)
+    v2 = make_tar({"tiny/version.txt": b"2", "tiny/pad.bin": PAYLOAD})
+    server.state.files["/d/tiny.tgz"] = v2
+    server.state.drops = 99
+    with pytest.raises(DownloadError, match="dropped"):
+        untar_data(url, force_download=True)
+    assert (path / "version.txt").read_text() == "1"
+    server.state.drops = 0
+    assert (untar_data(url, force_download=True) / "version.txt").read_text() == "2"
+    assert (home / "archive" / "tiny.tgz").read_bytes() == v2
+    assert leftovers(home / "data") == [] and leftovers(home / "archive") == []
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Unsafe archives
+
+
+@pytest.mark.parametrize("kwargs, member", [
+    ({"files": {"/tmp/abs_evil.txt": b"x"}}, "/tmp/abs_evil.txt"),
+    ({"files": {"ok/../../evil.txt": b"x"}}, "ok/../../evil.txt"),
+    ({"files": {}, "links": {"link": "../../outside"}}, "link"),
+    ({"files": {}, "links": {"link": "/etc"}}, "link"),
+    ({"files": {}, "hardlinks": {"hard": "../outside.txt"}}, "hard"),
+    # a link that stays inside, then a link through it that leaves: only the disk state shows it
+    ({"files": {}, "links": {"sub/up": "..", "sub/out": "up/../x"}}, "sub/out"),
+    ({"files": {}, "links": {"up": "."}, "hardlinks": {}}, None),
+])
+def test_tar_slip_is_refused(tmp_path, kwargs, member):
+    archive = tmp_path / "evil.tgz"
+    archive.write_bytes(make_tar(**kwargs))
+    dest = tmp_path / "out" / "evil"
+    if member is None:  # a harmless link inside is fine
+        assert extract_archive(archive, dest).is_dir()
+        return
+    with pytest.raises(DownloadError, match=f"refusing to extract .*evil.tgz: member '{member}'"):
+        extract_archive(archive, dest)
+    assert list((tmp_path / "out").iterdir()) == []
+    assert not (tmp_path / "evil.txt").exists() and not (tmp_path / "x").exists()
+
+
+def test_zip_slip_is_refused(tmp_path):
+    archive = tmp_path / "evil.zip"
+    archive.write_bytes(make_zip({"../evil.txt": b"x"}))
+    with pytest.raises(DownloadError, match="member '../evil.txt'"):
+        extract_archive(archive, tmp_path / "out" / "evil")
+    assert not (tmp_path / "evil.txt").exists() and list((tmp_path / "out").iterdir()) == []
+
+
+# ----------------------------------------------------------------------------------------------------------
+# URLs, mirrors, the bundled sample
+
+
+def test_urls_table():
+    assert URLs.S3 == "https://s3.amazonaws.com/fast-ai-"
+    assert URLs.PETS == "https://s3.amazonaws.com/fast-ai-imageclas/oxford-iiit-pet.tgz"
+    assert URLs.MNIST_SAMPLE == "https://s3.amazonaws.com/fast-ai-sample/mnist_sample.tgz"
+    assert URLs.CAMVID == "https://s3.amazonaws.com/fast-ai-imagelocal/camvid.tgz"
+    assert URLs.COCO_TINY == "https://s3.amazonaws.com/fast-ai-coco/coco_tiny.tgz"
+    assert URLs.IMDB == "https://s3.amazonaws.com/fast-ai-nlp/imdb.tgz"
+    assert URLs.ML_100k == "https://files.grouplens.org/datasets/movielens/ml-100k.zip"
+    for name in ["MNIST_TINY", "MNIST", "CAMVID_TINY", "ADULT_SAMPLE", "ML_SAMPLE", "IMDB_SAMPLE", "IMAGENETTE_160",
+                 "CIFAR", "BIWI_SAMPLE", "IMAGEWOOF_320", "WIKITEXT_TINY", "PASCAL_2007", "CUB_200_2011"]:
+        assert getattr(URLs, name).startswith(URLs.S3) and getattr(URLs, name).endswith(".tgz")
+    assert URLs.PETS_SAMPLE.startswith("file://") and URLs.PETS_SAMPLE.endswith("/assets/pets_sample.tgz")
+
+
+def test_urls_path(home, tmp_path, monkeypatch):
+    monkeypatch.setattr(URLs, "LOCAL_PATH", tmp_path / "project")
+    assert URLs.path(URLs.PETS) == home / "archive" / "oxford-iiit-pet.tgz"
+    assert URLs.path(URLs.PETS, c_key="data") == home / "data" / "oxford-iiit-pet.tgz"
+    local = tmp_path / "project" / "models" / "wt103-fwd.tgz"
+    local.parent.mkdir(parents=True)
+    local.touch()
+    assert URLs.path(URLs.WT103_FWD, c_key="model") == local
+
+
+def test_mirror_rewrites_dataset_urls(server, home, monkeypatch):
+    server.serve("/mirror/tiny.tgz", make_tar(TINY))
+    monkeypatch.setenv("LAMINA_DATA_URL", server.base + "/mirror/")
+    assert resolve_url(URLs.PETS) == server.base + "/mirror/oxford-iiit-pet.tgz"
+    assert resolve_url(URLs.ML_100k) == server.base + "/mirror/ml-100k.zip"
+    assert resolve_url("https://example.com/mine.tgz") == "https://example.com/mine.tgz"
+    assert resolve_url(URLs.PETS_SAMPLE) == URLs.PETS_SAMPLE
+    path = untar_data("https://s3.amazonaws.com/fast-ai-sample/tiny.tgz")
+    assert path == home / "data" / "tiny" and (path / "a.txt").exists()
+    assert server.state.requests == [("/mirror/tiny.tgz", None)]
+    with pytest.raises(DownloadError, match="HTTP 404.*mirror/imdb.tgz"):
+        untar_data(URLs.IMDB)
+
+
+def test_pets_sample_offline(home, monkeypatch):
+    def no_network(*args, **kwargs):
+        raise AssertionError("the bundled sample must not touch the network")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    path = untar_data(URLs.PETS_SAMPLE)
+    assert path == home / "data" / "pets_sample"
+    assert (home / "archive" / "pets_sample.tgz").exists()
+    names = sorted(p.name for p in (path / "images").iterdir())
+    assert len(names) == 185 and all(n.endswith(".jpg") for n in names)
+    assert "Abyssinian_12.jpg" in names
+    assert any(n[0].isupper() for n in names) and any(n[0].islower() for n in names)
+    assert len({n.rsplit("_", 1)[0] for n in names}) == 37
+    assert (path / "LICENSE.txt").read_text().count("CC BY-SA 4.0") >= 1
