@@ -81,7 +81,10 @@ class CheckpointMixin:
         if rank_distrib() != 0:
             return None
         state = {"model": self.model.state_dict(), "epoch": getattr(self, "epochs_done", 0),
-                 "rng": rng_states(), "loaders": [dl.epochs_seen for dl in self.dls.loaders]}
+                 "rng": rng_states(), "loaders": [[dl.seed, dl.epochs_seen] for dl in self.dls.loaders]}
+        recorder = getattr(self, "recorder", None)
+        if recorder is not None and recorder.smooth_loss.count:
+            state["smooth_loss"] = [recorder.smooth_loss.count, float(recorder.smooth_loss.val)]
         if with_opt and self.opt is not None:
             state["opt"] = self.opt.state_dict()
         mixed = getattr(self, "mixed_precision", None)
@@ -115,8 +118,10 @@ class CheckpointMixin:
             warnings.warn(f"{path} holds no optimizer state: the optimizer starts fresh")
         if "rng" in state:
             set_rng_states(state["rng"])
-        for dl, seen in zip(self.dls.loaders, state.get("loaders", [])):
-            dl.epochs_seen = seen
+        for dl, (seed, seen) in zip(self.dls.loaders, state.get("loaders", [])):
+            dl.seed, dl.epochs_seen = seed, seen  # the same shuffles as the interrupted run
+        if "smooth_loss" in state and getattr(self, "recorder", None) is not None:
+            self.recorder.resume_smooth_loss = state["smooth_loss"]
         self.epochs_done = state.get("epoch", 0)
         if "scaler" in state and getattr(self, "mixed_precision", None) is not None:
             self.mixed_precision.pending_scaler_state = state["scaler"]

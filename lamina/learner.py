@@ -99,7 +99,7 @@ class Learner(ScheduleMixin, PredictMixin, CheckpointMixin, PrecisionMixin):
     def metrics(self, metrics: Any) -> None:
         if metrics is None:
             metrics = []
-        elif callable(metrics) and not isinstance(metrics, (list, tuple)):
+        elif not isinstance(metrics, (list, tuple)):
             metrics = [metrics]
         self._metrics = [as_metric(m) for m in metrics]
 

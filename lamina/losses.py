@@ -15,7 +15,7 @@ flattened position.
 Example:
     >>> loss_func = CrossEntropyLossFlat(axis=1)        # segmentation: pred (bs, C, H, W), mask (bs, H, W)
     >>> loss_from_config(loss_func.to_config())
-    CrossEntropyLossFlat()
+    CrossEntropyLossFlat(weight=None, axis=1, ignore_index=-100, reduction='mean', label_smoothing=0.0)
 
 To add your own loss to exports, subclass `Loss`, list its constructor arguments in ``_config_keys`` and
 register it: ``LOSSES["MyLoss"] = MyLoss``.
@@ -82,6 +82,9 @@ class Loss(nn.Module):
             value = getattr(self, key)
             kwargs[key] = value.detach().cpu().tolist() if isinstance(value, Tensor) else value
         return {"name": type(self).__name__, "kwargs": kwargs}
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{key}={value!r}" for key, value in self.to_config()["kwargs"].items())
 
 
 # ------------------------------------------------------------------------------------------------------------

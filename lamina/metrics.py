@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = [
-    "Metric", "AvgMetric", "AvgLoss", "AvgSmoothLoss", "AccumMetric", "ValueMetric", "as_metric",
+    "Metric", "AvgMetric", "AvgLoss", "AvgSmoothLoss", "AccumMetric", "ValueMetric", "as_metric", "skm_to_fastai",
     "accuracy", "error_rate", "top_k_accuracy", "accuracy_multi", "mse", "mae", "msle", "rmse", "exp_rmspe",
     "foreground_acc", "R2Score", "ExplainedVariance", "PearsonCorrCoef", "SpearmanCorrCoef",
     "F1Score", "FBeta", "Precision", "Recall", "BalancedAccuracy", "MatthewsCorrCoef", "CohenKappa",
@@ -282,6 +282,23 @@ class ValueMetric(Metric):
 
     def _default_name(self) -> str:
         return _func_name(self.func)
+
+
+def skm_to_fastai(func: Callable, is_class: bool = True, thresh: float | None = None, axis: int = -1,
+                  activation: str | None = None, **kwargs: Any) -> AccumMetric:
+    """Wrap a scikit-learn style ``func(y_true, y_pred, **kwargs)`` as an `AccumMetric` (numpy, targets first).
+
+    Classification (``is_class``) argmaxes over ``axis``, or, with ``thresh``, applies a sigmoid and thresholds.
+
+    Example:
+        >>> from sklearn.metrics import cohen_kappa_score
+        >>> kappa = skm_to_fastai(cohen_kappa_score, weights='quadratic')
+    """
+    if activation is None:
+        activation = "sigmoid" if is_class and thresh is not None else "no"
+    dim_argmax = axis if is_class and thresh is None else None
+    return AccumMetric(func, dim_argmax=dim_argmax, activation=activation, thresh=thresh, to_np=True,
+                       invert_arg=True, **kwargs)
 
 
 def as_metric(m: Any) -> Metric:
@@ -650,7 +667,7 @@ class F1Score(_SingleLabelScore):
 
 
 class FBeta(_SingleLabelScore):
-    """F-beta (recall weighted ``beta`` times as much as precision); other arguments as `F1Score`. Name 'fbeta_score'."""
+    """F-beta: recall weighs ``beta`` times as much as precision; other arguments as `F1Score`. Name 'fbeta_score'."""
 
     def __init__(self, beta: float, axis: int = -1, labels: Any = None, pos_label: int = 1, average: str = "binary",
                  sample_weight: Any = None) -> None:
@@ -782,7 +799,10 @@ class RecallMulti(_MultiLabelScore):
 
 
 class RocAucMulti(AccumMetric):
-    """Multi-label ROC AUC per column of sigmoid scores, averaged ('macro', 'weighted', 'micro'); name 'roc_auc_score'."""
+    """Multi-label ROC AUC per column of sigmoid scores, averaged ('macro', 'weighted' or 'micro').
+
+    Name 'roc_auc_score'.
+    """
 
     def __init__(self, sigmoid: bool = True, average: str = "macro", sample_weight: Any = None) -> None:
         _check_average(average, ("macro", "weighted", "micro"))

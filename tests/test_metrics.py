@@ -12,7 +12,7 @@ from lamina.metrics import (AccumMetric, AvgLoss, AvgMetric, AvgSmoothLoss, Bala
                             JaccardCoeffMulti, MatthewsCorrCoef, MeanIoU, Metric, PearsonCorrCoef, Precision,
                             PrecisionMulti, R2Score, Recall, RecallMulti, RocAuc, RocAucBinary, RocAucMulti,
                             SpearmanCorrCoef, ValueMetric, accuracy, accuracy_multi, as_metric, error_rate,
-                            exp_rmspe, foreground_acc, mae, mse, msle, rmse, top_k_accuracy)
+                            exp_rmspe, foreground_acc, mae, mse, msle, rmse, skm_to_fastai, top_k_accuracy)
 
 
 def _learn(pred, *yb, loss=None, training=False):
@@ -171,6 +171,19 @@ def test_rmse_and_exp_rmspe_over_the_epoch():
     assert rmse.name == "rmse" and exp_rmspe.name == "exp_rmspe"
     log_pred, log_targ = torch.tensor([math.log(2.0), math.log(1.0)]), torch.tensor([math.log(4.0), math.log(1.0)])
     assert _run(exp_rmspe, log_pred, log_targ, [1, 1]) == pytest.approx(math.sqrt((0.5**2 + 0) / 2))
+
+
+def test_skm_to_fastai_passes_numpy_targets_first():
+    def true_minus_pred(y_true, y_pred):
+        assert isinstance(y_true, np.ndarray) and isinstance(y_pred, np.ndarray)
+        return float(y_true.sum() - y_pred.sum())
+
+    metric = skm_to_fastai(true_minus_pred)
+    assert metric.name == "true_minus_pred"
+    assert _run(metric, _binary_logits([0, 1, 1]), torch.tensor([1, 1, 1]), [2, 1]) == 1.0  # argmax: 3 − 2
+    thresholded = skm_to_fastai(true_minus_pred, thresh=0.5)  # sigmoid ≥ 0.5 → [1, 0, 1, 1]
+    logits = torch.tensor([[0.0, -1.0], [2.0, 0.5]])
+    assert _run(thresholded, logits, torch.zeros(2, 2), [1, 1]) == -3.0
 
 
 def test_value_metric():

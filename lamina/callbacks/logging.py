@@ -24,12 +24,10 @@ class CSVLogger(Callback):
     def __init__(self, fname: str = "history.csv", append: bool = False):
         super().__init__()
         self.fname, self.append = Path(fname), append
-
-    @property
-    def path(self) -> Path:
-        return self.learn.path / self.fname
+        self.path: Path | None = None
 
     def before_fit(self) -> None:
+        self.path = self.learn.path / self.fname  # kept after the fit, for read_log
         self.active = rank_distrib() == 0 and not any(type(c).__name__ == "LRFinder" for c in self.learn.cbs)
         if not self.active:
             return
@@ -52,6 +50,12 @@ class CSVLogger(Callback):
             self.file.close()
 
     def read_log(self):
-        """The log as a pandas DataFrame."""
+        """The log as a pandas DataFrame.
+
+        Raises:
+            ValueError: before any fit has written the file.
+        """
         import pandas as pd
+        if self.path is None:
+            raise ValueError("Nothing logged yet: read_log works after a fit with this CSVLogger")
         return pd.read_csv(self.path)

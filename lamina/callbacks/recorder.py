@@ -36,6 +36,10 @@ class Recorder(Callback):
     def before_fit(self) -> None:
         self.lrs, self.losses, self.iters, self.values, self.hps = [], [], [], [], {}
         self.smooth_loss.reset()
+        resumed = getattr(self, "resume_smooth_loss", None)
+        if resumed and self.learn.start_epoch > 0:  # continue the running average of a resumed fit
+            self.smooth_loss.count, self.smooth_loss.val = int(resumed[0]), float(resumed[1])
+        self.resume_smooth_loss = None
         self.learn.smooth_loss = None
         names = [m.name for m in self.learn.metrics]
         train_names = ["train_loss"] + ([f"train_{n}" for n in names] if self.train_metrics else [])

@@ -1,0 +1,75 @@
+"""Loaders: tensor batching, epochs, devices, batch transforms, test_dl."""
+
+import pytest
+import torch
+from torch.utils.data import TensorDataset
+
+from lamina.data.loaders import BatchTransform, DataLoader, DataLoaders, TensorDataLoader
+
+
+def test_tensor_loader_sees_every_row_once_per_epoch():
+    x = torch.arange(100)
+    dl = TensorDataLoader((x, x * 2), bs=16, shuffle=True, device="cpu")
+    seen = torch.cat([xb for xb, yb in dl])
+    assert sorted(seen.tolist()) == list(range(100)) and len(dl) == 7
+    again = torch.cat([xb for xb, _ in dl])
+    assert not torch.equal(seen, again)  # a new order every epoch
+    assert all(torch.equal(yb, xb * 2) for xb, yb in dl)
+
+
+def test_drop_last_and_lengths():
+    dl = TensorDataLoader((torch.arange(10),), bs=4, drop_last=True, device="cpu")
+    assert len(dl) == 2 and [len(b[0]) for b in dl] == [4, 4]
+    with pytest.raises(ValueError, match="`bs` must be a positive integer"):
+        TensorDataLoader((torch.arange(10),), bs=0)
+    with pytest.raises(ValueError, match="same length"):
+        TensorDataLoader((torch.arange(10), torch.arange(9)))
+
+
+def test_same_seed_and_epoch_give_same_order():
+    a = TensorDataLoader((torch.arange(50),), bs=10, shuffle=True, seed=3, device="cpu")
+    b = TensorDataLoader((torch.arange(50),), bs=10, shuffle=True, seed=3, device="cpu")
+    assert torch.equal(torch.cat([x for x, in a]), torch.cat([x for x, in b]))
+
+
+class AddOne(BatchTransform):
+    split_idx = 0
+
+    def encodes(self, batch, kinds, split_idx):
+        return tuple(t + 1 if k == "number" else t for t, k in zip(batch, kinds))
+
+
+def test_batch_transforms_follow_split_and_kinds():
+    x = torch.zeros(8)
+    train = TensorDataLoader((x, x), bs=8, device="cpu", after_batch=[AddOne()], kinds=("number", "label"))
+    valid = train.new(split_idx=1)
+    xb, yb = next(iter(train))
+    assert xb.sum() == 8 and yb.sum() == 0
+    xb, yb = next(iter(valid))
+    assert xb.sum() == 0
+
+
+def test_torch_dataloader_with_workers():
+    ds = TensorDataset(torch.arange(40).float(), torch.arange(40))
+    dl = DataLoader(ds, bs=8, shuffle=True, num_workers=2, device="cpu")
+    got = sorted(torch.cat([y for _, y in dl]).tolist())
+    assert got == list(range(40)) and len(dl) == 5
+    xb, yb = dl.one_batch()
+    assert xb.shape == (8,)
+
+
+def test_dataloaders_from_tensors_and_test_dl():
+    x, y = torch.randn(20, 3), torch.randint(0, 2, (20,))
+    dls = DataLoaders.from_tensors(x[:16], y[:16], x[16:], y[16:], bs=4, vocab=["a", "b"])
+    assert dls.n_out == dls.c == 2 and dls.vocab == ["a", "b"] and dls.bs == 4
+    assert dls[0] is dls.train and dls[1] is dls.valid
+    tdl = dls.test_dl(torch.randn(5, 3))
+    assert [b[0].shape[0] for b in tdl] == [4, 1]
+    with pytest.raises(TypeError, match="test_dl cannot build a dataset"):
+        dls.test_dl(["a string"])
+    with pytest.raises(ValueError, match="training and a validation loader"):
+        DataLoaders(dls.train)
+    with pytest.raises(NotImplementedError, match="no show_batch"):
+        dls.show_batch()
+    with pytest.raises(ValueError, match="`event` must be 'after_batch'"):
+        dls.add_tfms([AddOne()], "after_item")

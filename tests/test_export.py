@@ -1,0 +1,68 @@
+"""Export without pickles: one safetensors file with a JSON description, loaded in a fresh process."""
+
+import json
+import pickle
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from lamina.export import ExportError, load_learner, resolve_callable
+from lamina.learner import Learner
+from lamina.testing import synth_classification, tiny_mlp
+
+
+def trained(tmp_path):
+    learn = Learner(synth_classification(n=128, bs=16), tiny_mlp(hidden=8), path=tmp_path)
+    learn.progress.show_bars = False
+    learn.fit(1, 1e-2)
+    learn.model_config = {"factory": "lamina.testing:tiny_mlp", "kwargs": {"n_in": 2, "n_out": 2, "hidden": 8}}
+    return learn
+
+
+def test_export_then_predict_in_a_fresh_process(tmp_path):
+    learn = trained(tmp_path)
+    path = learn.export("model.pkl")
+    assert path == tmp_path / "model.pkl"
+    x = torch.tensor([0.3, -1.2])
+    label, idx, probs = learn.predict(x)
+    code = (f"from lamina.export import load_learner; import torch\n"
+            f"learn = load_learner({str(path)!r})\n"
+            f"label, idx, probs = learn.predict(torch.tensor([0.3, -1.2]))\n"
+            f"print(label, int(idx), ' '.join(f'{{p:.6f}}' for p in probs.tolist()))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == [label, str(int(idx)), *(f"{p:.6f}" for p in probs.tolist())]
+
+
+def test_export_file_is_safetensors_with_json_description(tmp_path):
+    from safetensors import safe_open
+    path = trained(tmp_path).export()
+    with safe_open(str(path), framework="pt") as f:
+        desc = json.loads(f.metadata()["lamina"])
+    assert desc["format"] == "lamina-export" and desc["model"]["factory"] == "lamina.testing:tiny_mlp"
+    assert desc["loss"]["name"] == "CrossEntropyLossFlat"
+    with pytest.raises(pickle.UnpicklingError):
+        pickle.loads(path.read_bytes())
+
+
+def test_failed_export_keeps_the_previous_file(tmp_path, monkeypatch):
+    learn = trained(tmp_path)
+    path = learn.export()
+    good = path.read_bytes()
+    learn.model_config = None
+    with pytest.raises(ExportError, match="model_config"):
+        learn.export()
+    assert path.read_bytes() == good
+
+
+def test_load_rejects_pickles_and_foreign_callables(tmp_path):
+    fake = tmp_path / "fastai_export.pkl"
+    fake.write_bytes(pickle.dumps({"not": "lamina"}))
+    with pytest.raises(ExportError, match="not a lamina export"):
+        load_learner(fake)
+    with pytest.raises(ExportError, match="only name callables inside the lamina package"):
+        resolve_callable("os:system")
+    with pytest.raises(FileNotFoundError, match="No exported learner"):
+        load_learner(tmp_path / "missing.pkl")

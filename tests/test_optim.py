@@ -1,0 +1,93 @@
+"""Optimizers: fastai's hyper names over torch.optim, decoupled weight decay, freezing."""
+
+import pytest
+import torch
+from torch import nn
+
+from lamina.optim import SGD, Adam, OptimWrapper, RAdam, RMSProp
+
+
+def params():
+    torch.manual_seed(0)
+    return [nn.Parameter(torch.randn(3)), nn.Parameter(torch.randn(2))]
+
+
+def test_adam_matches_the_formula():
+    p = nn.Parameter(torch.tensor([1.0, -2.0]))
+    opt = Adam([p], lr=0.1, wd=0.01)
+    grad = torch.tensor([0.5, 0.25])
+    p.grad = grad.clone()
+    opt.step()
+    # decoupled decay first, then the bias-corrected Adam step with fastai's eps and sqr_mom
+    expected = torch.tensor([1.0, -2.0]) * (1 - 0.1 * 0.01)
+    m, v = 0.1 * grad, 0.01 * grad ** 2
+    expected -= 0.1 / (1 - 0.9) * m / ((v / (1 - 0.99)).sqrt() + 1e-5)
+    assert torch.allclose(p.detach(), expected, atol=1e-6)
+
+
+def test_sgd_decoupled_weight_decay():
+    p = nn.Parameter(torch.tensor([1.0]))
+    opt = SGD([p], lr=0.1, wd=0.5)
+    p.grad = torch.tensor([0.0])
+    opt.step()
+    assert p.item() == pytest.approx(1 - 0.1 * 0.5)
+    q = nn.Parameter(torch.tensor([1.0]))
+    opt = SGD([q], lr=0.1, wd=0.5, decouple_wd=False)
+    q.grad = torch.tensor([0.0])
+    opt.step()
+    assert q.item() == pytest.approx(1 - 0.1 * 0.5)  # without momentum L2 and decoupled agree
+
+
+def test_set_hyper_per_group_and_names():
+    a, b = params()
+    opt = Adam([[a], [b]], lr=1e-3)
+    opt.set_hyper("lr", [1e-4, 1e-3])
+    opt.set_hyper("mom", 0.8)
+    assert [g["lr"] for g in opt.param_groups] == [1e-4, 1e-3]
+    assert all(g["betas"][0] == 0.8 for g in opt.param_groups)
+    with pytest.raises(ValueError, match="one value per param group"):
+        opt.set_hyper("lr", [1, 2, 3])
+    with pytest.raises(ValueError, match="`name` must be one of"):
+        opt.set_hyper("momentum", 0.9)
+    sgd = SGD([a], lr=0.1, mom=0.9)
+    sgd.set_hyper("mom", 0.5)
+    assert sgd.param_groups[0]["momentum"] == 0.5
+    rms = RMSProp([a], lr=0.1)
+    rms.set_hyper("sqr_mom", 0.9)
+    assert rms.param_groups[0]["alpha"] == 0.9
+
+
+def test_no_wd_params_never_decay():
+    a, b = params()
+    opt = Adam([[a, b]], lr=0.1, wd=0.3, no_wd=[b])
+    decays = {g["do_wd"]: (g["weight_decay"], g["params"]) for g in opt.param_groups}
+    assert decays[False][0] == 0.0 and decays[False][1] == [b]
+    assert decays[True][0] == 0.3 and decays[True][1] == [a]
+
+
+def test_freeze_to_and_force_train():
+    a, b = params()
+    c = nn.Parameter(torch.zeros(1))
+    opt = Adam([[a, c], [b]], force_train=[c])
+    opt.freeze()
+    assert not a.requires_grad and c.requires_grad and b.requires_grad
+    opt.unfreeze()
+    assert a.requires_grad
+
+
+def test_state_dict_round_trip():
+    a, b = params()
+    opt = RAdam([[a], [b]], lr=0.01)
+    a.grad, b.grad = torch.ones(3), torch.ones(2)
+    opt.step()
+    opt.set_hyper("lr", [0.5, 0.25])
+    state = opt.state_dict()
+    fresh = RAdam([[a], [b]], lr=0.01)
+    fresh.load_state_dict(state)
+    assert [h["lr"] for h in fresh.hypers] == [0.5, 0.25] and fresh.param_groups[0]["lr"] == 0.5
+    assert isinstance(fresh, OptimWrapper)
+
+
+def test_radam_beta_unsupported():
+    with pytest.raises(ValueError, match="beta"):
+        RAdam(params(), beta=0.5)
