@@ -116,6 +116,36 @@ class PredictMixin:
         full = self.decode_prediction(decoded)
         return (inputs, full, decoded, probs) if with_input else (full, decoded, probs)
 
+    def show_results(self, ds_idx: int = 1, dl: Any = None, max_n: int = 9, shuffle: bool = True,
+                     **kwargs: Any) -> Any:
+        """Show predictions beside targets for one batch, the way the application shows its data.
+
+        Raises:
+            NotImplementedError: when the data has no way to show results (plain tensors).
+        """
+        dl = dl if dl is not None else self.dls[ds_idx].new(shuffle=shuffle, drop_last=False)
+        show = getattr(dl, "show_results", None)
+        if show is None:
+            raise NotImplementedError("This data cannot show results: it was built from plain tensors. Build it with "
+                                      "an application factory (ImageDataLoaders, TabularDataLoaders, ...)")
+        inputs, preds, targs, decoded = self._preds_for_batch(dl.one_batch())
+        full = (*(inputs if isinstance(inputs, tuple) else (inputs,)), targs)
+        return show(self.dls, full, preds, decoded, max_n=max_n, **kwargs)
+
+    def _preds_for_batch(self, batch: tuple) -> tuple:
+        """Predictions for one batch already on the device (for loaders that are not tensor slices)."""
+        n_inp = self.dls.n_inp or max(1, len(batch) - 1)
+        self.model.to(self.dls.device).eval()
+        with torch.no_grad():
+            preds = self.model(*batch[:n_inp]).float()
+        act = getattr(self.loss_func, "activation", None)
+        preds = act(preds) if act is not None else preds
+        decodes = getattr(self.loss_func, "decodes", None)
+        decoded = decodes(preds) if decodes is not None else preds
+        inputs = batch[:n_inp]
+        targs = batch[n_inp] if len(batch) > n_inp else None
+        return (to_cpu(inputs if n_inp > 1 else inputs[0]), to_cpu(preds), to_cpu(targs), to_cpu(decoded))
+
     def decode_prediction(self, decoded: torch.Tensor) -> Any:
         """The human-readable prediction: a class name, a list of labels, or the value itself."""
         custom = getattr(self.dls, "decode_prediction", None)
