@@ -1,0 +1,92 @@
+"""Tests for lamina.metrics.segmentation: Dice, Jaccard and mean IoU by hand and across batches."""
+
+import functools
+import types
+
+import pytest
+import torch
+
+from lamina.losses import CrossEntropyLossFlat
+from lamina.metrics import AvgMetric, Dice, DiceMulti, JaccardCoeff, JaccardCoeffMulti, MeanIoU, Metric, accuracy
+
+
+def _learn(pred, *yb, loss=None, training=False):
+    return types.SimpleNamespace(pred=pred, yb=tuple(yb), loss=loss, training=training,
+                                 loss_func=CrossEntropyLossFlat())
+
+
+def _run(metric, pred, targ, sizes=None):
+    """Reset, feed ``pred``/``targ`` in batches of ``sizes`` (default: one batch), return the value."""
+    metric.reset()
+    start = 0
+    for bs in sizes or [len(pred)]:
+        metric.accumulate(_learn(pred[start:start + bs], targ[start:start + bs]))
+        start += bs
+    return metric.value
+
+
+def _masks_to_logits(masks, n_classes):
+    return torch.nn.functional.one_hot(masks, n_classes).permute(0, 3, 1, 2).float()
+
+
+def test_binary_dice_and_jaccard_hand_computed():
+    pred = _masks_to_logits(torch.tensor([[[1, 1, 0, 0]], [[1, 0, 0, 0]]]), 2)
+    targ = torch.tensor([[[1, 0, 0, 0]], [[1, 1, 0, 0]]])
+    # Class 1: intersection 2, |P| = 3, |T| = 3 → Dice 4/6, Jaccard 2/4.
+    assert _run(Dice(), pred, targ, [1, 1]) == pytest.approx(4 / 6)
+    assert _run(JaccardCoeff(), pred, targ, [1, 1]) == pytest.approx(0.5)
+    assert Dice().value is None
+    assert _run(Dice(), pred, torch.zeros_like(targ)) == pytest.approx(0.0)
+
+
+def test_multiclass_dice_jaccard_and_mean_iou_hand_computed():
+    pred = _masks_to_logits(torch.tensor([[[0, 1, 1, 2]]]), 4)
+    targ = torch.tensor([[[0, 1, 2, 2]]])
+    # Per class (inter, |P|, |T|): 0: (1, 1, 1), 1: (1, 2, 1), 2: (1, 1, 2), 3: absent.
+    assert _run(DiceMulti(), pred, targ) == pytest.approx((1 + 2 / 3 + 2 / 3) / 3)
+    assert _run(JaccardCoeffMulti(), pred, targ) == pytest.approx((1 + 0.5 + 0.5) / 3)
+    miou = MeanIoU()
+    assert _run(miou, pred, targ) == pytest.approx((1 + 0.5 + 0.5) / 3)
+    iou = miou.per_class_iou
+    assert torch.allclose(iou[:3], torch.tensor([1.0, 0.5, 0.5], dtype=iou.dtype)) and iou[3].isnan()
+    assert miou.name == "mean_iou"
+
+
+def test_dice_multi_counts_classes_only_predicted_in_some_batches():
+    # Class 1 is in the targets of batch 1 only; batch 2 predicts it wrongly: that false positive counts.
+    pred = _masks_to_logits(torch.tensor([[[1, 0]], [[1, 0]]]), 2)
+    targ = torch.tensor([[[1, 0]], [[0, 0]]])
+    # Class 0: inter 2, |P| 2, |T| 3 → 4/5. Class 1: inter 1, |P| 2, |T| 1 → 2/3.
+    assert _run(DiceMulti(), pred, targ, [1, 1]) == pytest.approx((4 / 5 + 2 / 3) / 2)
+
+
+def test_mean_iou_ignore_index_and_class_count_check():
+    pred = _masks_to_logits(torch.tensor([[[0, 1, 1, 2]]]), 3)
+    targ = torch.tensor([[[0, 1, 255, 2]]])
+    # The 255 pixel is left out: every class is predicted right once → IoU 1.
+    assert _run(MeanIoU(ignore_index=255), pred, targ) == pytest.approx(1.0)
+    miou = MeanIoU(ignore_index=2)
+    # Pixels of class 2 are left out and so is class 2: class 0 → 1, class 1 → 1 (the pixel at index 2 is void).
+    assert _run(miou, pred, torch.tensor([[[0, 1, 2, 2]]])) == pytest.approx(1.0)
+    assert miou.per_class_iou[2].isnan()
+    with pytest.raises(ValueError, match=r"MeanIoU\(n_classes=5\) got predictions with 3 classes.*n_classes=3"):
+        _run(MeanIoU(n_classes=5), pred, targ)
+    assert MeanIoU().value is None and MeanIoU().per_class_iou is None
+
+
+@pytest.mark.parametrize("factory", [Dice, JaccardCoeff, DiceMulti, JaccardCoeffMulti, MeanIoU,
+                                     lambda: AvgMetric(functools.partial(accuracy, axis=1))])
+def test_segmentation_metrics_are_exact_across_unequal_batches(factory):
+    gen = torch.Generator().manual_seed(5)
+    pred, targ = torch.randn(10, 3, 4, 4, generator=gen), torch.randint(0, 3, (10, 4, 4), generator=gen)
+    if factory in (Dice, JaccardCoeff):
+        pred, targ = pred[:, :2], targ.clamp(max=1)
+    assert _run(factory(), pred, targ, [4, 4, 2]) == pytest.approx(_run(factory(), pred, targ), abs=1e-6)
+
+
+def test_factories_return_fresh_metrics_with_sklearn_style_names():
+    names = {Dice: "dice", DiceMulti: "dice_multi", JaccardCoeff: "jaccard_coeff",
+             JaccardCoeffMulti: "jaccard_coeff_multi", MeanIoU: "mean_iou"}
+    for cls, name in names.items():
+        first, second = cls(), cls()
+        assert first.name == name and first is not second and isinstance(first, Metric)
