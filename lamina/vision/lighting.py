@@ -1,0 +1,456 @@
+"""Pixel-value batch transforms, run on the device after the transfer.
+
+* `IntToFloatTensor` (order 10): uint8 images to float in [0, 1], masks to int64.
+* Lighting, training only (order 40): `Brightness`, `Contrast`, `Saturation`, `Hue`. Each one is an affine
+  map of a pixel's channel logits, ``l -> A @ l + b`` with a per-image matrix ``A`` (C x C) and bias ``b``, so
+  any number of them compose into one matrix and one bias: `LightingTfm` applies the composition with one
+  ``logit``, one batched matmul and one ``sigmoid`` (``x = sigmoid(f(logit(x)))``), whatever the count.
+* `Normalize` (order 99): ``(x - mean) / std`` on images, undone by ``decodes`` for showing.
+* `RandomErasing` (order 100, after `Normalize`, training only): rectangles of Gaussian noise.
+
+The geometric transforms and `aug_transforms` are in `lamina.vision.augment`, which re-exports these.
+Random draws come from torch's generator of the batch's device (``torch.manual_seed`` makes them repeat),
+one per image (``batch=True``: one for the whole batch), with no host-device synchronisation.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ..data.loaders import BatchTransform
+
+__all__ = ["IntToFloatTensor", "Normalize", "LightingTfm", "Brightness", "Contrast", "Saturation", "Hue",
+           "RandomErasing"]
+
+_LOGIT_EPS = 1e-6  # pixels are clamped to [eps, 1 - eps] before the logit, so 0 and 1 stay finite
+_LUMA = (0.299, 0.587, 0.114)  # ITU-R 601 weights: the grey that Saturation moves towards
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Shared helpers (also used by lamina.vision.augment)
+
+
+def _jsonable(value: Any) -> Any:
+    """A JSON-safe copy of a constructor argument (tensors and tuples become lists)."""
+    if isinstance(value, Tensor):
+        return value.detach().cpu().tolist()
+    if isinstance(value, (tuple, list)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, ConfigTransform):
+        return value.to_config()
+    return value
+
+
+class ConfigTransform(BatchTransform):
+    """A batch transform that can describe itself as JSON (for `Learner.export`).
+
+    ``_config_keys`` names the constructor arguments that `to_config` saves; each must be an attribute of
+    the same name. ``lamina.vision.augment.batch_tfm_from_config`` rebuilds the transform.
+    """
+
+    _config_keys: tuple[str, ...] = ()
+
+    def to_config(self) -> dict[str, Any]:
+        """``{"name": class name, "kwargs": constructor arguments}``, JSON-safe."""
+        return {"name": type(self).__name__, "kwargs": {k: _jsonable(getattr(self, k)) for k in self._config_keys}}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={getattr(self, k)!r}" for k in self._config_keys)
+        return f"{type(self).__name__}({args})"
+
+
+def _check_p(p: float, name: str = "p") -> float:
+    if not 0 <= p <= 1:
+        raise ValueError(f"`{name}` is a probability and must be in [0, 1]; received: {name}={p!r}")
+    return float(p)
+
+
+def _check_lighting(max_lighting: float, name: str = "max_lighting") -> float:
+    if not 0 <= max_lighting < 1:
+        raise ValueError(f"`{name}` must be in [0, 1) (the default is 0.2); received: {name}={max_lighting!r}")
+    return float(max_lighting)
+
+
+def _coin(bs: int, p: float, device: torch.device, batch: bool) -> Tensor:
+    """Which images a transform applies to: True with probability ``p``, per image or for the whole batch."""
+    return (torch.rand(1 if batch else bs, device=device) < p).expand(bs)
+
+
+def _uniform(low: float, high: float, bs: int, device: torch.device, batch: bool) -> Tensor:
+    """``bs`` draws from U(low, high), or one draw repeated when ``batch``."""
+    return (low + (high - low) * torch.rand(1 if batch else bs, device=device)).expand(bs)
+
+
+def _drawn(draw: float | Sequence[float] | Callable | None, ref: Tensor, default: Tensor, name: str = "draw") -> Tensor:
+    """The user's fixed draw (a number, one value per image, or a function of the batch) or ``default``."""
+    if draw is None:
+        return default
+    value = torch.as_tensor(draw(ref) if callable(draw) else draw, dtype=torch.float32, device=ref.device)
+    if value.ndim == 0:
+        return value.expand(len(ref))
+    if value.shape != (len(ref),):
+        raise ValueError(f"`{name}` must be a number, one value per image ({len(ref)}) or a function returning "
+                         f"them; received a value of shape {tuple(value.shape)}")
+    return value
+
+
+def _members(batch: tuple, kinds: Sequence[str], wanted: str) -> list[int]:
+    return [i for i, kind in enumerate(kinds[:len(batch)]) if kind == wanted]
+
+
+def _replace(batch: tuple, updates: dict[int, Tensor]) -> tuple:
+    return tuple(updates.get(i, member) for i, member in enumerate(batch))
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Conversion and normalisation
+
+
+class IntToFloatTensor(ConfigTransform):
+    """Integer images to float32 divided by ``div``; masks to int64 (divided by ``div_mask``).
+
+    Images that are already floating point pass through (they are taken as scaled). ``decodes`` clamps
+    images to [0, 1] and keeps them float, the range that showing expects (fastai multiplies back instead).
+
+    Args:
+        div: what image values are divided by (255 for uint8).
+        div_mask: what mask codes are (integer-)divided by, e.g. 255 for masks stored as 0/255.
+    """
+
+    order = 10
+    _config_keys = ("div", "div_mask")
+
+    def __init__(self, div: float = 255., div_mask: int = 1):
+        self.div, self.div_mask = div, div_mask
+
+    def encodes(self, batch: tuple, kinds: Sequence[str], split_idx: int) -> tuple:
+        updates = {i: batch[i].float().div_(self.div) for i in _members(batch, kinds, "image")
+                   if not batch[i].is_floating_point()}
+        for i in _members(batch, kinds, "mask"):
+            mask = batch[i].long()
+            updates[i] = mask if self.div_mask == 1 else torch.div(mask, int(self.div_mask), rounding_mode="floor")
+        return _replace(batch, updates)
+
+    def decodes(self, batch: tuple, kinds: Sequence[str]) -> tuple:
+        return _replace(batch, {i: batch[i].float().clamp(0, 1) for i in _members(batch, kinds, "image")})
+
+
+def _stat_shape(stat: Any, axes: tuple[int, ...]) -> Tensor:
+    """A statistic as a float32 tensor that broadcasts over ``axes`` (a list of C values -> (1, C, 1, 1))."""
+    stat = torch.as_tensor(stat, dtype=torch.float32).detach()
+    ndim = len(axes) + 1
+    if stat.ndim == ndim:
+        return stat
+    kept = [d for d in range(ndim) if d not in axes]
+    shape = [1] * ndim
+    if stat.numel() > 1 and len(kept) == 1:
+        shape[kept[0]] = -1
+    return stat.reshape(shape)
+
+
+class Normalize(ConfigTransform):
+    """``(x - mean) / std`` on the images of a batch (both splits); ``decodes`` undoes it for showing.
+
+    The statistics broadcast to ``(1, C, 1, 1)`` and move to the batch's device (and dtype) the first time
+    they meet it. Built without statistics, `Normalize` computes them from the first batch it sees (the
+    mean and standard deviation over ``axes``), so build it with `from_stats` for reproducible exports.
+
+    Args:
+        mean: the per-channel means (a list of C values, or a tensor that broadcasts).
+        std: the per-channel standard deviations.
+        axes: the axes the statistics are shared over (and reduced over when computed).
+
+    Example:
+        >>> norm = Normalize.from_stats([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
+    """
+
+    order = 99
+    _config_keys = ("mean", "std", "axes")
+
+    def __init__(self, mean: Sequence[float] | Tensor | None = None, std: Sequence[float] | Tensor | None = None,
+                 axes: Sequence[int] = (0, 2, 3)):
+        if (mean is None) != (std is None):
+            raise ValueError("Normalize needs both `mean` and `std`, or neither (to compute them from a batch); "
+                             f"received: mean={mean!r}, std={std!r}")
+        self.axes = tuple(axes)
+        self.mean = None if mean is None else _stat_shape(mean, self.axes)
+        self.std = None if std is None else _stat_shape(std, self.axes)
+        self._cache: dict[tuple, tuple[Tensor, Tensor]] = {}
+
+    @classmethod
+    def from_stats(cls, mean: Sequence[float] | Tensor, std: Sequence[float] | Tensor, dim: int = 1, ndim: int = 4,
+                   cuda: bool = True) -> "Normalize":
+        """`Normalize` with fixed statistics along ``dim`` of ``ndim``-dimensional batches.
+
+        ``cuda`` is accepted for compatibility: the statistics follow each batch's device lazily.
+        """
+        shape = [1] * ndim
+        shape[dim] = -1
+        axes = tuple(d for d in range(ndim) if d != dim)
+        return cls(torch.as_tensor(mean, dtype=torch.float32).reshape(shape),
+                   torch.as_tensor(std, dtype=torch.float32).reshape(shape), axes=axes)
+
+    def _stats(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        if self.mean is None:  # no statistics given: take them from this (the first) batch, on its device
+            self.mean = x.float().mean(dim=self.axes, keepdim=True)
+            self.std = x.float().std(dim=self.axes, keepdim=True) + 1e-7
+            self._cache.clear()
+        key = (x.device, x.dtype)
+        if key not in self._cache:
+            for d, (have, want) in enumerate(zip(self.mean.shape, x.shape)):
+                if have not in (1, want):
+                    raise ValueError(f"Normalize has statistics of shape {tuple(self.mean.shape)} but the images have "
+                                     f"shape {tuple(x.shape)} (dimension {d}: {have} vs {want}); pass one mean and "
+                                     "std per channel, or Normalize() to compute them from a batch")
+            self._cache[key] = (self.mean.to(x.device, x.dtype), self.std.to(x.device, x.dtype))
+        return self._cache[key]
+
+    def encodes(self, batch: tuple, kinds: Sequence[str], split_idx: int) -> tuple:
+        updates = {}
+        for i in _members(batch, kinds, "image"):
+            x = batch[i]
+            if not x.is_floating_point():
+                raise TypeError(f"Normalize expects float images but received {x.dtype}: put IntToFloatTensor() "
+                                "before it in batch_tfms")
+            mean, std = self._stats(x)
+            updates[i] = (x - mean) / std
+        return _replace(batch, updates)
+
+    def decodes(self, batch: tuple, kinds: Sequence[str]) -> tuple:
+        if self.mean is None:
+            return batch
+        updates = {}
+        for i in _members(batch, kinds, "image"):
+            mean, std = self._stats(batch[i])
+            updates[i] = batch[i] * std + mean
+        return _replace(batch, updates)
+
+    def to_config(self) -> dict[str, Any]:
+        flat = lambda t: None if t is None else t.detach().cpu().flatten().tolist()  # noqa: E731
+        kwargs = {"mean": flat(self.mean), "std": flat(self.std), "axes": list(self.axes)}
+        return {"name": "Normalize", "kwargs": kwargs}
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Lighting: composed affine maps of the channel logits
+
+
+class LightingTfm(ConfigTransform):
+    """Lighting transforms fused into one: ``x = sigmoid(A @ logit(x) + b)`` per image (training only).
+
+    Each piece contributes a matrix and a bias (identity and zero for the images it skips); they are
+    composed in list order, then applied at once. Images that no piece touched are returned bit-exact.
+
+    Args:
+        tfms: lighting transforms (`Brightness`, `Contrast`, `Saturation`, `Hue`, or fused ones) to fuse.
+    """
+
+    order = 40
+    split_idx = 0
+    _config_keys = ("tfms",)
+
+    def __init__(self, tfms: Sequence["LightingTfm"] = ()):
+        self.tfms: list[LightingTfm] = [piece for tfm in tfms for piece in tfm.tfms]  # flattened
+
+    def _logit_map(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """This piece's (matrix [bs, C, C], bias [bs, C], applied [bs]) for images ``x``."""
+        raise NotImplementedError(f"{type(self).__name__} has no lighting map of its own")
+
+    def encodes(self, batch: tuple, kinds: Sequence[str], split_idx: int) -> tuple:
+        pieces = [piece for piece in self.tfms if piece.p > 0]
+        if not pieces:
+            return batch
+        return _replace(batch, {i: self._light(batch[i], pieces) for i in _members(batch, kinds, "image")})
+
+    @staticmethod
+    def _light(x: Tensor, pieces: Sequence["LightingTfm"]) -> Tensor:
+        bs, channels = x.shape[:2]
+        # float32 and no autocast: logits of pixels near 0 or 1 are large and bf16 would band them
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            matrix = _eye(bs, channels, x.device)
+            bias = torch.zeros(bs, channels, 1, device=x.device)
+            applied = torch.zeros(bs, dtype=torch.bool, device=x.device)
+            for piece in pieces:  # (A2, b2) after (A1, b1) is (A2 A1, A2 b1 + b2)
+                piece_matrix, piece_bias, on = piece._logit_map(x)
+                matrix, bias = piece_matrix @ matrix, piece_matrix @ bias + piece_bias[..., None]
+                applied = applied | on
+            logits = torch.logit(x.float(), eps=_LOGIT_EPS).flatten(2)
+            lit = torch.baddbmm(bias, matrix.contiguous(), logits).sigmoid_().view(x.shape).to(x.dtype)
+        return torch.where(applied.view(bs, 1, 1, 1), lit, x)
+
+
+def _eye(bs: int, channels: int, device: torch.device) -> Tensor:
+    return torch.eye(channels, device=device).expand(bs, channels, channels)
+
+
+def _log_uniform_factor(max_lighting: float, bs: int, device: torch.device, batch: bool) -> Tensor:
+    """exp(U(log(1 - L), -log(1 - L))): a factor in [1 - L, 1 / (1 - L)], as likely to shrink as to grow."""
+    bound = -math.log(1 - max_lighting)
+    return torch.exp(_uniform(-bound, bound, bs, device, batch))
+
+
+class _LightingPiece(LightingTfm):
+    """One lighting transform: its draw and probability; subclasses give the map."""
+
+    _config_keys = ("max_lighting", "p", "batch")
+
+    def __init__(self, max_lighting: float, p: float, draw: Any, batch: bool):
+        self.max_lighting, self.p = _check_lighting(max_lighting), _check_p(p)
+        self.draw, self.batch = draw, batch
+        self.tfms = [self]
+
+    def _value(self, x: Tensor, default: Tensor, neutral: float) -> tuple[Tensor, Tensor]:
+        on = _coin(len(x), self.p, x.device, self.batch)
+        return torch.where(on, _drawn(self.draw, x, default), neutral), on
+
+
+class Brightness(_LightingPiece):
+    """Brightness change: adds ``logit(t)`` to every logit, with the target ``t`` ~ U(0.5(1-L), 0.5(1+L)).
+
+    Args:
+        max_lighting: L, in [0, 1).
+        p: the probability of changing an image.
+        draw: a fixed ``t`` (number, one per image, or a function of the batch) instead of a random one.
+        batch: one draw for the whole batch.
+    """
+
+    def __init__(self, max_lighting: float = 0.2, p: float = 0.75, draw: Any = None, batch: bool = False):
+        super().__init__(max_lighting, p, draw, batch)
+
+    def _logit_map(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        bs, channels = x.shape[:2]
+        low, high = 0.5 * (1 - self.max_lighting), 0.5 * (1 + self.max_lighting)
+        target, on = self._value(x, _uniform(low, high, bs, x.device, self.batch), 0.5)
+        shift = torch.logit(target, eps=_LOGIT_EPS)
+        return _eye(bs, channels, x.device), shift[:, None].expand(bs, channels), on
+
+
+class Contrast(_LightingPiece):
+    """Contrast change: multiplies the logits by a factor ~ exp(U(log(1-L), -log(1-L))).
+
+    Args: as `Brightness`; ``draw`` fixes the factor.
+    """
+
+    def __init__(self, max_lighting: float = 0.2, p: float = 0.75, draw: Any = None, batch: bool = False):
+        super().__init__(max_lighting, p, draw, batch)
+
+    def _logit_map(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        bs, channels = x.shape[:2]
+        factor, on = self._value(x, _log_uniform_factor(self.max_lighting, bs, x.device, self.batch), 1.0)
+        return factor[:, None, None] * _eye(bs, channels, x.device), x.new_zeros(bs, channels, dtype=torch.float32), on
+
+
+class Saturation(_LightingPiece):
+    """Saturation change: moves the logits away from (factor > 1) or towards (< 1) their luma grey.
+
+    The factor is drawn like `Contrast`'s. Images without 3 channels are left unchanged.
+
+    Args: as `Brightness`; ``draw`` fixes the factor.
+    """
+
+    def __init__(self, max_lighting: float = 0.2, p: float = 0.75, draw: Any = None, batch: bool = False):
+        super().__init__(max_lighting, p, draw, batch)
+
+    def _logit_map(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        bs, channels = x.shape[:2]
+        factor, on = self._value(x, _log_uniform_factor(self.max_lighting, bs, x.device, self.batch), 1.0)
+        zeros = x.new_zeros(bs, channels, dtype=torch.float32)
+        if channels != 3:
+            return _eye(bs, channels, x.device), zeros, torch.zeros_like(on)
+        # factor I + (1 - factor) [grey weights in every row], entry by entry (no constant to copy to the device)
+        entries = [factor * (i == j) + (1 - factor) * _LUMA[j] for i in range(3) for j in range(3)]
+        return torch.stack(entries, dim=1).view(bs, 3, 3), zeros, on
+
+
+class Hue(_LightingPiece):
+    """Hue change: turns the logit vector about the grey axis (1, 1, 1) by ``h`` of a full turn.
+
+    ``h`` ~ U(-max_hue, max_hue). A turn about the grey axis keeps brightness and saturation and cycles the
+    hues (1/3 of a turn maps red to green). Images without 3 channels are left unchanged.
+
+    Args:
+        max_hue: the largest shift, as a fraction of a full turn.
+        p: the probability of changing an image.
+        draw: a fixed ``h`` (number, one per image, or a function of the batch).
+        batch: one draw for the whole batch.
+    """
+
+    _config_keys = ("max_hue", "p", "batch")
+
+    def __init__(self, max_hue: float = 0.1, p: float = 0.75, draw: Any = None, batch: bool = False):
+        super().__init__(0.0, p, draw, batch)
+        self.max_hue = float(max_hue)
+
+    def _logit_map(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        bs, channels = x.shape[:2]
+        shift, on = self._value(x, _uniform(-self.max_hue, self.max_hue, bs, x.device, self.batch), 0.0)
+        zeros = x.new_zeros(bs, channels, dtype=torch.float32)
+        if channels != 3:
+            return _eye(bs, channels, x.device), zeros, torch.zeros_like(on)
+        # Rodrigues' rotation about k = (1, 1, 1)/sqrt(3), cos I + sin [k]x + (1 - cos) k k^T, is circulant
+        angle = 2 * math.pi * shift
+        cos, sin = torch.cos(angle), torch.sin(angle)
+        a, b, c = cos + (1 - cos) / 3, (1 - cos) / 3 - sin / math.sqrt(3), (1 - cos) / 3 + sin / math.sqrt(3)
+        return torch.stack((a, b, c, c, a, b, b, c, a), dim=1).view(bs, 3, 3), zeros, on
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Random erasing
+
+
+class RandomErasing(ConfigTransform):
+    """Replace random rectangles of the (normalised) images with Gaussian noise (training only).
+
+    Each chosen image gets 1 to ``max_count`` rectangles; each covers a fraction U(sl, sh) of the image,
+    with a log-uniform aspect ratio in [min_aspect, 1/min_aspect]. Runs after `Normalize` (order 100), so
+    the noise has the data's scale.
+
+    Args:
+        p: the probability of erasing in an image.
+        sl: the smallest erased fraction of the area.
+        sh: the largest erased fraction of the area.
+        min_aspect: the most elongated aspect ratio allowed.
+        max_count: the most rectangles per image.
+    """
+
+    order = 100
+    split_idx = 0
+    _config_keys = ("p", "sl", "sh", "min_aspect", "max_count")
+
+    def __init__(self, p: float = 0.5, sl: float = 0., sh: float = 0.3, min_aspect: float = 0.3, max_count: int = 1):
+        if not (0 <= sl <= sh <= 1 and 0 < min_aspect <= 1 and max_count >= 1):
+            raise ValueError("RandomErasing needs 0 <= sl <= sh <= 1, 0 < min_aspect <= 1 and max_count >= 1; "
+                             f"received: sl={sl!r}, sh={sh!r}, min_aspect={min_aspect!r}, max_count={max_count!r}")
+        self.p, self.sl, self.sh = _check_p(p), sl, sh
+        self.min_aspect, self.max_count = min_aspect, int(max_count)
+
+    def encodes(self, batch: tuple, kinds: Sequence[str], split_idx: int) -> tuple:
+        if self.p == 0:
+            return batch
+        return _replace(batch, {i: self._erase(batch[i]) for i in _members(batch, kinds, "image")})
+
+    def _erase(self, x: Tensor) -> Tensor:
+        bs, _, height, width = x.shape
+        dev = x.device
+        count = torch.randint(1, self.max_count + 1, (bs,), device=dev)
+        chosen = _coin(bs, self.p, dev, False)
+        rows = torch.arange(height, device=dev).view(1, height, 1)
+        cols = torch.arange(width, device=dev).view(1, 1, width)
+        erase = torch.zeros(bs, height, width, dtype=torch.bool, device=dev)
+        bound = -math.log(self.min_aspect)
+        for k in range(self.max_count):  # a loop over rectangles; every image is handled at once
+            area = _uniform(self.sl, self.sh, bs, dev, False) * height * width
+            aspect = torch.exp(_uniform(-bound, bound, bs, dev, False))
+            size_h = torch.sqrt(area * aspect).round().clamp(max=height)
+            size_w = torch.sqrt(area / aspect).round().clamp(max=width)
+            top = (torch.rand(bs, device=dev) * (height - size_h + 1)).floor()
+            left = (torch.rand(bs, device=dev) * (width - size_w + 1)).floor()
+            inside = ((rows >= top.view(-1, 1, 1)) & (rows < (top + size_h).view(-1, 1, 1))
+                      & (cols >= left.view(-1, 1, 1)) & (cols < (left + size_w).view(-1, 1, 1)))
+            erase |= inside & (chosen & (count > k)).view(-1, 1, 1)
+        return torch.where(erase[:, None], torch.randn_like(x), x)
