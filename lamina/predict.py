@@ -111,7 +111,8 @@ class PredictMixin:
         """
         dl = self.dls.test_dl([item], num_workers=0) if hasattr(self.dls.valid.dataset, "test_set") \
             else self.dls.test_dl(item.unsqueeze(0) if isinstance(item, torch.Tensor) else item)
-        inputs, preds, _, decoded = self.get_preds(dl=dl, with_input=True, with_decoded=True)
+        with self.no_bar():  # one item: a progress bar would be noise
+            inputs, preds, _, decoded = self.get_preds(dl=dl, with_input=True, with_decoded=True)
         decoded, probs = decoded[0], preds[0]
         full = self.decode_prediction(decoded)
         return (inputs, full, decoded, probs) if with_input else (full, decoded, probs)

@@ -63,8 +63,8 @@ class CategoryMap:
     def encode(self, values: Sequence[Any] | pd.Series | np.ndarray) -> np.ndarray:
         """Codes of ``values`` (int64). Missing/unseen values get 0 (``#na#``) with ``add_na``, else -1."""
         series = values if isinstance(values, pd.Series) else pd.Series(list(values), dtype=object)
-        codes = pd.Categorical(series.astype(object), categories=self.items[1:] if self.add_na else self.items).codes
-        codes = codes.astype(np.int64)
+        known = pd.Index(self.items[1:] if self.add_na else self.items, dtype=object)
+        codes = known.get_indexer(series.astype(object)).astype(np.int64)  # -1 for missing and unseen
         return codes + 1 if self.add_na else codes
 
     def unknown(self, values: Sequence[Any]) -> list:
