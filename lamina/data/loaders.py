@@ -13,6 +13,7 @@ from the data: ``vocab``, ``n_out`` (alias ``c``), ``loss_func`` and ``n_inp``.
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -178,6 +179,7 @@ class DataLoader(_LoaderBase):
         new = DataLoader(**args)
         new.epochs_seen = self.epochs_seen
         new.show = getattr(self, "show", None)
+        new.show_results = getattr(self, "show_results", None)
         return new
 
 
@@ -242,6 +244,7 @@ class TensorDataLoader(_LoaderBase):
         new = TensorDataLoader(tensors, **args)
         new.epochs_seen = self.epochs_seen
         new.show = getattr(self, "show", None)
+        new.show_results = getattr(self, "show_results", None)
         return new
 
 
@@ -270,7 +273,6 @@ class DataLoaders:
                  n_inp: int | None = None, inference: dict | None = None):
         if len(loaders) < 2:
             raise ValueError(f"DataLoaders needs a training and a validation loader; received {len(loaders)} loader(s)")
-        from pathlib import Path
         self.loaders = list(loaders)
         self.path = Path(path)
         self.vocab = list(vocab) if vocab is not None else None

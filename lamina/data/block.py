@@ -1,0 +1,392 @@
+"""The data block API: say what the inputs and targets are, how to get and split them; get DataLoaders.
+
+A block describes one member of each sample: how to turn what a getter returns into that member
+(``type_tfms``: read an image, encode a label), the item and batch transforms it needs, the loss it
+implies, and its ``kind`` (``'image'``, ``'category'`` ...) that batch transforms read. `DataBlock`
+combines blocks with ``get_items``, ``get_x``/``get_y`` and a splitter, and builds `Datasets`
+and DataLoaders from a source (a folder, a DataFrame, a list).
+
+Example:
+    >>> dblock = DataBlock(blocks=(ImageBlock, CategoryBlock), get_items=get_image_files,
+    ...                    get_y=parent_label, splitter=RandomSplitter(seed=42), item_tfms=Resize(224))
+    >>> dls = dblock.dataloaders(path, bs=64)
+    >>> dblock.summary(path)          # every step of one sample and one batch, and where it fails
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import types
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+from .datasets import Datasets, ReadableKeyError, step_name
+from .loaders import DataLoaders
+from .splitters import ItemGetter, RandomSplitter
+from .transforms import CategoryMap
+
+__all__ = ["Categorize", "MultiCategorize", "RegressionSetup", "TransformBlock", "CategoryBlock",
+           "MultiCategoryBlock", "RegressionBlock", "DataBlock", "Datasets", "merge_tfms", "draft_size"]
+
+
+class Categorize:
+    """Label → class index (a 0-d int64 tensor); the vocabulary comes from the training labels.
+
+    Args:
+        vocab: the classes (default: the distinct training labels). Bool labels give ``[False, True]``.
+        sort: sort the vocabulary.
+        add_na: put ``'#na#'`` first.
+
+    Raises:
+        KeyError: (when called) for a label that is not in the vocabulary.
+    """
+
+    kind = "category"
+
+    def __init__(self, vocab: Sequence | None = None, sort: bool = True, add_na: bool = False):
+        self.sort, self.add_na = sort, add_na
+        self.vocab = None if vocab is None else CategoryMap(list(vocab), sort=sort, add_na=add_na)
+
+    def setup(self, labels: Sequence) -> None:
+        if self.vocab is None:
+            self.vocab = CategoryMap(labels, sort=self.sort, add_na=self.add_na)
+
+    @property
+    def c(self) -> int | None:
+        return None if self.vocab is None else len(self.vocab)
+
+    def __call__(self, label: Any) -> torch.Tensor:
+        key = label.item() if hasattr(label, "item") and not isinstance(label, (str, bytes)) else label
+        idx = self.vocab.o2i.get(key)
+        if idx is None:
+            raise ReadableKeyError(f"Label {label!r} was not included in the training dataset (classes: "
+                           f"{list(self.vocab)[:20]}). Put items with this label in the training set, pass the "
+                           "classes with CategoryBlock(vocab=...), or remove the item")
+        return torch.tensor(idx)
+
+    def decode(self, idx: Any) -> Any:
+        return self.vocab[int(idx)]
+
+
+class MultiCategorize:
+    """A list of labels → a float one-hot vector over the vocabulary (the sorted union of training labels).
+
+    Args:
+        vocab: the classes (required when ``encoded``).
+        add_na: put ``'#na#'`` first.
+        encoded: the labels already are one-hot vectors (one 0/1 per class).
+    """
+
+    kind = "multicategory"
+
+    def __init__(self, vocab: Sequence | None = None, add_na: bool = False, encoded: bool = False):
+        if encoded and vocab is None:
+            raise ValueError("MultiCategoryBlock(encoded=True) needs the class names: pass vocab=[...]")
+        self.add_na, self.encoded = add_na, encoded
+        self.vocab = None if vocab is None else CategoryMap(list(vocab), sort=False, add_na=add_na)
+
+    def setup(self, labels: Sequence) -> None:
+        if self.vocab is None:
+            union = {lbl for lbls in labels for lbl in _listify(lbls)}
+            self.vocab = CategoryMap(sorted(union, key=str), sort=True, add_na=self.add_na)
+
+    @property
+    def c(self) -> int | None:
+        return None if self.vocab is None else len(self.vocab)
+
+    def __call__(self, labels: Any) -> torch.Tensor:
+        if self.encoded:
+            out = torch.as_tensor([float(v) for v in labels], dtype=torch.float32)
+            if len(out) != len(self.vocab):
+                raise ValueError(f"An encoded label has {len(out)} values but there are {len(self.vocab)} classes")
+            return out
+        out = torch.zeros(len(self.vocab))
+        for label in _listify(labels):
+            idx = self.vocab.o2i.get(label)
+            if idx is None:
+                raise ReadableKeyError(f"Label {label!r} was not included in the training dataset (classes: "
+                               f"{list(self.vocab)[:20]}); pass the classes with MultiCategoryBlock(vocab=...)")
+            out[idx] = 1.0
+        return out
+
+    def decode(self, onehot: Any) -> list:
+        flags = torch.as_tensor(onehot)
+        return [self.vocab[i] for i in torch.nonzero(flags > 0.5 if flags.is_floating_point() else flags).flatten()]
+
+
+def _listify(o: Any) -> list:
+    if o is None:
+        return []
+    return list(o) if isinstance(o, (list, tuple, set)) else [o]
+
+
+class RegressionSetup:
+    """A number or a list of numbers → a float32 tensor; ``c`` (outputs) from ``n_out`` or the first target."""
+
+    kind = "regression"
+
+    def __init__(self, c: int | None = None):
+        self.c = c
+
+    def setup(self, values: Sequence) -> None:
+        if self.c is None and len(values):
+            self.c = int(torch.as_tensor(values[0], dtype=torch.float32).numel())
+
+    def __call__(self, value: Any) -> torch.Tensor:
+        return torch.as_tensor(value, dtype=torch.float32)
+
+
+class TransformBlock:
+    """One member of a sample: its type transforms, item and batch transforms, kind and loss.
+
+    Args:
+        type_tfms: steps after the getter (a reader, an encoder).
+        item_tfms: item transforms this member needs (e.g. `ToTensor` for images).
+        batch_tfms: batch transforms it needs (e.g. `IntToFloatTensor`).
+        dl_type: accepted for fastai compatibility (lamina has one loader class).
+        dls_kwargs: default keyword arguments for ``dataloaders``.
+        kind: what the member is (default: the last type transform's ``kind``, else ``'raw'``).
+        loss_func: the loss this member implies as a target, as a config ``{"name", "kwargs"}``
+            (`lamina.losses.loss_from_config` builds it), or a loss object.
+        dls_type: the DataLoaders class that shows and exports this kind of data.
+    """
+
+    def __init__(self, type_tfms: Any = None, item_tfms: Any = None, batch_tfms: Any = None, dl_type: Any = None,
+                 dls_kwargs: dict | None = None, *, kind: str | None = None, loss_func: Any = None,
+                 dls_type: type | None = None):
+        self.type_tfms = _as_list(type_tfms)
+        self.item_tfms, self.batch_tfms = _as_list(item_tfms), _as_list(batch_tfms)
+        self.dl_type, self.dls_kwargs = dl_type, dict(dls_kwargs or {})
+        self.loss_func, self.dls_type = loss_func, dls_type
+        self._kind = kind
+
+    @property
+    def kind(self) -> str:
+        if self._kind is not None:
+            return self._kind
+        return next((t.kind for t in reversed(self.type_tfms) if hasattr(t, "kind")), "raw")
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(kind={self.kind!r}, type_tfms={[step_name(t) for t in self.type_tfms]})"
+
+
+def _as_list(o: Any) -> list:
+    if o is None:
+        return []
+    return list(o) if isinstance(o, (list, tuple)) else [o]
+
+
+class CategoryBlock(TransformBlock):
+    """A single-label classification target (loss: ``CrossEntropyLossFlat()``)."""
+
+    def __init__(self, vocab: Sequence | None = None, sort: bool = True, add_na: bool = False):
+        super().__init__(type_tfms=Categorize(vocab=vocab, sort=sort, add_na=add_na),
+                         loss_func={"name": "CrossEntropyLossFlat", "kwargs": {}})
+
+
+class MultiCategoryBlock(TransformBlock):
+    """A multi-label target: a list of labels per item (loss: ``BCEWithLogitsLossFlat()``)."""
+
+    def __init__(self, encoded: bool = False, vocab: Sequence | None = None, add_na: bool = False):
+        super().__init__(type_tfms=MultiCategorize(vocab=vocab, add_na=add_na, encoded=encoded),
+                         loss_func={"name": "BCEWithLogitsLossFlat", "kwargs": {}})
+
+
+class RegressionBlock(TransformBlock):
+    """A float target (one number or a vector); ``n_out`` outputs (loss: ``MSELossFlat()``)."""
+
+    def __init__(self, n_out: int | None = None):
+        super().__init__(type_tfms=RegressionSetup(c=n_out), loss_func={"name": "MSELossFlat", "kwargs": {}})
+
+
+def _identity(o: Any) -> Any:
+    return o
+
+
+def _tfm_key(t: Any) -> Any:
+    """Transforms are de-duplicated by class; plain functions only by identity."""
+    plain = isinstance(t, (types.FunctionType, types.MethodType, types.BuiltinFunctionType, functools.partial))
+    return id(t) if plain else type(t)
+
+
+def merge_tfms(defaults: Sequence, user: Sequence) -> list:
+    """Block defaults + the user's transforms, one per class (the user's instance wins), sorted by ``order``."""
+    user = [t() if isinstance(t, type) else t for t in _as_list(user)]
+    user_keys = {_tfm_key(t) for t in user}
+    merged, seen = [], set()
+    for t in [t for t in defaults if _tfm_key(t) not in user_keys] + user:
+        if _tfm_key(t) not in seen:
+            seen.add(_tfm_key(t))
+            merged.append(t)
+    return sorted(merged, key=lambda t: getattr(t, "order", 0))
+
+
+def draft_size(item_tfms: Sequence) -> tuple[int, int] | None:
+    """The smallest decoded size (h, w) the item transforms need, if the first one says (see ``draft_size``).
+
+    Only a sizing transform that runs first knows how small the image may be decoded; anything else
+    first (a custom transform) means full-size decoding.
+    """
+    if not item_tfms or not hasattr(item_tfms[0], "draft_size"):
+        return None
+    return item_tfms[0].draft_size()
+
+
+class DataBlock:
+    """A recipe for DataLoaders: blocks, how to get items, inputs and targets, how to split, which transforms.
+
+    ``get_items``, ``splitter``, ``get_x`` and ``get_y`` may also be methods of a subclass.
+
+    Args:
+        blocks: one block per member (classes are instantiated); default two `TransformBlock`.
+        dl_type: accepted for fastai compatibility.
+        getters: one getter per block (instead of ``get_x``/``get_y``).
+        n_inp: how many blocks are inputs (default: all but the last).
+        item_tfms: item transforms (added to the blocks' own, one per class, sorted by ``order``).
+        batch_tfms: batch transforms (same merging).
+        get_items: ``source → items`` (default: the source is the items).
+        splitter: ``items → (train_idxs, valid_idxs)`` (default ``RandomSplitter()``).
+        get_y: the target getter(s): one function, or a list with one per target.
+        get_x: the input getter(s): one function, or a list with one per input.
+
+    Raises:
+        ValueError: when ``get_x``/``get_y`` do not give one function per input/target.
+    """
+
+    get_items: Callable | None = None
+    splitter: Callable | None = None
+    get_x: Callable | Sequence | None = None
+    get_y: Callable | Sequence | None = None
+
+    def __init__(self, blocks: Sequence | None = None, dl_type: Any = None, getters: Sequence | None = None,
+                 n_inp: int | None = None, item_tfms: Any = None, batch_tfms: Any = None, *,
+                 get_items: Callable | None = None, splitter: Callable | None = None,
+                 get_y: Callable | Sequence | None = None, get_x: Callable | Sequence | None = None):
+        blocks = [TransformBlock, TransformBlock] if blocks is None else _as_list(blocks)
+        self.blocks = [b if isinstance(b, TransformBlock) else b() for b in blocks]
+        self.n_inp = n_inp if n_inp is not None else max(1, len(self.blocks) - 1)
+        self.dl_type = dl_type
+        for name, value in (("get_items", get_items), ("splitter", splitter), ("get_x", get_x), ("get_y", get_y)):
+            if value is not None:
+                setattr(self, name, value)
+        self.getters = list(getters) if getters is not None else self._getters()
+        if len(self.getters) != len(self.blocks):
+            raise ValueError(f"`getters` needs one function per block ({len(self.blocks)}); "
+                             f"received {len(self.getters)}")
+        self.item_tfms = merge_tfms([t for b in self.blocks for t in b.item_tfms], item_tfms)
+        self.batch_tfms = merge_tfms([t for b in self.blocks for t in b.batch_tfms], batch_tfms)
+
+    def _getters(self) -> list:
+        n_targets = len(self.blocks) - self.n_inp
+        inputs = self._side(self.get_x, self.n_inp, "get_x", "inputs")
+        return inputs + self._side(self.get_y, n_targets, "get_y", "targets")
+
+    @staticmethod
+    def _side(fns: Any, n: int, name: str, what: str) -> list:
+        if fns is None:
+            return [_identity] * n
+        fns = list(fns) if isinstance(fns, (list, tuple)) else [fns]
+        if len(fns) != n:
+            raise ValueError(f"`{name}` must give one function per {what[:-1]} ({n} {what}); received {len(fns)}. "
+                             "To chain several functions for one member, wrap them in one function")
+        return fns
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        return tuple(b.kind for b in self.blocks)
+
+    def _pipelines(self) -> list[list]:
+        """Per block: the getter, then copies of its type transforms (so set-ups never leak between calls)."""
+        draft = None if {"mask", "point", "bbox"} & set(self.kinds) else draft_size(self.item_tfms)
+        pipelines = []
+        for getter, block in zip(self.getters, self.blocks):
+            steps = [copy.deepcopy(t) if hasattr(t, "setup") or hasattr(t, "draft") else t for t in block.type_tfms]
+            for step in steps:
+                if hasattr(step, "draft"):
+                    step.draft = draft  # decode JPEGs at reduced size when the target is smaller
+            pipelines.append(([] if getter is _identity else [getter]) + steps)
+        return pipelines
+
+    def _items(self, source: Any) -> Any:
+        return self.get_items(source) if self.get_items is not None else source
+
+    def datasets(self, source: Any, verbose: bool = False) -> Datasets:
+        """The training and validation `Datasets` of ``source``."""
+        items = self._items(source)
+        if verbose:
+            print(f"Collecting items from {source}\nFound {len(items)} items")
+        splits = (self.splitter or RandomSplitter())(items)
+        if verbose:
+            print(f"{len(splits)} datasets of sizes {','.join(str(len(s)) for s in splits)}")
+        return Datasets(items, self._pipelines(), n_inp=self.n_inp, splits=splits, item_tfms=self.item_tfms,
+                        kinds=self.kinds)
+
+    def _loss(self) -> Any:
+        targets = self.blocks[self.n_inp:]
+        return targets[0].loss_func if targets else None
+
+    def dataloaders(self, source: Any, path: str = ".", verbose: bool = False, dls_type: type | None = None,
+                    **kwargs: Any) -> DataLoaders:
+        """DataLoaders over ``source`` (``bs=64``, ``val_bs``, ``shuffle``, ``num_workers``, ``device`` ... as in
+        `Datasets.dataloaders`).
+
+        The DataLoaders class is ``dls_type``, else the first block's that names one (images: ImageDataLoaders),
+        else `DataLoaders`; the loss the target block implies is passed on (a plain `DataLoaders` gets
+        none, since building a loss belongs to the training layer: pass ``loss_func`` to the Learner).
+        """
+        dsets = self.datasets(source, verbose=verbose)
+        dls_type = dls_type or next((b.dls_type for b in self.blocks if b.dls_type is not None), DataLoaders)
+        loss = self._loss()
+        if dls_type is DataLoaders and isinstance(loss, dict):
+            loss = None
+        options = {k: v for b in self.blocks for k, v in b.dls_kwargs.items()}
+        options.update(kwargs)
+        return dsets.dataloaders(path=path, after_batch=self.batch_tfms, dls_type=dls_type, loss_func=loss, **options)
+
+    def new(self, item_tfms: Any = None, batch_tfms: Any = None) -> "DataBlock":
+        """A copy with other item and/or batch transforms (merged with the blocks' defaults again)."""
+        new = copy.copy(self)
+        if item_tfms is not None:
+            new.item_tfms = merge_tfms([t for b in self.blocks for t in b.item_tfms], item_tfms)
+        if batch_tfms is not None:
+            new.batch_tfms = merge_tfms([t for b in self.blocks for t in b.batch_tfms], batch_tfms)
+        return new
+
+    @classmethod
+    def from_columns(cls, blocks: Sequence | None = None, getters: Sequence | None = None,
+                     get_items: Callable | None = None, **kwargs: Any) -> "DataBlock":
+        """A DataBlock whose source is a tuple of columns (e.g. ``(fnames, labels)``), one per block."""
+        n = 2 if blocks is None else len(_as_list(blocks))
+        getters = getters if getters is not None else [ItemGetter(i) for i in range(n)]
+        items = ZipColumns(get_items)
+        return cls(blocks=blocks, getters=getters, get_items=items, **kwargs)
+
+    def summary(self, source: Any, bs: int = 4, show_batch: bool = False, **kwargs: Any) -> None:
+        """Print how one sample and one batch are built, step by step; name the step that fails.
+
+        Args:
+            source: what ``dataloaders`` would receive.
+            bs: the size of the batch to build.
+            show_batch: also show that batch.
+            **kwargs: passed to ``dataloaders`` (``num_workers`` is forced to 0).
+        """
+        from .summary import print_summary
+        print_summary(self, source, bs=bs, show_batch=show_batch, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"DataBlock(blocks={self.blocks}, n_inp={self.n_inp})"
+
+
+class ZipColumns:
+    """``get_items`` for `DataBlock.from_columns`: columns → a list of rows (after an optional getter)."""
+
+    def __init__(self, get_items: Callable | None = None):
+        self.get_items = get_items
+
+    def __call__(self, source: Any) -> list:
+        columns = self.get_items(source) if self.get_items is not None else source
+        return list(zip(*columns))
+

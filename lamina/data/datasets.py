@@ -1,0 +1,394 @@
+"""`Datasets`: items → tuples (input, target), lazily, with item transforms per split.
+
+Each batch member has a pipeline of steps. The steps before the first *loading* step (one with
+``lazy = True``, e.g. the image reader) run once for every item when the `Datasets` is built: getters
+(``get_x``/``get_y``, label functions) and encoders (`Categorize`). That is cheap (it selects and encodes,
+it does not load), and it means:
+
+* vocabularies are fitted on the training items, and a validation label training never saw, a label
+  function that raises, or a mask path that does not exist fail at once, naming the item;
+* worker processes never need the user's label function (a lambda is fine): they receive the
+  results, the loading steps and the item transforms only.
+
+The loading steps and the item transforms run in ``__getitem__``, in DataLoader worker processes.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset
+
+from .loaders import DataLoader, DataLoaders
+
+__all__ = ["Datasets", "default_num_workers", "apply_item_tfms", "step_name", "renamed_error", "ReadableKeyError"]
+
+
+def default_num_workers() -> int:
+    """Worker processes for loading: one per usable CPU, at most 8, and none on a one-CPU machine."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return 0 if cpus <= 1 else min(cpus, 8)
+
+
+def step_name(step: Any) -> str:
+    """A readable name for a pipeline step or transform (a function's name, else its class name)."""
+    return getattr(step, "__name__", None) or getattr(getattr(step, "func", None), "__name__", None) \
+        or type(step).__name__
+
+
+class ReadableKeyError(KeyError):
+    """A KeyError whose message prints as written (a plain KeyError prints the repr of its message)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+def error_name(e: Exception) -> str:
+    """The exception's class name as users know it."""
+    return "KeyError" if isinstance(e, ReadableKeyError) else type(e).__name__
+
+
+def renamed_error(e: Exception, message: str) -> Exception:
+    """An exception of the same type as ``e`` carrying ``message`` (RuntimeError if that type cannot be built)."""
+    if isinstance(e, KeyError) and type(e) in (KeyError, ReadableKeyError):
+        return ReadableKeyError(message)
+    try:
+        new = type(e)(message)
+    except Exception:  # exception types with other constructors (UnicodeDecodeError ...)
+        new = RuntimeError(message)
+    return new
+
+
+def apply_item_tfms(sample: tuple, tfms: Sequence[Callable], split_idx: int | None) -> tuple:
+    """Run item transforms over one sample.
+
+    A transform with an ``order`` attribute (lamina's item transforms) receives the whole tuple and the split;
+    a plain function is applied to each member.
+    """
+    for tfm in tfms:
+        if hasattr(tfm, "order"):
+            sample = tfm(sample, split_idx=split_idx)
+        else:
+            sample = tuple(tfm(x) for x in sample)
+    return sample
+
+
+class _Rows(Sequence):
+    """The rows of a DataFrame as a sequence, made on access (a list of row Series would take ~1 kB per row)."""
+
+    def __init__(self, df: Any):
+        self.df = df
+
+    def __len__(self) -> int:
+        return len(self.df)
+
+    def __getitem__(self, i: int) -> Any:
+        return self.df.iloc[i]
+
+    def __iter__(self):
+        return (row for _, row in self.df.iterrows())
+
+
+def _as_list(items: Any) -> Sequence:
+    if items is None:
+        return []
+    if hasattr(items, "iterrows"):  # a DataFrame: one item per row
+        return _Rows(items)
+    return list(items)
+
+
+def _as_step(step: Any) -> Any:
+    """Classes are instantiated (fastai style ``Categorize``); an image class's ``create`` becomes its reader,
+    so that ``[PILImage.create]`` loads lazily, in the workers."""
+    owner = getattr(step, "__self__", None)
+    if getattr(step, "__name__", None) == "create" and isinstance(owner, type) and hasattr(owner, "reader"):
+        return owner.reader()
+    return step() if isinstance(step, type) else step
+
+
+def _as_steps(tfms: Any) -> list:
+    if tfms is None:
+        return []
+    return [_as_step(t) for t in (tfms if isinstance(tfms, (list, tuple)) else [tfms])]
+
+
+def _describe(o: Any) -> str:
+    text = str(o) if isinstance(o, (str, os.PathLike)) else repr(o)
+    return repr(text) if isinstance(o, (str, os.PathLike)) else (text if len(text) < 200 else text[:200] + "...")
+
+
+def _sorted_tfms(tfms: Any) -> list:
+    return sorted(_as_steps(tfms), key=lambda t: getattr(t, "order", 0))
+
+
+class Datasets(Dataset):
+    """Lazy datasets of tuples, one pipeline per tuple member, split into training and validation.
+
+    Args:
+        items: the items (a sequence, or a DataFrame whose rows are the items).
+        tfms: one list of steps per member, e.g. ``[[PILImage.create], [parent_label, Categorize()]]``
+            (classes are instantiated).
+        n_inp: how many leading members are inputs (default: all but the last).
+        splits: ``(train_idxs, valid_idxs)``; default: every item in training, none in validation.
+        item_tfms: item transforms, run (in ``order``) on every sample of both splits.
+        kinds: what each member is (``'image'``, ``'category'`` ...); default: each pipeline's ``kind``.
+        split_idx: which split's behaviour the item transforms follow (None: random, like training).
+
+    Example:
+        >>> dsets = Datasets(files, [[PILImage.create], [parent_label, Categorize()]], splits=splits)
+        >>> image, label = dsets.valid[0]
+    """
+
+    def __init__(self, items: Any = None, tfms: Sequence | None = None, n_inp: int | None = None,
+                 splits: Sequence[Sequence[int]] | None = None, item_tfms: Sequence[Callable] | None = None,
+                 kinds: Sequence[str] | None = None, split_idx: int | None = None):
+        self.items = _as_list(items)
+        pipelines = [_as_steps(t) for t in (tfms if tfms is not None else [[]])]
+        self.n_inp = n_inp if n_inp is not None else max(1, len(pipelines) - 1)
+        cut = [next((k for k, s in enumerate(p) if getattr(s, "lazy", False)), len(p)) for p in pipelines]
+        self._eager = [p[:k] for p, k in zip(pipelines, cut)]
+        self.lazy_steps = [p[k:] for p, k in zip(pipelines, cut)]
+        self.type_steps = [next((s for s in reversed(p) if hasattr(s, "kind")), None) for p in pipelines]
+        self.kinds = tuple(kinds) if kinds is not None else tuple(
+            getattr(s, "kind", "raw") for s in self.type_steps)
+        self.item_tfms = _sorted_tfms(item_tfms)
+        n = len(self.items)
+        self.splits = ([int(i) for i in splits[0]], [int(i) for i in splits[1]]) if splits is not None \
+            else (list(range(n)), [])
+        self._values = self._encode_all()
+        self.idxs = sorted(set(self.splits[0]) | set(self.splits[1]))
+        self.split_idx = split_idx
+
+    # --- eager phase: getters and encoders for every item --------------------------------------------
+    def _encode_all(self) -> list:
+        """The result of the eager steps of every member for every item in a split (None elsewhere)."""
+        train, valid = self.splits
+        n = len(self.items)
+        bad = [i for i in (*train, *valid) if not 0 <= i < n]
+        if bad:
+            raise IndexError(f"The splits refer to items {bad[:5]} but there are {n} items")
+        used = sorted(set(train) | set(valid))
+        in_train = set(train)
+        items = list(self.items)  # one pass over DataFrame rows, for all members
+        columns = [self._encode_member(items, j, used, in_train) for j in range(len(self._eager))]
+        values: list = [None] * n
+        for i in used:
+            values[i] = tuple(col[i] for col in columns)
+        return values
+
+    def _encode_member(self, items: list, j: int, used: list[int], in_train: set[int]) -> dict:
+        values = {i: items[i] for i in used}
+        for step in self._eager[j]:
+            if hasattr(step, "setup"):  # vocabularies and the like come from the training items only
+                step.setup([values[i] for i in self.splits[0]])
+            values = {i: self._run(step, values[i], i, j, i in in_train) for i in used}
+        check = getattr(self.lazy_steps[j][0], "check", None) if self.lazy_steps[j] else None
+        if check is not None:
+            for i in used:
+                self._run(check, values[i], i, j, i in in_train)
+        return values
+
+    def _run(self, step: Callable, value: Any, i: int, j: int, train: bool | None = None) -> Any:
+        try:
+            return step(value)
+        except Exception as e:
+            where = "" if train is None else (" (training set)" if train else " (validation set)")
+            kind = self.kinds[j] if j < len(self.kinds) else "?"
+            message = (f"step `{step_name(step)}` of the '{kind}' pipeline failed on item "
+                       f"{_describe(self.items[i])}{where}: {error_name(e)}: {e}")
+            raise renamed_error(e, message) from e
+
+    # --- lazy phase: loading and item transforms, in the worker processes ------------------------------
+    def source_name(self, i: int, j: int) -> str:
+        """What member ``j`` of item ``i`` was loaded from (its file name when it is one)."""
+        value = self._values[i][j]
+        return _describe(value if isinstance(value, (str, os.PathLike)) else self.items[i])
+
+    def _load(self, i: int) -> tuple:
+        sample = []
+        for j, steps in enumerate(self.lazy_steps):
+            x = self._values[i][j]
+            for step in steps:
+                x = self._run(step, x, i, j)
+            sample.append(x)
+        self._check_mask_sizes(sample, i)
+        return tuple(sample)
+
+    def _check_mask_sizes(self, sample: list, i: int) -> None:
+        if "mask" not in self.kinds or "image" not in self.kinds:
+            return
+        j_img, j_mask = self.kinds.index("image"), self.kinds.index("mask")
+        if j_mask >= len(sample):
+            return
+        img, mask = sample[j_img], sample[j_mask]
+        if hasattr(img, "size") and hasattr(mask, "size") and not callable(img.size) and img.size != mask.size:
+            raise ValueError(f"The mask {self.source_name(i, j_mask)} is {mask.size[0]}x{mask.size[1]} "
+                             f"(width x height) but its image {self.source_name(i, j_img)} is "
+                             f"{img.size[0]}x{img.size[1]}: a mask must have the size of its image. Check the label "
+                             "function, or fix the files")
+
+    def __len__(self) -> int:
+        return len(self.idxs)
+
+    def __getitem__(self, k: int) -> tuple:
+        i = self.idxs[k]
+        sample = self._load(i)
+        try:
+            return apply_item_tfms(sample, self.item_tfms, self.split_idx)
+        except Exception as e:
+            raise renamed_error(e, f"An item transform failed on item {_describe(self.items[i])}: "
+                                   f"{error_name(e)}: {e}") from e
+
+    def __getitems__(self, ks: Sequence[int]) -> list:
+        """A batch's samples (torch's loader calls this), checked to have matching shapes, so the error
+        names the files instead of failing inside ``torch.stack``."""
+        samples = [self[k] for k in ks]
+        self.check_batchable(ks, samples)
+        return samples
+
+    def check_batchable(self, ks: Sequence[int], samples: Sequence[tuple]) -> None:
+        """Raise a ValueError naming two items whose members differ in shape (they could not be stacked)."""
+        for j in range(len(samples[0]) if samples else 0):
+            shapes = [tuple(s[j].shape) if isinstance(s[j], torch.Tensor) else None for s in samples]
+            first = shapes[0]
+            odd = next((n for n, sh in enumerate(shapes) if sh != first and sh is not None), None)
+            if first is None or odd is None:
+                continue
+            a, b = self.idxs[ks[0]], self.idxs[ks[odd]]
+            kind = self.kinds[j] if j < len(self.kinds) else "member"
+            fix = ("add an item transform that gives every image the same size, e.g. item_tfms=Resize(224) "
+                   "(or RandomResizedCrop(224))") if kind in ("image", "mask") else "make every item the same shape"
+            raise ValueError(f"Cannot batch the '{kind}' of these items: {self.source_name(a, j)} gives shape {first} "
+                             f"but {self.source_name(b, j)} gives shape {shapes[odd]}. Items in a batch must have "
+                             f"the same shape: {fix}")
+
+    def __getstate__(self) -> dict:
+        # worker processes need the results of the getters, not the getters (a lambda label function
+        # cannot be pickled under the 'spawn' start method)
+        state = dict(self.__dict__)
+        state["_eager"] = None
+        return state
+
+    # --- views -----------------------------------------------------------------------------------
+    def _view(self) -> "Datasets":
+        """A shallow copy that keeps the getters (``copy.copy`` would go through ``__getstate__``)."""
+        view = object.__new__(type(self))
+        view.__dict__.update(self.__dict__)
+        return view
+
+    def subset(self, i: int) -> "Datasets":
+        """The training (0) or validation (1) items, with that split's item-transform behaviour."""
+        view = self._view()
+        view.idxs, view.split_idx = list(self.splits[i]), i
+        return view
+
+    @property
+    def train(self) -> "Datasets":
+        return self.subset(0)
+
+    @property
+    def valid(self) -> "Datasets":
+        return self.subset(1)
+
+    @property
+    def vocab(self) -> Any:
+        """The vocabulary of the last member that has one (class names, or segmentation codes)."""
+        for step in reversed(self.type_steps):
+            if getattr(step, "vocab", None) is not None:
+                return step.vocab
+        return None
+
+    @property
+    def c(self) -> int | None:
+        """The number of model outputs the first target implies (classes, codes or regression targets)."""
+        steps = self.type_steps[self.n_inp:] or self.type_steps[-1:]
+        return getattr(steps[0], "c", None) if steps else None
+
+    def decode(self, sample: Sequence) -> tuple:
+        """Each member back to something readable (a class index → its label)."""
+        return tuple(step.decode(x) if hasattr(step, "decode") else x
+                     for x, step in zip(sample, self.type_steps))
+
+    def test_set(self, items: Any, with_labels: bool = False) -> "Datasets":
+        """A dataset over new items with the validation behaviour (no augmentation).
+
+        Without labels only the inputs are built. An item the loading step accepts as it is (for images: a
+        path, bytes, a PIL image, an array or a tensor) skips the getters; other items (DataFrame rows ...)
+        go through them.
+        """
+        members = list(range(len(self.lazy_steps) if with_labels else self.n_inp))
+        view = self._view()
+        view.items = _as_list(items)
+        view.lazy_steps = [self.lazy_steps[j] for j in members]
+        view.kinds = self.kinds[:len(members)]
+        view._values = [tuple(self._test_value(item, j, with_labels) for j in members) for item in view.items]
+        view.idxs = list(range(len(view.items)))
+        view.splits, view.split_idx = (view.idxs, []), 1
+        return view
+
+    def _test_value(self, item: Any, j: int, with_labels: bool) -> Any:
+        loader = self.lazy_steps[j][0] if self.lazy_steps[j] else None
+        if not with_labels and loader is not None and getattr(loader, "accepts", None) and loader.accepts(item):
+            return item
+        if self._eager is None:
+            raise RuntimeError("This dataset was copied to another process without its getters; "
+                               "call test_set in the main process")
+        for step in self._eager[j]:
+            try:
+                item = step(item)
+            except Exception as e:
+                raise renamed_error(e, f"step `{step_name(step)}` failed on test item {_describe(item)}: "
+                                       f"{error_name(e)}: {e}") from e
+        return item
+
+    def dataloaders(self, bs: int = 64, shuffle: bool = True, val_bs: int | None = None, path: str = ".",
+                    device: Any = None, num_workers: int | None = None, after_item: Sequence | None = None,
+                    after_batch: Sequence | None = None, dls_type: type | None = None, loss_func: Any = None,
+                    **kwargs: Any) -> DataLoaders:
+        """A training and a validation `DataLoader` over the two splits, in a `DataLoaders` (or ``dls_type``).
+
+        Args:
+            bs: batch size; ``val_bs`` for validation (default ``bs``).
+            shuffle: shuffle the training items every epoch (and drop its last partial batch).
+            path: the DataLoaders' folder (models and exports go under it).
+            device: where batches go (default: `default_device()`).
+            num_workers: loading processes (default `default_num_workers()`).
+            after_item: item transforms replacing the datasets' own (fastai style; classes are instantiated).
+            after_batch: batch transforms for both loaders.
+            dls_type: the DataLoaders class to build (applications pass their own).
+            loss_func: the loss the targets imply, given to the DataLoaders.
+            **kwargs: ``drop_last``, ``pin_memory``, ``persistent_workers``, ``seed``; a ``val_`` prefix
+                (``val_num_workers=0``) applies a value to the validation loader only.
+
+        Raises:
+            TypeError: naming unknown keyword arguments.
+        """
+        allowed = {"drop_last", "pin_memory", "persistent_workers", "seed"}
+        common = {k: v for k, v in kwargs.items() if not k.startswith("val_")}
+        valid_only = {k[4:]: v for k, v in kwargs.items() if k.startswith("val_")}
+        unknown = sorted(set(common) - allowed) + sorted(
+            f"val_{k}" for k in set(valid_only) - allowed - {"num_workers", "shuffle"})
+        if unknown:
+            raise TypeError(f"Unknown DataLoader arguments {unknown}; known: bs, val_bs, shuffle, num_workers, device, "
+                            "drop_last, pin_memory, persistent_workers, seed (and val_-prefixed versions)")
+        workers = default_num_workers() if num_workers is None else num_workers
+        base = dict(device=device, num_workers=workers, after_batch=_as_steps(after_batch), kinds=self.kinds)
+        train_ds, valid_ds = self.train, self.valid
+        if after_item is not None:
+            train_ds.item_tfms = valid_ds.item_tfms = _sorted_tfms(after_item)
+        train = DataLoader(train_ds, **{**base, "bs": bs, "shuffle": shuffle, "drop_last": shuffle,
+                                        "split_idx": 0, **common})
+        valid_common = {k: v for k, v in common.items() if k != "drop_last"}
+        valid = DataLoader(valid_ds, **{**base, "bs": val_bs or bs, "shuffle": False, "drop_last": False,
+                                        "split_idx": 1, **valid_common, **valid_only})
+        cls = dls_type or DataLoaders
+        vocab = self.vocab
+        return cls(train, valid, path=path, vocab=list(vocab) if vocab is not None else None, n_out=self.c,
+                   loss_func=loss_func, n_inp=self.n_inp)
+
+    def __repr__(self) -> str:
+        return (f"Datasets({len(self.splits[0])} training, {len(self.splits[1])} validation items; "
+                f"kinds={self.kinds})")

@@ -1,0 +1,287 @@
+"""Image types and image reading: `PILImage`, `PILImageBW`, `PILMask`, normalisation statistics.
+
+The image types are Pillow images (every Pillow method works on them) that know how to be created from
+anything a user has at hand, how to show themselves, and which class they are after a transform (a mask
+stays a mask, so item transforms resample it with nearest-neighbour interpolation).
+
+JPEGs can be decoded at a reduced size (Pillow's draft mode: the decoder scales by 1/2, 1/4 or 1/8 while
+decoding, several times faster) when the item transforms will shrink the image anyway; `ImageReader`
+carries the smallest size the transforms need (``draft``), set by the `DataBlock`.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+__all__ = ["PILBase", "PILImage", "PILImageBW", "PILMask", "imagenet_stats", "cifar_stats", "mnist_stats",
+           "load_image", "image2tensor", "image_class", "ImageReader", "MaskReader"]
+
+imagenet_stats = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
+cifar_stats = ([0.491, 0.482, 0.447], [0.247, 0.243, 0.261])
+mnist_stats = ([0.131], [0.308])
+
+ImageSource = Any  # Path | str | bytes | PIL.Image | np.ndarray | torch.Tensor
+
+
+def load_image(fn: str | os.PathLike | bytes, mode: str | None = None,
+               draft: tuple[int, int] | None = None) -> Image.Image:
+    """Open and fully decode an image file (or its bytes), converted to ``mode``.
+
+    Args:
+        fn: a file path, or the bytes of an encoded image.
+        mode: a Pillow mode (``'RGB'``, ``'L'``); None keeps the file's.
+        draft: ``(height, width)``: a JPEG may be decoded at a reduced size no smaller than this.
+
+    Raises:
+        FileNotFoundError: naming a missing file.
+        OSError: naming a file that is corrupt, truncated or not an image, with the fix.
+    """
+    name = "the image bytes" if isinstance(fn, (bytes, bytearray)) else str(fn)
+    if not isinstance(fn, (bytes, bytearray)) and not os.path.exists(fn):
+        raise FileNotFoundError(f"Image file not found: {fn}")
+    try:
+        with Image.open(io.BytesIO(fn) if isinstance(fn, (bytes, bytearray)) else fn) as im:
+            if draft is not None and im.format == "JPEG":
+                im.draft(mode or im.mode, (int(draft[1]), int(draft[0])))
+            im.load()  # open() reads the header only; decoding here finds truncated and corrupt data
+            return im.convert(mode) if mode and im.mode != mode else im.copy()
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        raise OSError(f"Could not read the image {name}: {e}. The file is corrupt, truncated or not an image; "
+                      "find such files with verify_images(files) and remove them") from e
+
+
+def _to_uint8(a: np.ndarray) -> np.ndarray:
+    """Float arrays with values in [0, 1] are scaled to [0, 255]; everything is clipped and cast to uint8."""
+    if a.dtype == np.uint8:
+        return a
+    if a.dtype == bool:
+        return a.astype(np.uint8)
+    if np.issubdtype(a.dtype, np.floating):
+        a = a * 255.0 if a.size and np.nanmax(a) <= 1.0 else a
+        a = np.rint(a)
+    return np.clip(a, 0, 255).astype(np.uint8)
+
+
+def _array_to_pil(a: np.ndarray, scale: bool) -> Image.Image:
+    if a.ndim == 3 and a.shape[0] in (1, 3, 4) and a.shape[-1] not in (1, 3, 4):
+        a = a.transpose(1, 2, 0)  # CHW → HWC
+    if a.ndim == 3 and a.shape[-1] == 1:
+        a = a[..., 0]
+    if a.ndim not in (2, 3):
+        raise ValueError(f"An image array must be HxW, HxWxC or CxHxW; received shape {a.shape}")
+    a = _to_uint8(a) if scale else np.clip(a, 0, 255).astype(np.uint8)
+    return Image.fromarray(np.ascontiguousarray(a))
+
+
+class PILBase(Image.Image):
+    """A Pillow image that remembers its lamina type. Create one with ``create``.
+
+    Attributes:
+        mode_default: the mode images are converted to on creation.
+    """
+
+    mode_default: str | None = "RGB"
+
+    @classmethod
+    def from_pil(cls, img: Image.Image) -> "PILBase":
+        """Wrap a Pillow image as this class without copying the pixels."""
+        if type(img) is cls:
+            return img
+        new = cls()
+        new.__dict__.update(img.__dict__)
+        return new
+
+    @classmethod
+    def create(cls, fn: ImageSource, draft: tuple[int, int] | None = None, **kwargs: Any) -> "PILBase":
+        """An image from a path, str, bytes, Pillow image, numpy array or tensor.
+
+        Arrays and tensors may be HxW, HxWxC or CxHxW; float values in [0, 1] are scaled to [0, 255]
+        (masks are cast as they are: their values are class indices).
+
+        Args:
+            fn: the source.
+            draft: ``(height, width)``: JPEG files may be decoded at a reduced size no smaller than this.
+
+        Raises:
+            TypeError: for an unsupported source. FileNotFoundError / OSError: naming an unreadable file.
+        """
+        if isinstance(fn, (str, os.PathLike, bytes, bytearray)):
+            img = cls._converted(load_image(fn, None if issubclass(cls, PILMask) else cls.mode_default, draft))
+        elif isinstance(fn, Image.Image):
+            img = cls._converted(fn)
+            if not (type(img) is Image.Image or isinstance(img, PILBase)):
+                img = img.copy()  # a file-backed image (JpegImageFile ...): decode it into a plain image
+        elif isinstance(fn, (np.ndarray, torch.Tensor)):
+            array = fn.detach().cpu().numpy() if isinstance(fn, torch.Tensor) else fn
+            img = cls._converted(_array_to_pil(array, scale=not issubclass(cls, PILMask)))
+        else:
+            raise TypeError(f"{cls.__name__}.create takes a path, str, bytes, PIL image, numpy array or tensor; "
+                            f"received {type(fn).__name__}")
+        return cls.from_pil(img)
+
+    @classmethod
+    def reader(cls) -> "ImageReader | MaskReader":
+        """The loading step reading sources as this class (a `Datasets` step ``cls.create`` becomes this)."""
+        return MaskReader() if issubclass(cls, PILMask) else ImageReader(cls)
+
+    @classmethod
+    def _converted(cls, img: Image.Image) -> Image.Image:
+        """``img`` in this class's mode."""
+        mode = cls.mode_default
+        return img.convert(mode) if mode and img.mode != mode else img
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(height, width)."""
+        return self.size[1], self.size[0]
+
+    @property
+    def n_px(self) -> int:
+        return self.size[0] * self.size[1]
+
+    @property
+    def aspect(self) -> float:
+        """width / height."""
+        return self.size[0] / self.size[1]
+
+    def to_thumb(self, h: int, w: int | None = None) -> "PILBase":
+        """A copy shrunk (aspect kept) to fit in ``h`` x ``w`` (square if ``w`` is None)."""
+        im = self.copy()
+        im.thumbnail((w or h, h))
+        return type(self).from_pil(im)
+
+    def show(self, ctx: Any = None, **kwargs: Any) -> Any:
+        """Draw on a matplotlib axis ``ctx`` (a new figure if None); kwargs go to `show_image` (title, figsize ...)."""
+        from .show import show_image
+        return show_image(self, ax=ctx, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__} mode={self.mode} size={self.size[0]}x{self.size[1]}"
+
+
+class PILImage(PILBase):
+    """An RGB image."""
+
+    mode_default = "RGB"
+
+
+class PILImageBW(PILImage):
+    """A grayscale image (mode ``'L'``)."""
+
+    mode_default = "L"
+
+
+class PILMask(PILBase):
+    """A segmentation mask (mode ``'L'``): each pixel holds a class index."""
+
+    mode_default = "L"
+
+    @classmethod
+    def _converted(cls, img: Image.Image) -> Image.Image:
+        # a palette ('P') mask stores class indices: keep them (converting to 'L' would map them to grey levels)
+        if img.mode == "P":
+            return Image.fromarray(np.asarray(img, dtype=np.uint8))
+        return super()._converted(img)
+
+    def show(self, ctx: Any = None, **kwargs: Any) -> Any:
+        from .show import show_image
+        kwargs = {"cmap": "tab20", "alpha": 0.5, **kwargs}
+        return show_image(self, ax=ctx, **kwargs)
+
+
+def image2tensor(img: Image.Image) -> torch.Tensor:
+    """A uint8 tensor: CxHxW for an image (HxW gets a channel), HxW for a `PILMask`."""
+    a = torch.from_numpy(np.array(img, dtype=np.uint8, copy=True))
+    if isinstance(img, PILMask):
+        return a
+    return a.unsqueeze(0) if a.ndim == 2 else a.permute(2, 0, 1)
+
+
+_IMAGE_CLASSES = {"PILImage": PILImage, "PILImageBW": PILImageBW, "PILMask": PILMask}
+
+
+def image_class(name: str) -> type:
+    """The image class called ``name`` (for configs)."""
+    if name not in _IMAGE_CLASSES:
+        raise ValueError(f"Unknown image class {name!r}; expected one of {sorted(_IMAGE_CLASSES)}")
+    return _IMAGE_CLASSES[name]
+
+
+class ImageReader:
+    """The loading step of `ImageBlock`: ``cls.create(source, draft=self.draft)`` (picklable for workers).
+
+    Attributes:
+        lazy: runs in ``__getitem__`` (in the workers), not when the datasets are built.
+        draft: ``(h, w)`` the item transforms need at least, or None for full-size decoding.
+    """
+
+    lazy = True
+    kind = "image"
+
+    def __init__(self, cls: type = PILImage, draft: tuple[int, int] | None = None):
+        self.cls, self.draft = cls, draft
+
+    def __call__(self, source: ImageSource) -> PILBase:
+        return self.cls.create(source, draft=self.draft)
+
+    def accepts(self, item: Any) -> bool:
+        """Whether ``item`` can be read as it is (so `test_set` skips the getters)."""
+        return isinstance(item, (str, os.PathLike, bytes, bytearray, Image.Image, np.ndarray, torch.Tensor))
+
+    def to_config(self) -> dict:
+        return {"cls": self.cls.__name__}
+
+    def __repr__(self) -> str:
+        return f"ImageReader({self.cls.__name__}, draft={self.draft})"
+
+
+class MaskReader:
+    """The loading step of `MaskBlock`: reads a mask and checks its values against ``codes``.
+
+    Raises:
+        FileNotFoundError: (``check``, when the datasets are built) naming a mask path that does not exist.
+        ValueError: (when loading) naming the file and the value when a pixel is ``>= len(codes)``.
+    """
+
+    lazy = True
+    kind = "mask"
+
+    def __init__(self, codes: Any = None):
+        self.codes = None if codes is None else [str(c) if isinstance(c, np.str_) else c for c in codes]
+
+    @property
+    def vocab(self) -> list | None:
+        return self.codes
+
+    @property
+    def c(self) -> int | None:
+        return None if self.codes is None else len(self.codes)
+
+    def check(self, source: Any) -> None:
+        if isinstance(source, (str, os.PathLike)) and not os.path.exists(source):
+            raise FileNotFoundError(f"The mask file {str(source)!r} does not exist: check the label function "
+                                    "that returns mask paths")
+
+    def __call__(self, source: ImageSource) -> PILMask:
+        mask = PILMask.create(source)
+        if self.codes is not None:
+            top = int(np.asarray(mask).max(initial=0))
+            if top >= len(self.codes):
+                name = str(source) if isinstance(source, (str, os.PathLike)) else "a mask"
+                raise ValueError(f"The mask {name} contains the value {top}, but there are only {len(self.codes)} "
+                                 f"codes (values 0 to {len(self.codes) - 1}): check `codes` or the mask files")
+        return mask
+
+    def decode(self, mask: Any) -> Any:
+        return mask
+
+    def __repr__(self) -> str:
+        return f"MaskReader({len(self.codes) if self.codes else 'no'} codes)"
+

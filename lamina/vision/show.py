@@ -1,0 +1,187 @@
+"""Showing images, batches and results with matplotlib (imported inside the functions that draw).
+
+The layout follows the batch's kinds: classification draws each image with its label as title
+(results: target / prediction, green when right, red when wrong), multi-label joins the labels,
+segmentation draws each image with its mask over it in colour (results: target beside prediction).
+
+Example:
+    >>> dls.show_batch(max_n=9)                       # goes through `show_batch`
+    >>> show_results(dls, batch, decoded_preds, max_n=6, figsize=(7, 8))
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = ["show_image", "show_images", "show_batch", "show_results", "MASK_CMAP"]
+
+MASK_CMAP = "tab20"
+RIGHT, WRONG = "green", "red"
+
+
+def _to_array(im: Any) -> np.ndarray:
+    """HxW or HxWxC for imshow: floats in [0, 1] (clamped), integers as they are."""
+    if isinstance(im, torch.Tensor):
+        t = im.detach().cpu()
+        if t.ndim == 3 and t.shape[0] in (1, 3, 4):
+            t = t.permute(1, 2, 0)
+        if t.ndim == 3 and t.shape[-1] == 1:
+            t = t[..., 0]
+        return t.float().clamp(0, 1).numpy() if t.is_floating_point() else t.numpy()
+    return np.asarray(im)
+
+
+def show_image(im: Any, ax: Any = None, figsize: tuple | None = None, title: str | None = None, ctx: Any = None,
+               cmap: str | None = None, title_color: str | None = None, **kwargs: Any) -> Any:
+    """Draw an image (PIL image, CxHxW or HxW tensor, array) on ``ax`` (a new figure if None).
+
+    Args:
+        im: the image; float tensors are taken in [0, 1].
+        ax: the matplotlib axis (``ctx`` is fastai's name for it).
+        figsize: the size of a new figure.
+        title: the axis title; ``title_color`` its colour.
+        cmap: the colour map (grayscale images default to ``'gray'``).
+        **kwargs: passed to ``imshow`` (``alpha``, ``vmin``, ``vmax`` ...).
+
+    Returns:
+        The axis.
+    """
+    import matplotlib.pyplot as plt
+    ax = ax if ax is not None else ctx
+    if ax is None:
+        _, ax = plt.subplots(figsize=figsize)
+    array = _to_array(im)
+    if cmap is None and array.ndim == 2:
+        cmap = "gray"
+    ax.imshow(array, cmap=cmap, **kwargs)
+    if title is not None:
+        ax.set_title(title, **({"color": title_color} if title_color else {}))
+    ax.axis("off")
+    return ax
+
+
+def show_images(ims: Sequence[Any], nrows: int | None = None, ncols: int | None = None,
+                titles: Sequence[str] | None = None, figsize: tuple | None = None, **kwargs: Any) -> list:
+    """Show several images in a grid; returns the axes used."""
+    axes = _grid(len(ims), nrows, ncols, figsize)
+    for i, (im, ax) in enumerate(zip(ims, axes)):
+        show_image(im, ax=ax, title=titles[i] if titles else None, **kwargs)
+    return axes
+
+
+def _grid(n: int, nrows: int | None, ncols: int | None, figsize: tuple | None, unit: float = 3.0) -> list:
+    import matplotlib.pyplot as plt
+    n = max(n, 1)
+    ncols = ncols or (math.ceil(n / nrows) if nrows else math.ceil(math.sqrt(n)))
+    nrows = nrows or math.ceil(n / ncols)
+    _, axes = plt.subplots(nrows, ncols, figsize=figsize or (ncols * unit, nrows * unit), squeeze=False)
+    axes = list(axes.flatten())
+    for ax in axes[n:]:
+        ax.axis("off")
+    return axes[:n]
+
+
+def _label(target: Any, kind: str | None, vocab: Sequence | None) -> str:
+    """A target or prediction as text."""
+    if kind == "category" and vocab is not None:
+        return str(vocab[int(target)])
+    if kind == "multicategory" and vocab is not None:
+        flags = target > 0.5 if target.is_floating_point() else target.bool()
+        return ";".join(str(vocab[i]) for i in torch.nonzero(flags).flatten().tolist())
+    if isinstance(target, torch.Tensor):
+        values = target.flatten().tolist()
+        return ", ".join(f"{v:.3g}" if isinstance(v, float) else str(v) for v in values[:4])
+    return str(target)
+
+
+def _decoded(dls: Any, batch: tuple) -> tuple[tuple, tuple[str, ...], int]:
+    """The batch with normalisation undone, its kinds and n_inp."""
+    dl = dls.valid
+    batch = dl.decode_batch(tuple(batch))
+    return batch, tuple(dl.kinds), dls.n_inp or 1
+
+
+def _mask_kwargs(dls: Any) -> dict:
+    n_codes = len(dls.vocab) if getattr(dls, "vocab", None) is not None else 20
+    return {"cmap": MASK_CMAP, "alpha": 0.5, "vmin": 0, "vmax": max(n_codes - 1, 1), "interpolation": "nearest"}
+
+
+def show_batch(dls: Any, batch: tuple, max_n: int = 9, nrows: int | None = None, ncols: int | None = None,
+               figsize: tuple | None = None, **kwargs: Any) -> list:
+    """Show the first ``max_n`` items of ``batch``: images with their labels, or with their masks over them.
+
+    Returns:
+        The axes used.
+    """
+    batch, kinds, n_inp = _decoded(dls, batch)
+    images = batch[0]
+    n = min(len(images), max_n)
+    target_kind = kinds[n_inp] if len(kinds) > n_inp and len(batch) > n_inp else None
+    axes = _grid(n, nrows, ncols, figsize)
+    for i, ax in enumerate(axes):
+        show_image(images[i], ax=ax, **kwargs)
+        if target_kind == "mask":
+            show_image(batch[n_inp][i], ax=ax, **_mask_kwargs(dls))
+        elif target_kind is not None:
+            ax.set_title(_label(batch[n_inp][i], target_kind, dls.vocab))
+    return axes
+
+
+def show_results(dls: Any, batch: tuple, preds: Any, decoded: Any = None, max_n: int = 9, losses: Any = None,
+                 nrows: int | None = None, ncols: int | None = None, figsize: tuple | None = None,
+                 **kwargs: Any) -> list:
+    """Show targets and predictions for the first ``max_n`` items of ``batch``.
+
+    Classification: one image per cell titled ``target/prediction`` (green when they agree, red otherwise);
+    with ``losses`` (``plot_top_losses``) ``prediction/target / loss / probability``. Segmentation: one
+    row per item, the target mask beside the predicted mask.
+
+    Args:
+        dls: the DataLoaders (for the vocabulary, kinds and decoding).
+        batch: ``(inputs, targets)`` as the loader gives them (targets may be None).
+        preds: the activated predictions (probabilities), one per item.
+        decoded: the decoded predictions (class indices, multi-label flags or masks); default ``preds``.
+        losses: per-item losses to print in the titles.
+
+    Returns:
+        The axes used.
+    """
+    decoded = preds if decoded is None else decoded
+    batch, kinds, n_inp = _decoded(dls, batch)
+    images, targets = batch[0], batch[n_inp] if len(batch) > n_inp else None
+    kind = kinds[n_inp] if len(kinds) > n_inp else None
+    n = min(len(images), max_n)
+    if kind == "mask":
+        return _show_mask_results(dls, images, targets, decoded, n, losses, figsize, **kwargs)
+    axes = _grid(n, nrows, ncols, figsize)
+    for i, ax in enumerate(axes):
+        pred = _label(decoded[i], kind, dls.vocab)
+        target = _label(targets[i], kind, dls.vocab) if targets is not None else None
+        colour = None if target is None else (RIGHT if target == pred else WRONG)
+        if losses is not None:
+            prob = preds[i][int(decoded[i])] if kind == "category" else preds[i].max()
+            title = f"{pred}/{target} / {float(losses[i]):.2f} / {float(prob):.2f}"
+        else:
+            title = pred if target is None else f"{target}/{pred}"
+        show_image(images[i], ax=ax, title=title, title_color=colour, **kwargs)
+    return axes
+
+
+def _show_mask_results(dls: Any, images: Any, targets: Any, decoded: Any, n: int, losses: Any,
+                       figsize: tuple | None, **kwargs: Any) -> list:
+    """Rows of (image + target mask, image + predicted mask)."""
+    axes = _grid(2 * n, n, 2, figsize)
+    for i in range(n):
+        for col, (masks, title) in enumerate(((targets, "target"), (decoded, "prediction"))):
+            ax = axes[2 * i + col]
+            if losses is not None and col == 1:
+                title = f"prediction / loss {float(losses[i]):.2f}"
+            show_image(images[i], ax=ax, title=title if i == 0 or losses is not None else None, **kwargs)
+            if masks is not None:
+                show_image(masks[i], ax=ax, **_mask_kwargs(dls))
+    return axes

@@ -1,0 +1,378 @@
+"""Item transforms: run on each sample (in DataLoader workers), on Pillow images and masks together.
+
+An item transform receives the whole sample tuple, draws its random parameters once from the first
+image, and applies the same geometry to every image and mask in it (masks with nearest-neighbour
+resampling, so class indices are never blended); other members (labels) pass through. On the training
+split (``split_idx=0``, or None outside a split) positions are random; on validation (1) they are centred.
+
+Every transform has ``to_config()``; `item_tfm_from_config` rebuilds it from `ITEM_TFMS`, so an export
+can recreate the validation pipeline without pickling code.
+
+Example:
+    >>> Resize(224)(img, split_idx=1)                  # centre crop to 224x224
+    >>> RandomResizedCrop(128, min_scale=0.35)((img, mask), split_idx=0)
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from .core import PILBase, PILMask, image2tensor
+
+__all__ = ["ItemTransform", "Resize", "RandomResizedCrop", "RandomCrop", "CropPad", "RatioResize", "FlipItem",
+           "DihedralItem", "ToTensor", "ResizeMethod", "PadMode", "ITEM_TFMS", "item_tfm_from_config"]
+
+BILINEAR, NEAREST = Image.Resampling.BILINEAR, Image.Resampling.NEAREST
+
+
+class ResizeMethod:
+    """How `Resize` reaches the target aspect: crop the excess, squish, or pad."""
+
+    Squish, Crop, Pad = "squish", "crop", "pad"
+
+
+class PadMode:
+    """How padding is filled: zeros, the border pixels repeated, or a mirror image."""
+
+    Zeros, Border, Reflection = "zeros", "border", "reflection"
+
+
+_NUMPY_PAD = {"zeros": "constant", "border": "edge", "reflection": "reflect"}
+
+
+def _pair(size: int | Sequence[int]) -> tuple[int, int]:
+    """An int means a square; a pair is (height, width)."""
+    if isinstance(size, int):
+        return size, size
+    if isinstance(size, (tuple, list)) and len(size) == 2:
+        return int(size[0]), int(size[1])
+    raise ValueError(f"`size` must be an int or a (height, width) pair; received: size={size!r}")
+
+
+def _check_choice(name: str, value: str, choices: dict | tuple) -> None:
+    if value not in choices:
+        raise ValueError(f"`{name}` must be one of {list(choices)}; received: {name}={value!r}")
+
+
+def _is_image(x: Any) -> bool:
+    return isinstance(x, Image.Image)
+
+
+def _pad(img: Image.Image, pads: tuple[int, int, int, int], pad_mode: str) -> Image.Image:
+    """Pad (left, top, right, bottom) pixels, filled per ``pad_mode``."""
+    left, top, right, bottom = pads
+    a = np.asarray(img)
+    widths = ((top, bottom), (left, right)) + (((0, 0),) if a.ndim == 3 else ())
+    return Image.fromarray(np.pad(a, widths, mode=_NUMPY_PAD[pad_mode]))
+
+
+def resample_box(img: Image.Image, box: tuple[float, float, float, float], out_size: tuple[int, int],
+                 resample: int, pad_mode: str = "zeros") -> Image.Image:
+    """The region ``box`` (left, top, right, bottom; may reach outside the image) resampled to ``out_size`` (w, h).
+
+    One resampling whatever the box; the outside is padded first, filled per ``pad_mode``.
+    """
+    width, height = img.size
+    left, top, right, bottom = box
+    eps = 1e-6  # float boxes that touch an edge must not add a padding row
+    pads = (max(0, math.ceil(-left - eps)), max(0, math.ceil(-top - eps)),
+            max(0, math.ceil(right - width - eps)), max(0, math.ceil(bottom - height - eps)))
+    if any(pads):
+        img = _pad(img, pads, pad_mode)
+        left, right, top, bottom = left + pads[0], right + pads[0], top + pads[1], bottom + pads[1]
+    return img.resize(out_size, resample, box=(left, top, right, bottom))
+
+
+class ItemTransform:
+    """Base class: ``order``, ``split_idx`` (None: both splits, 0: training only, 1: validation only).
+
+    Call it on a sample tuple, or on one image: ``tfm(img, split_idx=1)``. Subclasses implement
+    ``encodes(sample, split_idx)`` and ``_config()`` (their constructor arguments, JSON-safe).
+    """
+
+    order: int = 0
+    split_idx: int | None = None
+
+    def __call__(self, sample: Any, split_idx: int | None = None) -> Any:
+        single = not isinstance(sample, tuple)
+        items = (sample,) if single else sample
+        if self.split_idx is None or split_idx is None or self.split_idx == split_idx:
+            items = self.encodes(items, split_idx)
+        return items[0] if single else items
+
+    def encodes(self, sample: tuple, split_idx: int | None) -> tuple:
+        return sample
+
+    def _config(self) -> dict:
+        return {}
+
+    def to_config(self) -> dict:
+        """``{"name": class name, "kwargs": constructor arguments}`` (see `item_tfm_from_config`)."""
+        return {"name": type(self).__name__, "kwargs": self._config()}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self._config().items())
+        return f"{type(self).__name__}({args})"
+
+
+class _Geometric(ItemTransform):
+    """Draws a plan from the first image's size, then applies it to every image and mask of the sample."""
+
+    order = 1
+    resamples: tuple[int, int] = (BILINEAR, NEAREST)
+
+    def encodes(self, sample: tuple, split_idx: int | None) -> tuple:
+        first = next((x for x in sample if _is_image(x)), None)
+        if first is None:
+            return sample
+        plan = self.plan(first.size, train=split_idx != 1)
+        return tuple(self._apply_one(x, plan) if _is_image(x) else x for x in sample)
+
+    def _apply_one(self, img: Image.Image, plan: Any) -> Image.Image:
+        is_mask = isinstance(img, PILMask)
+        out = self.apply(img, plan, self.resamples[1] if is_mask else self.resamples[0])
+        return type(img).from_pil(out) if isinstance(img, PILBase) else out
+
+    def plan(self, size: tuple[int, int], train: bool) -> Any:
+        raise NotImplementedError
+
+    def apply(self, img: Image.Image, plan: Any, resample: int) -> Image.Image:
+        raise NotImplementedError
+
+
+class Resize(_Geometric):
+    """Resize to ``size`` by cropping, squishing or padding (random window on training, centred on validation).
+
+    Args:
+        size: an int (square) or (height, width).
+        method: ``'crop'`` (fill the target, crop the excess), ``'squish'`` (ignore the aspect) or
+            ``'pad'`` (fit inside the target, pad the rest).
+        pad_mode: ``'reflection'``, ``'zeros'`` or ``'border'`` (for ``'pad'``).
+        resamples: Pillow filters for images and for masks.
+    """
+
+    def __init__(self, size: int | Sequence[int], method: str = "crop", pad_mode: str = "reflection",
+                 resamples: Sequence[int] = (BILINEAR, NEAREST), **kwargs: Any):
+        _check_choice("method", method, ("crop", "squish", "pad"))
+        _check_choice("pad_mode", pad_mode, _NUMPY_PAD)
+        self.size, self.method, self.pad_mode = _pair(size), method, pad_mode
+        self.resamples = (int(resamples[0]), int(resamples[1]))
+
+    def plan(self, size: tuple[int, int], train: bool) -> tuple[float, float, float, float]:
+        (width, height), (h, w) = size, self.size
+        if self.method == "squish":
+            return 0.0, 0.0, float(width), float(height)
+        scale = min(width / w, height / h) if self.method == "crop" else max(width / w, height / h)
+        win_w, win_h = w * scale, h * scale
+        fx, fy = (random.random(), random.random()) if train else (0.5, 0.5)
+        left, top = (width - win_w) * fx, (height - win_h) * fy  # negative when padding
+        return left, top, left + win_w, top + win_h
+
+    def apply(self, img: Image.Image, box: Any, resample: int) -> Image.Image:
+        return resample_box(img, box, (self.size[1], self.size[0]), resample, self.pad_mode)
+
+    def draft_size(self) -> tuple[int, int]:
+        """A JPEG decoded at least this big (h, w) loses nothing: the output is that size."""
+        return self.size
+
+    def _config(self) -> dict:
+        return {"size": list(self.size), "method": self.method, "pad_mode": self.pad_mode,
+                "resamples": list(self.resamples)}
+
+
+class RandomResizedCrop(_Geometric):
+    """A random crop of random area and aspect, resized to ``size`` (training); squish then centre-crop (validation).
+
+    Training: up to 10 draws of an area fraction in U(min_scale, max_scale) and a log-uniform aspect
+    in ``ratio``; the first that fits is placed at random; otherwise a centred crop with the aspect
+    clamped to ``ratio``. Validation: the whole image squished to ``size + xtra`` with
+    ``xtra = ceil(max(size) * val_xtra / 8) * 8``, then the centre ``size`` kept.
+    """
+
+    def __init__(self, size: int | Sequence[int], min_scale: float = 0.08, ratio: Sequence[float] = (3 / 4, 4 / 3),
+                 resamples: Sequence[int] = (BILINEAR, NEAREST), val_xtra: float = 0.14, max_scale: float = 1.0,
+                 **kwargs: Any):
+        if not 0 < min_scale <= max_scale <= 1:
+            raise ValueError("`min_scale` and `max_scale` must satisfy 0 < min_scale <= max_scale <= 1; "
+                             f"received: min_scale={min_scale!r}, max_scale={max_scale!r}")
+        self.size, self.min_scale, self.max_scale = _pair(size), min_scale, max_scale
+        self.ratio, self.val_xtra = (float(ratio[0]), float(ratio[1])), val_xtra
+        self.resamples = (int(resamples[0]), int(resamples[1]))
+
+    def plan(self, size: tuple[int, int], train: bool) -> tuple[float, float, float, float]:
+        width, height = size
+        if not train:
+            h, w = self.size
+            xtra = math.ceil(max(self.size) * self.val_xtra / 8) * 8
+            sx, sy = width / (w + xtra), height / (h + xtra)
+            return xtra / 2 * sx, xtra / 2 * sy, (xtra / 2 + w) * sx, (xtra / 2 + h) * sy
+        for _ in range(10):
+            area = random.uniform(self.min_scale, self.max_scale) * width * height
+            aspect = math.exp(random.uniform(math.log(self.ratio[0]), math.log(self.ratio[1])))
+            crop_w, crop_h = round(math.sqrt(area * aspect)), round(math.sqrt(area / aspect))
+            if 0 < crop_w <= width and 0 < crop_h <= height:
+                left, top = random.randint(0, width - crop_w), random.randint(0, height - crop_h)
+                return left, top, left + crop_w, top + crop_h
+        crop_w, crop_h = width, height
+        if width / height < self.ratio[0]:
+            crop_h = round(width / self.ratio[0])
+        elif width / height > self.ratio[1]:
+            crop_w = round(height * self.ratio[1])
+        left, top = (width - crop_w) / 2, (height - crop_h) / 2
+        return left, top, left + crop_w, top + crop_h
+
+    def apply(self, img: Image.Image, box: Any, resample: int) -> Image.Image:
+        return resample_box(img, box, (self.size[1], self.size[0]), resample)
+
+    def draft_size(self) -> tuple[int, int]:
+        # the smallest crop (area min_scale, extreme aspect) is scaled up to `size`: decode big enough for it
+        factor = 1 / math.sqrt(self.min_scale * self.ratio[0] / self.ratio[1])
+        return math.ceil(self.size[0] * factor), math.ceil(self.size[1] * factor)
+
+    def _config(self) -> dict:
+        return {"size": list(self.size), "min_scale": self.min_scale, "ratio": list(self.ratio),
+                "resamples": list(self.resamples), "val_xtra": self.val_xtra, "max_scale": self.max_scale}
+
+
+class RandomCrop(_Geometric):
+    """Crop ``size`` at a random position (training) or the centre (validation); smaller images are zero-padded."""
+
+    def __init__(self, size: int | Sequence[int], **kwargs: Any):
+        self.size = _pair(size)
+
+    def plan(self, size: tuple[int, int], train: bool) -> tuple[int, int, int, int]:
+        (width, height), (h, w) = size, self.size
+        if train:
+            left = random.randint(min(0, width - w), max(0, width - w))
+            top = random.randint(min(0, height - h), max(0, height - h))
+        else:
+            left, top = (width - w) // 2, (height - h) // 2
+        return left, top, left + w, top + h
+
+    def apply(self, img: Image.Image, box: Any, resample: int) -> Image.Image:
+        return img.crop(box)  # exact pixels; Pillow fills outside the image with zeros
+
+    def _config(self) -> dict:
+        return {"size": list(self.size)}
+
+
+class CropPad(_Geometric):
+    """Centre crop or pad to ``size`` on both splits (no resampling); padding filled per ``pad_mode``."""
+
+    def __init__(self, size: int | Sequence[int], pad_mode: str = "zeros", **kwargs: Any):
+        _check_choice("pad_mode", pad_mode, _NUMPY_PAD)
+        self.size, self.pad_mode = _pair(size), pad_mode
+
+    def plan(self, size: tuple[int, int], train: bool) -> tuple[int, int, int, int]:
+        (width, height), (h, w) = size, self.size
+        left, top = (width - w) // 2, (height - h) // 2
+        return left, top, left + w, top + h
+
+    def apply(self, img: Image.Image, box: Any, resample: int) -> Image.Image:
+        if self.pad_mode == "zeros":
+            return img.crop(box)
+        return resample_box(img, box, (self.size[1], self.size[0]), Image.Resampling.NEAREST, self.pad_mode)
+
+    def _config(self) -> dict:
+        return {"size": list(self.size), "pad_mode": self.pad_mode}
+
+
+class RatioResize(_Geometric):
+    """Resize so that the longer side is ``max_sz``, keeping the aspect."""
+
+    def __init__(self, max_sz: int, resamples: Sequence[int] = (BILINEAR, NEAREST), **kwargs: Any):
+        self.max_sz, self.resamples = int(max_sz), (int(resamples[0]), int(resamples[1]))
+
+    def plan(self, size: tuple[int, int], train: bool) -> tuple[int, int]:
+        width, height = size
+        scale = self.max_sz / max(width, height)
+        return max(1, round(width * scale)), max(1, round(height * scale))
+
+    def apply(self, img: Image.Image, out_size: Any, resample: int) -> Image.Image:
+        return img.resize(out_size, resample)
+
+    def draft_size(self) -> tuple[int, int]:
+        return self.max_sz, self.max_sz
+
+    def _config(self) -> dict:
+        return {"max_sz": self.max_sz, "resamples": list(self.resamples)}
+
+
+class FlipItem(_Geometric):
+    """Flip left-right with probability ``p`` (training only)."""
+
+    order, split_idx = 2, 0
+
+    def __init__(self, p: float = 0.5):
+        self.p = p
+
+    def plan(self, size: tuple[int, int], train: bool) -> bool:
+        return random.random() < self.p
+
+    def apply(self, img: Image.Image, flip: Any, resample: int) -> Image.Image:
+        return img.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if flip else img
+
+    def _config(self) -> dict:
+        return {"p": self.p}
+
+
+_DIHEDRAL = (None, Image.Transpose.FLIP_LEFT_RIGHT, Image.Transpose.FLIP_TOP_BOTTOM, Image.Transpose.ROTATE_90,
+             Image.Transpose.ROTATE_180, Image.Transpose.ROTATE_270, Image.Transpose.TRANSPOSE,
+             Image.Transpose.TRANSVERSE)
+
+
+class DihedralItem(_Geometric):
+    """With probability ``p``, one of the 8 flips/rotations by multiples of 90° (training only)."""
+
+    order, split_idx = 2, 0
+
+    def __init__(self, p: float = 1.0):
+        self.p = p
+
+    def plan(self, size: tuple[int, int], train: bool) -> Any:
+        return _DIHEDRAL[random.randint(0, 7)] if random.random() < self.p else None
+
+    def apply(self, img: Image.Image, op: Any, resample: int) -> Image.Image:
+        return img if op is None else img.transpose(op)
+
+    def _config(self) -> dict:
+        return {"p": self.p}
+
+
+class ToTensor(ItemTransform):
+    """Pillow images → uint8 tensors: images CxHxW (grayscale 1xHxW), masks HxW.
+
+    Masks stay uint8 (a quarter of the bytes of int64 to collate and copy); the batch transform
+    ``IntToFloatTensor`` makes them int64 on the device.
+    """
+
+    order = 5
+
+    def encodes(self, sample: tuple, split_idx: int | None) -> tuple:
+        return tuple(image2tensor(x) if _is_image(x) else x for x in sample)
+
+
+ITEM_TFMS: dict[str, type[ItemTransform]] = {
+    cls.__name__: cls for cls in (Resize, RandomResizedCrop, RandomCrop, CropPad, RatioResize, FlipItem,
+                                  DihedralItem, ToTensor)}
+
+
+def item_tfm_from_config(cfg: dict) -> ItemTransform:
+    """Rebuild an item transform from its ``to_config()``.
+
+    To make your own transform exportable, give it ``to_config`` and register it: ``ITEM_TFMS['MyTfm'] = MyTfm``.
+
+    Raises:
+        ValueError: for a name that is not in `ITEM_TFMS`.
+    """
+    name = cfg.get("name") if isinstance(cfg, dict) else None
+    if name not in ITEM_TFMS:
+        raise ValueError(f"Unknown item transform {name!r}: known ones are {sorted(ITEM_TFMS)}. Register a custom "
+                         f"one with ITEM_TFMS[{name!r}] = YourTransform")
+    return ITEM_TFMS[name](**dict(cfg.get("kwargs") or {}))

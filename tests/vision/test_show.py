@@ -1,0 +1,102 @@
+"""show_batch / show_results grids for classification, multi-label and segmentation (Agg backend)."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from lamina.vision.augment import Normalize  # noqa: E402
+from lamina.vision.core import imagenet_stats  # noqa: E402
+from lamina.vision.data import ImageDataLoaders, SegmentationDataLoaders  # noqa: E402
+from lamina.vision.show import show_batch, show_image, show_images, show_results  # noqa: E402
+from lamina.vision.synth import make_image_folder, make_segmentation_set  # noqa: E402
+from lamina.vision.transforms import Resize  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+def is_cat(x: str) -> bool:
+    return x[0].isupper()
+
+
+@pytest.fixture
+def pets_dls(tmp_path):
+    files = make_image_folder(tmp_path, n_per_class=3, size=(20, 24), classes=("Persian", "pug"))
+    return ImageDataLoaders.from_name_func(tmp_path, files, valid_pct=0.5, seed=0, label_func=is_cat,
+                                           item_tfms=Resize(16), bs=3, num_workers=0)
+
+
+def test_show_batch_classification_titles(pets_dls):
+    pets_dls.add_tfms([Normalize.from_stats(*imagenet_stats)])
+    batch = pets_dls.valid.one_batch()
+    axes = pets_dls.show_batch(b=batch, max_n=2)
+    assert len(axes) == 2
+    labels = ["True" if y else "False" for y in batch[1][:2].tolist()]
+    assert [ax.get_title() for ax in axes] == labels
+    shown = axes[0].images[0].get_array()
+    assert shown.min() >= 0 and shown.max() <= 1  # normalisation undone for display
+
+
+def test_show_batch_multilabel(tmp_path):
+    files = make_image_folder(tmp_path, n_per_class=2, size=16, classes=("Persian", "pug"))
+    dls = ImageDataLoaders.from_lists(tmp_path, files, [["cat", "fluffy"], ["dog", "fluffy"], ["cat", "dog"],
+                                                 ["cat", "dog", "fluffy"]], valid_pct=0.5,
+                                      seed=0, bs=2, num_workers=0)
+    batch = dls.valid.one_batch()
+    axes = show_batch(dls, batch)
+    titles = [ax.get_title() for ax in axes]
+    assert titles == [";".join(np.array(dls.vocab)[y.bool().numpy()]) for y in batch[1]] and len(axes) == 2
+    assert set(titles) <= {"cat;fluffy", "dog;fluffy", "cat;dog", "cat;dog;fluffy"}
+
+
+@pytest.fixture
+def seg_dls(tmp_path):
+    files = make_segmentation_set(tmp_path, n=4, size=(16, 16), n_codes=3)
+    return SegmentationDataLoaders.from_label_func(tmp_path, files, lambda o: tmp_path / "labels" / f"{o.stem}_P.png",
+                                                   codes=["a", "b", "c"], valid_pct=0.5, seed=0, bs=2, num_workers=0)
+
+
+def test_show_batch_segmentation_overlays_masks(seg_dls):
+    axes = seg_dls.show_batch()
+    assert len(axes) == 2 and all(len(ax.images) == 2 for ax in axes)
+    assert axes[0].images[1].get_cmap().name == "tab20"
+
+
+def test_show_results_classification_colours(pets_dls):
+    batch = pets_dls.valid.one_batch()
+    targets = batch[1]
+    preds = targets.clone()
+    preds[0] = 1 - preds[0]
+    probs = torch.nn.functional.one_hot(preds, 2).float()
+    axes = show_results(pets_dls, batch, probs, preds)
+    colours = [matplotlib.colors.to_hex(ax.title.get_color()) for ax in axes]
+    assert colours[0] == matplotlib.colors.to_hex("red") and set(colours[1:]) == {matplotlib.colors.to_hex("green")}
+    assert axes[1].get_title() == f"{bool(targets[1])}/{bool(preds[1])}"
+    top = pets_dls.valid.show_results(pets_dls, batch, probs, preds, max_n=1, losses=torch.tensor([2.5]))
+    assert top[0].get_title() == f"{bool(preds[0])}/{bool(targets[0])} / 2.50 / 1.00"
+
+
+def test_show_results_segmentation_side_by_side(seg_dls):
+    batch = seg_dls.valid.one_batch()
+    preds = torch.zeros_like(batch[1])
+    axes = seg_dls.valid.show_results(seg_dls, batch, torch.rand(2, 3, 16, 16), preds, max_n=2, figsize=(4, 4))
+    assert len(axes) == 4 and axes[0].get_title() == "target" and axes[1].get_title() == "prediction"
+    assert all(len(ax.images) == 2 for ax in axes)
+    assert np.array_equal(axes[1].images[1].get_array(), preds[0].numpy())
+
+
+def test_show_image_and_images():
+    ax = show_image(torch.rand(1, 8, 8), title="gray")
+    assert ax.images[0].get_cmap().name == "gray" and ax.get_title() == "gray"
+    axes = show_images([torch.rand(3, 8, 8), np.zeros((8, 8, 3), dtype=np.uint8)], titles=["a", "b"])
+    assert [a.get_title() for a in axes] == ["a", "b"]
