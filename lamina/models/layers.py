@@ -1,12 +1,18 @@
-"""Small layers shared by the architectures: embeddings, linear blocks, pooling, output ranges."""
+"""Small layers shared by the architectures: embeddings, linear and conv blocks, pooling, output ranges."""
 
 from __future__ import annotations
 
+import enum
+from collections.abc import Callable
+from typing import Any
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["Embedding", "LinBnDrop", "SigmoidRange", "Flatten", "AdaptiveConcatPool2d", "emb_sz_rule",
-           "init_linear"]
+           "init_linear", "NormType", "BatchNorm", "InstanceNorm", "ConvLayer", "icnr_init", "PixelShuffle_ICNR",
+           "ResBlock", "SelfAttention", "MergeLayer", "ResizeToOrig"]
 
 
 class Embedding(nn.Embedding):
@@ -76,3 +82,231 @@ def init_linear(module: nn.Module, init=nn.init.kaiming_normal_) -> None:
             init(m.weight)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Convolutional blocks (vision bodies, the U-Net decoder)
+
+
+class NormType(enum.Enum):
+    """Which normalisation a `ConvLayer` uses (the ``Zero`` variants start the norm's weight at 0)."""
+
+    Batch = 1
+    BatchZero = 2
+    Weight = 3
+    Spectral = 4
+    Instance = 5
+    InstanceZero = 6
+
+
+def BatchNorm(nf: int, ndim: int = 2, norm_type: NormType = NormType.Batch, **kwargs: Any) -> nn.Module:
+    """A batch norm with weight 1 (0 for ``NormType.BatchZero``) and bias 1e-3.
+
+    A zero weight makes a residual branch start as the identity; the tiny bias keeps ReLUs after it alive.
+    """
+    bn = getattr(nn, f"BatchNorm{ndim}d")(nf, **kwargs)
+    _init_norm(bn, zero=norm_type == NormType.BatchZero)
+    return bn
+
+
+def InstanceNorm(nf: int, ndim: int = 2, norm_type: NormType = NormType.Instance, affine: bool = True,
+                 **kwargs: Any) -> nn.Module:
+    """An instance norm initialised like `BatchNorm` (weight 1, or 0 for ``InstanceZero``; bias 1e-3)."""
+    inn = getattr(nn, f"InstanceNorm{ndim}d")(nf, affine=affine, **kwargs)
+    _init_norm(inn, zero=norm_type == NormType.InstanceZero)
+    return inn
+
+
+def _init_norm(norm: nn.Module, zero: bool) -> None:
+    if getattr(norm, "weight", None) is not None:
+        with torch.no_grad():
+            norm.weight.fill_(0.0 if zero else 1.0)
+            norm.bias.fill_(1e-3)
+
+
+_BATCH = (NormType.Batch, NormType.BatchZero)
+_INSTANCE = (NormType.Instance, NormType.InstanceZero)
+
+
+class ConvLayer(nn.Sequential):
+    """A convolution, then an optional norm and activation: ``conv → norm → act`` (or ``conv → act → norm``).
+
+    Args:
+        ni: input channels.
+        nf: output channels.
+        ks: kernel size.
+        stride: stride.
+        padding: padding (default ``(ks - 1) // 2``: the size is kept at stride 1; 0 when ``transpose``).
+        bias: conv bias (default: only without a batch or instance norm, which has its own).
+        ndim: 1, 2 or 3 spatial dimensions.
+        norm_type: a `NormType` or None. ``Weight``/``Spectral`` reparametrise the conv's weight.
+        bn_1st: norm before the activation.
+        act_cls: activation class (None for none).
+        transpose: a transposed convolution.
+        init: initialiser of the conv weight (the bias starts at zero).
+        xtra: an extra module appended at the end.
+        **kwargs: other arguments of the torch conv (``groups``, ``dilation`` ...).
+    """
+
+    def __init__(self, ni: int, nf: int, ks: int = 3, stride: int = 1, padding: int | None = None,
+                 bias: bool | None = None, ndim: int = 2, norm_type: NormType | None = NormType.Batch,
+                 bn_1st: bool = True, act_cls: type[nn.Module] | None = nn.ReLU, transpose: bool = False,
+                 init: Callable = nn.init.kaiming_normal_, xtra: nn.Module | None = None, **kwargs: Any):
+        if padding is None:
+            padding = 0 if transpose else (ks - 1) // 2
+        norm_inside = norm_type in _BATCH or norm_type in _INSTANCE
+        bias = not norm_inside if bias is None else bias
+        conv_cls = getattr(nn, f"ConvTranspose{ndim}d" if transpose else f"Conv{ndim}d")
+        conv = conv_cls(ni, nf, kernel_size=ks, stride=stride, padding=padding, bias=bias, **kwargs)
+        with torch.no_grad():
+            init(conv.weight)
+            if conv.bias is not None:
+                conv.bias.zero_()
+        if norm_type == NormType.Weight:
+            conv = nn.utils.parametrizations.weight_norm(conv)
+        elif norm_type == NormType.Spectral:
+            conv = nn.utils.parametrizations.spectral_norm(conv)
+        layers = [conv]
+        extra = []
+        if act_cls is not None:
+            extra.append(act_cls())
+        if norm_inside:
+            norm = (BatchNorm if norm_type in _BATCH else InstanceNorm)(nf, ndim=ndim, norm_type=norm_type)
+            extra.insert(0 if bn_1st else len(extra), norm)
+        layers += extra + ([xtra] if xtra is not None else [])
+        super().__init__(*layers)
+
+
+def icnr_init(weight: torch.Tensor, scale: int = 2, init: Callable = nn.init.kaiming_normal_) -> torch.Tensor:
+    """Fill a conv weight (in place) so that a pixel shuffle after it starts as nearest-neighbour upsampling.
+
+    `nn.PixelShuffle` builds output channel ``c`` from the ``scale**2`` consecutive conv channels
+    ``c*scale**2 ...``; giving those channels the same kernel makes every ``scale×scale`` output block
+    constant at first, which removes the checkerboard artefacts of a random start (Aitken et al., 2017).
+    """
+    n_out, *rest = weight.shape
+    if n_out % (scale ** 2):
+        raise ValueError(f"icnr_init needs output channels divisible by scale**2={scale ** 2}; "
+                         f"received a weight of shape {tuple(weight.shape)}")
+    base = init(weight.new_empty(n_out // scale ** 2, *rest))
+    with torch.no_grad():
+        weight.copy_(base.repeat_interleave(scale ** 2, dim=0))
+    return weight
+
+
+class PixelShuffle_ICNR(nn.Sequential):
+    """Upsample by ``scale``: a 1×1 conv to ``nf * scale**2`` channels (ICNR init), then a pixel shuffle.
+
+    Args:
+        ni: input channels.
+        nf: output channels (default ``ni``).
+        scale: the upsampling factor.
+        blur: smooth with a replication pad and a 2×2 average pool of stride 1 (fewer checkerboard artefacts).
+        norm_type: norm of the conv (`NormType.Weight` by default, as in the original).
+        act_cls: activation after the conv.
+    """
+
+    def __init__(self, ni: int, nf: int | None = None, scale: int = 2, blur: bool = False,
+                 norm_type: NormType | None = NormType.Weight, act_cls: type[nn.Module] | None = nn.ReLU):
+        nf = ni if nf is None else nf
+        conv = ConvLayer(ni, nf * scale ** 2, ks=1, norm_type=norm_type, act_cls=act_cls,
+                         init=lambda w: icnr_init(w, scale))
+        layers = [conv, nn.PixelShuffle(scale)]
+        if blur:
+            layers += [nn.ReplicationPad2d((1, 0, 1, 0)), nn.AvgPool2d(2, stride=1)]
+        super().__init__(*layers)
+
+
+class ResBlock(nn.Module):
+    """A residual block: ``act(convs(x) + shortcut(x))``.
+
+    ``expansion=1`` gives two 3×3 convs (``ni → nf → nf``); ``expansion>1`` a bottleneck
+    ``1×1 → 3×3 → 1×1`` with ``ni * expansion`` inputs and ``nf * expansion`` outputs. The last conv's
+    norm starts at zero (``BatchZero``) so the block starts as the identity. The shortcut is an
+    average pool when ``stride > 1`` and a 1×1 conv when the channels differ.
+
+    Args:
+        expansion: 1 (basic block) or the bottleneck factor.
+        ni: input channels (before expansion).
+        nf: output channels (before expansion).
+        stride: stride of the first 3×3 conv.
+        ks: kernel size.
+        act_cls: activation class.
+        norm_type: norm of the convs (None for none).
+        ndim: spatial dimensions.
+    """
+
+    def __init__(self, expansion: int, ni: int, nf: int, stride: int = 1, ks: int = 3,
+                 act_cls: type[nn.Module] = nn.ReLU, norm_type: NormType | None = NormType.Batch, ndim: int = 2):
+        super().__init__()
+        last_norm = {NormType.Batch: NormType.BatchZero, NormType.Instance: NormType.InstanceZero}.get(
+            norm_type, norm_type)
+        hidden = nf
+        ni, nf = ni * expansion, nf * expansion
+        common = dict(ndim=ndim, act_cls=act_cls, norm_type=norm_type)
+        last = dict(ndim=ndim, act_cls=None, norm_type=last_norm)
+        if expansion == 1:
+            convs = [ConvLayer(ni, hidden, ks, stride=stride, **common), ConvLayer(hidden, nf, ks, **last)]
+        else:
+            convs = [ConvLayer(ni, hidden, 1, **common), ConvLayer(hidden, hidden, ks, stride=stride, **common),
+                     ConvLayer(hidden, nf, 1, **last)]
+        self.convpath = nn.Sequential(*convs)
+        shortcut = [getattr(nn, f"AvgPool{ndim}d")(stride, ceil_mode=True)] if stride != 1 else []
+        if ni != nf:
+            shortcut.append(ConvLayer(ni, nf, 1, ndim=ndim, act_cls=None, norm_type=norm_type))
+        self.idpath = nn.Sequential(*shortcut)
+        self.act = act_cls()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.convpath(x) + self.idpath(x))
+
+
+class SelfAttention(nn.Module):
+    """Self-attention over the positions of a feature map (SAGAN, Zhang et al., 2018).
+
+    Query and key project to ``n_channels // 8`` channels, the value keeps ``n_channels``; the output is
+    ``gamma * attention + x`` with ``gamma`` starting at 0, so the layer starts as the identity.
+    """
+
+    def __init__(self, n_channels: int):
+        super().__init__()
+        small = max(1, n_channels // 8)
+        self.query, self.key, self.value = (self._conv(n_channels, c) for c in (small, small, n_channels))
+        self.gamma = nn.Parameter(torch.zeros(1))
+
+    @staticmethod
+    def _conv(ni: int, nf: int) -> nn.Module:
+        conv = nn.Conv1d(ni, nf, 1, bias=False)
+        nn.init.kaiming_normal_(conv.weight)
+        return nn.utils.parametrizations.spectral_norm(conv)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        flat = x.flatten(2)                                   # (bs, c, h*w)
+        q, k, v = self.query(flat), self.key(flat), self.value(flat)
+        weights = F.softmax(torch.bmm(q.transpose(1, 2), k), dim=1)   # (bs, h*w, h*w)
+        out = self.gamma * torch.bmm(v, weights) + flat
+        return out.view_as(x)
+
+
+class MergeLayer(nn.Module):
+    """Merge a tensor with the network's input: concatenate channels (``dense``) or add."""
+
+    def __init__(self, dense: bool = False):
+        super().__init__()
+        self.dense = dense
+
+    def forward(self, x: torch.Tensor, orig: torch.Tensor) -> torch.Tensor:
+        return torch.cat([x, orig], dim=1) if self.dense else x + orig
+
+
+class ResizeToOrig(nn.Module):
+    """Interpolate a tensor to the spatial size of the network's input (for inputs of odd sizes)."""
+
+    def __init__(self, mode: str = "nearest"):
+        super().__init__()
+        self.mode = mode
+
+    def forward(self, x: torch.Tensor, orig: torch.Tensor) -> torch.Tensor:
+        if x.shape[-2:] != orig.shape[-2:]:
+            x = F.interpolate(x, size=orig.shape[-2:], mode=self.mode)
+        return x

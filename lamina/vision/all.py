@@ -1,0 +1,67 @@
+"""``from lamina.vision.all import *``: everything for images, and everything of `lamina.basics`.
+
+That is: the Learner, callbacks, losses, metrics, optimizers, ``untar_data``/``URLs``, ``get_image_files``,
+``load_learner``, ``np``/``pd``/``torch``/``nn``/``F``/``Path``/``partial`` (from `lamina.basics`); image types,
+item and batch transforms, blocks, splitters and labellers, ``ImageDataLoaders``/``SegmentationDataLoaders``,
+the architectures (``resnet34`` ...), ``vision_learner``/``cnn_learner``/``unet_learner`` and interpretation.
+Neither torchvision nor matplotlib is imported here: they load when a model is built or a plot is drawn.
+
+Example:
+    >>> from lamina.vision.all import *
+    >>> path = untar_data(URLs.PETS)/'images'
+    >>> def is_cat(x): return x[0].isupper()
+    >>> dls = ImageDataLoaders.from_name_func(path, get_image_files(path), valid_pct=0.2, seed=42,
+    ...                                       label_func=is_cat, item_tfms=Resize(224))
+    >>> learn = vision_learner(dls, resnet34, metrics=error_rate)
+    >>> learn.fine_tune(1)
+"""
+
+from ..basics import *  # noqa: F403  (the basics surface's __all__)
+from ..basics import __all__ as _basics_all
+from ..data.block import (CategoryBlock, Categorize, DataBlock, Datasets, MultiCategoryBlock, MultiCategorize,
+                          RegressionBlock, RegressionSetup, TransformBlock)
+from ..data.files import FileGetter, ImageGetter, verify_image, verify_images
+from ..data.splitters import (AttrGetter, ColReader, ColSplitter, EndSplitter, FileSplitter, FuncSplitter,
+                              GrandparentSplitter, IndexSplitter, ItemGetter, MaskSplitter, RandomSplitter,
+                              RandomSubsetSplitter, RegexLabeller, parent_label, using_attr)
+from ..interpret import ClassificationInterpretation, Interpretation, SegmentationInterpretation
+from ..models.bodies import ARCHS, PretrainedWeightsError, create_body, model_meta, num_features_model
+from ..models.bodies import *  # noqa: F403  (the architectures: resnet18 ... regnet_x_32gf)
+from ..models.heads import create_head
+from ..models.layers import (AdaptiveConcatPool2d, BatchNorm, ConvLayer, Flatten, LinBnDrop, MergeLayer, NormType,
+                             PixelShuffle_ICNR, ResBlock, ResizeToOrig, SelfAttention, SigmoidRange)
+from ..models.unet import DynamicUnet, UnetBlock
+from .augment import (AffineCoordTfm, Brightness, Contrast, Dihedral, Flip, Hue, IntToFloatTensor, LightingTfm,
+                      Normalize, RandomErasing, RandomResizedCropGPU, Rotate, Saturation, Warp, Zoom, aug_transforms,
+                      setup_aug_tfms)
+from .core import PILImage, PILImageBW, PILMask, cifar_stats, image2tensor, imagenet_stats, load_image, mnist_stats
+from .data import ImageBlock, ImageDataLoaders, MaskBlock, SegmentationDataLoaders
+from .learner import (cnn_learner, create_timm_model, create_unet_model, create_vision_model, unet_learner,
+                      vision_learner)
+from .show import show_image, show_images
+from .transforms import (CropPad, DihedralItem, FlipItem, PadMode, RandomCrop, RandomResizedCrop, RatioResize, Resize,
+                         ResizeMethod, ToTensor)
+
+__all__ = [
+    *_basics_all,
+    # data: blocks, splitters, labellers, files
+    "TransformBlock", "CategoryBlock", "MultiCategoryBlock", "RegressionBlock", "Categorize", "MultiCategorize",
+    "RegressionSetup", "DataBlock", "Datasets", "FileGetter", "ImageGetter", "verify_image", "verify_images",
+    "RandomSplitter", "GrandparentSplitter", "IndexSplitter", "FuncSplitter", "MaskSplitter", "FileSplitter",
+    "ColSplitter", "EndSplitter", "RandomSubsetSplitter", "parent_label", "RegexLabeller", "using_attr", "ColReader",
+    "ItemGetter", "AttrGetter",
+    # images, transforms, data loaders
+    "PILImage", "PILImageBW", "PILMask", "imagenet_stats", "cifar_stats", "mnist_stats", "load_image", "image2tensor",
+    "Resize", "RandomResizedCrop", "RandomCrop", "CropPad", "RatioResize", "FlipItem", "DihedralItem", "ToTensor",
+    "ResizeMethod", "PadMode", "AffineCoordTfm", "Flip", "Dihedral", "Rotate", "Zoom", "Warp", "RandomResizedCropGPU",
+    "aug_transforms", "setup_aug_tfms", "IntToFloatTensor", "Normalize", "LightingTfm", "Brightness", "Contrast",
+    "Saturation", "Hue", "RandomErasing", "ImageBlock", "MaskBlock", "ImageDataLoaders", "SegmentationDataLoaders",
+    "show_image", "show_images",
+    # models and learners
+    "ARCHS", "model_meta", "create_body", "num_features_model", "PretrainedWeightsError", "create_head",
+    "AdaptiveConcatPool2d", "Flatten", "LinBnDrop", "SigmoidRange", "BatchNorm", "ConvLayer", "NormType",
+    "PixelShuffle_ICNR", "ResBlock", "SelfAttention", "MergeLayer", "ResizeToOrig", "DynamicUnet", "UnetBlock",
+    "vision_learner", "cnn_learner", "unet_learner", "create_vision_model", "create_timm_model", "create_unet_model",
+    "Interpretation", "ClassificationInterpretation", "SegmentationInterpretation",
+    *ARCHS,
+]
