@@ -39,7 +39,7 @@ def main() -> None:
         arch, size, epochs = resnet34, 224, 1
     else:
         print("No ImageNet resnet34 weights in the torch-hub cache (no download here): training a resnet18 "
-              "from scratch at 128 px instead.")
+              "from scratch at 112 px instead.")
         arch, size, epochs = resnet18, 112, 4
     dls = ImageDataLoaders.from_name_func(path, files, valid_pct=0.2, seed=42, label_func=is_cat,
                                           item_tfms=Resize(size), bs=32)
