@@ -82,6 +82,8 @@ class Learner(ScheduleMixin, PredictMixin, CheckpointMixin, PrecisionMixin):
         self.metrics = metrics
         self.opt = None
         self.cbs: list[Callback] = []
+        self._sorted_cbs: list[Callback] = []
+        self._sorted_key: tuple = ()
         self.training, self.epoch, self.n_epoch, self.iter, self.n_iter = False, 0, 1, 0, 0
         self.train_iter, self.pct_train = 0, 0.0
         self.logger: Callable = print
@@ -162,7 +164,10 @@ class Learner(ScheduleMixin, PredictMixin, CheckpointMixin, PrecisionMixin):
 
     def __call__(self, event: str) -> None:
         """Fire ``event`` on every callback, in ascending order."""
-        for cb in sorted(self.cbs, key=lambda c: c.order):
+        key = tuple(map(id, self.cbs))
+        if key != self._sorted_key:  # sort once per change of the callback list, not per event
+            self._sorted_cbs, self._sorted_key = sorted(self.cbs, key=lambda c: c.order), key
+        for cb in self._sorted_cbs:
             cb(event)
 
     def show_training_loop(self) -> None:
