@@ -1,0 +1,126 @@
+"""The tabular model: one embedding per categorical column, batch-normed continuous inputs, an MLP.
+
+Example:
+    >>> model = TabularModel([(10, 6), (5, 4)], n_cont=3, out_sz=2, layers=[200, 100])
+    >>> model(torch.zeros(8, 2, dtype=torch.long), torch.randn(8, 3)).shape
+    torch.Size([8, 2])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from .layers import Embedding, LinBnDrop, SigmoidRange
+
+__all__ = ["TabularModel", "tabular_config", "ACTIVATIONS", "activation_name"]
+
+# Activations a TabularModel can be rebuilt with from a JSON description (by class name).
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "ReLU": nn.ReLU, "LeakyReLU": nn.LeakyReLU, "GELU": nn.GELU, "SiLU": nn.SiLU, "Mish": nn.Mish,
+    "ELU": nn.ELU, "Tanh": nn.Tanh, "Sigmoid": nn.Sigmoid,
+}
+
+
+def activation_name(act: nn.Module | str | None) -> str | None:
+    """The `ACTIVATIONS` key of ``act`` (a module or a name), or None when it cannot be named."""
+    if isinstance(act, str):
+        return act if act in ACTIVATIONS else None
+    if act is None:
+        return None
+    name = type(act).__name__
+    return name if ACTIVATIONS.get(name) is type(act) else None
+
+
+def _activation(act: nn.Module | str) -> nn.Module:
+    if not isinstance(act, str):
+        return act
+    if act not in ACTIVATIONS:
+        raise ValueError(f"`act_cls` must be an nn.Module or one of {sorted(ACTIVATIONS)}; received: act_cls={act!r}")
+    return ACTIVATIONS[act](inplace=True) if act in ("ReLU", "LeakyReLU", "ELU", "SiLU", "Mish") else ACTIVATIONS[act]()
+
+
+class TabularModel(nn.Module):
+    """Embeddings for categorical columns and batch norm for continuous ones, then linear blocks.
+
+    Each hidden block is ``Linear → act → BatchNorm1d → Dropout`` (``lin_first=True``); the last layer is a
+    plain ``Linear`` (with batch norm only if ``bn_final``), optionally squashed into ``y_range``.
+
+    Args:
+        emb_szs: ``(n_categories, width)`` per categorical column, in the column order of ``x_cat``.
+        n_cont: number of continuous columns.
+        out_sz: number of outputs (classes, or regression targets).
+        layers: hidden layer sizes.
+        ps: dropout per hidden layer (a number applies to all; default 0).
+        embed_p: dropout on the concatenated embeddings.
+        y_range: ``(low, high)`` of the outputs (a scaled sigmoid), or None.
+        use_bn: batch norm in the hidden blocks.
+        bn_final: batch norm on the output layer.
+        bn_cont: batch norm on the continuous inputs.
+        act_cls: the activation module (or its name, e.g. ``'ReLU'``).
+        lin_first: linear layer before norm and dropout in each block.
+
+    Raises:
+        ValueError: when ``ps`` has another length than ``layers``, ``out_sz`` < 1, or there is no input.
+    """
+
+    def __init__(self, emb_szs: Sequence[Sequence[int]], n_cont: int, out_sz: int, layers: Sequence[int],
+                 ps: float | Sequence[float] | None = None, embed_p: float = 0.0,
+                 y_range: Sequence[float] | None = None, use_bn: bool = True, bn_final: bool = False,
+                 bn_cont: bool = True, act_cls: nn.Module | str = "ReLU", lin_first: bool = True):
+        super().__init__()
+        layers = list(layers)
+        ps = _dropouts(ps, len(layers))
+        if not isinstance(out_sz, int) or out_sz < 1:
+            raise ValueError(f"`out_sz` must be a positive integer; received: out_sz={out_sz!r}")
+        if not emb_szs and not n_cont:
+            raise ValueError("TabularModel needs at least one input: received no `emb_szs` and n_cont=0")
+        self.embeds = nn.ModuleList([Embedding(int(ni), int(nf)) for ni, nf in emb_szs])
+        self.emb_drop = nn.Dropout(embed_p)
+        self.bn_cont = nn.BatchNorm1d(n_cont) if bn_cont and n_cont else None
+        self.n_emb, self.n_cont = sum(int(nf) for _, nf in emb_szs), n_cont
+        sizes = [self.n_emb + n_cont, *layers, out_sz]
+        act = _activation(act_cls)
+        blocks: list[nn.Module] = [
+            LinBnDrop(sizes[i], sizes[i + 1], bn=use_bn, p=p, act=act, lin_first=lin_first)
+            for i, p in enumerate(ps)]
+        blocks.append(LinBnDrop(sizes[-2], sizes[-1], bn=bn_final, lin_first=lin_first))
+        if y_range is not None:
+            blocks.append(SigmoidRange(*y_range))
+        self.layers = nn.Sequential(*blocks)
+
+    def forward(self, x_cat: torch.Tensor, x_cont: torch.Tensor | None = None) -> torch.Tensor:
+        parts = []
+        if self.embeds:
+            emb = torch.cat([e(codes) for codes, e in zip(x_cat.unbind(1), self.embeds)], 1)
+            parts.append(self.emb_drop(emb))
+        if self.n_cont:
+            parts.append(self.bn_cont(x_cont) if self.bn_cont is not None else x_cont)
+        x = parts[0] if len(parts) == 1 else torch.cat(parts, 1)
+        return self.layers(x)
+
+
+def _dropouts(ps: float | Sequence[float] | None, n: int) -> list[float]:
+    if ps is None:
+        return [0.0] * n
+    if isinstance(ps, (int, float)):
+        return [float(ps)] * n
+    ps = [float(p) for p in ps]
+    if len(ps) != n:
+        raise ValueError(f"`ps` needs one dropout per hidden layer ({n}); received {len(ps)}: ps={ps}")
+    return ps
+
+
+def tabular_config(ps: float | Sequence[float] | None = None, embed_p: float = 0.0,
+                   y_range: Sequence[float] | None = None, use_bn: bool = True, bn_final: bool = False,
+                   bn_cont: bool = True, act_cls: nn.Module | str = "ReLU", lin_first: bool = True) -> dict[str, Any]:
+    """Keyword arguments for `TabularModel` (pass as ``tabular_learner(dls, config=tabular_config(...))``).
+
+    Example:
+        >>> tabular_learner(dls, config=tabular_config(ps=[0.1, 0.1], embed_p=0.05))
+    """
+    return dict(ps=ps, embed_p=embed_p, y_range=y_range, use_bn=use_bn, bn_final=bn_final, bn_cont=bn_cont,
+                act_cls=act_cls, lin_first=lin_first)

@@ -1,0 +1,29 @@
+"""``from lamina.tabular.all import *``: tables (procs, `TabularPandas`, `TabularDataLoaders`, `tabular_learner`).
+
+Everything of `lamina.basics` (the Learner, callbacks, losses, metrics, optimizers, ``untar_data``/``URLs``,
+``load_learner``, ``np``/``pd``/``torch``/``nn``/``F``/``Path``/``partial``) plus the tabular names.
+
+Example:
+    >>> from lamina.tabular.all import *
+    >>> path = untar_data(URLs.ADULT_SAMPLE)
+    >>> dls = TabularDataLoaders.from_csv(path/'adult.csv', path=path, y_names="salary",
+    ...     cat_names=['workclass', 'education', 'marital-status', 'occupation', 'relationship', 'race'],
+    ...     cont_names=['age', 'fnlwgt', 'education-num'], procs=[Categorify, FillMissing, Normalize])
+    >>> learn = tabular_learner(dls, metrics=accuracy)
+    >>> learn.fit_one_cycle(3)
+"""
+
+from ..basics import *  # noqa: F403  (the basics surface's __all__)
+from ..basics import __all__ as _basics_all
+from ..models.layers import Embedding, LinBnDrop, SigmoidRange, emb_sz_rule
+from ..models.tabular import TabularModel, tabular_config
+from .data import TabularDataLoaders, random_split
+from .learner import TabularLearner, TabularRow, get_emb_sz, tabular_learner
+from .preprocess import TabularPandas, TabularProcessor, cont_cat_split
+from .procs import PROCS, Categorify, FillMissing, FillStrategy, Normalize, TabularProc
+from .synth import adult_like
+
+__all__ = [*_basics_all, "TabularPandas", "TabularProcessor", "TabularProc", "Categorify", "FillMissing",
+           "FillStrategy", "Normalize", "PROCS", "cont_cat_split", "TabularDataLoaders", "random_split",
+           "TabularLearner", "TabularRow", "tabular_learner", "get_emb_sz", "TabularModel", "tabular_config",
+           "Embedding", "LinBnDrop", "SigmoidRange", "emb_sz_rule", "adult_like"]

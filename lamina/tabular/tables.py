@@ -1,0 +1,211 @@
+"""Reading rows into tables, encoding targets, and building tensors: the checks behind clear errors.
+
+A *table* is a dict ``column → 1-d array``. `read_table` accepts a DataFrame, a list of rows, or one
+row (a pandas Series or a dict) and checks it: every input column present, continuous values numeric.
+A single row takes a path without pandas, which keeps `predict` fast.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..data.transforms import CategoryMap
+
+__all__ = ["read_table", "float_values", "target_kind", "encode_targets", "decode_targets", "tensors_of",
+           "Y_KINDS"]
+
+Y_KINDS = ("category", "regression", "multicategory")
+# fastai's block names -> the kind of target they describe (a block is matched by its class or function name)
+_BLOCK_KINDS = {"CategoryBlock": "category", "RegressionBlock": "regression", "MultiCategoryBlock": "multicategory"}
+
+
+def _object_array(values: Sequence[Any]) -> np.ndarray:
+    out = np.empty(len(values), dtype=object)
+    out[:] = values
+    return out
+
+
+def float_values(values: Any, col: str) -> np.ndarray:
+    """``values`` as float64 (missing → NaN).
+
+    Raises:
+        ValueError: naming ``col`` when a value is text or otherwise not a number.
+    """
+    if isinstance(values, np.ndarray) and values.dtype.kind in "fiub":
+        return values.astype(np.float64)
+    values = np.asarray(values, dtype=object)
+    missing = pd.isna(values)
+    bad = next((v for v, m in zip(values.tolist(), missing.tolist()) if not m and isinstance(v, (str, bytes))), None)
+    try:
+        if bad is not None:
+            raise ValueError
+        return np.where(missing, np.nan, values).astype(np.float64)
+    except (TypeError, ValueError):
+        if bad is None:
+            bad = next((v for v, m in zip(values, missing) if not m and not _is_number(v)), values[0])
+        raise ValueError(f"Column {col!r} is continuous but holds the non-numeric value {bad!r}; convert it with "
+                         f"`df[{col!r}] = pd.to_numeric(df[{col!r}], errors='coerce')`, or list it in `cat_names`"
+                         ) from None
+
+
+def _is_number(v: Any) -> bool:
+    try:
+        float(v)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
+def _frame_values(frame: pd.DataFrame, col: str, continuous: bool) -> Any:
+    series = frame[col]
+    if continuous:
+        if pd.api.types.is_numeric_dtype(series.dtype) or pd.api.types.is_bool_dtype(series.dtype):
+            return series.to_numpy(dtype=np.float64, na_value=np.nan)
+        return float_values(series.to_numpy(dtype=object), col)
+    return series.array if isinstance(series.dtype, pd.CategoricalDtype) else series.to_numpy()
+
+
+def _check_columns(present: Any, cat_names: list[str], cont_names: list[str], y_names: list[str]) -> None:
+    for names, role, fix in ((cat_names, "a categorical input", "missing values become '#na#'"),
+                             (cont_names, "a continuous input", "missing values are filled as in training"),
+                             (y_names, "a target", "or pass with_labels=False")):
+        for col in names:
+            if col not in present:
+                raise ValueError(f"The data has no column {col!r} ({role} of this model); add it, named as in "
+                                 f"training ({fix}). Inputs: cat_names={cat_names}, cont_names={cont_names}")
+
+
+def read_table(data: Any, cat_names: list[str], cont_names: list[str], y_names: list[str],
+               with_labels: bool | None) -> tuple[dict, bool]:
+    """Read and check the input (and, if labelled, target) columns of ``data``.
+
+    Args:
+        data: a DataFrame, a list of rows, or one row (Series or dict).
+        with_labels: read the targets too; None reads them when every target column is present.
+
+    Returns:
+        ``(table, labelled)``.
+    """
+    if isinstance(data, (list, tuple)):
+        rows = [d.to_dict() if isinstance(d, pd.Series) else d for d in data]
+        data = rows[0] if len(rows) == 1 else pd.DataFrame(rows)
+    if isinstance(data, pd.Series):
+        data = data.to_dict()
+    if isinstance(data, pd.DataFrame):
+        present, one_row = data.columns, False
+    elif isinstance(data, Mapping):
+        present, one_row = data, True
+    else:
+        raise TypeError(f"Tabular data must be a DataFrame, a list of rows, or one row (a Series or a dict); "
+                        f"received {type(data).__name__}")
+    labelled = bool(y_names) and (all(c in present for c in y_names) if with_labels is None else with_labels)
+    _check_columns(present, cat_names, cont_names, y_names if labelled else [])
+    if one_row:
+        table = {c: _object_array([data[c]]) for c in cat_names}
+        table.update({c: float_values(_object_array([data[c]]), c) for c in cont_names})
+        table.update({c: _object_array([data[c]]) for c in (y_names if labelled else [])})
+    else:
+        table = {c: _frame_values(data, c, False) for c in cat_names}
+        table.update({c: _frame_values(data, c, True) for c in cont_names})
+        table.update({c: _frame_values(data, c, False) for c in (y_names if labelled else [])})
+    return table, labelled
+
+
+def target_kind(y_block: Any, df: pd.DataFrame, y_names: list[str]) -> tuple[str | None, CategoryMap | None]:
+    """The kind of target (``'category'``, ``'regression'``, ``'multicategory'``) and any given vocabulary.
+
+    Raises:
+        ValueError: for an unknown ``y_block``, or several target columns for single-label classification.
+    """
+    if not y_names:
+        return None, None
+    vocab = None
+    if y_block is None:
+        numeric = all(pd.api.types.is_numeric_dtype(df[c].dtype) for c in y_names if c in df.columns)
+        kind = "regression" if numeric else "category"
+    elif isinstance(y_block, str):
+        kind = y_block
+    else:  # a block (instance or class) of lamina.data.block, or of the same name
+        kind = None if isinstance(y_block, type) else getattr(y_block, "kind", None)
+        if not isinstance(kind, str):
+            kind = _BLOCK_KINDS.get(getattr(y_block, "__name__", type(y_block).__name__))
+        tfms = getattr(y_block, "type_tfms", None) if not isinstance(y_block, type) else None
+        vocab = getattr(tfms[-1], "vocab", None) if tfms else None
+    if kind not in Y_KINDS:
+        raise ValueError(f"`y_block` must be None, one of {Y_KINDS}, or CategoryBlock/RegressionBlock/"
+                         f"MultiCategoryBlock; received: y_block={y_block!r}")
+    if kind == "category" and len(y_names) > 1:
+        raise ValueError(f"Classification takes one target column; received y_names={y_names}. For several 0/1 "
+                         "label columns pass y_block='multicategory'; for several numbers, y_block='regression'")
+    if kind == "multicategory":
+        vocab = CategoryMap(y_names, sort=False)
+    elif vocab is not None:
+        vocab = CategoryMap(vocab, sort=False)
+    return kind, vocab
+
+
+def encode_targets(table: dict, y_names: list[str], kind: str, vocab: CategoryMap | None) -> dict:
+    """Targets as class codes (int64) or floats; raises on missing or unknown labels, naming the column."""
+    out = {}
+    for col in y_names:
+        values = table[col]
+        if kind != "category":
+            out[col] = float_values(values, col)
+            if np.isnan(out[col]).any():
+                raise ValueError(f"Target column {col!r} has {int(np.isnan(out[col]).sum())} missing values; drop "
+                                 f"those rows first: `df = df.dropna(subset=[{col!r}])`")
+            continue
+        items, o2i = values.tolist(), vocab.o2i
+        codes = np.array([o2i.get(v, -1) for v in items], dtype=np.int64)
+        for i in np.flatnonzero(codes < 0):
+            value = items[i]
+            codes[i] = o2i.get(value.strip(), -1) if isinstance(value, str) else -1
+        _check_codes(codes, items, col, vocab)
+        out[col] = codes
+    return out
+
+
+def _check_codes(codes: np.ndarray, items: list, col: str, vocab: CategoryMap) -> None:
+    bad = np.flatnonzero(codes < 0)
+    if not len(bad):
+        return
+    missing = [i for i in bad if pd.isna(items[i])]
+    if missing:
+        raise ValueError(f"Target column {col!r} has {len(missing)} missing labels; drop those rows first: "
+                         f"`df = df.dropna(subset=[{col!r}])`")
+    unknown = vocab.unknown([items[i] for i in bad])
+    raise ValueError(f"Target column {col!r} has labels the model does not know: {unknown[:5]} "
+                     f"({len(bad)} rows); known classes: {list(vocab)[:10]}. Drop or relabel those rows, or pass "
+                     "with_labels=False to predict without targets")
+
+
+def decode_targets(ys: torch.Tensor, y_names: list[str], kind: str, vocab: CategoryMap | None) -> dict:
+    """Encoded targets (or decoded predictions) back to labels / numbers, per target column."""
+    ys = ys.detach().cpu()
+    if kind == "category":
+        items = _object_array(list(vocab))
+        return {y_names[0]: items[ys.reshape(-1).long().numpy()]}
+    ys = ys.reshape(len(ys), -1).double().numpy()
+    return {col: ys[:, i] for i, col in enumerate(y_names)}
+
+
+def tensors_of(table: dict, cat_names: list[str], cont_names: list[str], y_names: list[str],
+               kind: str | None) -> tuple[torch.Tensor, ...]:
+    """``(cats int64 [n, n_cat], conts float32 [n, n_cont])`` plus the targets when ``y_names`` is not empty:
+    int64 ``[n]`` class codes, or float32 ``[n, n_targets]``."""
+    n = len(table[(cat_names + cont_names + y_names)[0]])
+    cats = (torch.from_numpy(np.stack([np.asarray(table[c], dtype=np.int64) for c in cat_names], 1))
+            if cat_names else torch.zeros(n, 0, dtype=torch.int64))
+    conts = (torch.from_numpy(np.stack([np.asarray(table[c], dtype=np.float32) for c in cont_names], 1))
+             if cont_names else torch.zeros(n, 0, dtype=torch.float32))
+    if not y_names:
+        return cats, conts
+    if kind == "category":
+        return cats, conts, torch.from_numpy(np.array(table[y_names[0]], dtype=np.int64))  # a copy: frames are read-only
+    ys = np.stack([np.asarray(table[c], dtype=np.float32) for c in y_names], 1)
+    return cats, conts, torch.from_numpy(ys)

@@ -1,0 +1,92 @@
+"""TabularModel: structure per fastai's description, forward shapes, options, errors."""
+
+import pytest
+import torch
+from torch import nn
+
+from lamina.models.layers import Embedding, SigmoidRange
+from lamina.models.tabular import TabularModel, activation_name, tabular_config
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models gain nothing from intra-op threads, and lose a lot to them on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _inputs(emb_szs, n_cont, bs=8):
+    cats = torch.stack([torch.randint(0, ni, (bs,)) for ni, _ in emb_szs], 1)
+    return cats, torch.randn(bs, n_cont)
+
+
+def test_structure_matches_the_reference_layout():
+    emb_szs = [(10, 6), (4, 3)]
+    model = TabularModel(emb_szs, n_cont=3, out_sz=2, layers=[200, 100])
+    assert [type(e) for e in model.embeds] == [Embedding, Embedding]
+    assert [tuple(e.weight.shape) for e in model.embeds] == [(10, 6), (4, 3)]
+    assert isinstance(model.bn_cont, nn.BatchNorm1d) and model.bn_cont.num_features == 3
+    hidden, last = model.layers[:-1], model.layers[-1]
+    # lin_first blocks: Linear(no bias) -> ReLU -> BatchNorm1d(n_out); no Dropout module when p=0
+    for block, (n_in, n_out) in zip(hidden, [(12, 200), (200, 100)]):
+        lin, act, bn = block
+        assert (lin.in_features, lin.out_features, lin.bias) == (n_in, n_out, None)
+        assert isinstance(act, nn.ReLU) and isinstance(bn, nn.BatchNorm1d) and bn.num_features == n_out
+    assert len(last) == 1 and isinstance(last[0], nn.Linear) and last[0].bias is not None
+    assert (last[0].in_features, last[0].out_features) == (100, 2)
+
+
+def test_forward_shapes_and_y_range():
+    emb_szs = [(5, 4), (7, 5)]
+    model = TabularModel(emb_szs, 2, 1, [16], y_range=(0.5, 5.5)).eval()
+    assert isinstance(model.layers[-1], SigmoidRange)
+    out = model(*_inputs(emb_szs, 2))
+    assert out.shape == (8, 1) and (out > 0.5).all() and (out < 5.5).all()
+
+
+def test_only_categorical_or_only_continuous_inputs():
+    cats_only = TabularModel([(5, 4)], 0, 3, [8])
+    assert cats_only(torch.randint(0, 5, (4, 1)), torch.zeros(4, 0)).shape == (4, 3)
+    conts_only = TabularModel([], 3, 2, [8])
+    assert conts_only(torch.zeros(4, 0, dtype=torch.long), torch.randn(4, 3)).shape == (4, 2)
+    with pytest.raises(ValueError, match="at least one input"):
+        TabularModel([], 0, 2, [8])
+
+
+def test_dropouts_bn_final_and_activation_by_name():
+    model = TabularModel([(5, 4)], 2, 2, [8, 8], ps=[0.1, 0.2], embed_p=0.3, bn_final=True, act_cls="GELU")
+    assert [m.p for m in model.modules() if isinstance(m, nn.Dropout)] == [0.3, 0.1, 0.2]
+    assert isinstance(model.layers[-1][1], nn.BatchNorm1d)
+    assert all(isinstance(block[1], nn.GELU) for block in model.layers[:-1])
+    assert [m.p for m in TabularModel([(5, 4)], 2, 2, [8, 8], ps=0.5).modules() if isinstance(m, nn.Dropout)][1:] \
+        == [0.5, 0.5]
+    with pytest.raises(ValueError, match="one dropout per hidden layer"):
+        TabularModel([(5, 4)], 2, 2, [8, 8], ps=[0.1])
+    with pytest.raises(ValueError, match="act_cls"):
+        TabularModel([(5, 4)], 2, 2, [8], act_cls="Nope")
+
+
+def test_tabular_config_and_activation_names():
+    cfg = tabular_config(ps=0.1, embed_p=0.05)
+    assert cfg["ps"] == 0.1 and cfg["embed_p"] == 0.05 and cfg["lin_first"] is True and cfg["bn_cont"] is True
+    model = TabularModel([(5, 4)], 2, 2, [8], **cfg)
+    assert model.emb_drop.p == 0.05
+    assert activation_name(nn.ReLU(inplace=True)) == "ReLU" and activation_name("SiLU") == "SiLU"
+    assert activation_name(nn.Hardswish()) is None
+
+
+def test_trains_on_a_separable_problem():
+    torch.manual_seed(0)
+    cats = torch.randint(0, 4, (256, 1))
+    conts = torch.randn(256, 2)
+    y = ((cats[:, 0] >= 2) ^ (conts[:, 0] > 0)).long()
+    model = TabularModel([(4, 3)], 2, 2, [32, 16])
+    opt = torch.optim.Adam(model.parameters(), 3e-2)
+    for _ in range(60):
+        loss = nn.functional.cross_entropy(model(cats, conts), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.15

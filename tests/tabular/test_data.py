@@ -1,0 +1,139 @@
+"""TabularDataLoaders: split, tensor batches, test_dl and its robustness, show_batch, the inference builder."""
+
+import json
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from lamina.data.loaders import TensorDataLoader
+from lamina.losses import BCEWithLogitsLossFlat, CrossEntropyLossFlat, MSELossFlat
+from lamina.tabular.data import TabularDataLoaders, random_split, tabular_inference_dls
+from lamina.tabular.procs import Categorify, FillMissing, Normalize
+
+CATS = ["workclass", "education", "marital-status", "occupation", "relationship", "race"]
+CONTS = ["age", "fnlwgt", "education-num"]
+PROCS = [Categorify, FillMissing, Normalize]
+
+
+def _dls(df, **kwargs):
+    kwargs = {"cat_names": CATS, "cont_names": CONTS, "y_names": "salary", "procs": PROCS, "device": "cpu", **kwargs}
+    return TabularDataLoaders.from_df(df, **kwargs)
+
+
+def test_random_split_sizes_seed_and_valid_idx(adult_df):
+    train, valid = random_split(600, 0.2, seed=42)
+    assert len(valid) == 120 and sorted(train + valid) == list(range(600))
+    gen = torch.Generator().manual_seed(42)  # the same draw as a seeded torch.randperm (fastai's RandomSplitter)
+    assert valid == torch.randperm(600, generator=gen)[:120].tolist()
+    assert random_split(600, 0.2, seed=42) == (train, valid) and random_split(600, 0.2, seed=1) != (train, valid)
+    a, b = _dls(adult_df, seed=3), _dls(adult_df, seed=3)
+    assert torch.equal(a.valid.tensors[1], b.valid.tensors[1]) and a.valid.n == 120 and a.train.n == 480
+    by_idx = _dls(adult_df, valid_idx=list(range(50)))
+    assert by_idx.valid.n == 50 and by_idx.train.n == 550
+    assert by_idx.valid.tensors[2].tolist() == [int(v == ">=50k") for v in adult_df["salary"].iloc[:50]]
+    with pytest.raises(ValueError, match=r"`valid_pct` must be in \[0, 1\)"):
+        _dls(adult_df, valid_pct=1.5)
+    with pytest.raises(ValueError, match="valid_idx"):
+        _dls(adult_df, valid_idx=[700])
+
+
+def test_batches_are_tensor_slices_with_kinds_and_targets(adult_df):
+    dls = _dls(adult_df, bs=32, seed=0)
+    assert isinstance(dls.train, TensorDataLoader) and isinstance(dls.valid, TensorDataLoader)
+    cats, conts, ys = dls.one_batch()
+    assert cats.shape == (32, len(dls.cat_names)) and cats.dtype == torch.int64
+    assert conts.shape == (32, 3) and conts.dtype == torch.float32 and ys.shape == (32,) and ys.dtype == torch.int64
+    assert dls.train.kinds == ("tab_cat", "tab_cont", "category") and dls.n_inp == 2
+    assert dls.vocab == ["<50k", ">=50k"] and dls.n_out == 2 and dls.c == 2
+    assert isinstance(dls.loss_func, CrossEntropyLossFlat)
+    assert len(dls.train) == 480 // 32 and dls.train.drop_last and not dls.valid.drop_last
+    first = [b[0] for b in dls.train]
+    second = [b[0] for b in dls.train]
+    assert not torch.equal(first[0], second[0])  # a new permutation every epoch
+    assert torch.equal(torch.cat([b[2] for b in dls.valid]), dls.valid.tensors[2])  # validation in order
+
+
+def test_cont_names_default_and_regression_targets(adult_df):
+    df = adult_df[["workclass", "age", "hours-per-week", "fnlwgt"]]
+    dls = TabularDataLoaders.from_df(df, cat_names="workclass", y_names="hours-per-week", procs=PROCS, device="cpu")
+    assert dls.cont_names == ["age", "fnlwgt"] and dls.n_out == 1 and isinstance(dls.loss_func, MSELossFlat)
+    assert dls.one_batch()[2].shape == (64, 1) and dls.one_batch()[2].dtype == torch.float32
+    assert dls.train.kinds[2] == "regression" and dls.vocab is None
+    multi = TabularDataLoaders.from_df(adult_df.assign(a=1, b=0), cat_names=CATS, cont_names=CONTS, y_names=["a", "b"],
+                                       y_block="multicategory", procs=PROCS, device="cpu")
+    assert isinstance(multi.loss_func, BCEWithLogitsLossFlat) and multi.n_out == 2 and multi.vocab == ["a", "b"]
+    with pytest.raises(ValueError, match="`y_names` is required"):
+        TabularDataLoaders.from_df(df, cat_names="workclass", procs=PROCS)
+
+
+def test_from_csv_strips_leading_spaces(adult_df, tmp_path):
+    adult_df.to_csv(tmp_path / "adult.csv", index=False)
+    dls = TabularDataLoaders.from_csv(tmp_path / "adult.csv", path=tmp_path, y_names="salary", cat_names=CATS,
+                                      cont_names=CONTS, procs=PROCS, device="cpu")
+    assert "Private" in list(dls.classes["workclass"]) and dls.path == tmp_path
+    assert dls.cat_names == CATS + ["education-num_na"]
+
+
+def test_test_dl_processes_raw_rows_with_labels_or_without(adult_df):
+    dls = _dls(adult_df, seed=0)
+    dl = dls.test_dl(adult_df.iloc[:70])
+    assert len(dl.dataset) == 70 and len(dl.tensors) == 3 and not dl.shuffle  # labels present: kept
+    assert dl.tensors[2].tolist() == [int(v == ">=50k") for v in adult_df["salary"].iloc[:70]]
+    unlabelled = dls.test_dl(adult_df.iloc[:5].drop(columns="salary"))
+    assert len(unlabelled.tensors) == 2 and unlabelled.kinds == ("tab_cat", "tab_cont")
+    assert len(dls.test_dl(adult_df.iloc[:5], with_labels=False).tensors) == 2
+    one = dls.test_dl(adult_df.iloc[3])  # a single row (a Series) and a dict give the same tensors
+    for a, b, c in zip(one.tensors, dls.test_dl(adult_df.iloc[3].to_dict()).tensors, dl.tensors):
+        assert torch.equal(a, b) and torch.equal(a[0], c[3])
+
+
+def test_test_dl_robustness(adult_df):
+    dls = _dls(adult_df, seed=0)
+    rows = adult_df.iloc[:4].copy()
+    rows["age"] = [np.nan, 30, np.nan, 40]  # no gaps in training: filled with the training median, said once
+    rows["workclass"] = [" Never-seen", " Private", None, " Private"]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cats, conts, _ = dls.test_dl(rows).tensors
+    assert len(caught) == 1 and "'age' (2 rows)" in str(caught[0].message)
+    fill = next(p for p in dls.procs if isinstance(p, FillMissing)).fallback["age"]
+    norm = next(p for p in dls.procs if isinstance(p, Normalize))
+    assert conts[0, 0].item() == pytest.approx((fill - norm.means["age"]) / norm.stds["age"], abs=1e-5)
+    assert cats[:, 0].tolist()[0] == 0 and cats[:, 0].tolist()[2] == 0 and cats[1, 0] > 0  # unseen/missing -> #na#
+    with pytest.raises(ValueError, match="no column 'fnlwgt'.*continuous input"):
+        dls.test_dl(adult_df.iloc[:3].drop(columns="fnlwgt"))
+    with pytest.raises(ValueError, match="no column 'race'.*categorical input"):
+        dls.test_dl(adult_df.iloc[:3].drop(columns="race"))
+    with pytest.raises(ValueError, match="'age' is continuous but holds the non-numeric value 'forty'.*pd.to_numeric"):
+        dls.test_dl(adult_df.iloc[:3].assign(age=["forty", "41", "42"]))
+    with pytest.raises(ValueError, match=r"Target column 'salary' has labels the model does not know: \['maybe'\]"):
+        dls.test_dl(adult_df.iloc[:3].assign(salary=["maybe", "<50k", "<50k"]))
+    with pytest.raises(ValueError, match="no column 'salary'.*a target"):
+        dls.test_dl(adult_df.iloc[:3].drop(columns="salary"), with_labels=True)
+    assert len(dls.test_dl(adult_df.iloc[:3].assign(salary="maybe"), with_labels=False).tensors) == 2
+
+
+def test_show_batch_prints_decoded_rows(adult_df, capsys):
+    dls = _dls(adult_df, seed=0)
+    shown = dls.show_batch(max_n=4)
+    out = capsys.readouterr().out
+    assert isinstance(shown, pd.DataFrame) and len(shown) == 4
+    assert list(shown.columns) == dls.cat_names + CONTS + ["salary"]
+    assert set(shown["salary"]) <= {"<50k", ">=50k"} and "salary" in out
+    assert set(shown["workclass"]) <= set(dls.classes["workclass"])
+    assert (shown["age"].round(3) % 1 == 0).all()  # unnormalised back to whole years
+
+
+def test_inference_builder_rebuilds_the_pipeline_from_json(adult_df):
+    dls = _dls(adult_df, seed=0)
+    described = json.loads(json.dumps(dls.inference))
+    assert described["builder"] == "lamina.tabular.data:tabular_inference_dls"
+    rebuilt = tabular_inference_dls(**described["kwargs"])
+    assert rebuilt.vocab == dls.vocab and rebuilt.n_out == 2 and rebuilt.n_inp == 2
+    assert rebuilt.cat_names == dls.cat_names
+    assert isinstance(rebuilt.loss_func, CrossEntropyLossFlat) and rebuilt.train.n == 0
+    for a, b in zip(dls.test_dl(adult_df.iloc[:20]).tensors, rebuilt.test_dl(adult_df.iloc[:20]).tensors):
+        assert torch.equal(a, b)
