@@ -82,8 +82,8 @@ class Learner(ScheduleMixin, PredictMixin, CheckpointMixin, PrecisionMixin):
         self.metrics = metrics
         self.opt = None
         self.cbs: list[Callback] = []
-        self._sorted_cbs: list[Callback] = []
-        self._sorted_key: tuple = ()
+        self._handlers: dict[str, list[Callback]] = {}
+        self._sorted_key: tuple | None = None
         self.training, self.epoch, self.n_epoch, self.iter, self.n_iter = False, 0, 1, 0, 0
         self.train_iter, self.pct_train = 0, 0.0
         self.logger: Callable = print
@@ -163,11 +163,13 @@ class Learner(ScheduleMixin, PredictMixin, CheckpointMixin, PrecisionMixin):
             self.add_cbs(cbs)
 
     def __call__(self, event: str) -> None:
-        """Fire ``event`` on every callback, in ascending order."""
+        """Fire ``event`` on every callback that handles it, in ascending order."""
         key = tuple(map(id, self.cbs))
-        if key != self._sorted_key:  # sort once per change of the callback list, not per event
-            self._sorted_cbs, self._sorted_key = sorted(self.cbs, key=lambda c: c.order), key
-        for cb in self._sorted_cbs:
+        if key != self._sorted_key:  # rebuild the per-event lists only when the callbacks change
+            ordered = sorted(self.cbs, key=lambda c: c.order)
+            self._handlers = {e: [cb for cb in ordered if hasattr(cb, e)] for e in EVENTS}
+            self._sorted_key = key
+        for cb in self._handlers[event]:
             cb(event)
 
     def show_training_loop(self) -> None:

@@ -84,9 +84,12 @@ class _LoaderBase:
         self.epochs_seen += 1
         return gen
 
-    def _finish(self, batch: Any) -> tuple:
-        batch = to_device(batch, self.device)
+    def _finish(self, batch: Any, on_device: bool = False) -> tuple:
+        if not on_device:
+            batch = to_device(batch, self.device)
         batch = tuple(batch) if isinstance(batch, (list, tuple)) else (batch,)
+        if not self.after_batch:
+            return batch
         return apply_batch_tfms(batch, self.after_batch, self.kinds, self.split_idx)
 
     def to(self, device: torch.device | str) -> "_LoaderBase":
@@ -218,7 +221,7 @@ class TensorDataLoader(_LoaderBase):
             else:
                 idx = order[start:start + self.bs]
                 batch = tuple(t[idx] for t in self.tensors)
-            yield self._finish(batch)
+            yield self._finish(batch, on_device=self.resident)
 
     def __len__(self) -> int:
         n = len(self.dataset)
