@@ -73,8 +73,10 @@ class OptimWrapper:
         opt: the torch optimizer class, e.g. ``torch.optim.AdamW``.
         no_wd: parameters that never take weight decay (norm layers and biases by default in a Learner).
         force_train: parameters that stay trainable when their group is frozen (norm layers when ``train_bn``).
-        manual_wd: apply decoupled weight decay here (``p *= 1 - lr*wd``) instead of the optimizer's own,
-            for torch optimizers whose ``weight_decay`` is an L2 penalty (SGD, RMSprop).
+        manual_wd: apply decoupled weight decay here (``p *= 1 - lr*wd`` before the step, exactly as AdamW
+            does) with the torch optimizer's own ``weight_decay`` at 0. Each logical group is then one torch
+            group (one fused kernel call per group); otherwise decayed and non-decayed parameters are two
+            torch groups and ``weight_decay`` is the optimizer's (an L2 penalty for SGD/Adam/RMSprop).
         **kwargs: the torch optimizer's arguments (``lr``, ``betas``, ``momentum``, ``weight_decay``, ...).
     """
 
@@ -88,8 +90,14 @@ class OptimWrapper:
         self.force_train = {id(p) for p in force_train}
         self.manual_wd = manual_wd
         self.opt_cls = opt
+        # with manual decay, the parameters to decay per logical group (the rest: norm layers, biases)
+        self.decayed = [[p for p in plist if id(p) not in self.no_wd] for plist in self.param_lists]
         torch_groups = []
         for i, plist in enumerate(self.param_lists):
+            if manual_wd:
+                if plist:
+                    torch_groups.append({"params": plist, "group": i, "do_wd": True})
+                continue
             for do_wd in (True, False):
                 ps = [p for p in plist if (id(p) not in self.no_wd) == do_wd]
                 if ps:
@@ -179,12 +187,11 @@ class OptimWrapper:
     def step(self, scaler: Any = None) -> None:
         """One optimizer step (with decoupled decay first when ``manual_wd``), through ``scaler`` if given."""
         if self.manual_wd:
-            for group in self.opt.param_groups:
-                wd, lr = self.hypers[group["group"]]["wd"], group["lr"]
-                if group["do_wd"] and wd:
-                    grads = [p for p in group["params"] if p.grad is not None]
-                    if grads:
-                        torch._foreach_mul_(grads, 1 - lr * wd)
+            for hypers, decayed in zip(self.hypers, self.decayed):
+                if hypers["wd"]:
+                    with_grad = [p for p in decayed if p.grad is not None]
+                    if with_grad:
+                        torch._foreach_mul_(with_grad, 1 - hypers["lr"] * hypers["wd"])
         if scaler is not None:
             scaler.step(self.opt)
         else:
@@ -223,9 +230,9 @@ def Adam(params: Iterable, lr: float = 1e-3, mom: float = 0.9, sqr_mom: float = 
     ``force_train``) and torch (``fused``: the fused kernel is the default, about 2.5x faster per step
     on CPU for the same arithmetic).
     """
-    cls = torch.optim.AdamW if decouple_wd else torch.optim.Adam
     kwargs.setdefault("fused", True)
-    return OptimWrapper(params, cls, lr=lr, betas=(mom, sqr_mom), eps=eps, weight_decay=wd, **kwargs)
+    return OptimWrapper(params, torch.optim.Adam, lr=lr, betas=(mom, sqr_mom), eps=eps, weight_decay=wd,
+                        manual_wd=decouple_wd, **kwargs)
 
 
 def SGD(params: Iterable, lr: float = 1e-3, mom: float = 0.0, wd: float = 0.0, decouple_wd: bool = True,
@@ -248,4 +255,4 @@ def RAdam(params: Iterable, lr: float = 1e-3, mom: float = 0.9, sqr_mom: float =
     if beta:
         raise ValueError(f"`beta` (fastai's RAdam smoothing) is not supported; received: beta={beta}. Use beta=0.")
     return OptimWrapper(params, torch.optim.RAdam, lr=lr, betas=(mom, sqr_mom), eps=eps, weight_decay=wd,
-                        decoupled_weight_decay=decouple_wd, **kwargs)
+                        manual_wd=decouple_wd, **kwargs)

@@ -203,15 +203,14 @@ def test_frozen_params_do_not_change():
 def test_no_weight_decay_on_norm_and_bias():
     learn = tiny_learner(wd=0.5)
     learn.create_opt()
-    learn.opt.set_hyper("wd", 0.5)
-    by_decay = {g["do_wd"]: g for g in learn.opt.param_groups}
-    bias_ids = {id(learn.model.head.bias), id(learn.model.body[1].weight), id(learn.model.body[1].bias),
+    no_decay = {id(learn.model.head.bias), id(learn.model.body[1].weight), id(learn.model.body[1].bias),
                 id(learn.model.body[0].bias)}
-    assert {id(p) for p in by_decay[False]["params"]} == bias_ids
-    assert by_decay[False]["weight_decay"] == 0 and by_decay[True]["weight_decay"] == 0.5
+    decayed = {id(p) for group in learn.opt.decayed for p in group}
+    assert decayed == {id(learn.model.body[0].weight), id(learn.model.head.weight)}
+    assert not decayed & no_decay
     learn2 = tiny_learner(wd_bn_bias=True)
     learn2.create_opt()
-    assert all(g["do_wd"] for g in learn2.opt.param_groups)
+    assert {id(p) for group in learn2.opt.decayed for p in group} == {id(p) for p in learn2.model.parameters()}
 
 
 def test_lr_per_group_slices():

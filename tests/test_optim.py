@@ -57,12 +57,15 @@ def test_set_hyper_per_group_and_names():
     assert rms.param_groups[0]["alpha"] == 0.9
 
 
-def test_no_wd_params_never_decay():
+@pytest.mark.parametrize("decouple_wd", [True, False])
+def test_no_wd_params_never_decay(decouple_wd):
     a, b = params()
-    opt = Adam([[a, b]], lr=0.1, wd=0.3, no_wd=[b])
-    decays = {g["do_wd"]: (g["weight_decay"], g["params"]) for g in opt.param_groups}
-    assert decays[False][0] == 0.0 and decays[False][1] == [b]
-    assert decays[True][0] == 0.3 and decays[True][1] == [a]
+    a0, b0 = a.detach().clone(), b.detach().clone()
+    opt = SGD([[a, b]], lr=0.1, wd=0.3, no_wd=[b], decouple_wd=decouple_wd)
+    a.grad, b.grad = torch.zeros(3), torch.zeros(2)
+    opt.step()
+    assert torch.allclose(a.detach(), a0 * (1 - 0.1 * 0.3)) and torch.equal(b.detach(), b0)
+    assert len(opt.param_groups) == (1 if decouple_wd else 2)
 
 
 def test_freeze_to_and_force_train():
