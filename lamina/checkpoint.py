@@ -28,6 +28,9 @@ def atomic_write(path: Path, write: Any) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a model file is as readable as any file the user writes
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -94,35 +97,59 @@ class CheckpointMixin:
         return atomic_write(path, lambda f: torch.save(state, f))
 
     def load(self, file: str | Path, device: torch.device | str | None = None, with_opt: bool = True,
-             strict: bool = True) -> Any:
-        """Load a checkpoint written by `save` (safely: ``weights_only=True``) and restore the training state.
+             strict: bool = True, resume: bool = False) -> Any:
+        """Load a checkpoint written by `save` (safely: ``weights_only=True``).
+
+        Args:
+            file: the name under ``path/model_dir`` (``.pth`` added), or a path.
+            device: where the weights go (default: the data's device).
+            with_opt: also restore the optimizer's state and hypers.
+            strict: the checkpoint's keys must match the model's exactly.
+            resume: also restore the training position (random states, the loaders' shuffles, the epochs done
+                and the smoothed loss), to continue an interrupted fit exactly with
+                ``fit_one_cycle(n, start_epoch=learn.epochs_done)``.
 
         Raises:
             FileNotFoundError: naming the checkpoint path when it does not exist.
+            ValueError: when the checkpoint does not fit this model or optimizer (the model is left unchanged).
         """
         path = self._checkpoint_path(file)
         if not path.exists():
             raise FileNotFoundError(f"No checkpoint at {path}: check the name, or `learn.path`/`learn.model_dir` "
                                     f"(now {self.path}/{self.model_dir})")
         device = device if device is not None else self.dls.device
-        state = torch.load(path, map_location=device, weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)  # RNG states must stay CPU tensors
         if "model" not in state:  # a bare state dict, as other tools write
             state = {"model": state}
-        self.model.load_state_dict(state["model"], strict=strict)
+        self._load_weights_and_opt(path, state, with_opt, strict)
         self.model.to(device)
-        if with_opt and "opt" in state:
-            if self.opt is None:
-                self.create_opt()
-            self.opt.load_state_dict(state["opt"])
-        elif with_opt:
+        if resume:
+            self._resume_from(state)
+        return self
+
+    def _load_weights_and_opt(self, path: Path, state: dict, with_opt: bool, strict: bool) -> None:
+        backup = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        try:
+            self.model.load_state_dict(state["model"], strict=strict)
+            if with_opt and "opt" in state:
+                if self.opt is None:
+                    self.create_opt()
+                self.opt.load_state_dict(state["opt"])
+        except (RuntimeError, ValueError, KeyError) as e:
+            self.model.load_state_dict(backup)
+            raise ValueError(f"The checkpoint {path} does not fit this learner ({e}). It was saved from another "
+                             "model or param-group split; load it into the same architecture, or pass "
+                             "with_opt=False / strict=False") from e
+        if with_opt and "opt" not in state:
             warnings.warn(f"{path} holds no optimizer state: the optimizer starts fresh")
+
+    def _resume_from(self, state: dict) -> None:
         if "rng" in state:
             set_rng_states(state["rng"])
         for dl, (seed, seen) in zip(self.dls.loaders, state.get("loaders", [])):
             dl.seed, dl.epochs_seen = seed, seen  # the same shuffles as the interrupted run
+        self.epochs_done = state.get("epoch", 0)
         if "smooth_loss" in state and getattr(self, "recorder", None) is not None:
             self.recorder.resume_smooth_loss = state["smooth_loss"]
-        self.epochs_done = state.get("epoch", 0)
         if "scaler" in state and getattr(self, "mixed_precision", None) is not None:
             self.mixed_precision.pending_scaler_state = state["scaler"]
-        return self

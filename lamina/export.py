@@ -3,8 +3,8 @@
 The file is a safetensors file: the model's weights as tensors, and in its metadata a JSON
 description of everything else needed to predict (format version, learner class, how to rebuild
 the model and the inference data pipeline, the loss). Nothing is pickled, so loading never runs
-code from the file: the description may only name callables inside the ``lamina`` package, and
-those are called with JSON arguments.
+code from the file: the description may only name callables inside the ``lamina`` package (or in
+packages the caller names as trusted), and those are called with JSON arguments.
 
 Example:
     >>> learn.export("pets.pkl")                     # fastai's default name works; the content is safe
@@ -33,16 +33,24 @@ class ExportError(Exception):
     """An export cannot be written, or a file cannot be loaded as a lamina export."""
 
 
-def resolve_callable(path: str) -> Any:
-    """Import ``'lamina.<module>:<name>'`` (dotted names allowed after the colon).
+def _allowed(module_name: str, trusted: tuple[str, ...]) -> bool:
+    return any(module_name == root or module_name.startswith(root + ".") for root in ("lamina", *trusted))
+
+
+def resolve_callable(path: str, trusted: tuple[str, ...] = ()) -> Any:
+    """Import ``'<module>:<name>'`` (dotted names allowed after the colon) from lamina or a trusted package.
+
+    Args:
+        path: ``'lamina.<module>:<name>'``, or a module inside one of the ``trusted`` packages.
+        trusted: top-level packages of your own whose callables an export may name (opt-in).
 
     Raises:
-        ExportError: when the path is outside the ``lamina`` package or does not exist.
+        ExportError: when the path is outside lamina and the trusted packages, or does not exist.
     """
     module_name, _, qualname = path.partition(":")
-    if not qualname or not (module_name == "lamina" or module_name.startswith("lamina.")):
+    if not qualname or not _allowed(module_name, tuple(trusted)):
         raise ExportError(f"Refusing to load {path!r}: an export may only name callables inside the lamina package "
-                          "('lamina.<module>:<name>')")
+                          "('lamina.<module>:<name>') or in packages you trust: load_learner(..., trusted=('mypkg',))")
     try:
         obj = importlib.import_module(module_name)
         for part in qualname.split("."):
@@ -62,8 +70,10 @@ def _describe(learn: Any) -> dict:
     """The JSON description of ``learn`` (raises ExportError naming what is missing)."""
     if not getattr(learn, "model_config", None):
         raise ExportError("learn.export() needs to know how to rebuild the model: this Learner has no `model_config`. "
-                          "Learners from lamina's factories (vision_learner, tabular_learner, ...) set it; for a "
-                          "custom model set learn.model_config = {'factory': 'lamina.<module>:<fn>', 'kwargs': {...}}")
+                          "Learners from lamina's factories (vision_learner, tabular_learner, ...) set it; for a model "
+                          "of your own, put its builder in an importable module of yours and set learn.model_config = "
+                          "{'factory': 'mypkg.models:build', 'kwargs': {...JSON...}}, then load with "
+                          "load_learner(fname, trusted=('mypkg',))")
     inference = getattr(learn.dls, "inference", None)
     if not inference:
         raise ExportError("learn.export() needs the data's inference pipeline, but `learn.dls.inference` is not set: "
@@ -73,9 +83,10 @@ def _describe(learn: Any) -> dict:
         raise ExportError(f"learn.export() cannot describe the loss {type(learn.loss_func).__name__}: use a lamina loss "
                           "(lamina.losses) or one with a to_config() method")
     learner_path = _class_path(learn)
-    resolve_callable(learner_path)
-    resolve_callable(learn.model_config["factory"])
-    resolve_callable(inference["builder"])
+    for path in (learner_path, learn.model_config["factory"], inference["builder"]):
+        module_name, _, qualname = path.partition(":")
+        if not qualname:
+            raise ExportError(f"learn.export() cannot name {path!r}: use 'package.module:function'")
     return {"format": "lamina-export", "version": FORMAT_VERSION, "learner": learner_path,
             "model": learn.model_config, "data": inference, "loss": to_config(),
             "splitter": getattr(learn, "splitter_name", None)}
@@ -115,12 +126,13 @@ def _dedupe_shared(state: dict) -> dict:
     return aliases
 
 
-def load_learner(fname: str | Path, cpu: bool = True) -> Any:
+def load_learner(fname: str | Path, cpu: bool = True, trusted: tuple[str, ...] = ()) -> Any:
     """Load a learner written by ``learn.export`` (never unpickles; only lamina callables are rebuilt).
 
     Args:
         fname: the exported file.
         cpu: load on the CPU (else on `default_device()`).
+        trusted: packages of your own whose model builders the export may name (e.g. ``('mypkg',)``).
 
     Raises:
         FileNotFoundError: naming the file when it does not exist.
@@ -145,16 +157,17 @@ def load_learner(fname: str | Path, cpu: bool = True) -> Any:
                           f"{FORMAT_VERSION}): upgrade lamina")
     from .core import default_device
     device = torch.device("cpu") if cpu else default_device()
-    dls = resolve_callable(desc["data"]["builder"])(**desc["data"].get("kwargs", {}))
+    trusted = tuple(trusted)
+    dls = resolve_callable(desc["data"]["builder"], trusted)(**desc["data"].get("kwargs", {}))
     dls.to(device)
-    model = resolve_callable(desc["model"]["factory"])(**desc["model"].get("kwargs", {}))
+    model = resolve_callable(desc["model"]["factory"], trusted)(**desc["model"].get("kwargs", {}))
     state = load_file(str(path), device="cpu")
     for alias, key in json.loads(metadata.get("shared", "{}")).items():
         state[alias] = state[key]
     model.load_state_dict(state)
     model.to(device).eval()
     from .losses import loss_from_config
-    learner_cls = resolve_callable(desc["learner"])
+    learner_cls = resolve_callable(desc["learner"], trusted)
     learn = learner_cls(dls, model, loss_func=loss_from_config(desc["loss"]))
     learn.model_config = desc["model"]
     return learn

@@ -15,6 +15,8 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import functools
+import numbers
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -31,7 +33,8 @@ from .callbacks.schedule import ScheduleMixin
 from .callbacks.training import TrainEvalCallback
 from .checkpoint import CheckpointMixin
 from .metrics import as_metric
-from .optim import Adam, norm_bias_params, params_of, trainable_params
+from .losses import loss_from_config, loss_not_reduced
+from .optim import Adam, OptimWrapper, norm_bias_params, params_of, trainable_params
 from .predict import PredictMixin
 from .callbacks.precision import PrecisionMixin
 
@@ -70,7 +73,7 @@ class Learner(ScheduleMixin, PredictMixin, CheckpointMixin, PrecisionMixin):
                  path: str | Path | None = None, model_dir: str | Path = "models", wd: float | None = None,
                  wd_bn_bias: bool = False, train_bn: bool = True, moms: tuple = (0.95, 0.85, 0.95),
                  default_cbs: bool = True):
-        loss_func = loss_func if loss_func is not None else getattr(dls, "loss_func", None)
+        loss_func = loss_func if loss_func is not None else _loss_from_data(dls)
         if loss_func is None:
             raise ValueError("Could not infer the loss function from the data: pass `loss_func=` to the Learner "
                              "(e.g. loss_func=CrossEntropyLossFlat() for classification)")
@@ -82,8 +85,7 @@ class Learner(ScheduleMixin, PredictMixin, CheckpointMixin, PrecisionMixin):
         self.metrics = metrics
         self.opt = None
         self.cbs: list[Callback] = []
-        self._handlers: dict[str, list[Callback]] = {}
-        self._sorted_key: tuple | None = None
+        self._handlers: dict[str, list[Callback]] | None = None  # per-event callbacks, rebuilt on change
         self.training, self.epoch, self.n_epoch, self.iter, self.n_iter = False, 0, 1, 0, 0
         self.train_iter, self.pct_train = 0, 0.0
         self.logger: Callable = print
@@ -106,7 +108,10 @@ class Learner(ScheduleMixin, PredictMixin, CheckpointMixin, PrecisionMixin):
         self._metrics = [as_metric(m) for m in metrics]
 
     def add_cb(self, cb: Callback | type) -> "Learner":
-        """Add a callback (a class is instantiated); it becomes ``learn.<cb.name>``."""
+        """Add a callback (a class is instantiated); it becomes ``learn.<cb.name>``.
+
+        A second callback with the same name joins the first; ``learn.<name>`` is the newest until it is removed.
+        """
         if isinstance(cb, type):
             cb = cb()
         if not isinstance(cb, Callback):
@@ -114,15 +119,15 @@ class Learner(ScheduleMixin, PredictMixin, CheckpointMixin, PrecisionMixin):
         existing = getattr(self, cb.name, None)
         if existing is not None and not isinstance(existing, Callback):
             raise ValueError(f"Callback name {cb.name!r} would hide the Learner attribute of the same name; "
-                             "rename the callback class")
-        if isinstance(existing, Callback):
-            self.remove_cb(existing)
+                             "rename the callback class or set its `name`")
         cb.learn = self
         setattr(self, cb.name, cb)
         self.cbs.append(cb)
+        self._handlers = None
         return self
 
     def add_cbs(self, cbs: Callback | Iterable[Callback] | None) -> "Learner":
+        """Add several callbacks (see `add_cb`)."""
         for cb in _as_list(cbs):
             self.add_cb(cb)
         return self
@@ -133,11 +138,17 @@ class Learner(ScheduleMixin, PredictMixin, CheckpointMixin, PrecisionMixin):
         for c in found:
             self.cbs.remove(c)
             if getattr(self, c.name, None) is c:
-                delattr(self, c.name)
+                same = [other for other in self.cbs if other.name == c.name]
+                if same:
+                    setattr(self, c.name, same[-1])  # the one it had joined is reachable again
+                else:
+                    delattr(self, c.name)
             c.learn = None
+        self._handlers = None
         return self
 
     def remove_cbs(self, cbs: Iterable) -> "Learner":
+        """Remove several callbacks (see `remove_cb`)."""
         for cb in _as_list(cbs):
             self.remove_cb(cb)
         return self
@@ -164,13 +175,14 @@ class Learner(ScheduleMixin, PredictMixin, CheckpointMixin, PrecisionMixin):
 
     def __call__(self, event: str) -> None:
         """Fire ``event`` on every callback that handles it, in ascending order."""
-        key = tuple(map(id, self.cbs))
-        if key != self._sorted_key:  # rebuild the per-event lists only when the callbacks change
+        if self._handlers is None:  # rebuilt only when the callbacks change
             ordered = sorted(self.cbs, key=lambda c: c.order)
             self._handlers = {e: [cb for cb in ordered if hasattr(cb, e)] for e in EVENTS}
-            self._sorted_key = key
         for cb in self._handlers[event]:
             cb(event)
+        if event == "after_fit":
+            for cb in self.cbs:  # a callback silenced for one fit (run=False) runs again in the next
+                cb.run = True
 
     def show_training_loop(self) -> None:
         """Print every event and the callbacks that handle it, in firing order."""
@@ -187,10 +199,17 @@ class Learner(ScheduleMixin, PredictMixin, CheckpointMixin, PrecisionMixin):
         return [params_of(g) for g in self.splitter(self.model)]
 
     def create_opt(self) -> None:
-        """Build the optimizer over the splitter's groups (norm/bias params kept out of weight decay)."""
+        """Build the optimizer over the splitter's groups (norm/bias params kept out of weight decay).
+
+        ``opt_func`` is a lamina optimizer factory (`Adam`, `SGD` ...); a ``torch.optim`` class works too,
+        wrapped in `OptimWrapper` (its own defaults then apply, e.g. AdamW's weight decay 0.01).
+        """
         no_wd = [] if self.wd_bn_bias else norm_bias_params(self.model)
         force_train = norm_bias_params(self.model, with_bias=False) if self.train_bn else []
-        self.opt = self.opt_func(self.param_groups(), lr=self.lr, no_wd=no_wd, force_train=force_train)
+        opt_func = self.opt_func
+        if isinstance(opt_func, type) and issubclass(opt_func, torch.optim.Optimizer):
+            opt_func = functools.partial(OptimWrapper, opt=opt_func)
+        self.opt = opt_func(self.param_groups(), lr=self.lr, no_wd=no_wd, force_train=force_train)
 
     def freeze_to(self, n: int) -> None:
         """Freeze the param groups before ``n`` (norm layers stay trainable when ``train_bn``)."""
@@ -235,8 +254,13 @@ class Learner(ScheduleMixin, PredictMixin, CheckpointMixin, PrecisionMixin):
             reset_opt: build a new optimizer (fresh state).
             start_epoch: skip the epochs before this one (to resume from a checkpoint).
         """
-        if not isinstance(n_epoch, int) or n_epoch < 0:
+        if not isinstance(n_epoch, numbers.Integral) or isinstance(n_epoch, bool) or n_epoch < 0:
             raise ValueError(f"`n_epoch` must be a non-negative integer; received: n_epoch={n_epoch!r}")
+        n_epoch = int(n_epoch)
+        if n_epoch and len(self.dls.train) == 0:
+            raise ValueError(f"The training loader has no batches: {len(self.dls.train.dataset)} training items with "
+                             f"bs={self.dls.train.bs} and drop_last={self.dls.train.drop_last}. Use a smaller batch "
+                             "size (bs=...) or more data")
         if reset_opt or self.opt is None:
             self.create_opt()
         wd = wd if wd is not None else self.wd
@@ -245,7 +269,14 @@ class Learner(ScheduleMixin, PredictMixin, CheckpointMixin, PrecisionMixin):
         self.opt.set_hyper("lr", self.lr_per_group(self.lr if lr is None else lr))
         self.n_epoch, self.start_epoch = n_epoch, start_epoch
         with self.added_cbs(cbs):
-            self._with_events(self._do_fit, "fit", CancelFitException, self._end_cleanup)
+            try:
+                self._with_events(self._do_fit, "fit", CancelFitException, self._end_cleanup)
+            except BaseException:  # an error or Ctrl-C: let callbacks release autocast, files, bars
+                for cb in self.cbs:
+                    if hasattr(cb, "cleanup"):
+                        cb.cleanup()
+                    cb.run = True
+                raise
 
     def lr_per_group(self, lr: float | slice | list) -> list[float]:
         """One learning rate per param group: ``slice(a, b)`` spaced geometrically, ``slice(b)`` = b/10 then b."""
@@ -319,6 +350,12 @@ class Learner(ScheduleMixin, PredictMixin, CheckpointMixin, PrecisionMixin):
             self.logger = saved
 
     @contextlib.contextmanager
+    def loss_not_reduced(self) -> Iterator["Learner"]:
+        """The loss returns one value per element inside the block (``reduction='none'``)."""
+        with loss_not_reduced(self.loss_func):
+            yield self
+
+    @contextlib.contextmanager
     def no_bar(self) -> Iterator["Learner"]:
         """No progress bars inside the block (the epoch table is still written)."""
         progress = getattr(self, "progress", None)
@@ -331,6 +368,8 @@ class Learner(ScheduleMixin, PredictMixin, CheckpointMixin, PrecisionMixin):
             if progress is not None:
                 progress.show_bars = saved
 
+    no_mbar = no_bar  # fastai's older name
+
     def export(self, fname: str | Path = "export.pkl") -> Path | None:
         """Write this learner for inference to ``path/fname``: safetensors weights + a JSON description.
 
@@ -341,6 +380,13 @@ class Learner(ScheduleMixin, PredictMixin, CheckpointMixin, PrecisionMixin):
 
     def __repr__(self) -> str:
         return f"Learner(model={type(self.model).__name__}, loss={type(self.loss_func).__name__}, cbs={self.cbs})"
+
+
+def _loss_from_data(dls: Any) -> Callable | None:
+    """The data's loss: ``dls.loss_func``, else built from ``dls.loss_config`` (data layers describe, not build)."""
+    loss = getattr(dls, "loss_func", None)
+    config = getattr(dls, "loss_config", None)
+    return loss if loss is not None else (loss_from_config(config) if config else None)
 
 
 def _as_list(cbs: Any) -> list:

@@ -64,14 +64,18 @@ class PredictMixin:
     def validate(self, ds_idx: int = 1, dl: Any = None, cbs: Any = None) -> list[float]:
         """Loss and metrics on a loader (default: the validation set) → ``[valid_loss, *metrics]``."""
         dl = dl if dl is not None else self.dls[ds_idx]
+        recorder = self.recorder
+        saved_log = list(recorder.log)
         self._eval_pass(dl, list(cbs or []))
+        recorder.log = saved_log  # validate() outside a fit adds no row
         recorder = self.recorder
         values = [float(recorder.loss.value)] + [_scalar(m.value) for m in self.metrics]
         self.final_record = values
         return values
 
     def get_preds(self, ds_idx: int = 1, dl: Any = None, with_input: bool = False, with_decoded: bool = False,
-                  with_loss: bool = False, act: Any = None, reorder: bool = True, cbs: Any = None, **kwargs: Any) -> tuple:
+                  with_loss: bool = False, act: Any = None, inner: bool = False, reorder: bool = True,
+                  cbs: Any = None, **kwargs: Any) -> tuple:
         """Predictions on a loader, in the dataset's order, gathered on the CPU.
 
         Args:
@@ -81,10 +85,19 @@ class PredictMixin:
             with_decoded: also return ``loss_func.decodes(preds)`` (class indices, thresholded labels ...).
             with_loss: also return the loss of each item (last).
             act: activation applied to the raw outputs (default: the loss's ``activation``, e.g. softmax).
+            inner, reorder: accepted for fastai compatibility; lamina's loaders here are never shuffled, so
+                predictions always come in the dataset's order.
 
         Returns:
             ``(inputs?, preds, targets, decoded?, losses?)``; targets is None for unlabelled data.
+
+        Raises:
+            TypeError: for other keyword arguments (fastai's ``save_preds``/``save_targs`` are not supported:
+                save the returned tensors with ``torch.save``).
         """
+        if kwargs:
+            raise TypeError(f"get_preds() got unexpected keyword arguments {sorted(kwargs)}; to keep predictions, "
+                            "torch.save() the returned tensors")
         if dl is None:
             dl = self.dls[ds_idx].new(shuffle=False, drop_last=False)
         gather = GatherPredsCallback(with_input=with_input, with_loss=with_loss)
@@ -103,8 +116,14 @@ class PredictMixin:
             out.append(_cat(gather.losses))
         return tuple(out)
 
-    def predict(self, item: Any, with_input: bool = False) -> tuple:
+    def predict(self, item: Any, rm_type_tfms: Any = None, with_input: bool = False) -> tuple:
         """Predict one item (what ``dls.test_dl`` accepts: an image, a file name, a row, a tensor ...).
+
+        Args:
+            item: the item.
+            rm_type_tfms: accepted for fastai compatibility (lamina's pipelines accept raw and decoded items).
+            with_input: also return the input, as the model saw it with batch transforms undone
+                (e.g. a de-normalised image tensor).
 
         Returns:
             ``(decoded prediction, decoded tensor, probabilities)``, prefixed by the input if ``with_input``.
@@ -115,7 +134,10 @@ class PredictMixin:
             inputs, preds, _, decoded = self.get_preds(dl=dl, with_input=True, with_decoded=True)
         decoded, probs = decoded[0], preds[0]
         full = self.decode_prediction(decoded)
-        return (inputs, full, decoded, probs) if with_input else (full, decoded, probs)
+        if not with_input:
+            return full, decoded, probs
+        shown = dl.decode_batch(inputs if isinstance(inputs, tuple) else (inputs,))
+        return (shown[0][0] if len(shown) == 1 else tuple(x[0] for x in shown)), full, decoded, probs
 
     def show_results(self, ds_idx: int = 1, dl: Any = None, max_n: int = 9, shuffle: bool = True,
                      **kwargs: Any) -> Any:

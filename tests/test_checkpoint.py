@@ -32,6 +32,8 @@ def test_save_load_round_trip(tmp_path):
     assert loaded["hypers"] == opt_state["hypers"]
     first = next(iter(opt_state["opt"]["state"].values()))
     assert torch.equal(next(iter(loaded["opt"]["state"].values()))["exp_avg"], first["exp_avg"])
+    assert not hasattr(other, "epochs_done")  # a plain load leaves the training position alone
+    other.load("stage1", resume=True)
     assert other.epochs_done == 1
 
 
@@ -80,9 +82,37 @@ def test_interrupted_fit_one_cycle_resumes_exactly(tmp_path):
     assert len(crashed.recorder.values) == 2
 
     resumed = make_learner(tmp_path / "b", seed=123)  # a fresh process would start from other weights
-    resumed.load("model_1")
+    resumed.load("model_1", resume=True)
     assert resumed.epochs_done == 2
     resumed.fit_one_cycle(4, 1e-2, start_epoch=resumed.epochs_done)
     for got, want in zip(resumed.recorder.values, expected[2:], strict=True):
         assert got == pytest.approx(want, abs=1e-6)
     assert all(torch.allclose(expected_weights[k], v, atol=1e-6) for k, v in resumed.model.state_dict().items())
+
+
+def test_load_does_not_rewind_random_state_unless_resuming(tmp_path):
+    learn = make_learner(tmp_path)
+    learn.save("ckpt")
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    learn.load("ckpt")
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_load_into_another_model_is_a_clear_error_and_changes_nothing(tmp_path):
+    learn = make_learner(tmp_path)
+    learn.save("ckpt")
+    other = Learner(learn.dls, tiny_mlp(hidden=4), path=tmp_path)
+    before = {k: v.clone() for k, v in other.model.state_dict().items()}
+    with pytest.raises(ValueError, match="does not fit this learner"):
+        other.load("ckpt")
+    assert all(torch.equal(before[k], v) for k, v in other.model.state_dict().items())
+
+
+def test_checkpoint_is_readable_like_other_files(tmp_path):
+    import os
+    path = make_learner(tmp_path).save("ckpt")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask

@@ -66,3 +66,19 @@ def test_load_rejects_pickles_and_foreign_callables(tmp_path):
         resolve_callable("os:system")
     with pytest.raises(FileNotFoundError, match="No exported learner"):
         load_learner(tmp_path / "missing.pkl")
+
+
+def test_trusted_package_for_a_custom_model(tmp_path, monkeypatch):
+    pkg = tmp_path / "mymodels"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("from lamina.testing import TinyMLP\n"
+                                     "def build(hidden):\n    return TinyMLP(2, 2, hidden)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    learn = trained(tmp_path)
+    learn.model_config = {"factory": "mymodels:build", "kwargs": {"hidden": 8}}
+    path = learn.export("custom.pkl")
+    with pytest.raises(ExportError, match="trusted=\\('mypkg',\\)"):
+        load_learner(path)
+    loaded = load_learner(path, trusted=("mymodels",))
+    x = torch.tensor([0.5, 0.5])
+    assert torch.allclose(loaded.predict(x)[2], learn.predict(x)[2], atol=1e-6)

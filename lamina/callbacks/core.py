@@ -82,15 +82,18 @@ class Callback:
         learn: the Learner, set when the callback is added.
 
     ``Callback(before_batch=fn)`` makes a callback from functions (each called with the learner).
+    A callback may define ``cleanup()``: it is called when a fit ends with an error (not a cancel), to
+    release what it holds (autocast, files, progress bars). ``run`` is set back to True after every fit.
     """
 
     order: int = 0
+    run: bool = True
     run_train: bool = True
     run_valid: bool = True
+    learn: Any = None
+    _name: str | None = None
 
     def __init__(self, **event_fns: Callable[[Any], None]):
-        self.learn = None
-        self.run = True
         for event, fn in event_fns.items():
             if event not in EVENTS:
                 raise ValueError(f"Unknown event {event!r}; events are: {', '.join(EVENTS)}")
@@ -98,8 +101,19 @@ class Callback:
 
     @property
     def name(self) -> str:
-        """The attribute name under which the learner exposes this callback."""
-        return snake_name(type(self).__name__)
+        """The attribute name under which the learner exposes this callback (settable)."""
+        return self._name or snake_name(type(self).__name__)
+
+    @name.setter
+    def name(self, value: str) -> None:
+        self._name = value
+
+    def __getattr__(self, attr: str) -> Any:
+        # Only reached for missing attributes: say where training state lives instead of forwarding to it.
+        if not attr.startswith("_") and attr not in EVENTS and attr != "cleanup":
+            raise AttributeError(f"{type(self).__name__} has no attribute {attr!r}. Callbacks read and write the "
+                                 f"training state through the learner: use self.learn.{attr}")
+        raise AttributeError(attr)
 
     def __call__(self, event: str) -> None:
         method = getattr(self, event, None)
@@ -117,8 +131,6 @@ class Callback:
                 if hasattr(e, "add_note"):
                     e.add_note(f"(raised in callback {type(self).__name__} at event {event!r})")
                 raise
-        if event == "after_fit":
-            self.run = True
 
     def __repr__(self) -> str:
         return type(self).__name__

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..core import rank_distrib
 from .core import Callback
+from .schedule import LRFinder
 
 __all__ = ["CSVLogger"]
 
@@ -28,7 +29,7 @@ class CSVLogger(Callback):
 
     def before_fit(self) -> None:
         self.path = self.learn.path / self.fname  # kept after the fit, for read_log
-        self.active = rank_distrib() == 0 and not any(type(c).__name__ == "LRFinder" for c in self.learn.cbs)
+        self.active = rank_distrib() == 0 and not any(isinstance(c, LRFinder) for c in self.learn.cbs)
         if not self.active:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -40,7 +41,7 @@ class CSVLogger(Callback):
             self.file.flush()
 
     def after_epoch(self) -> None:
-        if getattr(self, "active", False):  # the Recorder (order 50) has completed the row
+        if getattr(self, "active", False) and not self.learn.recorder.cancelled:  # the Recorder (order 50) made the row
             row = self.learn.recorder.log
             self.writer.writerow([f"{v:.6f}" if isinstance(v, float) else v for v in row])
             self.file.flush()
@@ -48,8 +49,11 @@ class CSVLogger(Callback):
     def after_fit(self) -> None:
         if getattr(self, "active", False):
             self.file.close()
+            self.active = False
 
-    def read_log(self):
+    cleanup = after_fit
+
+    def read_log(self) -> "pd.DataFrame":  # noqa: F821
         """The log as a pandas DataFrame.
 
         Raises:

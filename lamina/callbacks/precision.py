@@ -29,12 +29,12 @@ class MixedPrecision(Callback):
         if amp_mode not in ("fp16", "bf16"):
             raise ValueError(f"`amp_mode` must be 'fp16' or 'bf16'; received: amp_mode={amp_mode!r}")
         self.amp_mode, self.scaler_kwargs = amp_mode, scaler_kwargs
-        self.dtype = torch.float16 if amp_mode == "fp16" else torch.bfloat16
         self.scaler = None
 
     def before_fit(self) -> None:
         device = self.learn.dls.device
         self.device_type = device.type
+        self.dtype = torch.float16 if self.amp_mode == "fp16" else torch.bfloat16
         if self.amp_mode == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
             raise RuntimeError("to_bf16(): this GPU does not support bfloat16; use learn.to_fp16() instead")
         if self.amp_mode == "fp16" and device.type == "cpu":
@@ -68,6 +68,8 @@ class MixedPrecision(Callback):
             self.autocast.__exit__(None, None, None)
             self.autocast = None
 
+    cleanup = after_cancel_batch  # a fit that fails mid-batch must not leave autocast on for the thread
+
     def before_backward(self) -> None:
         if self.scaler.is_enabled():
             self.learn.loss_grad = self.scaler.scale(self.learn.loss_grad)
@@ -83,6 +85,7 @@ class MixedPrecision(Callback):
         raise CancelStepException()  # the scaler already stepped; skip the plain step
 
     def state_dict(self) -> dict:
+        """The grad scaler's state (empty without a scaler)."""
         return self.scaler.state_dict() if self.scaler is not None else {}
 
 

@@ -91,7 +91,8 @@ class ProgressCallback(Callback):
         if getattr(self, "bar", None) is None:
             return
         self.bar.update(1)
-        if self.learn.training and self.learn.smooth_loss is not None:
+        # the loss shown is read every 20 batches: reading it waits for the GPU to catch up
+        if self.learn.training and self.learn.smooth_loss is not None and self.learn.iter % 20 == 0:
             self.bar.set_postfix_str(f"{float(self.learn.smooth_loss):.4f}", refresh=False)
 
     def after_train(self) -> None:
@@ -109,6 +110,12 @@ class ProgressCallback(Callback):
         self._close_bar()
         self.learn.logger = self._saved_logger
         self._handle = None
+
+    def cleanup(self) -> None:
+        """A failed fit: close the bar and give the learner its logger back."""
+        self._close_bar()
+        if hasattr(self, "_saved_logger"):
+            self.learn.logger = self._saved_logger
 
     def __getstate__(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if k not in ("bar", "_handle")}

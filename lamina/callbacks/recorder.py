@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import torch
+
 from ..metrics import AvgLoss, AvgSmoothLoss
 from .core import Callback
 
@@ -30,11 +32,11 @@ class Recorder(Callback):
         super().__init__()
         self.add_time, self.train_metrics, self.valid_metrics = add_time, train_metrics, valid_metrics
         self.loss, self.smooth_loss = AvgLoss(), AvgSmoothLoss(beta=beta)
-        self.lrs, self.losses, self.iters, self.values, self.hps = [], [], [], [], {}
+        self.lrs, self._losses, self.iters, self.values, self.hps = [], [], [], [], {}
         self.log: list = []
 
     def before_fit(self) -> None:
-        self.lrs, self.losses, self.iters, self.values, self.hps = [], [], [], [], {}
+        self.lrs, self._losses, self.iters, self.values, self.hps = [], [], [], [], {}
         self.smooth_loss.reset()
         resumed = getattr(self, "resume_smooth_loss", None)
         if resumed and self.learn.start_epoch > 0:  # continue the running average of a resumed fit
@@ -72,8 +74,9 @@ class Recorder(Callback):
             return
         if learn.training:
             self.smooth_loss.accumulate(learn)
-            learn.smooth_loss = self.smooth_loss.value
-            self.losses.append(float(learn.smooth_loss))
+            # kept as tensors: converting each batch would wait for the GPU every batch
+            learn.smooth_loss = self.smooth_loss.tensor_value
+            self._losses.append(learn.smooth_loss)
             self.lrs.append(learn.opt.hypers[-1]["lr"])
             if self.train_metrics:
                 for m in learn.metrics:
@@ -103,8 +106,16 @@ class Recorder(Callback):
         self.learn.final_record = self.values[-1]
         if self.add_time:
             self.log.append(_format_time(time.time() - self.start_epoch))
-        self.iters.append(len(self.losses))
+        self.iters.append(len(self._losses))
         self.learn.logger(list(self.log))
+
+    @property
+    def losses(self) -> list[float]:
+        """The smoothed training loss after each training batch (floats)."""
+        if self._losses and not isinstance(self._losses[-1], float):
+            values = torch.stack([torch.as_tensor(v, dtype=torch.float32).cpu() for v in self._losses]).tolist()
+            self._losses = values
+        return self._losses
 
     def metric_value(self, name: str) -> float | None:
         """The last recorded value of ``name`` (one of `metric_names`), or None."""
@@ -129,6 +140,11 @@ class Recorder(Callback):
             ax.set_yscale("log")
         ax.legend()
         return ax
+
+    def plot_lr_find(self, skip_end: int = 5, suggestions: dict | None = None) -> Any:
+        """Loss against learning rate of the last `lr_find` (log scale)."""
+        from .schedule import plot_lr_find
+        return plot_lr_find(self.lrs, self.losses, suggestions, skip_end=skip_end)
 
     def plot_sched(self, keys: list[str] | None = None, figsize: tuple | None = None) -> Any:
         """Plot the scheduled hyper-parameters (``lr``, ``mom`` ...) against the batch number."""

@@ -80,7 +80,7 @@ class LRFinder(Callback):
 
     def after_batch(self) -> None:
         smooth = self.learn.smooth_loss
-        smooth = float(smooth) if smooth is not None else math.nan
+        smooth = float(smooth) if smooth is not None else math.nan  # lr_find needs the value every batch
         if smooth < self.best:
             self.best = smooth
         if (self.stop_div and (smooth > 4 * self.best or math.isnan(smooth))) or self.learn.train_iter >= self.num_it:
@@ -90,12 +90,15 @@ class LRFinder(Callback):
         raise CancelValidException()
 
     def after_fit(self) -> None:
+        """Put back the weights, optimizer state and loader counters saved at the start."""
         learn = self.learn
         learn.opt.zero_grad()
         learn.model.load_state_dict(self.saved_model)
         learn.opt.load_state_dict(self.saved_opt)
         for dl, seen in zip(learn.dls.loaders, self.saved_epochs):
             dl.epochs_seen = seen
+
+    cleanup = after_fit  # interrupted (Ctrl-C, an error): the weights are restored all the same
 
 
 def _cpu_copy(obj: Any) -> Any:
@@ -185,6 +188,8 @@ class ScheduleMixin:
                       moms: tuple | None = None, cbs: Any = None, reset_opt: bool = False, start_epoch: int = 0) -> None:
         """One cycle: lr warms up (cosine) from ``lr_max/div`` to ``lr_max`` over ``pct_start`` of training,
         then anneals to ``lr_max/div_final``; momentum goes the opposite way (0.95 → 0.85 → 0.95)."""
+        if not 0 <= pct_start <= 1:
+            raise ValueError(f"`pct_start` must be between 0 and 1 (the share of warm-up); received: pct_start={pct_start}")
         if self.opt is None:
             self.create_opt()
         top = np.asarray(self.lr_per_group(self.lr if lr_max is None else lr_max))
@@ -198,6 +203,8 @@ class ScheduleMixin:
                      pct_start: float = 0.75, wd: float | None = None, cbs: Any = None, reset_opt: bool = False,
                      start_epoch: int = 0) -> None:
         """A flat lr for ``pct_start`` of training, then cosine annealing to ``lr/div_final``."""
+        if not 0 <= pct_start <= 1:
+            raise ValueError(f"`pct_start` must be between 0 and 1 (the share at a flat lr); received: pct_start={pct_start}")
         if self.opt is None:
             self.create_opt()
         top = np.asarray(self.lr_per_group(self.lr if lr is None else lr))
@@ -238,6 +245,7 @@ class ScheduleMixin:
         """
         if self.opt is None:
             self.create_opt()
+        num_it = max(num_it, 6)
         n_epoch = num_it // len(self.dls.train) + 1
         finder = LRFinder(start_lr, end_lr, num_it, stop_div)
         with self.no_logging():

@@ -7,6 +7,7 @@ import operator
 from collections.abc import Callable
 
 from .core import Callback, CancelFitException
+from .schedule import LRFinder
 
 __all__ = ["TrackerCallback", "EarlyStoppingCallback", "SaveModelCallback", "ReduceLROnPlateau"]
 
@@ -35,7 +36,7 @@ class TrackerCallback(Callback):
         self.best = None
 
     def before_fit(self) -> None:
-        if getattr(self.learn, "lr_finder", None) is not None or any(type(c).__name__ == "LRFinder" for c in self.learn.cbs):
+        if any(isinstance(c, LRFinder) for c in self.learn.cbs):  # lr_find is not training
             self.run = False
             return
         names = self.learn.recorder.metric_names

@@ -92,6 +92,9 @@ class GradientClip(Callback):
         self.max_norm, self.norm_type = max_norm, norm_type
 
     def before_step(self) -> None:
+        mixed = getattr(self.learn, "mixed_precision", None)
+        if mixed is not None and mixed.scaler is not None and mixed.scaler.is_enabled():
+            mixed.scaler.unscale_(self.learn.opt.opt)  # clip the true gradients, not the scaled ones
         nn.utils.clip_grad_norm_(self.learn.model.parameters(), self.max_norm, self.norm_type)
 
 

@@ -106,6 +106,18 @@ class _LoaderBase:
         finally:
             self.epochs_seen = saved
 
+    def show_batch(self, b: tuple | None = None, max_n: int = 9, **kwargs: Any) -> Any:
+        """Show a batch of this loader (default: its first) the way the application shows its data.
+
+        Raises:
+            NotImplementedError: when the data has no way of showing itself (plain tensors).
+        """
+        show = getattr(self, "show", None)
+        if show is None or getattr(self, "dls", None) is None:
+            raise NotImplementedError("This data has no show_batch: it was built from plain tensors. "
+                                      "Build it with an application factory (ImageDataLoaders, ...)")
+        return show(self.dls, self.one_batch() if b is None else b, max_n=max_n, **kwargs)
+
     def decode_batch(self, batch: tuple) -> tuple:
         """Undo the batch transforms that can be undone (e.g. normalisation), for showing."""
         for tfm in sorted(self.after_batch, key=lambda t: getattr(t, "order", 0), reverse=True):
@@ -183,6 +195,7 @@ class DataLoader(_LoaderBase):
         new.epochs_seen = self.epochs_seen
         new.show = getattr(self, "show", None)
         new.show_results = getattr(self, "show_results", None)
+        new.dls = getattr(self, "dls", None)
         return new
 
 
@@ -248,6 +261,7 @@ class TensorDataLoader(_LoaderBase):
         new.epochs_seen = self.epochs_seen
         new.show = getattr(self, "show", None)
         new.show_results = getattr(self, "show_results", None)
+        new.dls = getattr(self, "dls", None)
         return new
 
 
@@ -277,6 +291,8 @@ class DataLoaders:
         if len(loaders) < 2:
             raise ValueError(f"DataLoaders needs a training and a validation loader; received {len(loaders)} loader(s)")
         self.loaders = list(loaders)
+        for dl in self.loaders:
+            dl.dls = self  # so a loader can show itself (`dls.train.show_batch()`)
         self.path = Path(path)
         self.vocab = list(vocab) if vocab is not None else None
         self.n_out = n_out if n_out is not None else (len(self.vocab) if self.vocab is not None else None)
@@ -290,6 +306,11 @@ class DataLoaders:
     valid_ds = property(lambda self: self.valid.dataset, doc="The validation dataset.")
     c = property(lambda self: self.n_out, doc="fastai's name for `n_out`.")
     bs = property(lambda self: self.train.bs, doc="The training batch size.")
+
+    @property
+    def after_batch(self) -> list:
+        """The training loader's batch transforms."""
+        return self.train.after_batch
 
     def __getitem__(self, i: int) -> _LoaderBase:
         return self.loaders[i]
@@ -355,16 +376,8 @@ class DataLoaders:
                         "takes a tensor or a tuple of tensors")
 
     def show_batch(self, b: tuple | None = None, max_n: int = 9, **kwargs: Any) -> Any:
-        """Show a batch the way the application shows its data.
-
-        Raises:
-            NotImplementedError: when the data has no way of showing itself (plain tensors).
-        """
-        show = getattr(self.train, "show", None)
-        if show is None:
-            raise NotImplementedError("This data has no show_batch: it was built from plain tensors. "
-                                      "Build it with an application factory (ImageDataLoaders, ...)")
-        return show(self, self.one_batch() if b is None else b, max_n=max_n, **kwargs)
+        """Show a training batch the way the application shows its data (see `_LoaderBase.show_batch`)."""
+        return self.train.show_batch(b, max_n=max_n, **kwargs)
 
     def new_empty(self) -> "DataLoaders":
         """A shallow copy (same transforms and vocab)."""
@@ -376,12 +389,14 @@ class DataLoaders:
                    **kwargs: Any) -> "DataLoaders":
         """Loaders over map-style datasets: the first is shuffled (and drops its last partial batch).
 
-        ``kwargs`` (``vocab``, ``n_out``, ``loss_func``, ``n_inp``) go to `DataLoaders`.
+        ``kwargs`` named ``vocab``, ``n_out``, ``loss_func``, ``n_inp`` or ``inference`` go to `DataLoaders`;
+        the others (``after_batch``, ``collate_fn``, ``kinds``, ``pin_memory`` ...) to every `DataLoader`.
         """
+        own = {k: kwargs.pop(k) for k in ("vocab", "n_out", "loss_func", "n_inp", "inference") if k in kwargs}
         loaders = [DataLoader(ds, bs=bs if i == 0 else (val_bs or bs), shuffle=shuffle and i == 0,
                               drop_last=shuffle and i == 0, num_workers=num_workers, device=device,
-                              split_idx=min(i, 1)) for i, ds in enumerate(dsets)]
-        return cls(*loaders, path=path, **kwargs)
+                              split_idx=min(i, 1), **kwargs) for i, ds in enumerate(dsets)]
+        return cls(*loaders, path=path, **own)
 
     @classmethod
     def from_tensors(cls, x_train: torch.Tensor, y_train: torch.Tensor, x_valid: torch.Tensor,

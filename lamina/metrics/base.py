@@ -174,7 +174,12 @@ class AvgSmoothLoss(Metric):
     @property
     def value(self) -> float | None:
         # Debiasing: the EMA starts at 0, so after n steps its weights sum to 1 − beta**n, not 1.
-        return None if self.count == 0 else _to_float(self.val / (1 - self.beta**self.count))
+        return None if self.count == 0 else _to_float(self.tensor_value)
+
+    @property
+    def tensor_value(self) -> Any:
+        """The debiased average as a tensor on the loss's device (reading it forces no GPU sync)."""
+        return None if self.count == 0 else self.val / (1 - self.beta**self.count)
 
 
 _ACTIVATIONS = ("no", "softmax", "binarysoftmax", "sigmoid")
@@ -302,7 +307,11 @@ def as_metric(m: Any) -> Metric:
         return m
     if isinstance(m, type):
         if issubclass(m, Metric):
-            return m()
+            try:
+                return m()
+            except TypeError as e:
+                raise TypeError(f"the metric class {m.__name__} needs arguments ({e}); pass an instance, e.g. "
+                                f"metrics={m.__name__}(...)") from e
         raise TypeError(f"each metric must be a Metric, a Metric subclass or a function; received the class "
                         f"{m.__name__}, which is not a Metric subclass")
     if callable(m):
