@@ -270,3 +270,78 @@ def test_validate_matches_manual_computation():
         out = learn.model(x)
     assert loss == pytest.approx(CrossEntropyLossFlat()(out, y).item(), rel=1e-5)
     assert acc == pytest.approx((out.argmax(1) == y).float().mean().item())
+
+
+def test_tracker_runs_again_after_lr_find():
+    from lamina.callbacks.tracker import EarlyStoppingCallback
+    learn = Learner(synth_classification(n=256, bs=16), tiny_mlp(),
+                    cbs=EarlyStoppingCallback(monitor="valid_loss", min_delta=10.0))
+    learn.progress.show_bars = False
+    learn.lr_find(num_it=10, show_plot=False)
+    learn.fit(4)
+    assert len(learn.recorder.values) == 2  # epoch 0 sets the best; min_delta 10: epoch 1 does not improve
+
+
+def test_failed_fit_releases_autocast():
+    class Boom(Callback):
+        def after_pred(self):
+            raise RuntimeError("boom")
+
+    learn = tiny_learner()
+    learn.to_bf16()
+    with pytest.raises(RuntimeError, match="boom"):
+        learn.fit(1, cbs=Boom())
+    assert not torch.is_autocast_enabled("cpu")
+    assert learn.logger is print
+
+
+def test_callback_without_super_init_and_helpful_attribute_error():
+    class Counter(Callback):
+        def __init__(self, k):
+            self.k = k
+            self.n = 0
+
+        def after_batch(self):
+            self.n += 1
+
+        def after_epoch(self):
+            self.pred  # fastai callbacks read learner state this way
+
+    learn = tiny_learner()
+    cb = Counter(2)
+    with pytest.raises(AttributeError, match="use self.learn.pred"):
+        learn.fit(1, cbs=cb)
+    assert cb.n == 4
+
+
+def test_same_name_callbacks_coexist_for_one_fit():
+    from lamina.callbacks.logging import CSVLogger
+    learn = tiny_learner()
+    mine = CSVLogger("a.csv")
+    learn.add_cb(mine)
+    learn.progress.show_bars = False
+    learn.fit(1, cbs=CSVLogger("b.csv"))
+    assert learn.csv_logger is mine and mine in learn.cbs
+
+
+def test_torch_optimizer_class_as_opt_func():
+    learn = tiny_learner(opt_func=torch.optim.AdamW)
+    learn.progress.show_bars = False
+    learn.fit(1, 1e-2)
+    assert type(learn.opt.opt) is torch.optim.AdamW
+
+
+def test_empty_training_loader_is_an_error():
+    dls = synth_classification(n=40, bs=64)
+    learn = Learner(dls, tiny_mlp())
+    with pytest.raises(ValueError, match="no batches: 30 training items with bs=64"):
+        learn.fit(1)
+
+
+def test_get_preds_rejects_unknown_kwargs_and_predict_with_input():
+    learn = tiny_learner()
+    with pytest.raises(TypeError, match="save_preds"):
+        learn.get_preds(save_preds="x")
+    x = learn.dls.valid.tensors[0][0]
+    inp, label, idx, probs = learn.predict(x, with_input=True)
+    assert torch.equal(inp, x) and label in learn.dls.vocab
