@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["default_device", "set_seed", "seed_worker", "to_device", "to_cpu", "rank_distrib", "num_distrib"]
+__all__ = ["default_device", "set_seed", "seed_worker", "to_device", "to_cpu", "rank_distrib", "num_distrib",
+           "listify"]
 
 
 def default_device() -> torch.device:
@@ -99,3 +100,10 @@ def rank_distrib() -> int:
 def num_distrib() -> int:
     """The number of processes under ``torch.distributed`` (0 when not distributed)."""
     return int(os.environ.get("WORLD_SIZE", 0))
+
+
+def listify(obj: Any) -> list:
+    """``None`` → ``[]``; a list or tuple → a list of its items; anything else → ``[obj]``."""
+    if obj is None:
+        return []
+    return list(obj) if isinstance(obj, (list, tuple)) else [obj]

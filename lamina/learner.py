@@ -32,6 +32,7 @@ from .callbacks.recorder import Recorder
 from .callbacks.schedule import ScheduleMixin
 from .callbacks.training import TrainEvalCallback
 from .checkpoint import CheckpointMixin
+from .core import listify
 from .metrics import as_metric
 from .losses import loss_from_config, loss_not_reduced
 from .optim import Adam, OptimWrapper, norm_bias_params, params_of, trainable_params
@@ -128,7 +129,7 @@ class Learner(ScheduleMixin, PredictMixin, CheckpointMixin, PrecisionMixin):
 
     def add_cbs(self, cbs: Callback | Iterable[Callback] | None) -> "Learner":
         """Add several callbacks (see `add_cb`)."""
-        for cb in _as_list(cbs):
+        for cb in listify(cbs):
             self.add_cb(cb)
         return self
 
@@ -149,14 +150,14 @@ class Learner(ScheduleMixin, PredictMixin, CheckpointMixin, PrecisionMixin):
 
     def remove_cbs(self, cbs: Iterable) -> "Learner":
         """Remove several callbacks (see `remove_cb`)."""
-        for cb in _as_list(cbs):
+        for cb in listify(cbs):
             self.remove_cb(cb)
         return self
 
     @contextlib.contextmanager
     def added_cbs(self, cbs: Callback | Iterable[Callback] | None) -> Iterator["Learner"]:
         """Callbacks present only inside the ``with`` block."""
-        cbs = _as_list(cbs)
+        cbs = listify(cbs)
         self.add_cbs(cbs)
         try:
             yield self
@@ -166,7 +167,7 @@ class Learner(ScheduleMixin, PredictMixin, CheckpointMixin, PrecisionMixin):
     @contextlib.contextmanager
     def removed_cbs(self, cbs: Iterable[Callback]) -> Iterator["Learner"]:
         """Callbacks absent inside the ``with`` block."""
-        cbs = _as_list(cbs)
+        cbs = listify(cbs)
         self.remove_cbs(cbs)
         try:
             yield self
@@ -387,9 +388,3 @@ def _loss_from_data(dls: Any) -> Callable | None:
     loss = getattr(dls, "loss_func", None)
     config = getattr(dls, "loss_config", None)
     return loss if loss is not None else (loss_from_config(config) if config else None)
-
-
-def _as_list(cbs: Any) -> list:
-    if cbs is None:
-        return []
-    return list(cbs) if isinstance(cbs, (list, tuple)) else [cbs]

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..core import listify
 from ..schedules import SchedCos, SchedNo, combine_scheds, combined_cos
 from .core import Callback, CancelFitException, CancelValidException
 
@@ -196,7 +197,7 @@ class ScheduleMixin:
         moms = self.moms if moms is None else moms
         scheds = {"lr": combined_cos(pct_start, (top / div).tolist(), top.tolist(), (top / div_final).tolist()),
                   "mom": combined_cos(pct_start, *moms)}
-        self.fit(n_epoch, cbs=[ParamScheduler(scheds), *_as_list(cbs)], reset_opt=reset_opt, wd=wd,
+        self.fit(n_epoch, cbs=[ParamScheduler(scheds), *listify(cbs)], reset_opt=reset_opt, wd=wd,
                  start_epoch=start_epoch)
 
     def fit_flat_cos(self, n_epoch: int, lr: float | slice | list | None = None, div_final: float = 1e5,
@@ -209,7 +210,7 @@ class ScheduleMixin:
             self.create_opt()
         top = np.asarray(self.lr_per_group(self.lr if lr is None else lr))
         sched = combine_scheds([pct_start, 1 - pct_start], [SchedNo(top.tolist()), SchedCos(top.tolist(), (top / div_final).tolist())])
-        self.fit(n_epoch, cbs=[ParamScheduler({"lr": sched}), *_as_list(cbs)], reset_opt=reset_opt, wd=wd,
+        self.fit(n_epoch, cbs=[ParamScheduler({"lr": sched}), *listify(cbs)], reset_opt=reset_opt, wd=wd,
                  start_epoch=start_epoch)
 
     def fit_sgdr(self, n_cycles: int, cycle_len: int, lr_max: float | slice | list | None = None, cycle_mult: int = 2,
@@ -221,7 +222,7 @@ class ScheduleMixin:
         n_epoch = cycle_len * (cycle_mult ** n_cycles - 1) // (cycle_mult - 1) if cycle_mult != 1 else cycle_len * n_cycles
         pcts = [cycle_len * cycle_mult ** i / n_epoch for i in range(n_cycles)]
         sched = combine_scheds(pcts, [SchedCos(top, [0.0] * len(top)) for _ in range(n_cycles)])
-        self.fit(n_epoch, cbs=[ParamScheduler({"lr": sched}), *_as_list(cbs)], reset_opt=reset_opt, wd=wd,
+        self.fit(n_epoch, cbs=[ParamScheduler({"lr": sched}), *listify(cbs)], reset_opt=reset_opt, wd=wd,
                  start_epoch=start_epoch)
 
     def fine_tune(self, epochs: int, base_lr: float = 2e-3, freeze_epochs: int = 1, lr_mult: float = 100,
@@ -265,9 +266,3 @@ class ScheduleMixin:
         if show_plot:
             plot_lr_find(lrs.tolist(), losses.tolist(), {n: r[1] for n, r in results.items()})
         return SuggestedLRs(list(results), [r[0] for r in results.values()])
-
-
-def _as_list(cbs: Any) -> list:
-    if cbs is None:
-        return []
-    return list(cbs) if isinstance(cbs, (list, tuple)) else [cbs]

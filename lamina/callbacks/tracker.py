@@ -54,13 +54,10 @@ class TrackerCallback(Callback):
             self.best, self.new_best_epoch = value, self.learn.epoch
 
 
-class EarlyStoppingCallback(TrackerCallback):
-    """Stop training when ``monitor`` has not improved for ``patience`` epochs."""
+class _PatienceCallback(TrackerCallback):
+    """A tracker that acts (`on_plateau`) after ``patience`` epochs without improvement."""
 
-    order = 63
-
-    def __init__(self, monitor: str = "valid_loss", comp: Callable | None = None, min_delta: float = 0.0,
-                 patience: int = 1, reset_on_fit: bool = True):
+    def __init__(self, monitor: str, comp: Callable | None, min_delta: float, patience: int, reset_on_fit: bool):
         super().__init__(monitor, comp, min_delta, reset_on_fit)
         self.patience = patience
 
@@ -72,8 +69,24 @@ class EarlyStoppingCallback(TrackerCallback):
         super().after_epoch()
         self.wait = 0 if self.new_best else self.wait + 1
         if self.wait >= self.patience:
-            self.learn.logger(f"No improvement since epoch {self.learn.epoch - self.wait}: early stopping")
-            raise CancelFitException()
+            self.on_plateau()
+
+    def on_plateau(self) -> None:
+        raise NotImplementedError
+
+
+class EarlyStoppingCallback(_PatienceCallback):
+    """Stop training when ``monitor`` has not improved for ``patience`` epochs."""
+
+    order = 63
+
+    def __init__(self, monitor: str = "valid_loss", comp: Callable | None = None, min_delta: float = 0.0,
+                 patience: int = 1, reset_on_fit: bool = True):
+        super().__init__(monitor, comp, min_delta, patience, reset_on_fit)
+
+    def on_plateau(self) -> None:
+        self.learn.logger(f"No improvement since epoch {self.learn.epoch - self.wait}: early stopping")
+        raise CancelFitException()
 
 
 class SaveModelCallback(TrackerCallback):
@@ -107,25 +120,18 @@ class SaveModelCallback(TrackerCallback):
             self.learn.load(self.fname, with_opt=self.with_opt)
 
 
-class ReduceLROnPlateau(TrackerCallback):
+class ReduceLROnPlateau(_PatienceCallback):
     """Divide the learning rate by ``factor`` when ``monitor`` has not improved for ``patience`` epochs."""
 
     order = 62
 
     def __init__(self, monitor: str = "valid_loss", comp: Callable | None = None, min_delta: float = 0.0,
                  patience: int = 1, factor: float = 10.0, min_lr: float = 0.0, reset_on_fit: bool = True):
-        super().__init__(monitor, comp, min_delta, reset_on_fit)
-        self.patience, self.factor, self.min_lr = patience, factor, min_lr
+        super().__init__(monitor, comp, min_delta, patience, reset_on_fit)
+        self.factor, self.min_lr = factor, min_lr
 
-    def before_fit(self) -> None:
+    def on_plateau(self) -> None:
+        old = [h["lr"] for h in self.learn.opt.hypers]
+        self.learn.opt.set_hyper("lr", [max(lr / self.factor, self.min_lr) for lr in old])
         self.wait = 0
-        super().before_fit()
-
-    def after_epoch(self) -> None:
-        super().after_epoch()
-        self.wait = 0 if self.new_best else self.wait + 1
-        if self.wait >= self.patience:
-            old = [h["lr"] for h in self.learn.opt.hypers]
-            self.learn.opt.set_hyper("lr", [max(lr / self.factor, self.min_lr) for lr in old])
-            self.wait = 0
-            self.learn.logger(f"Epoch {self.learn.epoch}: reducing lr to {self.learn.opt.hypers[-1]['lr']:.3g}")
+        self.learn.logger(f"Epoch {self.learn.epoch}: reducing lr to {self.learn.opt.hypers[-1]['lr']:.3g}")
