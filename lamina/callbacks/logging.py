@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
+from typing import Any
 
 from ..core import rank_distrib
 from .core import Callback
@@ -53,8 +54,8 @@ class CSVLogger(Callback):
 
     cleanup = after_fit
 
-    def read_log(self) -> "pd.DataFrame":  # noqa: F821
-        """The log as a pandas DataFrame.
+    def read_log(self) -> Any:
+        """The log as a pandas ``DataFrame``.
 
         Raises:
             ValueError: before any fit has written the file.

@@ -1,7 +1,7 @@
 """Early stopping, best-model saving, lr reduction on plateau, CSV logging."""
 
 import pytest
-import torch
+
 
 from lamina.callbacks.logging import CSVLogger
 from lamina.callbacks.tracker import EarlyStoppingCallback, ReduceLROnPlateau, SaveModelCallback
