@@ -314,9 +314,9 @@ def test_callback_without_super_init_and_helpful_attribute_error():
     assert cb.n == 4
 
 
-def test_same_name_callbacks_coexist_for_one_fit():
+def test_same_name_callbacks_coexist_for_one_fit(tmp_path):
     from lamina.callbacks.logging import CSVLogger
-    learn = tiny_learner()
+    learn = tiny_learner(path=tmp_path)
     mine = CSVLogger("a.csv")
     learn.add_cb(mine)
     learn.progress.show_bars = False
