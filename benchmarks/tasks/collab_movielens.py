@@ -37,6 +37,16 @@ def _result(fit_s: float, n_batches: int, valid_mse: float, ch1_s: float, ch1_lo
 
 
 def run_lamina(data_dir: str, opts: dict[str, Any]) -> dict[str, Any]:
+    """Run the task with ``lamina.collab``: MovieLens 100k fit, then the chapter-1 example.
+
+    Args:
+        data_dir: the folder holding ``ml-100k/u.data`` and ``movie_lens_sample/ratings.csv``.
+        opts: harness options (``quick``: 20,000 ratings and 1 epoch; device choice).
+
+    Returns:
+        the harness's result dict: ``time``, ``ms_per_batch``, ``ch1_time``, ``quality`` (``valid_mse``,
+        ``ch1_valid_loss``) and ``info``.
+    """
     from lamina.collab import CollabDataLoaders, collab_learner
     prepare(opts)
     device, quick = pick_device(opts), opts.get("quick", False)
@@ -54,6 +64,7 @@ def run_lamina(data_dir: str, opts: dict[str, Any]) -> dict[str, Any]:
 
 
 def _chapter_one_lamina(data_dir: str, device: str, quick: bool) -> tuple[float, float]:
+    """The chapter-1 example on the MovieLens sample: ``(fine_tune seconds, validation loss)``."""
     from lamina.collab import CollabDataLoaders, collab_learner
     dls = CollabDataLoaders.from_csv(require_file(data_dir, "movie_lens_sample/ratings.csv"), device=device)
     learn = collab_learner(dls, y_range=(0.5, 5.5))
@@ -65,6 +76,7 @@ def _chapter_one_lamina(data_dir: str, device: str, quick: bool) -> tuple[float,
 
 
 def run_fastai(data_dir: str, opts: dict[str, Any]) -> dict[str, Any]:
+    """Run the same task with ``fastai.collab``; see `run_lamina`."""
     import torch
     from fastai.collab import CollabDataLoaders, collab_learner
     prepare(opts)
@@ -83,6 +95,7 @@ def run_fastai(data_dir: str, opts: dict[str, Any]) -> dict[str, Any]:
 
 
 def _chapter_one_fastai(data_dir: str, device: str, quick: bool) -> tuple[float, float]:
+    """fastai's run of `_chapter_one_lamina`."""
     import torch
     from fastai.collab import CollabDataLoaders, collab_learner
     dls = CollabDataLoaders.from_csv(require_file(data_dir, "movie_lens_sample/ratings.csv"),

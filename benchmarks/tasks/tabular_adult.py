@@ -72,6 +72,7 @@ def _fit(lib: Any, csv: str, device: Any, cats: list, conts: list, epochs: int) 
 
 
 def _run(lib: Any, data_dir: str, opts: dict[str, Any], device: Any, no_bar: Any) -> dict[str, Any]:
+    """The whole task with ``lib``'s tabular surface: chapter-1 fit, predict latency, then all 14 features."""
     import pandas as pd
     quick = opts.get("quick", False)
     csv = require_file(data_dir, DATA)
@@ -89,6 +90,16 @@ def _run(lib: Any, data_dir: str, opts: dict[str, Any], device: Any, no_bar: Any
 
 
 def run_lamina(data_dir: str, opts: dict[str, Any]) -> dict[str, Any]:
+    """Run the task with ``lamina.tabular.all``.
+
+    Args:
+        data_dir: the folder holding ``adult_sample/adult.csv``.
+        opts: harness options (``quick``: 1 epoch and fewer predict calls; device choice).
+
+    Returns:
+        the harness's result dict: ``time``, ``fit_cpu_time``, ``ms_per_batch``, ``predict_ms``, ``all14_time``,
+        ``quality`` (``accuracy``, ``all14_accuracy``) and ``info``.
+    """
     import contextlib
 
     import lamina.tabular.all as lib
@@ -97,6 +108,7 @@ def run_lamina(data_dir: str, opts: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_fastai(data_dir: str, opts: dict[str, Any]) -> dict[str, Any]:
+    """Run the same task with ``fastai.tabular.all`` (predict timed inside ``learn.no_bar()``); see `run_lamina`."""
     import torch
 
     import fastai.tabular.all as lib

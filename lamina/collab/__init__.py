@@ -1,7 +1,9 @@
 """``from lamina.collab import *``: collaborative filtering on ratings tables.
 
 Everything of `lamina.basics` (the Learner, callbacks, losses, metrics, optimizers, ``untar_data``/``URLs``,
-``np``/``pd``/``torch``/``nn``/``F``/``Path``/``partial``) plus the collab data, models and learner.
+``np``/``pd``/``torch``/``nn``/``F``/``Path``/``partial``) plus the collab data, models and learner, and (as
+fastai's collab module re-exports its tabular names) `TabularModel`, `tabular_config`, the target blocks, the
+splitters, `range_of`, `ClassificationInterpretation` and ``tensor`` (``torch.tensor``, used in chapter 8).
 
 Example:
     >>> from lamina.collab import *
@@ -12,13 +14,21 @@ Example:
     >>> learn.show_results()
 """
 
+from torch import tensor
+
 from ..basics import *  # noqa: F403  (the basics surface's __all__)
 from ..basics import __all__ as _basics_all
+from ..data.block import CategoryBlock, MultiCategoryBlock, RegressionBlock
+from ..data.splitters import IndexSplitter, RandomSplitter, range_of
+from ..interpret import ClassificationInterpretation
 from ..models.collab import EmbeddingDotBias, EmbeddingNN
-from ..models.layers import Embedding, SigmoidRange, emb_sz_rule
+from ..models.layers import Embedding, LinBnDrop, SigmoidRange, emb_sz_rule
+from ..models.tabular import TabularModel, tabular_config
 from .data import CollabDataLoaders
 from .learner import CollabLearner, collab_learner
 from .synth import synth_ratings
 
 __all__ = [*_basics_all, "CollabDataLoaders", "EmbeddingDotBias", "EmbeddingNN", "CollabLearner", "collab_learner",
-           "Embedding", "SigmoidRange", "emb_sz_rule", "synth_ratings"]
+           "Embedding", "LinBnDrop", "SigmoidRange", "emb_sz_rule", "synth_ratings", "TabularModel", "tabular_config",
+           "CategoryBlock", "MultiCategoryBlock", "RegressionBlock", "IndexSplitter", "RandomSplitter", "range_of",
+           "ClassificationInterpretation", "tensor"]

@@ -27,6 +27,7 @@ import pandas as pd
 import torch
 
 from ..data.loaders import DataLoaders, TensorDataLoader
+from ..data.splitters import RandomSplitter
 from ..data.transforms import CategoryMap
 from ..losses import MSELossFlat
 
@@ -53,8 +54,8 @@ class CollabDataLoaders(DataLoaders):
     @classmethod
     def from_df(cls, ratings: pd.DataFrame, valid_pct: float = 0.2, user_name: Any = None, item_name: Any = None,
                 rating_name: Any = None, seed: int | None = None, path: str | Path = ".", bs: int = 64,
-                val_bs: int | None = None, shuffle: bool = True,
-                device: torch.device | str | None = None) -> "CollabDataLoaders":
+                val_bs: int | None = None, shuffle: bool = True, device: torch.device | str | None = None,
+                drop_last: bool | None = None, **kwargs: Any) -> "CollabDataLoaders":
         """Loaders from a ratings DataFrame.
 
         Args:
@@ -64,17 +65,22 @@ class CollabDataLoaders(DataLoaders):
             seed: seed of the random split (``None``: torch's global generator, so `set_seed` repeats it).
             path: folder for saved models and exports.
             bs: training batch size; val_bs: validation batch size (default ``bs``).
-            shuffle: shuffle the training rows every epoch.
+            shuffle: shuffle the training rows every epoch (``shuffle_train=`` is fastai's older name for it).
             device: where batches go (default `default_device()`); the tensors live there.
+            drop_last: drop the last partial training batch. Default: keep it, so every rating counts once
+                per epoch, unless it would hold a single row (which BatchNorm in `EmbeddingNN` cannot train on).
+            **kwargs: ``shuffle_train``; and ``num_workers``, ``pin_memory``, ``persistent_workers``, accepted
+                for fastai compatibility and ignored (batches are slices of tensors: there are no workers).
 
         Raises:
             ValueError: for a bad ``valid_pct``, a missing column, missing values or non-numeric ratings.
+            TypeError: naming any other keyword argument.
         """
+        shuffle = _loader_options(shuffle, kwargs)
         user_name, item_name, rating_name = _columns(ratings, user_name, item_name, rating_name)
-        if not 0 <= valid_pct < 1:
-            raise ValueError(f"`valid_pct` must be in [0, 1); received: valid_pct={valid_pct}")
         _check_values(ratings, user_name, item_name, rating_name)
-        train_idx, valid_idx = _random_split(len(ratings), valid_pct, seed)
+        train_idx, valid_idx = (np.asarray(part, dtype=np.int64)
+                                for part in RandomSplitter(valid_pct, seed)(range(len(ratings))))
         users, items = ratings[user_name], ratings[item_name]
         classes = {user_name: CategoryMap(users.iloc[train_idx], add_na=True),
                    item_name: CategoryMap(items.iloc[train_idx], add_na=True)}
@@ -82,9 +88,8 @@ class CollabDataLoaders(DataLoaders):
                          torch.from_numpy(classes[item_name].encode(items))], 1)
         y = torch.as_tensor(ratings[rating_name].to_numpy(dtype=np.float32)).reshape(-1, 1)
         train_idx, valid_idx = torch.from_numpy(train_idx), torch.from_numpy(valid_idx)
-        # Every training rating counts once per epoch (no drop_last), except that a last batch of one row
-        # would break BatchNorm in EmbeddingNN, so that single row waits for the next epoch's order.
-        drop_last = shuffle and len(train_idx) % bs == 1
+        if drop_last is None:  # a last batch of one row would break BatchNorm in EmbeddingNN: it waits an epoch
+            drop_last = shuffle and len(train_idx) % bs == 1
         train = TensorDataLoader((x[train_idx], y[train_idx]), bs=bs, shuffle=shuffle, drop_last=drop_last,
                                  device=device, kinds=KINDS)
         valid = TensorDataLoader((x[valid_idx], y[valid_idx]), bs=val_bs or bs, device=device, kinds=KINDS,
@@ -185,17 +190,16 @@ def collab_inference_dls(user_name: Any, item_name: Any, rating_name: Any, user_
     return CollabDataLoaders._assemble(train, valid, classes, user_name, item_name, rating_name, path, bs)
 
 
-def show_collab_batch(dls: CollabDataLoaders, batch: tuple, max_n: int = 9, **kwargs: Any) -> pd.DataFrame:
-    """Show a batch as a table of raw user id, item id and rating (printed outside notebooks)."""
+def show_collab_batch(dls: CollabDataLoaders, batch: tuple, max_n: int = 9, **kwargs: Any) -> None:
+    """Show a batch as a table of raw user id, item id and rating (displayed in a notebook, else printed)."""
     x, y = batch[0][:max_n], batch[1][:max_n]
     df = dls.decode_codes(x)
     df[dls.rating_name] = y.detach().cpu().reshape(-1).tolist()
     show_table(df)
-    return df
 
 
 def show_table(df: pd.DataFrame) -> None:
-    """Print ``df`` (outside notebooks) or display it (in a notebook)."""
+    """Display ``df`` in a notebook, or print it elsewhere; returns None (as fastai's show functions do)."""
     from ..callbacks.progress import in_notebook
     if in_notebook():
         from IPython.display import display
@@ -237,12 +241,16 @@ def _check_values(ratings: pd.DataFrame, user_name: Any, item_name: Any, rating_
                          f"{ratings[rating_name].dtype}. Pass rating_name= to pick another column")
 
 
-def _random_split(n: int, valid_pct: float, seed: int | None) -> tuple[np.ndarray, np.ndarray]:
-    """A random permutation; its first ``int(valid_pct * n)`` rows are the validation set."""
-    gen = torch.Generator().manual_seed(seed) if seed is not None else None
-    order = torch.randperm(n, generator=gen).numpy()
-    cut = int(valid_pct * n)
-    return order[cut:], order[:cut]
+_IGNORED = ("num_workers", "pin_memory", "persistent_workers")
+
+
+def _loader_options(shuffle: bool, kwargs: dict) -> bool:
+    """``shuffle`` after fastai's alias ``shuffle_train``; raises on keyword arguments the loaders don't take."""
+    unknown = sorted(k for k in kwargs if k != "shuffle_train" and k not in _IGNORED)
+    if unknown:
+        raise TypeError(f"CollabDataLoaders got unexpected keyword argument(s) {unknown}; loader arguments are bs, "
+                        f"val_bs, shuffle (or shuffle_train), drop_last, device, and {list(_IGNORED)} (ignored)")
+    return shuffle if kwargs.get("shuffle_train") is None else bool(kwargs["shuffle_train"])
 
 
 def _pairs_frame(items: Any, user_name: Any, item_name: Any, rating_name: Any) -> pd.DataFrame:

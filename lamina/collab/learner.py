@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -21,8 +22,9 @@ import torch
 
 from ..learner import Learner
 from ..losses import MSELossFlat
-from ..models.collab import (EmbeddingDotBias, EmbeddingNN, activation_name, embedding_dot_bias, embedding_nn,
-                             lookup_codes)
+from ..export import ExportError
+from ..models.activations import activation_config
+from ..models.collab import EmbeddingDotBias, EmbeddingNN, embedding_dot_bias, lookup_codes
 from ..models.layers import emb_sz_rule
 from ..optim import Adam
 from .data import CollabDataLoaders, show_table
@@ -32,7 +34,13 @@ __all__ = ["CollabLearner", "collab_learner"]
 
 class CollabLearner(Learner):
     """A `Learner` for ratings: pair-level `predict`, `predict_df`, `show_results`, and the model's reading
-    (`top_items`, `bottom_items`, `item_pca`, `plot_item_pca`)."""
+    (`top_items`, `bottom_items`, `item_pca`, `plot_item_pca`).
+
+    Attributes:
+        unexportable: why `export` must refuse (e.g. an activation JSON cannot describe), or None.
+    """
+
+    unexportable: str | None = None
 
     # --- prediction -------------------------------------------------------------------------------
     def predict_df(self, df: Any, unknown: str = "error", bs: int | None = None) -> pd.DataFrame:
@@ -94,15 +102,24 @@ class CollabLearner(Learner):
         return (x[0], *out) if with_input else out
 
     def show_results(self, ds_idx: int = 1, dl: Any = None, max_n: int = 9, shuffle: bool = True,
-                     **kwargs: Any) -> pd.DataFrame:
-        """A table of ``max_n`` rows of a loader (default: validation): user, item, rating and ``rating_pred``.
+                     **kwargs: Any) -> None:
+        """Show ``max_n`` rows of a loader (default: validation) as a table: user, item, rating and ``rating_pred``.
 
-        The table is printed outside notebooks; in a notebook the returned DataFrame is the cell's output.
+        Like fastai's show functions it shows and returns None: displayed in a notebook, printed elsewhere
+        (`predict_df` returns predictions as a DataFrame).
+
+        Args:
+            ds_idx: which of ``dls`` (1: validation) when ``dl`` is not given.
+            dl: a loader, e.g. ``dls.test_dl(df, with_labels=True)``.
+            max_n: how many rows.
+            shuffle: random rows (else the first ones).
 
         Raises:
             ValueError: when the loader holds no rows (e.g. a loaded learner: use `predict_df`).
         """
-        dl = dl if dl is not None else self.dls[ds_idx]
+        show_table(self._results_frame(self.dls[ds_idx] if dl is None else dl, max_n, shuffle))
+
+    def _results_frame(self, dl: Any, max_n: int, shuffle: bool) -> pd.DataFrame:
         tensors = getattr(dl, "tensors", ())
         if not tensors or len(tensors[0]) == 0:
             raise ValueError("show_results needs rows with ratings, and this loader has none (a loaded learner keeps "
@@ -116,10 +133,24 @@ class CollabLearner(Learner):
         if targs is not None:
             df[self.dls.rating_name] = targs.reshape(-1).tolist()
         df["rating_pred"] = preds.reshape(-1).tolist()
-        from ..callbacks.progress import in_notebook
-        if not in_notebook():
-            show_table(df)
         return df
+
+    def export(self, fname: str | Path = "export.pkl") -> Path | None:
+        """Write this learner for inference (see `Learner.export`).
+
+        Raises:
+            ExportError: when the model cannot be described as JSON (e.g. a custom activation, named), or the
+                ids are values JSON cannot store.
+        """
+        if self.unexportable:
+            raise ExportError(self.unexportable)
+        for name, vocab in self.dls.classes.items():
+            bad = next((v for v in vocab.to_list() if not isinstance(v, (str, int, float, bool))), None)
+            if bad is not None:
+                raise ExportError(f"Column {name!r} holds ids an export cannot store as JSON, e.g. {bad!r} "
+                                  f"({type(bad).__name__}); convert the column to text before building the data: "
+                                  f"ratings[{name!r}] = ratings[{name!r}].astype(str)")
+        return super().export(fname)
 
     # --- reading the model (fastai book, chapter 8) -------------------------------------------------
     def _dot_model(self, what: str) -> EmbeddingDotBias:
@@ -229,15 +260,16 @@ def collab_learner(dls: CollabDataLoaders, n_factors: int = 50, use_nn: bool = F
         use_nn: use `EmbeddingNN` instead of `EmbeddingDotBias`.
         emb_szs: embedding widths per column for the MLP, e.g. ``{'userId': 74}`` (default `emb_sz_rule`).
         layers: hidden sizes of the MLP (default ``[n_factors]``).
-        config: other `EmbeddingNN` arguments (``ps``, ``embed_p``, ``use_bn``, ``bn_final``, ``act_cls``,
-            ``lin_first``; ``bn_cont`` is accepted and ignored, there being no continuous inputs).
-        y_range: ``(low, high)`` of the predictions.
+        config: other `EmbeddingNN` arguments, as from `tabular_config` (``ps``, ``embed_p``, ``use_bn``,
+            ``bn_final``, ``act_cls`` (a module or its name), ``lin_first``; ``bn_cont`` changes nothing).
+        y_range: ``(low, high)`` of the predictions (overrides ``config['y_range']``).
         loss_func: the loss (default `MSELossFlat`).
         **learner_kwargs: `Learner` arguments (``opt_func``, ``lr``, ``metrics``, ``wd``, ``cbs`` ...); ``opt_func``
             defaults to `Adam` with torch's fused kernel.
 
     Raises:
         TypeError: when ``dls`` is not collab data.
+        ValueError: for ``config`` keys `EmbeddingNN` does not take.
     """
     if not isinstance(dls, CollabDataLoaders):
         raise TypeError(f"`dls` must be CollabDataLoaders (from CollabDataLoaders.from_df or from_csv); received: "
@@ -245,7 +277,7 @@ def collab_learner(dls: CollabDataLoaders, n_factors: int = 50, use_nn: bool = F
     y_range = [float(v) for v in y_range] if y_range is not None else None
     if use_nn:
         kwargs = _nn_kwargs(dls, n_factors, emb_szs, layers, config, y_range)
-        model, factory = embedding_nn(**kwargs), "lamina.models.collab:embedding_nn"
+        model, factory = EmbeddingNN(**kwargs), "lamina.models.collab:EmbeddingNN"
     else:
         kwargs = {"n_factors": n_factors, "user_name": dls.user_name, "item_name": dls.item_name,
                   "user_classes": dls.classes[dls.user_name].to_list(),
@@ -257,27 +289,35 @@ def collab_learner(dls: CollabDataLoaders, n_factors: int = 50, use_nn: bool = F
     learner_kwargs.setdefault("opt_func", partial(Adam, fused=True))
     learn = CollabLearner(dls, model, loss_func=loss_func if loss_func is not None else MSELossFlat(),
                           **learner_kwargs)
+    if use_nn:
+        try:  # the model keeps the user's activation; its JSON description is needed only to export
+            kwargs["act_cls"] = activation_config(kwargs["act_cls"])
+        except ValueError as e:
+            learn.unexportable = str(e)
+            return learn
     learn.model_config = {"factory": factory, "kwargs": kwargs}
     return learn
 
 
+_NN_CONFIG = ("ps", "embed_p", "y_range", "use_bn", "bn_final", "bn_cont", "act_cls", "lin_first")
+
+
 def _nn_kwargs(dls: CollabDataLoaders, n_factors: int, emb_szs: Mapping[Any, int] | None,
                layers: Sequence[int] | None, config: Mapping[str, Any] | None, y_range: list | None) -> dict:
-    """JSON-safe `embedding_nn` arguments (what `export` stores)."""
+    """`EmbeddingNN` arguments, JSON-safe except ``act_cls`` (the activation itself)."""
     config = dict(config or {})
-    config.pop("bn_cont", None)
-    known = {"ps", "embed_p", "y_range", "use_bn", "bn_final", "act_cls", "lin_first"}
-    if set(config) - known:
-        raise ValueError(f"`config` keys must be among {sorted(known)}; received unknown {sorted(set(config) - known)}")
-    act = activation_name(config.pop("act_cls", None))
+    unknown = sorted(set(config) - set(_NN_CONFIG))
+    if unknown:
+        raise ValueError(f"`config` keys must be among {list(_NN_CONFIG)} (see tabular_config); received unknown "
+                         f"{unknown}")
+    config.setdefault("act_cls", "ReLU")
     if y_range is not None:
         config["y_range"] = y_range
     elif config.get("y_range") is not None:
         config["y_range"] = [float(v) for v in config["y_range"]]
+    if config.get("ps") is not None and not isinstance(config["ps"], (int, float)):
+        config["ps"] = [float(p) for p in config["ps"]]
     sizes = dict(emb_szs or {})
     emb = [[len(dls.classes[c]), int(sizes.get(c, emb_sz_rule(len(dls.classes[c]))))]
            for c in (dls.user_name, dls.item_name)]
-    if isinstance(config.get("ps"), tuple):
-        config["ps"] = list(config["ps"])
-    return {"emb_szs": emb, "layers": [int(n) for n in (layers if layers is not None else [n_factors])],
-            "act": act, **config}
+    return {"emb_szs": emb, "layers": [int(n) for n in (layers if layers is not None else [n_factors])], **config}

@@ -13,19 +13,30 @@ Example:
 from __future__ import annotations
 
 import functools
+import math
 import os
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence, Sized
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
-__all__ = ["RandomSplitter", "GrandparentSplitter", "IndexSplitter", "FuncSplitter", "MaskSplitter",
-           "FileSplitter", "ColSplitter", "EndSplitter", "RandomSubsetSplitter", "parent_label",
+__all__ = ["range_of", "RandomSplitter", "GrandparentSplitter", "IndexSplitter", "FuncSplitter", "MaskSplitter",
+           "FileSplitter", "ColSplitter", "EndSplitter", "RandomSubsetSplitter", "TrainTestSplitter", "parent_label",
            "RegexLabeller", "using_attr", "ColReader", "ItemGetter", "AttrGetter"]
 
 Splits = tuple[list[int], list[int]]
+
+
+def range_of(x: Sized) -> list[int]:
+    """The positions of ``x``, ``list(range(len(x)))``: the items to split a DataFrame's rows by position.
+
+    Example:
+        >>> train, valid = RandomSplitter(seed=42)(range_of(df))
+    """
+    return list(range(len(x)))
 
 
 def _check_pct(name: str, value: float) -> None:
@@ -86,6 +97,69 @@ class RandomSubsetSplitter:
         perm = _permutation(n, self.seed).tolist()
         n_train, n_valid = int(self.train_sz * n), int(self.valid_sz * n)
         return perm[:n_train], perm[n_train:n_train + n_valid]
+
+
+class TrainTestSplitter:
+    """A random split with scikit-learn's ``train_test_split`` arguments (stratified by ``stratify`` labels).
+
+    Sizes: a float is a fraction (test ``ceil(test_size * n)`` items, train ``floor(train_size * n)``), an int a
+    count; the train set defaults to the rest. With ``stratify`` each class is split in the same proportion
+    (counts rounded by largest remainder). scikit-learn is not needed, so the indices drawn differ from its own.
+
+    Args:
+        test_size: the validation fraction or count.
+        random_state: the seed (None: a different split each time).
+        stratify: one label per item, to keep class proportions.
+        train_size: the training fraction or count (default: the items not in validation).
+        shuffle: False takes the first items for training and the next ones for validation.
+    """
+
+    def __init__(self, test_size: float | int = 0.2, random_state: int | None = None, stratify: Any = None,
+                 train_size: float | int | None = None, shuffle: bool = True):
+        if stratify is not None and not shuffle:
+            raise ValueError("TrainTestSplitter(stratify=...) needs shuffle=True")
+        self.test_size, self.random_state, self.stratify = test_size, random_state, stratify
+        self.train_size, self.shuffle = train_size, shuffle
+
+    def _sizes(self, n: int) -> tuple[int, int]:
+        n_test = math.ceil(self.test_size * n) if isinstance(self.test_size, float) else int(self.test_size)
+        n_train = n - n_test if self.train_size is None else (
+            math.floor(self.train_size * n) if isinstance(self.train_size, float) else int(self.train_size))
+        if n_test < 1 or n_train < 1 or n_train + n_test > n:
+            raise ValueError(f"TrainTestSplitter cannot take {n_train} training and {n_test} validation items from "
+                             f"{n}: check test_size={self.test_size!r} and train_size={self.train_size!r}")
+        return n_train, n_test
+
+    def __call__(self, items: Sequence) -> Splits:
+        n = len(items)
+        n_train, n_test = self._sizes(n)
+        if not self.shuffle:
+            return list(range(n_train)), list(range(n_train, n_train + n_test))
+        rng = np.random.default_rng(self.random_state)
+        if self.stratify is None:
+            perm = rng.permutation(n).tolist()
+            return perm[n_test:n_test + n_train], perm[:n_test]
+        labels = np.asarray(list(self.stratify), dtype=object)
+        if len(labels) != n:
+            raise ValueError(f"`stratify` needs one label per item ({n}); received {len(labels)}")
+        groups = [rng.permutation(np.flatnonzero(labels == c)) for c in dict.fromkeys(labels.tolist())]
+        test_counts = _largest_remainder([len(g) for g in groups], n_test, rng)
+        rest = [g[k:] for g, k in zip(groups, test_counts)]
+        train_counts = _largest_remainder([len(g) for g in rest], n_train, rng)
+        test = np.concatenate([g[:k] for g, k in zip(groups, test_counts)])
+        train = np.concatenate([g[:k] for g, k in zip(rest, train_counts)])
+        return rng.permutation(train).tolist(), rng.permutation(test).tolist()
+
+
+def _largest_remainder(counts: list[int], total: int, rng: np.random.Generator) -> list[int]:
+    """``total`` shared among groups in proportion to ``counts``: floors, then one more for the largest remainders
+    (ties in random order), never more than a group has."""
+    exact = np.array(counts, dtype=float) * total / max(sum(counts), 1)
+    share = np.minimum(np.floor(exact).astype(int), counts)
+    order = np.lexsort((rng.random(len(counts)), -(exact - share)))
+    for i in order[:total - share.sum()]:
+        share[i] += 1
+    return share.tolist()
 
 
 def _names(names: str | Sequence[str]) -> set[str]:
@@ -241,8 +315,13 @@ def _call_on_attr(f: Callable, attr: str, x: Any) -> Any:
 
 
 def using_attr(f: Callable, attr: str) -> Callable:
-    """``g(x) = f(getattr(x, attr))``, picklable whenever ``f`` is (e.g. ``using_attr(is_cat, 'name')``)."""
-    return functools.partial(_call_on_attr, f, attr)
+    """``g(x) = f(getattr(x, attr))``, picklable whenever ``f`` is (e.g. ``using_attr(is_cat, 'name')``).
+
+    ``g.__name__`` names ``f`` (``'is_cat (on .name)'``), so an error in a pipeline step points at your function.
+    """
+    g = functools.partial(_call_on_attr, f, attr)
+    g.__name__ = f"{getattr(f, '__name__', type(f).__name__)} (on .{attr})"
+    return g
 
 
 class ColReader:

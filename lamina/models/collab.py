@@ -12,7 +12,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -21,10 +21,10 @@ import torch
 from torch import nn
 
 from ..data.transforms import CategoryMap
-from .layers import Embedding, LinBnDrop, SigmoidRange
+from .layers import Embedding
+from .tabular import TabularModel
 
-__all__ = ["EmbeddingDotBias", "EmbeddingNN", "embedding_dot_bias", "embedding_nn", "lookup_codes",
-           "activation_name"]
+__all__ = ["EmbeddingDotBias", "EmbeddingNN", "embedding_dot_bias", "lookup_codes"]
 
 
 def _sigmoid_range(x: torch.Tensor, y_range: tuple[float, float] | None) -> torch.Tensor:
@@ -146,49 +146,26 @@ class EmbeddingDotBias(nn.Module):
         return emb.weight.detach()[codes.to(emb.weight.device), 0].cpu()
 
 
-class EmbeddingNN(nn.Module):
-    """A user embedding and an item embedding, concatenated, then an MLP to one output.
+class EmbeddingNN(TabularModel):
+    """A `TabularModel` over the user and item embeddings alone (no continuous inputs), with one output.
 
-    The MLP is that of lamina's tabular model without continuous inputs: for each hidden size a
-    ``Linear → ReLU → BatchNorm1d → Dropout`` block (``lin_first=True``), then a plain ``Linear`` to 1,
-    then ``SigmoidRange`` if ``y_range``.
+    For each hidden size a ``Linear → act → BatchNorm1d → Dropout`` block (``lin_first=True``), then a plain
+    ``Linear`` to 1, then ``SigmoidRange`` if ``y_range``.
 
     Args:
         emb_szs: ``[(n_users, width), (n_items, width)]`` (more columns work the same way).
         layers: hidden sizes, e.g. ``[100]``.
-        ps: dropout per hidden layer (one value for all, or one per layer); default none.
-        embed_p: dropout on the concatenated embeddings.
-        y_range: ``(low, high)`` of the predictions.
-        use_bn: batch norm in the hidden blocks.
-        bn_final: batch norm on the output too.
-        act_cls: the activation of the hidden blocks.
-        lin_first: linear layer before (True) or after batch norm and dropout.
+        **kwargs: the other `TabularModel` arguments (``ps``, ``embed_p``, ``y_range``, ``use_bn``,
+            ``bn_final``, ``bn_cont``, ``act_cls``, ``lin_first``); ``bn_cont`` changes nothing here.
     """
 
-    def __init__(self, emb_szs: Sequence[tuple[int, int]], layers: Sequence[int], ps: float | Sequence[float] | None = None,
-                 embed_p: float = 0.0, y_range: tuple[float, float] | None = None, use_bn: bool = True,
-                 bn_final: bool = False, act_cls: nn.Module | None = None, lin_first: bool = True):
-        super().__init__()
-        emb_szs, layers = [tuple(int(v) for v in e) for e in emb_szs], [int(n) for n in layers]
-        ps = [0.0] * len(layers) if ps is None else (list(ps) if isinstance(ps, (list, tuple)) else [ps] * len(layers))
-        if len(ps) != len(layers):
-            raise ValueError(f"`ps` needs one dropout per hidden layer ({len(layers)}); received: ps={ps}")
-        self.embeds = nn.ModuleList([Embedding(n, width) for n, width in emb_szs])
-        self.emb_drop = nn.Dropout(embed_p)
-        act = act_cls if act_cls is not None else nn.ReLU(inplace=True)
-        sizes = [sum(width for _, width in emb_szs), *layers, 1]
-        blocks = [LinBnDrop(sizes[i], sizes[i + 1], bn=use_bn, p=p, act=act, lin_first=lin_first)
-                  for i, p in enumerate(ps)]
-        blocks.append(LinBnDrop(sizes[-2], 1, bn=bn_final, lin_first=lin_first))
-        if y_range is not None:
-            blocks.append(SigmoidRange(*y_range))
-        self.layers = nn.Sequential(*blocks)
-        self.y_range = tuple(float(v) for v in y_range) if y_range is not None else None
+    def __init__(self, emb_szs: Sequence[Sequence[int]], layers: Sequence[int], **kwargs: Any):
+        super().__init__([tuple(int(v) for v in e) for e in emb_szs], n_cont=0, out_sz=1,
+                         layers=[int(n) for n in layers], **kwargs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Predictions of shape ``(bs, 1)`` for codes ``x`` of shape ``(bs, n_columns)``."""
-        emb = torch.cat([e(x[:, i]) for i, e in enumerate(self.embeds)], 1)
-        return self.layers(self.emb_drop(emb))
+        return super().forward(x)
 
 
 def embedding_dot_bias(n_factors: int, user_name: Any, item_name: Any, user_classes: Sequence,
@@ -197,39 +174,6 @@ def embedding_dot_bias(n_factors: int, user_name: Any, item_name: Any, user_clas
     return EmbeddingDotBias.from_classes(n_factors, {user_name: user_classes, item_name: item_classes},
                                          user=user_name, item=item_name,
                                          y_range=tuple(y_range) if y_range is not None else None)
-
-
-_ACTIVATIONS = {"ReLU": nn.ReLU, "LeakyReLU": nn.LeakyReLU, "GELU": nn.GELU, "SiLU": nn.SiLU, "Mish": nn.Mish,
-                "Tanh": nn.Tanh, "ELU": nn.ELU}
-
-
-def activation_name(act: nn.Module | type | None) -> str:
-    """The name under which `embedding_nn` knows the activation ``act`` (an instance or a class).
-
-    Raises:
-        ValueError: for an activation that an export could not rebuild.
-    """
-    if act is None:
-        return "ReLU"
-    cls = act if isinstance(act, type) else type(act)
-    if _ACTIVATIONS.get(cls.__name__) is not cls:
-        raise ValueError(f"`act_cls` must be one of torch's {sorted(_ACTIVATIONS)} so that the model can be exported; "
-                         f"received: act_cls={act!r}")
-    return cls.__name__
-
-
-def embedding_nn(emb_szs: Sequence[Sequence[int]], layers: Sequence[int], act: str = "ReLU",
-                 **kwargs: Any) -> EmbeddingNN:
-    """`EmbeddingNN` from JSON-safe arguments; ``act`` names the activation (``'ReLU'``, ``'GELU'`` ...).
-
-    Raises:
-        ValueError: for an activation name it does not know.
-    """
-    if act not in _ACTIVATIONS:
-        raise ValueError(f"`act` must be one of {sorted(_ACTIVATIONS)}; received: act={act!r}")
-    if kwargs.get("y_range") is not None:
-        kwargs["y_range"] = tuple(kwargs["y_range"])
-    return EmbeddingNN([tuple(e) for e in emb_szs], layers, act_cls=_ACTIVATIONS[act](), **kwargs)
 
 
 def lookup_codes(vocab: CategoryMap, arr: Any, column: Any, kind: str = "item") -> torch.Tensor:
@@ -260,14 +204,14 @@ def _as_vocab(values: Sequence) -> CategoryMap:
 
 
 def _as_list(arr: Any) -> list:
-    """One id, a list, an array, a Series or a tensor of ids, as a list."""
-    if isinstance(arr, torch.Tensor):
-        return arr.reshape(-1).tolist()
-    if isinstance(arr, (pd.Series, pd.Index, np.ndarray)):
-        return list(np.asarray(arr).reshape(-1))
-    if isinstance(arr, (list, tuple)):
-        return list(arr)
-    return [arr]
+    """Ids as a list: a str (or any non-iterable, such as an int) is one id; any other iterable (list,
+    tuple, ndarray, Series, Index, a pandas ExtensionArray such as pandas 3's string ``.values``, a tensor)
+    holds ids."""
+    if isinstance(arr, (torch.Tensor, np.ndarray)):
+        return arr.reshape(-1).tolist() if arr.ndim else [arr.item()]
+    if isinstance(arr, (str, bytes)) or not isinstance(arr, Iterable):
+        return [arr]
+    return list(arr)
 
 
 def _missing(v: Any) -> bool:

@@ -14,33 +14,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from .activations import make_activation
 from .layers import Embedding, LinBnDrop, SigmoidRange
 
-__all__ = ["TabularModel", "tabular_config", "ACTIVATIONS", "activation_name"]
-
-# Activations a TabularModel can be rebuilt with from a JSON description (by class name).
-ACTIVATIONS: dict[str, type[nn.Module]] = {
-    "ReLU": nn.ReLU, "LeakyReLU": nn.LeakyReLU, "GELU": nn.GELU, "SiLU": nn.SiLU, "Mish": nn.Mish,
-    "ELU": nn.ELU, "Tanh": nn.Tanh, "Sigmoid": nn.Sigmoid,
-}
-
-
-def activation_name(act: nn.Module | str | None) -> str | None:
-    """The `ACTIVATIONS` key of ``act`` (a module or a name), or None when it cannot be named."""
-    if isinstance(act, str):
-        return act if act in ACTIVATIONS else None
-    if act is None:
-        return None
-    name = type(act).__name__
-    return name if ACTIVATIONS.get(name) is type(act) else None
-
-
-def _activation(act: nn.Module | str) -> nn.Module:
-    if not isinstance(act, str):
-        return act
-    if act not in ACTIVATIONS:
-        raise ValueError(f"`act_cls` must be an nn.Module or one of {sorted(ACTIVATIONS)}; received: act_cls={act!r}")
-    return ACTIVATIONS[act](inplace=True) if act in ("ReLU", "LeakyReLU", "ELU", "SiLU", "Mish") else ACTIVATIONS[act]()
+__all__ = ["TabularModel", "tabular_config"]
 
 
 class TabularModel(nn.Module):
@@ -60,7 +37,8 @@ class TabularModel(nn.Module):
         use_bn: batch norm in the hidden blocks.
         bn_final: batch norm on the output layer.
         bn_cont: batch norm on the continuous inputs.
-        act_cls: the activation module (or its name, e.g. ``'ReLU'``).
+        act_cls: the activation: a module, or a name (``'ReLU'``) or description (`activation_config`) from
+            `lamina.models.activations.ACTIVATIONS`; one instance is shared by the hidden blocks.
         lin_first: linear layer before norm and dropout in each block.
 
     Raises:
@@ -70,7 +48,7 @@ class TabularModel(nn.Module):
     def __init__(self, emb_szs: Sequence[Sequence[int]], n_cont: int, out_sz: int, layers: Sequence[int],
                  ps: float | Sequence[float] | None = None, embed_p: float = 0.0,
                  y_range: Sequence[float] | None = None, use_bn: bool = True, bn_final: bool = False,
-                 bn_cont: bool = True, act_cls: nn.Module | str = "ReLU", lin_first: bool = True):
+                 bn_cont: bool = True, act_cls: nn.Module | str | dict = "ReLU", lin_first: bool = True):
         super().__init__()
         layers = list(layers)
         ps = _dropouts(ps, len(layers))
@@ -83,16 +61,23 @@ class TabularModel(nn.Module):
         self.bn_cont = nn.BatchNorm1d(n_cont) if bn_cont and n_cont else None
         self.n_emb, self.n_cont = sum(int(nf) for _, nf in emb_szs), n_cont
         sizes = [self.n_emb + n_cont, *layers, out_sz]
-        act = _activation(act_cls)
+        act = make_activation(act_cls)
         blocks: list[nn.Module] = [
             LinBnDrop(sizes[i], sizes[i + 1], bn=use_bn, p=p, act=act, lin_first=lin_first)
             for i, p in enumerate(ps)]
         blocks.append(LinBnDrop(sizes[-2], sizes[-1], bn=bn_final, lin_first=lin_first))
-        if y_range is not None:
-            blocks.append(SigmoidRange(*y_range))
+        self.y_range = tuple(float(v) for v in y_range) if y_range is not None else None
+        if self.y_range is not None:
+            blocks.append(SigmoidRange(*self.y_range))
         self.layers = nn.Sequential(*blocks)
 
     def forward(self, x_cat: torch.Tensor, x_cont: torch.Tensor | None = None) -> torch.Tensor:
+        """Outputs of shape ``(bs, out_sz)``.
+
+        Args:
+            x_cat: category codes, int64 of shape ``(bs, n_categorical)`` (any width when there are none).
+            x_cont: continuous values, float of shape ``(bs, n_cont)``; unused (may be None) when ``n_cont=0``.
+        """
         parts = []
         if self.embeds:
             emb = torch.cat([e(codes) for codes, e in zip(x_cat.unbind(1), self.embeds)], 1)
@@ -116,7 +101,8 @@ def _dropouts(ps: float | Sequence[float] | None, n: int) -> list[float]:
 
 def tabular_config(ps: float | Sequence[float] | None = None, embed_p: float = 0.0,
                    y_range: Sequence[float] | None = None, use_bn: bool = True, bn_final: bool = False,
-                   bn_cont: bool = True, act_cls: nn.Module | str = "ReLU", lin_first: bool = True) -> dict[str, Any]:
+                   bn_cont: bool = True, act_cls: nn.Module | str | dict = "ReLU", lin_first: bool = True
+                   ) -> dict[str, Any]:
     """Keyword arguments for `TabularModel` (pass as ``tabular_learner(dls, config=tabular_config(...))``).
 
     Example:

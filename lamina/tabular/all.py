@@ -1,7 +1,9 @@
 """``from lamina.tabular.all import *``: tables (procs, `TabularPandas`, `TabularDataLoaders`, `tabular_learner`).
 
 Everything of `lamina.basics` (the Learner, callbacks, losses, metrics, optimizers, ``untar_data``/``URLs``,
-``load_learner``, ``np``/``pd``/``torch``/``nn``/``F``/``Path``/``partial``) plus the tabular names.
+``load_learner``, ``np``/``pd``/``torch``/``nn``/``F``/``Path``/``partial``) plus the tabular names, the target
+blocks (``y_block=RegressionBlock()``), the splitters (``splits=RandomSplitter()(range_of(df))``),
+`ClassificationInterpretation` and ``tensor`` (``torch.tensor``).
 
 Example:
     >>> from lamina.tabular.all import *
@@ -13,17 +15,24 @@ Example:
     >>> learn.fit_one_cycle(3)
 """
 
+from torch import tensor
+
 from ..basics import *  # noqa: F403  (the basics surface's __all__)
 from ..basics import __all__ as _basics_all
+from ..data.block import CategoryBlock, MultiCategoryBlock, RegressionBlock
+from ..data.splitters import IndexSplitter, RandomSplitter, range_of
+from ..interpret import ClassificationInterpretation
 from ..models.layers import Embedding, LinBnDrop, SigmoidRange, emb_sz_rule
 from ..models.tabular import TabularModel, tabular_config
-from .data import TabularDataLoaders, random_split
+from .data import TabularDataLoaders
 from .learner import TabularLearner, TabularRow, get_emb_sz, tabular_learner
 from .preprocess import TabularPandas, TabularProcessor, cont_cat_split
 from .procs import PROCS, Categorify, FillMissing, FillStrategy, Normalize, TabularProc
 from .synth import adult_like
 
 __all__ = [*_basics_all, "TabularPandas", "TabularProcessor", "TabularProc", "Categorify", "FillMissing",
-           "FillStrategy", "Normalize", "PROCS", "cont_cat_split", "TabularDataLoaders", "random_split",
+           "FillStrategy", "Normalize", "PROCS", "cont_cat_split", "TabularDataLoaders",
            "TabularLearner", "TabularRow", "tabular_learner", "get_emb_sz", "TabularModel", "tabular_config",
-           "Embedding", "LinBnDrop", "SigmoidRange", "emb_sz_rule", "adult_like"]
+           "Embedding", "LinBnDrop", "SigmoidRange", "emb_sz_rule", "adult_like",
+           "CategoryBlock", "MultiCategoryBlock", "RegressionBlock", "IndexSplitter", "RandomSplitter", "range_of",
+           "ClassificationInterpretation", "tensor"]

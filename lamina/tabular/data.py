@@ -19,30 +19,27 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import torch
 
 from ..data.loaders import DataLoaders, TensorDataLoader
+from ..data.splitters import RandomSplitter
 from ..losses import BCEWithLogitsLossFlat, CrossEntropyLossFlat, MSELossFlat
 from .preprocess import TabularPandas, TabularProcessor, _as_names
 from .procs import TabularProc
+from .tables import show_frame
 
-__all__ = ["TabularDataLoaders", "show_tabular_batch", "tabular_inference_dls", "random_split"]
+__all__ = ["TabularDataLoaders", "show_tabular_batch", "tabular_inference_dls"]
 
+_IGNORED = ("num_workers", "pin_memory", "persistent_workers")  # fastai loader options with no meaning here
 _LOSSES = {"category": CrossEntropyLossFlat, "regression": MSELossFlat, "multicategory": BCEWithLogitsLossFlat}
 
 
-def random_split(n: int, valid_pct: float = 0.2, seed: int | None = None) -> tuple[list[int], list[int]]:
-    """A random ``(train, valid)`` split of ``n`` row positions, ``int(valid_pct * n)`` of them for validation.
-
-    Unseeded it follows torch's global generator (so `set_seed` repeats it); ``seed`` gives the same split as
-    fastai's ``RandomSplitter(valid_pct, seed)`` without touching the global generator.
-    """
-    if not 0 <= valid_pct < 1:
-        raise ValueError(f"`valid_pct` must be in [0, 1); received: valid_pct={valid_pct!r}")
-    gen = torch.Generator().manual_seed(seed) if seed is not None else None
-    order = torch.randperm(n, generator=gen).tolist()
-    cut = int(valid_pct * n)
-    return order[cut:], order[:cut]
+def _check_loader_kwargs(kwargs: dict) -> None:
+    """Raise on keyword arguments that are neither loader options nor fastai's ignored worker options."""
+    loader = ("drop_last", "shuffle_train", *_IGNORED)
+    unknown = sorted(k for k in kwargs if k not in loader)
+    if unknown:
+        raise TypeError(f"TabularDataLoaders got unexpected keyword argument(s) {unknown}; loader arguments are bs, "
+                        f"val_bs, shuffle, device, seed, {', '.join(loader[:2])}, and {list(_IGNORED)} (ignored)")
 
 
 def _index_split(n: int, valid_idx: Sequence[int]) -> tuple[list[int], list[int]]:
@@ -54,12 +51,10 @@ def _index_split(n: int, valid_idx: Sequence[int]) -> tuple[list[int], list[int]
     return [i for i in range(n) if i not in taken], valid
 
 
-def show_tabular_batch(dls: "TabularDataLoaders", batch: tuple, max_n: int = 10, **kwargs: Any) -> pd.DataFrame:
-    """Print (and return) the first ``max_n`` rows of a batch, decoded: category names, unnormalised values."""
+def show_tabular_batch(dls: "TabularDataLoaders", batch: tuple, max_n: int = 9, **kwargs: Any) -> None:
+    """Show the first ``max_n`` rows of a batch as a table, decoded: category names, unnormalised values."""
     cats, conts, *ys = batch
-    frame = dls.processor.decode(cats[:max_n], conts[:max_n], ys[0][:max_n] if ys else None)
-    print(frame.to_string())
-    return frame
+    show_frame(dls.processor.decode(cats[:max_n], conts[:max_n], ys[0][:max_n] if ys else None))
 
 
 class TabularDataLoaders(DataLoaders):
@@ -86,7 +81,7 @@ class TabularDataLoaders(DataLoaders):
                 y_names: str | Sequence[str] | None = None, y_block: Any = None,
                 valid_idx: Sequence[int] | None = None, bs: int = 64, val_bs: int | None = None,
                 shuffle: bool = True, device: Any = None, seed: int | None = None,
-                valid_pct: float = 0.2) -> "TabularDataLoaders":
+                valid_pct: float = 0.2, **kwargs: Any) -> "TabularDataLoaders":
         """Process ``df`` and build the loaders.
 
         Args:
@@ -99,22 +94,27 @@ class TabularDataLoaders(DataLoaders):
             y_block: the kind of target (see `TabularPandas`); default: classification for text targets.
             valid_idx: row positions of the validation rows; default: a random ``valid_pct`` share.
             bs, val_bs: training and validation batch sizes (``val_bs`` defaults to ``bs``).
-            shuffle: shuffle the training rows each epoch (and drop the last partial batch).
+            shuffle: shuffle the training rows each epoch.
             device: where the tensors live (default: the best available device).
             seed: seeds the random split and the shuffles (unseeded, as in fastai, by default).
             valid_pct: share of validation rows for the random split.
+            **kwargs: the other loader arguments of `from_tabular` (``drop_last``, ``shuffle_train``,
+                ``num_workers``...).
         """
         if not isinstance(df, pd.DataFrame):
             raise TypeError(f"`df` must be a pandas DataFrame; received {type(df).__name__}")
         ys = _as_names(y_names, "y_names")
         if not ys:
             raise ValueError("`y_names` is required: name the target column, e.g. y_names='salary'")
+        _check_loader_kwargs(kwargs)
         cats = _as_names(cat_names, "cat_names")
         if cont_names is None:
             cont_names = [c for c in df.columns if c not in cats and c not in ys]
-        splits = _index_split(len(df), valid_idx) if valid_idx is not None else random_split(len(df), valid_pct, seed)
+        splits = _index_split(len(df), valid_idx) if valid_idx is not None else \
+            RandomSplitter(valid_pct, seed)(range(len(df)))
         to = TabularPandas(df, procs, cats, cont_names, ys, y_block=y_block, splits=splits)
-        return cls.from_tabular(to, path=path, bs=bs, val_bs=val_bs, shuffle=shuffle, device=device, seed=seed)
+        return cls.from_tabular(to, path=path, bs=bs, val_bs=val_bs, shuffle=shuffle, device=device, seed=seed,
+                                **kwargs)
 
     @classmethod
     def from_csv(cls, csv: str | Path, skipinitialspace: bool = True, **kwargs: Any) -> "TabularDataLoaders":
@@ -123,12 +123,31 @@ class TabularDataLoaders(DataLoaders):
 
     @classmethod
     def from_tabular(cls, to: TabularPandas, path: str | Path = ".", bs: int = 64, val_bs: int | None = None,
-                     shuffle: bool = True, device: Any = None, seed: int | None = None) -> "TabularDataLoaders":
-        """Loaders over a processed `TabularPandas` (its training rows, then its validation rows)."""
+                     shuffle: bool = True, device: Any = None, seed: int | None = None, drop_last: bool | None = None,
+                     shuffle_train: bool | None = None, **kwargs: Any) -> "TabularDataLoaders":
+        """Loaders over a processed `TabularPandas` (its training rows, then its validation rows).
+
+        Args:
+            to: the processed table.
+            path: where models and exports are saved.
+            bs, val_bs: training and validation batch sizes (``val_bs`` defaults to ``bs``).
+            shuffle: shuffle the training rows each epoch (``shuffle_train`` is fastai's older name for it).
+            device: where the tensors live (default: the best available device).
+            seed: seeds the shuffles.
+            drop_last: drop the last partial training batch (default: when shuffling, as fastai).
+            **kwargs: ``num_workers``, ``pin_memory``, ``persistent_workers``: accepted for fastai compatibility
+                and ignored (batches are slices of tensors: there are no workers).
+
+        Raises:
+            TypeError: naming any other keyword argument.
+        """
+        _check_loader_kwargs(kwargs)
+        shuffle = shuffle if shuffle_train is None else bool(shuffle_train)
+        drop_last = shuffle if drop_last is None else bool(drop_last)
         tensors, n_train = to.tensors(), to.n_train
         processor = to.processor
         kinds = ("tab_cat", "tab_cont", processor.y_kind)[:len(tensors)]
-        train = TensorDataLoader([t[:n_train] for t in tensors], bs=bs, shuffle=shuffle, drop_last=shuffle,
+        train = TensorDataLoader([t[:n_train] for t in tensors], bs=bs, shuffle=shuffle, drop_last=drop_last,
                                  device=device, kinds=kinds, split_idx=0, seed=seed)
         valid = TensorDataLoader([t[n_train:] for t in tensors], bs=val_bs or bs, device=device, kinds=kinds,
                                  split_idx=1)

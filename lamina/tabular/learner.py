@@ -17,16 +17,19 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
+from ..export import ExportError
 from ..learner import Learner
+from ..models.activations import activation_config
 from ..models.layers import emb_sz_rule
-from ..models.tabular import TabularModel, activation_name, tabular_config
-from .tables import decode_targets
+from ..models.tabular import TabularModel, tabular_config
+from .tables import decode_targets, show_frame
 
 __all__ = ["tabular_learner", "TabularLearner", "get_emb_sz", "TabularRow"]
 
@@ -34,9 +37,9 @@ __all__ = ["tabular_learner", "TabularLearner", "get_emb_sz", "TabularRow"]
 class TabularRow(pd.DataFrame):
     """A one-row DataFrame (the processed row `predict` returns), with fastai's ``row.show()``."""
 
-    def show(self) -> "TabularRow":
-        print(self.to_string())
-        return self
+    def show(self) -> None:
+        """Show the row as a table: displayed in a notebook, printed elsewhere (returns None, as in fastai)."""
+        show_frame(self)
 
 
 def get_emb_sz(to: Any, sz_dict: Mapping[str, int] | None = None) -> list[tuple[int, int]]:
@@ -65,7 +68,13 @@ def get_emb_sz(to: Any, sz_dict: Mapping[str, int] | None = None) -> list[tuple[
 
 
 class TabularLearner(Learner):
-    """A `Learner` for tables: `predict` takes a raw row, `predict_df` a DataFrame; `show_results` is a table."""
+    """A `Learner` for tables: `predict` takes a raw row, `predict_df` a DataFrame; `show_results` is a table.
+
+    Attributes:
+        unexportable: why `export` must refuse (e.g. an activation JSON cannot describe), or None.
+    """
+
+    unexportable: str | None = None
 
     def _activated(self, cats: torch.Tensor, conts: torch.Tensor) -> torch.Tensor:
         """Model outputs after the loss's activation (softmax, sigmoid or identity), on the CPU."""
@@ -123,26 +132,51 @@ class TabularLearner(Learner):
                 out[f"{processor.y_names[0]}_prob_{name}"] = probs[:, i].numpy()
         return out
 
-    def show_results(self, ds_idx: int = 1, dl: Any = None, max_n: int = 10, **kwargs: Any) -> pd.DataFrame:
-        """Print (and return) the first ``max_n`` rows of a loader with their targets and ``<target>_pred``.
+    def show_results(self, ds_idx: int = 1, dl: Any = None, max_n: int = 9, shuffle: bool = True,
+                     **kwargs: Any) -> None:
+        """Show ``max_n`` rows of a loader, decoded, with their targets and ``<target>_pred`` columns.
+
+        Like fastai's show functions it shows and returns None: displayed in a notebook, printed elsewhere
+        (`predict_df` returns predictions as a DataFrame).
 
         Args:
             ds_idx: which of ``dls`` (1: validation) when ``dl`` is not given.
             dl: a loader (e.g. ``dls.test_dl(df)``).
             max_n: how many rows.
+            shuffle: random rows (else the first ones).
+
+        Raises:
+            ValueError: when the loader holds no rows.
         """
-        dl = dl if dl is not None else self.dls[ds_idx]
-        if len(dl.dataset) == 0:
-            raise ValueError(f"show_results needs rows, but loader {ds_idx} is empty; pass dl=dls.test_dl(df)")
-        cats, conts, *ys = (t[:max_n] for t in dl.new(shuffle=False, drop_last=False).one_batch())
+        show_frame(self._results_frame(self.dls[ds_idx] if dl is None else dl, max_n, shuffle))
+
+    def _results_frame(self, dl: Any, max_n: int, shuffle: bool) -> pd.DataFrame:
+        tensors = getattr(dl, "tensors", ())
+        if not tensors or len(tensors[0]) == 0:
+            raise ValueError("show_results needs rows, but this loader is empty (a loaded learner keeps no data); "
+                             "pass dl=learn.dls.test_dl(df)")
+        n = len(tensors[0])
+        pick = torch.randperm(n)[:max_n] if shuffle else torch.arange(min(n, max_n))
+        cats, conts, *ys = (t[pick.to(t.device)] for t in tensors)
         processor = self.dls.processor
         frame = processor.decode(cats, conts, ys[0] if ys else None)
         preds = decode_targets(self._decoded(self._activated(cats, conts)), processor.y_names,
                                processor.y_kind, processor.y_vocab)
         for col, values in preds.items():
             frame[f"{col}_pred"] = values
-        print(frame.to_string())
         return frame
+
+    def export(self, fname: str | Path = "export.pkl") -> Path | None:
+        """Write this learner for inference, with its fitted procs (see `Learner.export`).
+
+        Raises:
+            ExportError: when the model cannot be described as JSON (a custom activation, named), or a
+                categorical column holds values JSON cannot store (dates..., naming the column).
+        """
+        problem = self.unexportable or self.dls.processor.json_problem()
+        if problem:
+            raise ExportError(problem)
+        return super().export(fname)
 
 
 def tabular_learner(dls: Any, layers: Sequence[int] | None = None, emb_szs: Mapping[str, int] | None = None,
@@ -174,12 +208,14 @@ def tabular_learner(dls: Any, layers: Sequence[int] | None = None, emb_szs: Mapp
     kwargs = dict(emb_szs=[list(sz) for sz in get_emb_sz(dls, emb_szs)], n_cont=len(dls.cont_names),
                   out_sz=int(n_out), layers=[200, 100] if layers is None else [int(n) for n in layers],
                   y_range=[float(v) for v in y_range] if y_range is not None else None, **config)
-    model = TabularModel(**kwargs)
-    learn = TabularLearner(dls, model, **learner_kwargs)
-    act = activation_name(kwargs.get("act_cls", "ReLU"))
-    if act is not None:  # a custom activation module cannot be described in JSON: such a learner can't export
-        learn.model_config = {"factory": "lamina.models.tabular:TabularModel",
-                              "kwargs": {**kwargs, "act_cls": act, "ps": _plain_ps(kwargs.get("ps"))}}
+    learn = TabularLearner(dls, TabularModel(**kwargs), **learner_kwargs)
+    try:  # the model keeps the user's activation; its JSON description is needed only to export
+        act = activation_config(kwargs.get("act_cls", "ReLU"))
+    except ValueError as e:
+        learn.unexportable = str(e)
+        return learn
+    learn.model_config = {"factory": "lamina.models.tabular:TabularModel",
+                          "kwargs": {**kwargs, "act_cls": act, "ps": _plain_ps(kwargs.get("ps"))}}
     return learn
 
 

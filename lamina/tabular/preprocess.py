@@ -21,7 +21,7 @@ import torch
 from ..data.transforms import CategoryMap
 from .procs import (Categorify, ColumnNames, FillMissing, FillStrategy, Normalize, TabularProc,
                     proc_from_config)
-from .tables import decode_targets, encode_targets, read_table, target_kind, tensors_of
+from .tables import decode_targets, encode_targets, read_table, show_frame, target_kind, tensors_of
 
 __all__ = ["TabularPandas", "TabularProcessor", "cont_cat_split", "Categorify", "FillMissing", "Normalize",
            "FillStrategy", "TabularProc"]
@@ -66,6 +66,7 @@ class TabularProcessor:
         self.input_cats, self.cont_names = list(cat_names), list(cont_names)
         self.names = ColumnNames(list(cat_names), list(cont_names))
         self.y_names, self.y_kind, self.y_vocab = list(y_names), y_kind, y_vocab
+        self._warned: set[str] = set()  # target columns already warned about labels matched after stripping spaces
 
     @property
     def cat_names(self) -> list[str]:
@@ -113,7 +114,7 @@ class TabularProcessor:
             raise ValueError(f"Continuous column(s) {gaps} have missing values and no proc fills them; add "
                              "FillMissing to `procs` (or fill them before)")
         if labelled:
-            table.update(encode_targets(table, self.y_names, self.y_kind, self.y_vocab))
+            table.update(encode_targets(table, self.y_names, self.y_kind, self.y_vocab, self._warned))
         return table
 
     def tensors(self, table: dict, labelled: bool) -> tuple[torch.Tensor, ...]:
@@ -147,6 +148,23 @@ class TabularProcessor:
                 "cont_names": self.cont_names, "y_names": self.y_names, "y_kind": self.y_kind,
                 "all_cat_names": self.cat_names,
                 "y_vocab": self.y_vocab.to_list() if self.y_vocab is not None else None}
+
+    def json_problem(self) -> str | None:
+        """Why `to_config` cannot be written as JSON (a vocabulary value such as a date), naming the column; or None.
+
+        Only text, numbers and booleans survive JSON unchanged, so anything else is reported rather than
+        converted (a date read back as text would no longer match the rows it came from).
+        """
+        vocabs = dict(self.classes)
+        if self.y_vocab is not None and self.y_names:
+            vocabs.setdefault(self.y_names[0], self.y_vocab)
+        for col, vocab in vocabs.items():
+            bad = next((v for v in vocab.to_list() if not isinstance(v, (str, int, float, bool))), None)
+            if bad is not None:
+                return (f"Column {col!r} holds values an export cannot store as JSON, e.g. {bad!r} "
+                        f"({type(bad).__name__}); convert the column to text before building the data: "
+                        f"df[{col!r}] = df[{col!r}].astype(str)")
+        return None
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> "TabularProcessor":
@@ -283,19 +301,21 @@ class TabularPandas:
         cats, conts, *ys = self.tensors()
         return self.processor.decode(cats, conts, ys[0] if ys else None, index=self.items.index)
 
-    def show(self, max_n: int = 10) -> pd.DataFrame:
-        """Print (and return) the first ``max_n`` rows, decoded."""
-        shown = self._view(slice(0, max_n)).decode()
-        print(shown)
-        return shown
+    def show(self, max_n: int = 10) -> None:
+        """Show the first ``max_n`` rows, decoded (displayed in a notebook, else printed)."""
+        show_frame(self._view(slice(0, max_n)).decode())
 
     def dataloaders(self, bs: int = 64, val_bs: int | None = None, shuffle: bool = True, device: Any = None,
-                    path: str = ".", seed: int | None = None) -> Any:
-        """`TabularDataLoaders` over these rows (the validation loader is empty without a split)."""
+                    path: str = ".", seed: int | None = None, **kwargs: Any) -> Any:
+        """`TabularDataLoaders` over these rows (the validation loader is empty without a split).
+
+        ``kwargs`` are the other loader arguments of `TabularDataLoaders.from_tabular` (``drop_last``,
+        ``shuffle_train``, and fastai's ``num_workers``/``pin_memory``/``persistent_workers``, ignored).
+        """
         from .data import TabularDataLoaders
         return TabularDataLoaders.from_tabular(self, bs=bs, val_bs=val_bs, shuffle=shuffle,
                                                device=device if device is not None else self.device,
-                                               path=path, seed=seed)
+                                               path=path, seed=seed, **kwargs)
 
 
 def _check_roles(cats: list[str], conts: list[str], ys: list[str]) -> None:

@@ -23,9 +23,10 @@ import numpy as np
 import pandas as pd
 
 from ..data.transforms import CategoryMap
+from .tables import user_stacklevel, vocab_codes, warn_stripped
 
 __all__ = ["TabularProc", "FillStrategy", "FillMissing", "Categorify", "Normalize", "ColumnNames", "PROCS",
-           "proc_from_config", "category_codes"]
+           "proc_from_config"]
 
 Table = dict  # column name -> 1-d array of values, one per row
 
@@ -36,21 +37,6 @@ class ColumnNames:
 
     cats: list[str] = field(default_factory=list)
     conts: list[str] = field(default_factory=list)
-
-
-def category_codes(vocab: CategoryMap, values: Any) -> np.ndarray:
-    """Integer codes of ``values`` in ``vocab`` (which has ``#na#`` at 0), int64.
-
-    Missing and unseen values get 0. A string that is unknown as given but known without its surrounding
-    spaces gets the known code: CSV files read without ``skipinitialspace`` keep a space after each comma.
-    """
-    items = values.tolist()
-    o2i = vocab.o2i
-    codes = np.array([o2i.get(v, -1) for v in items], dtype=np.int64)
-    for i in np.flatnonzero(codes < 0):  # usually few: missing or unseen values
-        value = items[i]
-        codes[i] = o2i.get(value.strip(), 0) if isinstance(value, str) else 0
-    return codes
 
 
 class TabularProc:
@@ -92,14 +78,17 @@ class FillStrategy:
 
     @staticmethod
     def median(values: np.ndarray, fill: Any = None) -> float:
+        """The median of the non-missing training values (``fill`` is unused)."""
         return float(np.nanmedian(values))
 
     @staticmethod
     def constant(values: np.ndarray, fill: Any = 0) -> float:
+        """``fill`` itself, whatever the values (`FillMissing` passes ``fill_vals[col]``, default 0)."""
         return float(fill)
 
     @staticmethod
     def mode(values: np.ndarray, fill: Any = None) -> float:
+        """The most frequent non-missing training value, the smallest on ties (``fill`` is unused)."""
         return float(pd.Series(values).mode(dropna=True).iloc[0])
 
 
@@ -166,7 +155,7 @@ class FillMissing(TabularProc):
             warnings.warn(f"Continuous column(s) {listed} have missing values but had none in the training rows: "
                           f"filled with the training {self.strategy}. Without a `<col>_na` flag the model cannot "
                           "tell these rows apart; to flag them, fill or flag the column before training.",
-                          stacklevel=2)
+                          stacklevel=user_stacklevel())
 
     def _state(self) -> dict[str, Any]:
         return {"fill_strategy": self.strategy, "add_col": self.add_col, "fill_vals": self.fill_vals,
@@ -187,7 +176,8 @@ class Categorify(TabularProc):
 
     The vocabulary is ``['#na#', *sorted training values]`` (a pandas category column keeps its own
     order); missing and unseen values get code 0 (``#na#``). ``categorify['col']`` or ``classes['col']``
-    is a column's vocabulary.
+    is a column's vocabulary. A text value known only without its surrounding spaces gets that value's
+    code, with a warning naming the column and the values (once per column).
     """
 
     order = 1
@@ -195,6 +185,7 @@ class Categorify(TabularProc):
     def __init__(self) -> None:
         self.classes: dict[str, CategoryMap] = {}
         self._decode_arrays: dict[str, np.ndarray] = {}
+        self._warned: set[str] = set()  # columns already warned about values matched after stripping spaces
 
     def __getitem__(self, col: str) -> CategoryMap:
         return self.classes[col]
@@ -204,8 +195,10 @@ class Categorify(TabularProc):
         self._decode_arrays = {}
 
     def encode(self, table: Table, names: ColumnNames) -> None:
+        stripped: dict[str, list] = {}
         for col in names.cats:
-            table[col] = category_codes(self.classes[col], table[col])
+            table[col] = vocab_codes(self.classes[col], table[col], stripped.setdefault(col, []))
+        warn_stripped(stripped, self._warned)
 
     def decode(self, table: Table, names: ColumnNames) -> None:
         for col in names.cats:

@@ -10,6 +10,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import os
+import sys
+import warnings
+
 import numpy as np
 import pandas as pd
 import torch
@@ -17,7 +21,7 @@ import torch
 from ..data.transforms import CategoryMap
 
 __all__ = ["read_table", "float_values", "target_kind", "encode_targets", "decode_targets", "tensors_of",
-           "Y_KINDS"]
+           "vocab_codes", "warn_stripped", "user_stacklevel", "show_frame", "Y_KINDS"]
 
 Y_KINDS = ("category", "regression", "multicategory")
 # fastai's block names -> the kind of target they describe (a block is matched by its class or function name)
@@ -31,34 +35,79 @@ def _object_array(values: Sequence[Any]) -> np.ndarray:
 
 
 def float_values(values: Any, col: str) -> np.ndarray:
-    """``values`` as float64 (missing → NaN).
+    """``values`` as float64 (missing → NaN); numbers given as text (``'19'``) are accepted.
 
     Raises:
-        ValueError: naming ``col`` when a value is text or otherwise not a number.
+        ValueError: naming ``col`` and the first value that is not a number.
     """
     if isinstance(values, np.ndarray) and values.dtype.kind in "fiub":
         return values.astype(np.float64)
     values = np.asarray(values, dtype=object)
     missing = pd.isna(values)
-    bad = next((v for v, m in zip(values.tolist(), missing.tolist()) if not m and isinstance(v, (str, bytes))), None)
-    try:
-        if bad is not None:
-            raise ValueError
+    try:  # the fast path: numbers, missing markers and numeric text convert directly
         return np.where(missing, np.nan, values).astype(np.float64)
     except (TypeError, ValueError):
-        if bad is None:
-            bad = next((v for v, m in zip(values, missing) if not m and not _is_number(v)), values[0])
-        raise ValueError(f"Column {col!r} is continuous but holds the non-numeric value {bad!r}; convert it with "
-                         f"`df[{col!r}] = pd.to_numeric(df[{col!r}], errors='coerce')`, or list it in `cat_names`"
-                         ) from None
+        pass
+    coerced = pd.to_numeric(pd.Series(values, dtype=object), errors="coerce").to_numpy(dtype=np.float64,
+                                                                                        na_value=np.nan)
+    failed = np.flatnonzero(np.isnan(coerced) & ~missing)
+    if not len(failed):
+        return coerced
+    raise ValueError(f"Column {col!r} is continuous but holds the non-numeric value {values[failed[0]]!r} "
+                     f"({len(failed)} such rows); convert it with `df[{col!r}] = pd.to_numeric(df[{col!r}], "
+                     f"errors='coerce')`, or list it in `cat_names`")
 
 
-def _is_number(v: Any) -> bool:
-    try:
-        float(v)
-        return True
-    except (TypeError, ValueError):
-        return False
+def user_stacklevel() -> int:
+    """The ``stacklevel`` that makes a warning raised by the caller point at the first frame outside lamina."""
+    root = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "")
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename.startswith(root):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+_FEW = 16  # up to this many values, dict lookups beat building pandas objects (~0.7 ms a column for one row)
+
+
+def _few_codes(vocab: CategoryMap, values: Any, miss: int) -> np.ndarray:
+    """`CategoryMap.encode` for a handful of values (the row of a `predict`), by dict lookups."""
+    return np.array([vocab.o2i.get(v, miss) for v in values], dtype=np.int64)
+
+
+def vocab_codes(vocab: CategoryMap, values: Any, stripped: list | None = None) -> np.ndarray:
+    """Codes of ``values`` in ``vocab`` (`CategoryMap.encode`: 0 or -1 for missing and unseen values).
+
+    A text value unknown as given but known without its surrounding spaces gets the known code (CSV files
+    read without ``skipinitialspace`` keep the space after each comma); such values are appended to
+    ``stripped`` so that the caller can say so (`warn_stripped`).
+    """
+    miss = 0 if vocab.add_na else -1
+    codes = _few_codes(vocab, values, miss) if len(values) <= _FEW else vocab.encode(values)
+    unmatched = np.flatnonzero(codes == miss)
+    if len(unmatched):  # usually few: missing or unseen values
+        subset = np.asarray(values, dtype=object)[unmatched]
+        text = np.array([isinstance(v, str) for v in subset], dtype=bool)
+        found = np.full(len(subset), miss, dtype=np.int64)
+        found[text] = vocab.encode([v.strip() for v in subset[text]])
+        hit = found != miss
+        codes[unmatched[hit]] = found[hit]
+        if stripped is not None:
+            stripped.extend(pd.unique(subset[hit]))
+    return codes
+
+
+def warn_stripped(stripped: dict[str, list], warned: set) -> None:
+    """One warning naming the columns (not yet in ``warned``) whose values matched only after stripping spaces,
+    with those values; the columns are then added to ``warned``, so each column is reported once."""
+    new = {col: values for col, values in stripped.items() if values and col not in warned}
+    if not new:
+        return
+    warned.update(new)
+    listed = "; ".join(f"{col!r}: {values[:5]}" for col, values in new.items())
+    warnings.warn(f"Values matched the vocabulary only after stripping their spaces, and were encoded as the "
+                  f"stripped values, in column(s) {listed}. Strip the column(s), or read the CSV with "
+                  "skipinitialspace=True, to silence this", stacklevel=user_stacklevel())
 
 
 def _frame_values(frame: pd.DataFrame, col: str, continuous: bool) -> Any:
@@ -125,8 +174,9 @@ def target_kind(y_block: Any, df: pd.DataFrame, y_names: list[str]) -> tuple[str
     if not y_names:
         return None, None
     vocab = None
-    if y_block is None:
-        numeric = all(pd.api.types.is_numeric_dtype(df[c].dtype) for c in y_names if c in df.columns)
+    if y_block is None:  # booleans are numbers to pandas, but labels to fastai (and here)
+        numeric = all(pd.api.types.is_numeric_dtype(df[c].dtype) and not pd.api.types.is_bool_dtype(df[c].dtype)
+                      for c in y_names if c in df.columns)
         kind = "regression" if numeric else "category"
     elif isinstance(y_block, str):
         kind = y_block
@@ -149,8 +199,12 @@ def target_kind(y_block: Any, df: pd.DataFrame, y_names: list[str]) -> tuple[str
     return kind, vocab
 
 
-def encode_targets(table: dict, y_names: list[str], kind: str, vocab: CategoryMap | None) -> dict:
-    """Targets as class codes (int64) or floats; raises on missing or unknown labels, naming the column."""
+def encode_targets(table: dict, y_names: list[str], kind: str, vocab: CategoryMap | None,
+                   warned: set | None = None) -> dict:
+    """Targets as class codes (int64) or floats; raises on missing or unknown labels, naming the column.
+
+    ``warned`` holds the columns already warned about labels matched after stripping spaces (`warn_stripped`).
+    """
     out = {}
     for col in y_names:
         values = table[col]
@@ -160,20 +214,19 @@ def encode_targets(table: dict, y_names: list[str], kind: str, vocab: CategoryMa
                 raise ValueError(f"Target column {col!r} has {int(np.isnan(out[col]).sum())} missing values; drop "
                                  f"those rows first: `df = df.dropna(subset=[{col!r}])`")
             continue
-        items, o2i = values.tolist(), vocab.o2i
-        codes = np.array([o2i.get(v, -1) for v in items], dtype=np.int64)
-        for i in np.flatnonzero(codes < 0):
-            value = items[i]
-            codes[i] = o2i.get(value.strip(), -1) if isinstance(value, str) else -1
-        _check_codes(codes, items, col, vocab)
+        stripped: list = []
+        codes = vocab_codes(vocab, values, stripped)
+        _check_codes(codes, values, col, vocab)
+        warn_stripped({col: stripped}, set() if warned is None else warned)
         out[col] = codes
     return out
 
 
-def _check_codes(codes: np.ndarray, items: list, col: str, vocab: CategoryMap) -> None:
+def _check_codes(codes: np.ndarray, values: Any, col: str, vocab: CategoryMap) -> None:
     bad = np.flatnonzero(codes < 0)
     if not len(bad):
         return
+    items = np.asarray(values, dtype=object)
     missing = [i for i in bad if pd.isna(items[i])]
     if missing:
         raise ValueError(f"Target column {col!r} has {len(missing)} missing labels; drop those rows first: "
@@ -194,6 +247,16 @@ def decode_targets(ys: torch.Tensor, y_names: list[str], kind: str, vocab: Categ
     return {col: ys[:, i] for i, col in enumerate(y_names)}
 
 
+def show_frame(frame: pd.DataFrame) -> None:
+    """Display ``frame`` in a notebook, or print it elsewhere; returns None (as fastai's show functions do)."""
+    from ..callbacks.progress import in_notebook
+    if in_notebook():
+        from IPython.display import display
+        display(frame)
+    else:
+        print(frame.to_string())
+
+
 def tensors_of(table: dict, cat_names: list[str], cont_names: list[str], y_names: list[str],
                kind: str | None) -> tuple[torch.Tensor, ...]:
     """``(cats int64 [n, n_cat], conts float32 [n, n_cont])`` plus the targets when ``y_names`` is not empty:
@@ -206,6 +269,7 @@ def tensors_of(table: dict, cat_names: list[str], cont_names: list[str], y_names
     if not y_names:
         return cats, conts
     if kind == "category":
-        return cats, conts, torch.from_numpy(np.array(table[y_names[0]], dtype=np.int64))  # a copy: frames are read-only
+        # np.array copies: the arrays of a frame are read-only
+        return cats, conts, torch.from_numpy(np.array(table[y_names[0]], dtype=np.int64))
     ys = np.stack([np.asarray(table[c], dtype=np.float32) for c in y_names], 1)
     return cats, conts, torch.from_numpy(ys)

@@ -82,6 +82,8 @@ def test_every_rating_seen_exactly_once_per_epoch(ratings):
 def test_a_last_training_batch_of_one_row_is_dropped(ratings):
     dls = CollabDataLoaders.from_df(ratings.iloc[:326], valid_pct=0.2, seed=0, bs=20)  # 261 = 13 * 20 + 1
     assert len(dls.train.dataset) == 261 and dls.train.drop_last and len(dls.train) == 13
+    kept = CollabDataLoaders.from_df(ratings.iloc[:326], valid_pct=0.2, seed=0, bs=20, drop_last=False)
+    assert not kept.train.drop_last and len(kept.train) == 14  # an explicit choice is honoured
 
 
 def test_bad_inputs_are_named(ratings, tmp_path):
@@ -148,6 +150,24 @@ def test_inference_description_rebuilds_the_vocabularies(ratings):
 
 def test_show_batch_decodes_ids(ratings, capsys):
     dls = CollabDataLoaders.from_df(ratings, seed=0)
-    df = dls.show_batch(max_n=4)
-    assert list(df.columns) == ["userId", "movieId", "rating"] and len(df) == 4
-    assert set(df.userId) <= set(ratings.userId) and "movieId" in capsys.readouterr().out
+    assert dls.show_batch(max_n=4) is None  # shown, not returned (as fastai's show functions)
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].split() == ["userId", "movieId", "rating"] and len(lines) == 5
+    assert {int(line.split()[0]) for line in lines[1:]} <= set(ratings.userId)
+    dls.show_batch()
+    assert len(capsys.readouterr().out.strip().splitlines()) == 10  # fastai's default max_n=9
+
+
+def test_fastai_loader_arguments(ratings, tmp_path):
+    dls = CollabDataLoaders.from_df(ratings, seed=0, bs=48, num_workers=0, pin_memory=True, persistent_workers=False)
+    assert not dls.train.drop_last and len(dls.train) == 7  # 320 rows: the last batch of 32 is kept
+    dropped = CollabDataLoaders.from_df(ratings, seed=0, bs=48, drop_last=True)
+    assert dropped.train.drop_last and len(dropped.train) == 6
+    ordered = CollabDataLoaders.from_df(ratings, seed=0, bs=48, shuffle_train=False)  # fastai's older name
+    assert not ordered.train.shuffle
+    assert torch.equal(next(iter(ordered.train))[0], ordered.train.tensors[0][:48])
+    ratings.to_csv(tmp_path / "r.csv", index=False)
+    from_csv = CollabDataLoaders.from_csv(tmp_path / "r.csv", seed=0, num_workers=0, drop_last=True, bs=48)
+    assert len(from_csv.train) == 6
+    with pytest.raises(TypeError, match=r"unexpected keyword argument\(s\) \['bogus', 'workers'\]"):
+        CollabDataLoaders.from_df(ratings, bogus=1, workers=2)

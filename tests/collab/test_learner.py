@@ -12,6 +12,7 @@ import torch
 
 import lamina.collab
 from lamina.collab import CollabDataLoaders, collab_learner, synth_ratings
+from lamina.export import ExportError
 from lamina.models.collab import EmbeddingDotBias, EmbeddingNN
 
 CHAPTER_1 = """
@@ -20,7 +21,7 @@ path = untar_data(URLs.ML_SAMPLE)
 dls = CollabDataLoaders.from_csv(path/'ratings.csv')
 learn = collab_learner(dls, y_range=(0.5, 5.5))
 learn.fine_tune(10)
-results = learn.show_results()
+learn.show_results()
 """
 
 
@@ -52,21 +53,72 @@ def test_chapter_one_runs_with_only_the_import_changed(monkeypatch, tmp_path, ca
     synth_ratings(n_users=30, n_items=25, n=600, seed=3).to_csv(folder / "ratings.csv", index=False)
     scope = {}
     exec(CHAPTER_1, scope)
-    learn, results = scope["learn"], scope["results"]
+    learn = scope["learn"]
     assert isinstance(learn.model, EmbeddingDotBias) and learn.model.y_range == (0.5, 5.5)
     assert len(learn.recorder.values) == 10  # the second fit of fine_tune: 10 epochs
-    assert list(results.columns) == ["userId", "movieId", "rating", "rating_pred"] and len(results) == 9
-    assert results.rating_pred.between(0.5, 5.5).all()
     out = capsys.readouterr().out
-    assert "train_loss" in out and "rating_pred" in out
+    table = out[out.index("userId"):].strip().splitlines()  # show_results prints its table last
+    assert table[0].split() == ["userId", "movieId", "rating", "rating_pred"] and len(table) == 10
+    assert all(0.5 < float(line.split()[-1]) < 5.5 for line in table[1:])
+    assert "train_loss" in out
 
 
 def test_star_import_surface():
     names = set(lamina.collab.__all__)
     assert {"np", "pd", "torch", "nn", "F", "Path", "partial", "untar_data", "URLs", "Learner", "MSELossFlat",
             "Adam", "Callback", "rmse", "CollabDataLoaders", "collab_learner", "EmbeddingDotBias",
-            "EmbeddingNN", "load_learner"} <= names
-    assert all(hasattr(lamina.collab, n) for n in names)
+            "EmbeddingNN", "load_learner", "tabular_config", "TabularModel", "RegressionBlock", "CategoryBlock",
+            "MultiCategoryBlock", "RandomSplitter", "IndexSplitter", "range_of", "ClassificationInterpretation",
+            "tensor"} <= names
+    assert all(hasattr(lamina.collab, n) for n in names) and len(names) == len(lamina.collab.__all__)
+
+
+CHAPTER_8 = """
+from lamina.collab import *
+g = ratings.groupby('title')['rating'].count()
+top_movies = g.sort_values(ascending=False).index.values[:10]
+top_idxs = tensor([learn.dls.classes['title'].o2i[m] for m in top_movies])
+movie_w = learn.model.weight(top_movies, is_item=True)
+movie_bias = learn.model.bias(top_movies, is_item=True)
+nn_learn = collab_learner(dls, use_nn=True, layers=[8], config=tabular_config(ps=[0.1]), y_range=(0, 5.5))
+"""
+
+
+def test_chapter_8_reading_of_the_model(ratings):
+    titled = ratings.assign(title=ratings.movieId.map(lambda i: f"Film {i}"))[["userId", "title", "rating"]]
+    dls = CollabDataLoaders.from_df(titled, seed=0, bs=64, device="cpu", num_workers=0)
+    learn = collab_learner(dls, n_factors=4, y_range=(0, 5.5))
+    scope = {"ratings": titled, "learn": learn, "dls": dls}
+    exec(compile(CHAPTER_8, "chapter_8", "exec"), scope)
+    assert scope["movie_w"].shape == (10, 4) and scope["movie_bias"].shape == (10,)
+    torch.testing.assert_close(scope["movie_bias"], learn.model.i_bias.weight.detach()[scope["top_idxs"], 0])
+    nn_model = scope["nn_learn"].model
+    assert [m.p for m in nn_model.modules() if isinstance(m, torch.nn.Dropout)][1:] == [0.1]
+    assert scope["nn_learn"].model_config["kwargs"]["act_cls"] == {"name": "ReLU", "kwargs": {"inplace": True}}
+
+
+def test_neural_model_trains_and_exports_the_activation_it_was_given(ratings, tmp_path):
+    dls = CollabDataLoaders.from_df(ratings, seed=0, bs=64, device="cpu")
+    slope = torch.nn.LeakyReLU(0.5)
+    learn = quiet(collab_learner(dls, use_nn=True, layers=[8], config={"act_cls": slope}))
+    assert learn.model.layers[0][1] is slope  # trains with the user's module, settings included
+    cfg = json.loads(json.dumps(learn.model_config))
+    assert cfg["kwargs"]["act_cls"] == {"name": "LeakyReLU", "kwargs": {"negative_slope": 0.5, "inplace": False}}
+    assert EmbeddingNN(**cfg["kwargs"]).layers[0][1].negative_slope == 0.5
+
+    class Custom(torch.nn.Module):
+        def forward(self, x):
+            return x.clamp(min=0)
+
+    custom = collab_learner(dls, use_nn=True, layers=[8], config={"act_cls": Custom()})
+    with pytest.raises(ExportError, match=r"activation Custom\(\) .*cannot be described for export"):
+        custom.export(tmp_path / "custom.pkl")
+    with pytest.raises(ValueError, match=r"`config` keys must be among .*\['n_factors'\]"):
+        collab_learner(dls, use_nn=True, config={"n_factors": 3})
+    dated = ratings.assign(movieId=pd.Timestamp("2020-01-01") + pd.to_timedelta(ratings.movieId, "D"))
+    dated_learn = collab_learner(CollabDataLoaders.from_df(dated, seed=0, device="cpu"), n_factors=2)
+    with pytest.raises(ExportError, match=r"Column 'movieId' holds ids an export cannot store as JSON.*astype\(str\)"):
+        dated_learn.export(tmp_path / "dated.pkl")
 
 
 def test_loss_falls_on_planted_low_rank_data(trained):
@@ -78,7 +130,7 @@ def test_loss_falls_on_planted_low_rank_data(trained):
 def test_neural_model_learns_and_fine_tune_freezes_nothing(ratings):
     dls = CollabDataLoaders.from_df(ratings, seed=0, bs=64, device="cpu")
     learn = quiet(collab_learner(dls, use_nn=True, layers=[16], y_range=(0, 5.5), config={"ps": [0.0]}))
-    assert isinstance(learn.model, EmbeddingNN) and learn.model_config["factory"].endswith(":embedding_nn")
+    assert isinstance(learn.model, EmbeddingNN) and learn.model_config["factory"] == "lamina.models.collab:EmbeddingNN"
     assert learn.model_config["kwargs"]["emb_szs"] == [[41, 13], [31, 11]]  # emb_sz_rule(41), emb_sz_rule(31)
     learn.fine_tune(3, 1e-2)
     assert len(learn.opt.param_lists) == 1 and all(p.requires_grad for p in learn.model.parameters())
@@ -122,12 +174,15 @@ def test_predict_df_and_unknown_ids(trained, ratings):
 
 
 def test_show_results_table(trained, capsys):
-    df = trained.show_results(max_n=4, shuffle=False)
-    assert list(df.columns) == ["userId", "movieId", "rating", "rating_pred"] and len(df) == 4
+    assert trained.show_results(max_n=4, shuffle=False) is None  # shown, not returned (as fastai's show functions)
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].split() == ["userId", "movieId", "rating", "rating_pred"] and len(lines) == 5
     valid = trained.dls.decode_codes(trained.dls.valid.tensors[0][:4])
-    assert df.userId.tolist() == valid.userId.tolist()
+    assert [int(line.split()[0]) for line in lines[1:]] == valid.userId.tolist()
+    df = trained._results_frame(trained.dls.valid, 4, shuffle=False)
     assert np.allclose(df.rating, trained.dls.valid.tensors[1][:4].reshape(-1).numpy())
-    assert "rating_pred" in capsys.readouterr().out
+    trained.show_results()
+    assert len(capsys.readouterr().out.strip().splitlines()) == 10  # max_n=9 random rows and the header
 
 
 def test_top_and_bottom_items_follow_the_biases(trained):

@@ -12,7 +12,8 @@ import torch
 
 from lamina.data.splitters import (AttrGetter, ColReader, ColSplitter, EndSplitter, FileSplitter, FuncSplitter,
                                    GrandparentSplitter, IndexSplitter, ItemGetter, MaskSplitter, RandomSplitter,
-                                   RandomSubsetSplitter, RegexLabeller, parent_label, using_attr)
+                                   RandomSubsetSplitter, RegexLabeller, TrainTestSplitter, parent_label, range_of,
+                                   using_attr)
 
 
 @pytest.mark.parametrize("n,seed", [(10, 42), (100, 0), (7390, 42)])
@@ -129,3 +130,40 @@ def test_item_and_attr_getters():
     assert ItemGetter(1)(("a", "b")) == "b"
     assert AttrGetter("name")(Path("x/y.jpg")) == "y.jpg"
     assert AttrGetter("nope", default=3)(Path("x")) == 3
+
+
+def test_range_of_lists_the_positions():
+    df = pd.DataFrame({"a": [5, 6, 7]}, index=[10, 20, 30])
+    assert range_of(df) == [0, 1, 2] and range_of([]) == [] and range_of("ab") == [0, 1]
+    train, valid = RandomSplitter(valid_pct=1 / 3, seed=0)(range_of(df))
+    assert sorted(train + valid) == [0, 1, 2] and len(valid) == 1
+
+
+def test_train_test_splitter_sizes_seed_and_order():
+    items = list(range(10))
+    train, valid = TrainTestSplitter(test_size=0.25, random_state=0)(items)
+    assert len(valid) == 3 and len(train) == 7 and sorted(train + valid) == items  # ceil(2.5) in validation
+    assert TrainTestSplitter(test_size=0.25, random_state=0)(items) == (train, valid)
+    assert TrainTestSplitter(test_size=2, train_size=0.5, random_state=1)(items)[0].__len__() == 5
+    assert TrainTestSplitter(test_size=3, shuffle=False)(items) == (list(range(7)), [7, 8, 9])
+    with pytest.raises(ValueError, match="cannot take 10 training and 3 validation items from 10"):
+        TrainTestSplitter(test_size=3, train_size=10)(items)
+    with pytest.raises(ValueError, match="needs shuffle=True"):
+        TrainTestSplitter(stratify=[0] * 10, shuffle=False)
+
+
+def test_train_test_splitter_stratifies():
+    labels = ["a"] * 12 + ["b"] * 6 + ["c"] * 2
+    train, valid = TrainTestSplitter(test_size=0.5, random_state=3, stratify=labels)(labels)
+    assert sorted(train + valid) == list(range(20))
+    assert sorted(labels[i] for i in valid) == ["a"] * 6 + ["b"] * 3 + ["c"]
+    with pytest.raises(ValueError, match="one label per item"):
+        TrainTestSplitter(stratify=["a"])(labels)
+
+
+def test_using_attr_is_named_after_the_users_function():
+    def is_cat(name):
+        return name[0].isupper()
+
+    g = using_attr(is_cat, "name")
+    assert g.__name__ == "is_cat (on .name)" and g(Path("x/Cat.jpg"))

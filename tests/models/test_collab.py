@@ -1,11 +1,16 @@
 """Collab models: forward passes against hand computations, y_range, and id lookups with their errors."""
 
+import json
+
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 from torch import nn
 
-from lamina.models.collab import (EmbeddingDotBias, EmbeddingNN, activation_name, embedding_dot_bias, embedding_nn,
-                                  lookup_codes)
+from lamina.models.activations import activation_config
+from lamina.models.collab import EmbeddingDotBias, EmbeddingNN, embedding_dot_bias, lookup_codes
+from lamina.models.tabular import TabularModel, tabular_config
 
 USERS = ["#na#", 10, 20, 30]
 ITEMS = ["#na#", "Alien", "Brazil", "Casablanca", "Dune"]
@@ -116,10 +121,35 @@ def test_embedding_nn_options():
 def test_factories_rebuild_from_json_arguments():
     model = embedding_dot_bias(4, "user", "title", USERS, ITEMS, y_range=[0, 5])
     assert model.y_range == (0.0, 5.0) and list(model.classes["title"]) == ITEMS
-    nn_model = embedding_nn([[4, 3], [5, 2]], [6], act="GELU", y_range=[0, 5], ps=[0.1])
-    assert any(isinstance(m, nn.GELU) for m in nn_model.modules())
-    assert activation_name(nn.ReLU(inplace=True)) == "ReLU" and activation_name(None) == "ReLU"
-    with pytest.raises(ValueError, match="`act_cls` must be one of"):
-        activation_name(lambda x: x)
-    with pytest.raises(ValueError, match="`act` must be one of"):
-        embedding_nn([[4, 3]], [2], act="Swish9")
+    spec = json.loads(json.dumps(activation_config(nn.LeakyReLU(0.5))))
+    nn_model = EmbeddingNN([[4, 3], [5, 2]], [6], act_cls=spec, y_range=[0, 5], ps=[0.1])
+    assert nn_model.layers[0][1].negative_slope == 0.5 and nn_model.y_range == (0.0, 5.0)
+
+
+def test_embedding_nn_is_a_tabular_model_taking_its_arguments():
+    model = EmbeddingNN([(4, 3), (5, 2)], [6], **tabular_config(ps=[0.1], bn_final=True, act_cls="GELU"))
+    assert isinstance(model, TabularModel) and model.n_cont == 0 and model.bn_cont is None
+    assert isinstance(model.layers[0][1], nn.GELU) and isinstance(model.layers[-1][1], nn.BatchNorm1d)
+    assert model(torch.tensor([[1, 2], [3, 4]])).shape == (2, 1)
+    with pytest.raises(TypeError, match="n_factors"):
+        EmbeddingNN([(4, 3)], [6], n_factors=3)
+
+
+@pytest.mark.parametrize("ids", [
+    pd.Index(["Dune", "Alien"]).values,  # pandas 3: a StringArray (an ExtensionArray), as in the book's chapter 8
+    pd.array(["Dune", "Alien"], dtype="string"), pd.Series(["Dune", "Alien"]), pd.Index(["Dune", "Alien"]),
+    np.array(["Dune", "Alien"]), ["Dune", "Alien"], ("Dune", "Alien"), iter(["Dune", "Alien"])])
+def test_lookups_take_any_iterable_of_ids(ids):
+    model = dot_model()
+    torch.testing.assert_close(model.bias(ids), model.i_bias.weight.detach()[[4, 1], 0])
+
+
+def test_lookups_take_one_id_and_numeric_id_arrays():
+    model = dot_model()
+    assert model.bias("Dune").shape == (1,) and model.bias(np.str_("Dune")).shape == (1,)
+    torch.testing.assert_close(model.bias(np.int64(20), is_item=False), model.u_bias.weight.detach()[[2], 0])
+    torch.testing.assert_close(model.bias(np.array(20), is_item=False), model.u_bias.weight.detach()[[2], 0])
+    torch.testing.assert_close(model.bias(pd.array([30, 10], dtype="Int64"), is_item=False),
+                               model.u_bias.weight.detach()[[3, 1], 0])
+    torch.testing.assert_close(model.weight(torch.tensor([[10], [30]]), is_item=False),
+                               model.u_weight.weight.detach()[[1, 3]])

@@ -1,16 +1,19 @@
 """TabularModel: structure per fastai's description, forward shapes, options, errors."""
 
+import json
+
 import pytest
 import torch
 from torch import nn
 
 from lamina.models.layers import Embedding, SigmoidRange
-from lamina.models.tabular import TabularModel, activation_name, tabular_config
+from lamina.models.activations import activation_config
+from lamina.models.tabular import TabularModel, tabular_config
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models gain nothing from intra-op threads, and lose a lot to them on a busy machine."""
+@pytest.fixture
+def one_thread():
+    """One intra-op thread while the training test runs: a tiny model only loses time to thread hand-offs."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -46,6 +49,10 @@ def test_forward_shapes_and_y_range():
     assert out.shape == (8, 1) and (out > 0.5).all() and (out < 5.5).all()
 
 
+def test_forward_is_documented():
+    assert "x_cat" in TabularModel.forward.__doc__ and "x_cont" in TabularModel.forward.__doc__
+
+
 def test_only_categorical_or_only_continuous_inputs():
     cats_only = TabularModel([(5, 4)], 0, 3, [8])
     assert cats_only(torch.randint(0, 5, (4, 1)), torch.zeros(4, 0)).shape == (4, 3)
@@ -73,10 +80,22 @@ def test_tabular_config_and_activation_names():
     assert cfg["ps"] == 0.1 and cfg["embed_p"] == 0.05 and cfg["lin_first"] is True and cfg["bn_cont"] is True
     model = TabularModel([(5, 4)], 2, 2, [8], **cfg)
     assert model.emb_drop.p == 0.05
-    assert activation_name(nn.ReLU(inplace=True)) == "ReLU" and activation_name("SiLU") == "SiLU"
-    assert activation_name(nn.Hardswish()) is None
+    assert cfg["act_cls"] == "ReLU" and isinstance(model.layers[0][1], nn.ReLU) and model.layers[0][1].inplace
 
 
+def test_activation_settings_survive_a_json_description():
+    slope = nn.LeakyReLU(0.5)
+    model = TabularModel([(5, 4)], 2, 2, [8, 8], act_cls=slope)
+    assert all(block[1] is slope for block in model.layers[:-1])  # the user's module itself
+    spec = json.loads(json.dumps(activation_config(slope)))
+    rebuilt = TabularModel([(5, 4)], 2, 2, [8, 8], act_cls=spec)
+    assert [b[1].negative_slope for b in rebuilt.layers[:-1]] == [0.5, 0.5]
+    rebuilt.load_state_dict(model.state_dict())
+    x = (torch.randint(0, 5, (6, 1)), torch.randn(6, 2))
+    torch.testing.assert_close(rebuilt.eval()(*x), model.eval()(*x))
+
+
+@pytest.mark.usefixtures("one_thread")
 def test_trains_on_a_separable_problem():
     torch.manual_seed(0)
     cats = torch.randint(0, 4, (256, 1))

@@ -1,5 +1,4 @@
-"""Fixtures of the tabular tests: one intra-op thread (tiny models only lose time to thread hand-offs,
-badly so on a busy machine) and small Adult-like tables."""
+"""Fixtures of the tabular tests: small Adult-like tables, and one intra-op thread for the tests that train."""
 
 import pytest
 import torch
@@ -7,8 +6,10 @@ import torch
 from lamina.tabular.synth import adult_like
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
+@pytest.fixture
+def one_thread():
+    """One intra-op thread while a test trains: tiny models only lose time to thread hand-offs, badly so on a
+    busy machine. Opt-in (``@pytest.mark.usefixtures("one_thread")``); the thread count is restored after."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

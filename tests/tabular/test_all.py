@@ -1,5 +1,7 @@
 """The chapter-1 tabular example, with only the import line changed, on a generated Adult-like CSV."""
 
+import warnings
+
 import lamina.tabular.all as surface
 from lamina.tabular.synth import adult_like
 
@@ -19,13 +21,17 @@ row, clas, probs = learn.predict(df.iloc[0])
 """
 
 
-def test_chapter_1_runs_on_an_adult_like_csv(tmp_path, monkeypatch, capsys):
+def test_chapter_1_runs_on_an_adult_like_csv(tmp_path, monkeypatch, capsys, one_thread):
     monkeypatch.setenv("LAMINA_HOME", str(tmp_path))
     folder = tmp_path / "data" / "adult_sample"
     folder.mkdir(parents=True)
     adult_like(800, seed=1).to_csv(folder / "adult.csv", index=False)
     scope: dict = {}
-    exec(compile(CHAPTER_1, "chapter_1", "exec"), scope)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        exec(compile(CHAPTER_1, "chapter_1", "exec"), scope)
+    # the raw CSV row (read without skipinitialspace) matches the vocabularies only once stripped: said once
+    assert [w.filename for w in caught] == ["chapter_1"] and "'workclass'" in str(caught[0].message)
     out = capsys.readouterr().out
     assert "accuracy" in out and "salary_pred" in out  # the epoch table and the results table were printed
     dls, learn = scope["dls"], scope["learn"]
@@ -45,6 +51,31 @@ def test_surface_exports_the_chapter_names():
     for name in ("np", "pd", "torch", "nn", "F", "Path", "partial", "untar_data", "URLs", "accuracy", "Learner",
                  "TabularDataLoaders", "TabularPandas", "Categorify", "FillMissing", "Normalize", "FillStrategy",
                  "cont_cat_split", "tabular_learner", "TabularModel", "tabular_config", "get_emb_sz", "load_learner",
-                 "CrossEntropyLossFlat", "MSELossFlat", "Adam", "SaveModelCallback"):
+                 "CrossEntropyLossFlat", "MSELossFlat", "Adam", "SaveModelCallback", "RegressionBlock", "CategoryBlock",
+                 "MultiCategoryBlock", "RandomSplitter", "IndexSplitter", "range_of", "ClassificationInterpretation",
+                 "tensor"):
         assert name in surface.__all__ and hasattr(surface, name), name
     assert len(surface.__all__) == len(set(surface.__all__))
+
+
+FASTAI_IDIOMS = """
+from lamina.tabular.all import *
+df = adult_like(300, seed=2)
+splits = RandomSplitter(seed=0)(range_of(df))
+to = TabularPandas(df, procs=[Categorify, FillMissing, Normalize], cat_names=['race'], cont_names=['age'],
+                   y_names='hours-per-week', y_block=RegressionBlock(), splits=splits)
+dls = to.dataloaders(bs=32, num_workers=0, device='cpu')
+cls_dls = TabularDataLoaders.from_df(df, cat_names=['race'], cont_names=['age'], y_names='salary',
+                                     y_block=CategoryBlock(), procs=[Categorify, Normalize], device='cpu',
+                                     valid_idx=IndexSplitter(range(60))(range_of(df))[1], shuffle_train=True)
+weights = tensor([0.5, 1.5])
+"""
+
+
+def test_fastai_idioms_run_from_the_star_import():
+    scope: dict = {}
+    exec(compile(FASTAI_IDIOMS, "idioms", "exec"), scope)
+    assert scope["to"].n_train == 240 and scope["dls"].train.kinds[2] == "regression" and scope["dls"].n_out == 1
+    assert scope["cls_dls"].vocab == ["<50k", ">=50k"] and scope["cls_dls"].valid.n == 60
+    assert scope["weights"].tolist() == [0.5, 1.5] and surface.tensor is surface.torch.tensor
+    assert surface.ClassificationInterpretation.__module__ == "lamina.interpret"

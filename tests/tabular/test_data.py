@@ -4,13 +4,14 @@ import json
 import warnings
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
 from lamina.data.loaders import TensorDataLoader
 from lamina.losses import BCEWithLogitsLossFlat, CrossEntropyLossFlat, MSELossFlat
-from lamina.tabular.data import TabularDataLoaders, random_split, tabular_inference_dls
+from lamina.data.splitters import RandomSplitter
+from lamina.tabular.data import TabularDataLoaders, tabular_inference_dls
+from lamina.tabular.preprocess import TabularPandas
 from lamina.tabular.procs import Categorify, FillMissing, Normalize
 
 CATS = ["workclass", "education", "marital-status", "occupation", "relationship", "race"]
@@ -24,13 +25,14 @@ def _dls(df, **kwargs):
 
 
 def test_random_split_sizes_seed_and_valid_idx(adult_df):
-    train, valid = random_split(600, 0.2, seed=42)
-    assert len(valid) == 120 and sorted(train + valid) == list(range(600))
-    gen = torch.Generator().manual_seed(42)  # the same draw as a seeded torch.randperm (fastai's RandomSplitter)
-    assert valid == torch.randperm(600, generator=gen)[:120].tolist()
-    assert random_split(600, 0.2, seed=42) == (train, valid) and random_split(600, 0.2, seed=1) != (train, valid)
     a, b = _dls(adult_df, seed=3), _dls(adult_df, seed=3)
     assert torch.equal(a.valid.tensors[1], b.valid.tensors[1]) and a.valid.n == 120 and a.train.n == 480
+    gen = torch.Generator().manual_seed(3)  # the same draw as a seeded torch.randperm (fastai's RandomSplitter)
+    valid_rows = torch.randperm(600, generator=gen)[:120].tolist()
+    assert valid_rows == RandomSplitter(0.2, seed=3)(range(600))[1]
+    expected = [int(v == ">=50k") for v in adult_df["salary"].iloc[valid_rows]]
+    assert a.valid.tensors[2].tolist() == expected
+    assert not torch.equal(a.valid.tensors[1], _dls(adult_df, seed=4).valid.tensors[1])
     by_idx = _dls(adult_df, valid_idx=list(range(50)))
     assert by_idx.valid.n == 50 and by_idx.train.n == 550
     assert by_idx.valid.tensors[2].tolist() == [int(v == ">=50k") for v in adult_df["salary"].iloc[:50]]
@@ -98,7 +100,7 @@ def test_test_dl_robustness(adult_df):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         cats, conts, _ = dls.test_dl(rows).tensors
-    assert len(caught) == 1 and "'age' (2 rows)" in str(caught[0].message)
+    assert len(caught) == 1 and "'age' (2 rows)" in str(caught[0].message) and caught[0].filename == __file__
     fill = next(p for p in dls.procs if isinstance(p, FillMissing)).fallback["age"]
     norm = next(p for p in dls.procs if isinstance(p, Normalize))
     assert conts[0, 0].item() == pytest.approx((fill - norm.means["age"]) / norm.stds["age"], abs=1e-5)
@@ -116,15 +118,39 @@ def test_test_dl_robustness(adult_df):
     assert len(dls.test_dl(adult_df.iloc[:3].assign(salary="maybe"), with_labels=False).tensors) == 2
 
 
-def test_show_batch_prints_decoded_rows(adult_df, capsys):
+def _printed_table(out):
+    """The rows of a table printed by DataFrame.to_string (header first, the index in the first column)."""
+    lines = out.strip().splitlines()
+    return lines[0].split(), [line.split() for line in lines[1:]]
+
+
+def test_show_batch_prints_decoded_rows_and_returns_none(adult_df, capsys):
     dls = _dls(adult_df, seed=0)
-    shown = dls.show_batch(max_n=4)
-    out = capsys.readouterr().out
-    assert isinstance(shown, pd.DataFrame) and len(shown) == 4
-    assert list(shown.columns) == dls.cat_names + CONTS + ["salary"]
-    assert set(shown["salary"]) <= {"<50k", ">=50k"} and "salary" in out
-    assert set(shown["workclass"]) <= set(dls.classes["workclass"])
-    assert (shown["age"].round(3) % 1 == 0).all()  # unnormalised back to whole years
+    assert dls.show_batch(max_n=4) is None  # shown, not returned (as fastai's show functions)
+    header, rows = _printed_table(capsys.readouterr().out)
+    assert header == dls.cat_names + CONTS + ["salary"] and len(rows) == 4
+    assert all(r[-1] in ("<50k", ">=50k") for r in rows)
+    ages = [float(r[1 + len(dls.cat_names)]) for r in rows]  # (the categories here hold no spaces)
+    assert all(abs(a - round(a)) < 1e-3 for a in ages)  # unnormalised back to whole years
+    dls.show_batch()
+    assert len(_printed_table(capsys.readouterr().out)[1]) == 9  # fastai's default max_n
+
+
+def test_fastai_loader_arguments(adult_df):
+    dls = _dls(adult_df, seed=0, bs=100, num_workers=0, pin_memory=True, persistent_workers=False)
+    assert dls.train.drop_last and len(dls.train) == 4  # 480 rows: the last partial batch is dropped
+    keep = _dls(adult_df, seed=0, bs=100, drop_last=False)
+    assert not keep.train.drop_last and len(keep.train) == 5 and keep.train.shuffle
+    ordered = _dls(adult_df, seed=0, bs=100, shuffle_train=False)  # fastai's older name for `shuffle`
+    assert not ordered.train.shuffle and not ordered.train.drop_last
+    assert torch.equal(next(iter(ordered.train))[0], ordered.train.tensors[0][:100])
+    with pytest.raises(TypeError, match=r"unexpected keyword argument\(s\) \['bogus', 'nworkers'\]"):
+        _dls(adult_df, bogus=1, nworkers=2)
+    to = TabularPandas(adult_df, PROCS, CATS, CONTS, "salary", splits=(list(range(500)), list(range(500, 600))))
+    from_to = to.dataloaders(bs=50, drop_last=False, num_workers=0, shuffle_train=True, device="cpu")
+    assert len(from_to.train) == 10 and from_to.train.shuffle and not from_to.train.drop_last
+    with pytest.raises(TypeError, match=r"\['workers'\]"):
+        to.dataloaders(workers=2)
 
 
 def test_inference_builder_rebuilds_the_pipeline_from_json(adult_df):

@@ -9,7 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from torch import nn
 
+from lamina.export import ExportError, load_learner
 from lamina.metrics import accuracy
 from lamina.models.layers import emb_sz_rule
 from lamina.models.tabular import TabularModel, tabular_config
@@ -28,7 +30,7 @@ def dls(adult_df):
 
 
 @pytest.fixture
-def trained(dls):
+def trained(dls, one_thread):
     learn = tabular_learner(dls, metrics=accuracy)
     with learn.no_bar(), learn.no_logging():
         learn.fit_one_cycle(4, 1e-2)
@@ -86,11 +88,23 @@ def test_predict_df_and_show_results(trained, adult_df, capsys):
     assert (out.index == adult_df.index[:30]).all() and set(out["salary_pred"]) <= {"<50k", ">=50k"}
     preds, _ = trained.get_preds(dl=trained.dls.test_dl(adult_df.iloc[:30]))
     assert np.allclose(out["salary_prob_>=50k"], preds[:, 1].numpy(), atol=1e-6)
-    shown = trained.show_results(max_n=5)
-    assert len(shown) == 5 and list(shown.columns[-2:]) == ["salary", "salary_pred"]
-    assert "salary_pred" in capsys.readouterr().out
+    capsys.readouterr()
+    assert trained.show_results(max_n=5, shuffle=False) is None  # shown, not returned (as fastai's show functions)
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].split()[-2:] == ["salary", "salary_pred"] and len(lines) == 6
+    first = trained._results_frame(trained.dls.valid, 5, shuffle=False)
+    valid = trained.dls.valid.tensors
+    assert first["salary"].tolist() == [trained.dls.vocab[int(i)] for i in valid[2][:5]]
+    trained.show_results()
+    assert len(capsys.readouterr().out.strip().splitlines()) == 10  # fastai's default max_n=9, plus the header
+    torch.manual_seed(1)
+    picked = [trained._results_frame(trained.dls.valid, 5, shuffle=True)["age"].tolist() for _ in range(2)]
+    assert picked[0] != picked[1] and picked[0] != first["age"].tolist()  # random rows each call
+    row = trained.predict(adult_df.iloc[0])[0]
+    assert row.show() is None and "salary" in capsys.readouterr().out
 
 
+@pytest.mark.usefixtures("one_thread")
 def test_predict_regression(adult_df):
     dls = TabularDataLoaders.from_df(adult_df, cat_names=CATS, cont_names=["age", "education-num"],
                                      y_names="hours-per-week", procs=[Categorify, FillMissing, Normalize],
@@ -128,3 +142,36 @@ print(json.dumps({{"cls": type(learn).__name__, "probs": learn.predict_df(rows)[
     assert np.allclose(got["probs"], expected, atol=1e-5) and got["one"] == pytest.approx(one, abs=1e-5)
     assert got["label"] in ("<50k", ">=50k")
     assert got["mpl"] is False  # the star-import surface does not import matplotlib
+
+
+def test_activation_settings_are_kept_in_the_export_description(dls, tmp_path):
+    learn = tabular_learner(dls, layers=[8], config=tabular_config(act_cls=nn.LeakyReLU(0.5)))
+    loaded = load_learner(learn.export(tmp_path / "leaky.pkl"))
+    assert loaded.model.layers[0][1].negative_slope == 0.5
+    assert learn.model.layers[0][1].negative_slope == 0.5
+    act = json.loads(json.dumps(learn.model_config))["kwargs"]["act_cls"]
+    assert act == {"name": "LeakyReLU", "kwargs": {"negative_slope": 0.5, "inplace": False}}
+    rebuilt = TabularModel(**learn.model_config["kwargs"])
+    assert rebuilt.layers[0][1].negative_slope == 0.5
+    swish = tabular_learner(dls, layers=[8], config=tabular_config(act_cls=nn.Hardswish()))
+    assert swish.model_config["kwargs"]["act_cls"]["name"] == "Hardswish"
+
+
+def test_export_refusals_name_the_cause(dls, adult_df, tmp_path):
+    class Custom(nn.Module):
+        def forward(self, x):
+            return x * torch.sigmoid(x)
+
+    learn = tabular_learner(dls, layers=[8], config=tabular_config(act_cls=Custom()))
+    with pytest.raises(ExportError, match=r"activation Custom\(\) .*cannot be described for export"):
+        learn.export(tmp_path / "x.pkl")
+    dated = adult_df.assign(seen=pd.Timestamp("2024-01-01") + pd.to_timedelta(np.arange(len(adult_df)) % 3, "D"))
+    dates = TabularDataLoaders.from_df(dated, cat_names=["race", "seen"], cont_names=["age"], y_names="salary",
+                                       procs=[Categorify, Normalize], device="cpu", seed=0)
+    with pytest.raises(ExportError, match=r"Column 'seen' holds values an export cannot store as JSON, e.g. "
+                                          r".*\(datetime\).*astype\(str\)"):
+        tabular_learner(dates, layers=[8]).export(tmp_path / "dates.pkl")
+    assert not (tmp_path / "dates.pkl").exists()
+    as_text = TabularDataLoaders.from_df(dated.astype({"seen": str}), cat_names=["race", "seen"], cont_names=["age"],
+                                         y_names="salary", procs=[Categorify, Normalize], device="cpu", seed=0)
+    assert tabular_learner(as_text, layers=[8]).export(tmp_path / "text.pkl").exists()

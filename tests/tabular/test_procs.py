@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lamina.tabular.procs import (Categorify, ColumnNames, FillMissing, FillStrategy, Normalize, category_codes,
-                                  proc_from_config)
+from lamina.tabular.procs import Categorify, ColumnNames, FillMissing, FillStrategy, Normalize, proc_from_config
+from lamina.tabular.tables import vocab_codes
 
 
 def _obj(*values):
@@ -42,7 +42,13 @@ def test_fill_missing_new_gap_uses_the_training_value_and_warns_once_naming_the_
         warnings.simplefilter("always")
         proc.encode(table, names)
     assert len(caught) == 1 and "'a' (2 rows)" in str(caught[0].message) and "'b'" not in str(caught[0].message)
+    assert caught[0].filename == __file__  # the warning points at the code that called lamina
     assert table["a"].tolist() == [2.0, 2.0, 4.0] and "a_na" not in table
+
+
+def test_fill_strategy_docstrings():
+    for strategy in (FillStrategy.median, FillStrategy.constant, FillStrategy.mode):
+        assert strategy.__doc__ and len(strategy.__doc__.split()) > 4
 
 
 def test_fill_strategies_and_no_flag_column():
@@ -65,8 +71,14 @@ def test_categorify_vocab_from_training_rows_unseen_and_missing_map_to_na():
     proc = _fit(Categorify(), {"c": _obj("b", "a", "b", None)}, names)
     assert list(proc["c"]) == ["#na#", "a", "b"] and list(proc.classes["c"]) == ["#na#", "a", "b"]
     table = {"c": _obj("a", "b", "zebra", np.nan, None, " b ")}  # stray spaces: the value without them is known
-    proc.encode(table, names)
+    with pytest.warns(UserWarning, match=r"only after stripping their spaces.* column\(s\) 'c': \[' b '\]"):
+        proc.encode(table, names)
     assert table["c"].tolist() == [1, 2, 0, 0, 0, 2] and table["c"].dtype == np.int64
+    again = {"c": _obj(" a", "b")}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the column was named once already: no second warning
+        proc.encode(again, names)
+    assert again["c"].tolist() == [1, 2]
     proc.decode(table, names)
     assert table["c"].tolist() == ["a", "b", "#na#", "#na#", "#na#", "b"]
 
@@ -77,7 +89,11 @@ def test_categorify_keeps_pandas_category_order_and_handles_bools_and_numbers():
     proc = _fit(Categorify(), {"size": cat, "flag": np.array([True, False]), "n": np.array([3, 1])}, names)
     assert list(proc["size"]) == ["#na#", "low", "mid", "high"]
     assert list(proc["flag"]) == ["#na#", False, True] and list(proc["n"]) == ["#na#", 1, 3]
-    assert category_codes(proc["n"], np.array([1, 3, 7])).tolist() == [1, 2, 0]
+    assert vocab_codes(proc["n"], np.array([1, 3, 7])).tolist() == [1, 2, 0]
+    table = {"size": pd.Categorical(["high", "low", None]), "flag": np.array([False, True, True]),
+             "n": np.array([3, 3, 2])}
+    proc.encode(table, names)
+    assert [table[c].tolist() for c in ("size", "flag", "n")] == [[3, 1, 0], [1, 2, 2], [2, 2, 0]]
 
 
 def test_normalize_uses_training_mean_and_population_std():
