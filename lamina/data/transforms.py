@@ -63,8 +63,9 @@ class CategoryMap:
     def encode(self, values: Sequence[Any] | pd.Series | np.ndarray) -> np.ndarray:
         """Codes of ``values`` (int64). Missing/unseen values get 0 (``#na#``) with ``add_na``, else -1."""
         series = values if isinstance(values, pd.Series) else pd.Series(list(values), dtype=object)
-        known = pd.Index(self.items[1:] if self.add_na else self.items, dtype=object)
-        codes = known.get_indexer(series.astype(object)).astype(np.int64)  # -1 for missing and unseen
+        if getattr(self, "_index", None) is None:  # built once: the vocabulary never changes
+            self._index = pd.Index(self.items[1:] if self.add_na else self.items, dtype=object)
+        codes = self._index.get_indexer(series.astype(object)).astype(np.int64)  # -1 for missing and unseen
         return codes + 1 if self.add_na else codes
 
     def unknown(self, values: Sequence[Any]) -> list:
