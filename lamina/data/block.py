@@ -23,13 +23,18 @@ from typing import Any
 
 import torch
 
-from .datasets import Datasets, ReadableKeyError, step_name
+from .datasets import Datasets, ReadableKeyError, fuse_tfms, step_name
 from .loaders import DataLoaders
 from .splitters import ItemGetter, RandomSplitter
 from .transforms import CategoryMap
 
-__all__ = ["Categorize", "MultiCategorize", "RegressionSetup", "TransformBlock", "CategoryBlock",
-           "MultiCategoryBlock", "RegressionBlock", "DataBlock", "Datasets", "merge_tfms", "draft_size"]
+__all__ = ["Category", "Categorize", "MultiCategorize", "EncodedMultiCategorize", "OneHotEncode", "RegressionSetup",
+           "TransformBlock", "CategoryBlock", "MultiCategoryBlock", "RegressionBlock", "DataBlock", "Datasets",
+           "merge_tfms", "fuse_tfms", "draft_size", "get_c"]
+
+
+class Category(str):
+    """A decoded class label: the text of the vocabulary entry (a bool label ``True`` decodes to ``'True'``)."""
 
 
 class Categorize:
@@ -48,6 +53,7 @@ class Categorize:
 
     def __init__(self, vocab: Sequence | None = None, sort: bool = True, add_na: bool = False):
         self.sort, self.add_na = sort, add_na
+        self.loss_config = {"name": "CrossEntropyLossFlat", "kwargs": {}}  # the loss this target implies
         self.vocab = None if vocab is None else CategoryMap(list(vocab), sort=sort, add_na=add_na)
 
     def setup(self, labels: Sequence) -> None:
@@ -67,8 +73,8 @@ class Categorize:
                            "classes with CategoryBlock(vocab=...), or remove the item")
         return torch.tensor(idx)
 
-    def decode(self, idx: Any) -> Any:
-        return self.vocab[int(idx)]
+    def decode(self, idx: Any) -> Category:
+        return Category(self.vocab[int(idx)])
 
 
 class MultiCategorize:
@@ -87,6 +93,7 @@ class MultiCategorize:
             raise ValueError("MultiCategoryBlock(encoded=True) needs the class names: pass vocab=[...]")
         self.add_na, self.encoded = add_na, encoded
         self.vocab = None if vocab is None else CategoryMap(list(vocab), sort=False, add_na=add_na)
+        self.loss_config = {"name": "BCEWithLogitsLossFlat", "kwargs": {}}
 
     def setup(self, labels: Sequence) -> None:
         if self.vocab is None:
@@ -117,6 +124,44 @@ class MultiCategorize:
         return [self.vocab[i] for i in torch.nonzero(flags > 0.5 if flags.is_floating_point() else flags).flatten()]
 
 
+class EncodedMultiCategorize(MultiCategorize):
+    """Labels that already are one-hot vectors over ``vocab`` (fastai's name for ``MultiCategorize(encoded=True)``)."""
+
+    def __init__(self, vocab: Sequence):
+        super().__init__(vocab=vocab, encoded=True)
+
+
+class OneHotEncode:
+    """Class indices → a float one-hot vector of length ``c``; a vector that already is one (what lamina's
+    `MultiCategorize` returns) passes through, so fastai pipelines ``[MultiCategorize(), OneHotEncode()]`` work.
+
+    Args:
+        c: the number of classes (default: from the training values: a vector's length, else the top index + 1).
+    """
+
+    def __init__(self, c: int | None = None):
+        self.c = c
+
+    def setup(self, values: Sequence) -> None:
+        if self.c is None and len(values):
+            first = torch.as_tensor(values[0])
+            top = max(int(torch.as_tensor(v).max()) for v in values) if not first.is_floating_point() else None
+            self.c = len(first) if top is None else top + 1
+
+    def __call__(self, o: Any) -> torch.Tensor:
+        o = torch.as_tensor(o)
+        if o.is_floating_point() and o.ndim == 1 and len(o) == self.c:
+            return o
+        return torch.zeros(self.c).index_fill_(0, o.long().flatten(), 1.0)
+
+
+def get_c(dls: Any) -> int | None:
+    """The number of model outputs the data implies: ``dls.n_out`` (``dls.c``), else the size of ``dls.vocab``."""
+    n_out = getattr(dls, "n_out", None)
+    vocab = getattr(dls, "vocab", None)
+    return n_out if n_out is not None else (len(vocab) if vocab is not None else None)
+
+
 def _listify(o: Any) -> list:
     if o is None:
         return []
@@ -130,6 +175,7 @@ class RegressionSetup:
 
     def __init__(self, c: int | None = None):
         self.c = c
+        self.loss_config = {"name": "MSELossFlat", "kwargs": {}}
 
     def setup(self, values: Sequence) -> None:
         if self.c is None and len(values):
@@ -334,14 +380,14 @@ class DataBlock:
         `Datasets.dataloaders`).
 
         The DataLoaders class is ``dls_type``, else the first block's that names one (images: ImageDataLoaders),
-        else `DataLoaders`; the loss the target block implies is passed on (a plain `DataLoaders` gets
-        none, since building a loss belongs to the training layer: pass ``loss_func`` to the Learner).
+        else `DataLoaders`. The loss the target block implies is set as ``dls.loss_config`` (a config dict:
+        building a loss belongs to the training layer, which does it when the Learner gets no ``loss_func``);
+        application DataLoaders also build it as ``dls.loss_func``. Batch transforms that can be fused are
+        (`fuse_tfms`: e.g. ``[Rotate(), Flip()]`` interpolate once).
         """
         dsets = self.datasets(source, verbose=verbose)
         dls_type = dls_type or next((b.dls_type for b in self.blocks if b.dls_type is not None), DataLoaders)
         loss = self._loss()
-        if dls_type is DataLoaders and isinstance(loss, dict):
-            loss = None
         options = {k: v for b in self.blocks for k, v in b.dls_kwargs.items()}
         options.update(kwargs)
         return dsets.dataloaders(path=path, after_batch=self.batch_tfms, dls_type=dls_type, loss_func=loss, **options)

@@ -24,7 +24,8 @@ from torch.utils.data import Dataset
 
 from .loaders import DataLoader, DataLoaders
 
-__all__ = ["Datasets", "default_num_workers", "apply_item_tfms", "step_name", "renamed_error", "ReadableKeyError"]
+__all__ = ["Datasets", "default_num_workers", "apply_item_tfms", "fuse_tfms", "step_name", "renamed_error",
+           "ReadableKeyError"]
 
 
 def default_num_workers() -> int:
@@ -76,6 +77,28 @@ def apply_item_tfms(sample: tuple, tfms: Sequence[Callable], split_idx: int | No
     return sample
 
 
+def fuse_tfms(tfms: Sequence) -> list:
+    """Batch transforms sorted by ``order``, each run of neighbours with the same ``fuse_group`` key replaced by
+    the first one's classmethod ``fuse(run) -> list`` (runs of one are kept). E.g. geometric transforms of
+    `lamina.vision.augment` become one ``AffineCoordTfm``: one interpolation.
+
+    Example:
+        >>> fuse_tfms([IntToFloatTensor(), Rotate(p=1.), Flip(p=1.)])   # [IntToFloatTensor, AffineCoordTfm]
+    """
+    out: list = []
+    run: list = []
+    for tfm in [*sorted(tfms, key=lambda t: getattr(t, "order", 0)), None]:
+        key = getattr(tfm, "fuse_group", None)
+        if run and (key is None or key != run[0].fuse_group):
+            out += type(run[0]).fuse(run) if len(run) > 1 else run
+            run = []
+        if key is not None:
+            run.append(tfm)
+        elif tfm is not None:
+            out.append(tfm)
+    return out
+
+
 class _Rows(Sequence):
     """The rows of a DataFrame as a sequence, made on access (a list of row Series would take ~1 kB per row)."""
 
@@ -124,6 +147,41 @@ def _sorted_tfms(tfms: Any) -> list:
     return sorted(_as_steps(tfms), key=lambda t: getattr(t, "order", 0))
 
 
+_LOADER_KWARGS = {"pin_memory", "persistent_workers", "seed"}
+
+
+def _loader_kwargs(kwargs: dict, dl_type: Any) -> tuple[dict, dict]:
+    """``kwargs`` for both loaders and for the validation loader only (``val_`` prefix), checked."""
+    if dl_type is not None and dl_type is not DataLoader:
+        raise TypeError(f"lamina has one loader class, lamina.data.loaders.DataLoader; received: dl_type={dl_type!r}. "
+                        "Leave dl_type out (custom batching goes in item or batch transforms)")
+    common = {k: v for k, v in kwargs.items() if not k.startswith("val_")}
+    valid_only = {k[4:]: v for k, v in kwargs.items() if k.startswith("val_")}
+    unknown = sorted(set(common) - _LOADER_KWARGS) + sorted(
+        f"val_{k}" for k in set(valid_only) - _LOADER_KWARGS - {"num_workers", "drop_last"})
+    if unknown:
+        raise TypeError(f"Unknown DataLoader arguments {unknown}; known: bs, val_bs, shuffle, val_shuffle, n, "
+                        "num_workers, device, drop_last, dl_kwargs, pin_memory, persistent_workers, seed, timeout "
+                        "(and val_-prefixed versions)")
+    return common, valid_only
+
+
+def _loss_config_of(loss_func: Any) -> dict | None:
+    to_config = getattr(loss_func, "to_config", None)
+    return to_config() if callable(to_config) else None
+
+
+def _show_title(x: Any, ctx: Any) -> Any:
+    """``x`` as the title of the matplotlib axis ``ctx`` (a new figure if None), after any title already there."""
+    import matplotlib.pyplot as plt
+    if ctx is None:
+        _, ctx = plt.subplots()
+        ctx.axis("off")
+    text = ";".join(map(str, x)) if isinstance(x, (list, tuple)) else str(x)
+    ctx.set_title(f"{ctx.get_title()}\n{text}" if ctx.get_title() else text)
+    return ctx
+
+
 class Datasets(Dataset):
     """Lazy datasets of tuples, one pipeline per tuple member, split into training and validation.
 
@@ -161,6 +219,7 @@ class Datasets(Dataset):
         self._values = self._encode_all()
         self.idxs = sorted(set(self.splits[0]) | set(self.splits[1]))
         self.split_idx = split_idx
+        self.test_labels_error: str | None = None  # why `test_set(with_labels=True)` cannot work, if it cannot
 
     # --- eager phase: getters and encoders for every item --------------------------------------------
     def _encode_all(self) -> list:
@@ -296,7 +355,7 @@ class Datasets(Dataset):
     @property
     def vocab(self) -> Any:
         """The vocabulary of the last member that has one (class names, or segmentation codes)."""
-        for step in reversed(self.type_steps):
+        for step in [*reversed(self.type_steps), *self.item_tfms]:
             if getattr(step, "vocab", None) is not None:
                 return step.vocab
         return None
@@ -305,7 +364,8 @@ class Datasets(Dataset):
     def c(self) -> int | None:
         """The number of model outputs the first target implies (classes, codes or regression targets)."""
         steps = self.type_steps[self.n_inp:] or self.type_steps[-1:]
-        return getattr(steps[0], "c", None) if steps else None
+        c = getattr(steps[0], "c", None) if steps else None
+        return c if c is not None else next((t.c for t in self.item_tfms if getattr(t, "c", None)), None)
 
     def decode(self, sample: Sequence) -> tuple:
         """Each member back to something readable (a class index → its label)."""
@@ -318,7 +378,12 @@ class Datasets(Dataset):
         Without labels only the inputs are built. An item the loading step accepts as it is (for images: a
         path, bytes, a PIL image, an array or a tensor) skips the getters; other items (DataFrame rows ...)
         go through them.
+
+        Raises:
+            ValueError: with ``with_labels`` when the labelling steps are not available (``test_labels_error``).
         """
+        if with_labels and self.test_labels_error:
+            raise ValueError(self.test_labels_error)
         members = list(range(len(self.lazy_steps) if with_labels else self.n_inp))
         view = self._view()
         view.items = _as_list(items)
@@ -344,50 +409,90 @@ class Datasets(Dataset):
                                        f"{error_name(e)}: {e}") from e
         return item
 
-    def dataloaders(self, bs: int = 64, shuffle: bool = True, val_bs: int | None = None, path: str = ".",
-                    device: Any = None, num_workers: int | None = None, after_item: Sequence | None = None,
+    def dataloaders(self, bs: int = 64, shuffle: bool = True, val_shuffle: bool = False, n: int | None = None,
+                    path: str = ".", dl_type: Any = None, dl_kwargs: Sequence[dict] | None = None,
+                    device: Any = None, drop_last: bool | None = None, val_bs: int | None = None,
+                    num_workers: int | None = None, after_item: Sequence | None = None,
                     after_batch: Sequence | None = None, dls_type: type | None = None, loss_func: Any = None,
-                    **kwargs: Any) -> DataLoaders:
+                    timeout: float = 0, **kwargs: Any) -> DataLoaders:
         """A training and a validation `DataLoader` over the two splits, in a `DataLoaders` (or ``dls_type``).
 
         Args:
             bs: batch size; ``val_bs`` for validation (default ``bs``).
-            shuffle: shuffle the training items every epoch (and drop its last partial batch).
+            shuffle: shuffle the training items every epoch; ``val_shuffle`` the validation items.
+            n: use only the first ``n`` training items.
             path: the DataLoaders' folder (models and exports go under it).
+            dl_type: fastai's loader class. lamina has one, `DataLoader`: None or `DataLoader`.
+            dl_kwargs: extra `DataLoader` arguments, one dict per loader (training, validation).
             device: where batches go (default: `default_device()`).
+            drop_last: drop the training loader's last partial batch (default: ``shuffle``).
             num_workers: loading processes (default `default_num_workers()`).
             after_item: item transforms replacing the datasets' own (fastai style; classes are instantiated).
-            after_batch: batch transforms for both loaders.
-            dls_type: the DataLoaders class to build (applications pass their own).
-            loss_func: the loss the targets imply, given to the DataLoaders.
-            **kwargs: ``drop_last``, ``pin_memory``, ``persistent_workers``, ``seed``; a ``val_`` prefix
-                (``val_num_workers=0``) applies a value to the validation loader only.
+            after_batch: batch transforms for both loaders; neighbours that can be fused are (`fuse_tfms`).
+            dls_type: the DataLoaders class (default: the one the inputs' reading step names, e.g. images
+                give ``ImageDataLoaders``, else `DataLoaders`).
+            loss_func: the loss (an object, or a config dict); default: the one the targets imply. Its config
+                is set as ``dls.loss_config`` so that the training layer can build it.
+            timeout: accepted for fastai compatibility and ignored: lamina's loaders wait for their workers.
+            **kwargs: ``pin_memory``, ``persistent_workers``, ``seed``; a ``val_`` prefix (``val_num_workers=0``)
+                applies a value to the validation loader only.
 
         Raises:
-            TypeError: naming unknown keyword arguments.
+            TypeError: naming unknown keyword arguments or an unsupported ``dl_type``.
+            ValueError: when ``n`` is more than the training items.
         """
-        allowed = {"drop_last", "pin_memory", "persistent_workers", "seed"}
-        common = {k: v for k, v in kwargs.items() if not k.startswith("val_")}
-        valid_only = {k[4:]: v for k, v in kwargs.items() if k.startswith("val_")}
-        unknown = sorted(set(common) - allowed) + sorted(
-            f"val_{k}" for k in set(valid_only) - allowed - {"num_workers", "shuffle"})
-        if unknown:
-            raise TypeError(f"Unknown DataLoader arguments {unknown}; known: bs, val_bs, shuffle, num_workers, device, "
-                            "drop_last, pin_memory, persistent_workers, seed (and val_-prefixed versions)")
+        common, valid_only = _loader_kwargs(kwargs, dl_type)
         workers = default_num_workers() if num_workers is None else num_workers
-        base = dict(device=device, num_workers=workers, after_batch=_as_steps(after_batch), kinds=self.kinds)
+        base = dict(device=device, num_workers=workers, after_batch=fuse_tfms(_as_steps(after_batch)),
+                    kinds=self.kinds)
         train_ds, valid_ds = self.train, self.valid
         if after_item is not None:
             train_ds.item_tfms = valid_ds.item_tfms = _sorted_tfms(after_item)
-        train = DataLoader(train_ds, **{**base, "bs": bs, "shuffle": shuffle, "drop_last": shuffle,
-                                        "split_idx": 0, **common})
-        valid_common = {k: v for k, v in common.items() if k != "drop_last"}
-        valid = DataLoader(valid_ds, **{**base, "bs": val_bs or bs, "shuffle": False, "drop_last": False,
-                                        "split_idx": 1, **valid_common, **valid_only})
-        cls = dls_type or DataLoaders
-        vocab = self.vocab
-        return cls(train, valid, path=path, vocab=list(vocab) if vocab is not None else None, n_out=self.c,
-                   loss_func=loss_func, n_inp=self.n_inp)
+        if n is not None:
+            if not 0 < n <= len(train_ds):
+                raise ValueError(f"`n` must be between 1 and the number of training items ({len(train_ds)}); "
+                                 f"received: n={n!r}")
+            train_ds.idxs = train_ds.idxs[:n]
+        extra = [dict(d or {}) for d in (dl_kwargs or [])] + [{}, {}]
+        train = DataLoader(train_ds, **{**base, "bs": bs, "shuffle": shuffle, "split_idx": 0, **common,
+                                        "drop_last": shuffle if drop_last is None else drop_last, **extra[0]})
+        valid = DataLoader(valid_ds, **{**base, "bs": val_bs or bs, "shuffle": val_shuffle, "drop_last": False,
+                                        "split_idx": 1, **common, **valid_only, **extra[1]})
+        config = loss_func if isinstance(loss_func, dict) else (
+            self.loss_config if loss_func is None else _loss_config_of(loss_func))
+        vocab = train_ds.vocab  # the view: `after_item` may carry the codes (AddMaskCodes)
+        dls = (dls_type or self.dls_type or DataLoaders)(
+            train, valid, path=path, vocab=list(vocab) if vocab is not None else None, n_out=train_ds.c,
+            loss_func=None if isinstance(loss_func, dict) else loss_func, n_inp=self.n_inp)
+        dls.loss_config = config
+        return dls
+
+    @property
+    def loss_config(self) -> dict | None:
+        """The loss the first target implies, as a config ``{"name", "kwargs"}`` (its type step's ``loss_config``)."""
+        steps = self.type_steps[self.n_inp:]
+        return getattr(steps[0], "loss_config", None) if steps else None
+
+    @property
+    def dls_type(self) -> type | None:
+        """The DataLoaders class the inputs' type steps name (``dls_type``), if any."""
+        return next((s.dls_type for s in self.type_steps[:self.n_inp] if getattr(s, "dls_type", None)), None)
+
+    def show(self, o: Sequence, ctx: Any = None, **kwargs: Any) -> Any:
+        """Draw one sample, e.g. ``dsets.show(dsets.train[0])``: decoded, each member by its type step's
+        ``show`` (or its own: an image draws itself); a member that cannot draw (a label) becomes the title.
+
+        Returns:
+            The matplotlib axis.
+        """
+        for x, step in zip(self.decode(o), self.type_steps):
+            if callable(getattr(step, "show", None)):
+                ctx = step.show(x, ctx=ctx, **kwargs)
+            elif callable(getattr(x, "show", None)):
+                ctx = x.show(ctx=ctx, **kwargs)
+            else:
+                ctx = _show_title(x, ctx)
+        return ctx
 
     def __repr__(self) -> str:
         return (f"Datasets({len(self.splits[0])} training, {len(self.splits[1])} validation items; "

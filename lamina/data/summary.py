@@ -9,7 +9,7 @@ import torch
 from torch.utils.data import default_collate
 
 from ..core import to_device
-from .datasets import Datasets, apply_item_tfms, step_name
+from .datasets import Datasets, apply_item_tfms, fuse_tfms, step_name
 
 __all__ = ["print_summary", "describe_value"]
 
@@ -75,7 +75,7 @@ def _collate(split: Datasets, samples: list) -> tuple:
 
 
 def _batch_tfms(batch: tuple, tfms: Sequence, kinds: Sequence[str], device: Any) -> tuple:
-    tfms = sorted(tfms, key=lambda t: getattr(t, "order", 0))
+    tfms = fuse_tfms(tfms)  # what the loaders run
     names = " -> ".join(step_name(t) for t in tfms) or "(none)"
     print(f"\nApplying batch_tfms to the batch built\n  Pipeline: {names}")
     batch = to_device(batch, device)

@@ -26,6 +26,7 @@ class _SegmentationConfusion(Metric):
 
     def reset(self) -> None:
         self.confusion: Tensor | None = None
+        self.pred_elsewhere: Tensor | None = None  # per class: predicted pixels whose target is outside [0, C)
 
     def accumulate(self, learn: Any) -> None:
         n = learn.pred.shape[self.axis]
@@ -37,7 +38,9 @@ class _SegmentationConfusion(Metric):
         if self.ignore_index is not None:
             keep &= targ != self.ignore_index
         matrix = torch.bincount(targ[keep] * n + pred[keep], minlength=n * n).reshape(n, n)
+        elsewhere = torch.bincount(pred[~keep], minlength=n)
         self.confusion = matrix if self.confusion is None else self.confusion + matrix
+        self.pred_elsewhere = elsewhere if self.pred_elsewhere is None else self.pred_elsewhere + elsewhere
 
     def _counts(self) -> tuple[Tensor, Tensor, Tensor]:
         """Per class: pixels right (intersection), predicted, and in the targets."""
@@ -71,7 +74,11 @@ class JaccardCoeff(Dice):
 
 
 class DiceMulti(_SegmentationConfusion):
-    """Dice per class, averaged over the classes present in the epoch's targets."""
+    """Dice per class over the epoch, averaged over the classes present in the predictions or the targets.
+
+    A class predicted but absent from the targets counts with Dice 0; a class in neither is left out (as in
+    fastai). Every predicted pixel counts, also where the target is outside the classes (a void value).
+    """
 
     def __init__(self, axis: int = 1) -> None:
         super().__init__(axis)
@@ -84,12 +91,13 @@ class DiceMulti(_SegmentationConfusion):
         if self.confusion is None:
             return None
         inter, n_pred, n_targ = self._counts()
-        present = n_targ > 0
-        return float(self._ratio(inter, n_pred + n_targ)[present].mean()) if present.any() else None
+        union = n_pred + self.pred_elsewhere.double().cpu() + n_targ
+        present = union > 0
+        return float(self._ratio(inter, union)[present].mean()) if present.any() else None
 
 
 class JaccardCoeffMulti(DiceMulti):
-    """Jaccard index per class, averaged over the classes present in the epoch's targets."""
+    """Jaccard index per class, averaged over the classes present in the epoch's predictions or targets."""
 
     def _ratio(self, inter: Tensor, union: Tensor) -> Tensor:
         return inter / (union - inter)

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from torch import nn
 
-from .layers import AdaptiveConcatPool2d, Flatten, LinBnDrop, SigmoidRange
+from .layers import AdaptiveConcatPool2d, Flatten, LinBnDrop, SigmoidRange, _init_norm
 
 __all__ = ["create_head", "head_dropouts"]
 
@@ -50,7 +50,7 @@ def create_head(nf: int, n_out: int, lin_ftrs: Sequence[int] | None = None, ps: 
         pool: pool the feature map (False when the body already returns vectors).
         concat_pool: pool with max and average side by side (`AdaptiveConcatPool2d`, ``2 * nf`` features).
         first_bn: batch norm in the first block.
-        bn_final: a batch norm (momentum 0.01) after the last linear layer.
+        bn_final: a plain batch norm (momentum 0.01) after the last linear layer.
         lin_first: blocks are ``Linear → act → BatchNorm → Dropout`` instead of
             ``BatchNorm → Dropout → Linear → act``.
         y_range: squash outputs into ``(low, high)`` with `SigmoidRange`.
@@ -58,7 +58,7 @@ def create_head(nf: int, n_out: int, lin_ftrs: Sequence[int] | None = None, ps: 
     Returns:
         A flat ``nn.Sequential``; with the defaults: ``AdaptiveConcatPool2d, Flatten, BatchNorm1d(2nf),
         Dropout(0.25), Linear(2nf, 512, bias=False), ReLU, BatchNorm1d(512), Dropout(0.5),
-        Linear(512, n_out, bias=False)``.
+        Linear(512, n_out, bias=False)``; the blocks' batch norms start with weight 1 and bias 1e-3.
     """
     if not isinstance(n_out, int) or n_out < 1:
         raise ValueError(f"`n_out` must be a positive integer; received: n_out={n_out!r}")
@@ -74,6 +74,9 @@ def create_head(nf: int, n_out: int, lin_ftrs: Sequence[int] | None = None, ps: 
         last = i == n_linear - 1
         block = LinBnDrop(n_in_, n_out_, bn=first_bn if i == 0 else True, p=dropouts[i],
                           act=None if last else nn.ReLU(inplace=True), lin_first=lin_first)
+        for m in block:
+            if isinstance(m, nn.BatchNorm1d):
+                _init_norm(m, zero=False)  # weight 1, bias 1e-3, as fastai's head starts
         layers.extend(block)  # flat, so ``head[-1]`` is the last linear layer
     if bn_final:
         layers.append(nn.BatchNorm1d(sizes[-1], momentum=0.01))

@@ -3,8 +3,12 @@
 That is: the Learner, callbacks, losses, metrics, optimizers, ``untar_data``/``URLs``, ``get_image_files``,
 ``load_learner``, ``np``/``pd``/``torch``/``nn``/``F``/``Path``/``partial`` (from `lamina.basics`); image types,
 item and batch transforms, blocks, splitters and labellers, ``ImageDataLoaders``/``SegmentationDataLoaders``,
-the architectures (``resnet34`` ...), ``vision_learner``/``cnn_learner``/``unet_learner`` and interpretation.
-Neither torchvision nor matplotlib is imported here: they load when a model is built or a plot is drawn.
+the architectures (``resnet34`` ...), ``vision_learner``/``cnn_learner``/``unet_learner`` and interpretation;
+and ``plt`` (``matplotlib.pyplot``, as fastai's surface has it: notebooks plot with it). torchvision is not
+imported here: it loads when a model is built.
+
+Not provided: fastai's ``L`` (lamina uses plain lists); fastai's typed tensors (``TensorImage`` ...), since
+batches here are plain tensors whose meaning is in the loaders' ``kinds``.
 
 Example:
     >>> from lamina.vision.all import *
@@ -16,14 +20,17 @@ Example:
     >>> learn.fine_tune(1)
 """
 
+import matplotlib.pyplot as plt
+
 from ..basics import *  # noqa: F403  (the basics surface's __all__)
 from ..basics import __all__ as _basics_all
-from ..data.block import (CategoryBlock, Categorize, DataBlock, Datasets, MultiCategoryBlock, MultiCategorize,
-                          RegressionBlock, RegressionSetup, TransformBlock)
+from ..data.block import (Category, CategoryBlock, Categorize, DataBlock, Datasets, EncodedMultiCategorize,
+                          MultiCategoryBlock, MultiCategorize, OneHotEncode, RegressionBlock, RegressionSetup,
+                          TransformBlock, get_c)
 from ..data.files import FileGetter, ImageGetter, verify_image, verify_images
 from ..data.splitters import (AttrGetter, ColReader, ColSplitter, EndSplitter, FileSplitter, FuncSplitter,
                               GrandparentSplitter, IndexSplitter, ItemGetter, MaskSplitter, RandomSplitter,
-                              RandomSubsetSplitter, RegexLabeller, parent_label, using_attr)
+                              RandomSubsetSplitter, RegexLabeller, TrainTestSplitter, parent_label, using_attr)
 from ..interpret import ClassificationInterpretation, Interpretation, SegmentationInterpretation
 from ..models.bodies import ARCHS, PretrainedWeightsError, create_body, model_meta, num_features_model
 from ..models.bodies import *  # noqa: F403  (the architectures: resnet18 ... regnet_x_32gf)
@@ -39,20 +46,22 @@ from .data import ImageBlock, ImageDataLoaders, MaskBlock, SegmentationDataLoade
 from .learner import (cnn_learner, create_timm_model, create_unet_model, create_vision_model, unet_learner,
                       vision_learner)
 from .show import show_image, show_images
-from .transforms import (CropPad, DihedralItem, FlipItem, PadMode, RandomCrop, RandomResizedCrop, RatioResize, Resize,
-                         ResizeMethod, ToTensor)
+from .transforms import (AddMaskCodes, CropPad, DihedralItem, FlipItem, PadMode, RandomCrop, RandomResizedCrop,
+                         RatioResize, Resize, ResizeMethod, ToTensor)
 
 __all__ = [
-    *_basics_all,
+    *_basics_all, "plt",
     # data: blocks, splitters, labellers, files
-    "TransformBlock", "CategoryBlock", "MultiCategoryBlock", "RegressionBlock", "Categorize", "MultiCategorize",
-    "RegressionSetup", "DataBlock", "Datasets", "FileGetter", "ImageGetter", "verify_image", "verify_images",
-    "RandomSplitter", "GrandparentSplitter", "IndexSplitter", "FuncSplitter", "MaskSplitter", "FileSplitter",
-    "ColSplitter", "EndSplitter", "RandomSubsetSplitter", "parent_label", "RegexLabeller", "using_attr", "ColReader",
+    "TransformBlock", "CategoryBlock", "MultiCategoryBlock", "RegressionBlock", "Category", "Categorize",
+    "MultiCategorize", "EncodedMultiCategorize", "OneHotEncode", "RegressionSetup", "DataBlock", "Datasets", "get_c",
+    "FileGetter", "ImageGetter", "verify_image", "verify_images", "RandomSplitter", "GrandparentSplitter",
+    "IndexSplitter", "FuncSplitter", "MaskSplitter", "FileSplitter", "ColSplitter", "EndSplitter",
+    "RandomSubsetSplitter", "TrainTestSplitter", "parent_label", "RegexLabeller", "using_attr", "ColReader",
     "ItemGetter", "AttrGetter",
     # images, transforms, data loaders
     "PILImage", "PILImageBW", "PILMask", "imagenet_stats", "cifar_stats", "mnist_stats", "load_image", "image2tensor",
     "Resize", "RandomResizedCrop", "RandomCrop", "CropPad", "RatioResize", "FlipItem", "DihedralItem", "ToTensor",
+    "AddMaskCodes",
     "ResizeMethod", "PadMode", "AffineCoordTfm", "Flip", "Dihedral", "Rotate", "Zoom", "Warp", "RandomResizedCropGPU",
     "aug_transforms", "setup_aug_tfms", "IntToFloatTensor", "Normalize", "LightingTfm", "Brightness", "Contrast",
     "Saturation", "Hue", "RandomErasing", "ImageBlock", "MaskBlock", "ImageDataLoaders", "SegmentationDataLoaders",

@@ -109,6 +109,7 @@ class AffineCoordTfm(ConfigTransform):
 
     order = 30
     stage = 2  # where the piece's matrix goes in the product: 0 crop, 1 warp, 2 flip/rotate/zoom
+    fuse_group = "affine"  # neighbours in a batch_tfms list are fused (`lamina.data.datasets.fuse_tfms`)
     _config_keys = ("tfms", "size", "mode", "pad_mode", "align_corners", "mode_mask")
 
     def __init__(self, tfms: Sequence["AffineCoordTfm"] = (), size: int | Sequence[int] | None = None,
@@ -118,6 +119,18 @@ class AffineCoordTfm(ConfigTransform):
         self.mode, self.mode_mask = _check_choice("mode", mode, _MODES), _check_choice("mode_mask", mode_mask, _MODES)
         self.pad_mode = _check_choice("pad_mode", pad_mode, _PAD_MODES)
         self.tfms: list[AffineCoordTfm] = [piece for tfm in tfms for piece in tfm.tfms]  # flattened
+
+    @classmethod
+    def fuse(cls, tfms: Sequence["AffineCoordTfm"]) -> list["AffineCoordTfm"]:
+        """Geometric transforms as one `AffineCoordTfm` (``mode``, ``pad_mode``... of the first; the one ``size``
+        they name). Raises a ValueError when two ask for different sizes."""
+        sizes = {t.size for t in tfms if t.size is not None}
+        if len(sizes) > 1:
+            raise ValueError(f"Geometric batch transforms ask for different output sizes {sorted(sizes)}; give "
+                             "`size` to one of them only (or the same size to all)")
+        first = tfms[0]
+        return [AffineCoordTfm(tfms, size=sizes.pop() if sizes else None, mode=first.mode, pad_mode=first.pad_mode,
+                               align_corners=first.align_corners, mode_mask=first.mode_mask)]
 
     def _matrix(self, geo: _Geometry) -> Tensor | None:
         """This piece's [bs, 3, 3] matrices, or None for the identity."""
@@ -450,26 +463,13 @@ def aug_transforms(mult: float = 1.0, do_flip: bool = True, flip_vert: bool = Fa
 
 
 def setup_aug_tfms(tfms: Sequence[BatchTransform]) -> list[BatchTransform]:
-    """Fuse the geometric transforms of ``tfms`` into one `AffineCoordTfm` (``mode``, ``pad_mode``... of the
-    first, the one ``size`` they name) and the lighting ones into one `LightingTfm`; others follow unchanged.
-
-    Raises:
-        ValueError: if two geometric transforms ask for different sizes.
-    """
+    """Fuse the geometric transforms of ``tfms`` into one `AffineCoordTfm` and the lighting ones into one
+    `LightingTfm` (their ``fuse``: a ValueError for conflicting sizes); others follow unchanged."""
     geometric = [t for t in tfms if isinstance(t, AffineCoordTfm)]
     lighting = [t for t in tfms if isinstance(t, LightingTfm)]
     others = [t for t in tfms if not isinstance(t, (AffineCoordTfm, LightingTfm))]
-    sizes = {t.size for t in geometric if t.size is not None}
-    if len(sizes) > 1:
-        raise ValueError(f"Geometric batch transforms ask for different output sizes {sorted(sizes)}; give `size` "
-                         "to one of them only (or the same size to all)")
-    fused: list[BatchTransform] = []
-    if geometric:
-        first = geometric[0]
-        fused.append(AffineCoordTfm(geometric, size=sizes.pop() if sizes else None, mode=first.mode,
-                                    pad_mode=first.pad_mode, align_corners=first.align_corners,
-                                    mode_mask=first.mode_mask))
-    return fused + ([LightingTfm(lighting)] if lighting else []) + others
+    fused = AffineCoordTfm.fuse(geometric) if geometric else []
+    return fused + (LightingTfm.fuse(lighting) if lighting else []) + others
 
 
 # The transforms an export may name; register your own with BATCH_TFMS["MyTfm"] = MyTfm.

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import io
 import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,13 +20,27 @@ import torch
 from PIL import Image
 
 __all__ = ["PILBase", "PILImage", "PILImageBW", "PILMask", "imagenet_stats", "cifar_stats", "mnist_stats",
-           "load_image", "image2tensor", "image_class", "ImageReader", "MaskReader"]
+           "load_image", "image2tensor", "image_class", "ImageReader", "MaskReader", "jsonable"]
 
 imagenet_stats = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
 cifar_stats = ([0.491, 0.482, 0.447], [0.247, 0.243, 0.261])
 mnist_stats = ([0.131], [0.308])
 
 ImageSource = Any  # Path | str | bytes | PIL.Image | np.ndarray | torch.Tensor
+
+
+def jsonable(value: Any) -> Any:
+    """A JSON-safe copy of a value for an export description: tensors, arrays and tuples become lists, numpy
+    scalars Python numbers, transforms their ``to_config()``."""
+    if isinstance(value, (torch.Tensor, np.ndarray)):
+        return value.tolist() if isinstance(value, np.ndarray) else value.detach().cpu().tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (tuple, list)):
+        return [jsonable(v) for v in value]
+    if hasattr(value, "to_config") and not isinstance(value, type):
+        return value.to_config()
+    return value
 
 
 def load_image(fn: str | os.PathLike | bytes, mode: str | None = None,
@@ -235,8 +248,16 @@ class ImageReader:
         """Whether ``item`` can be read as it is (so `test_set` skips the getters)."""
         return isinstance(item, (str, os.PathLike, bytes, bytearray, Image.Image, np.ndarray, torch.Tensor))
 
-    def to_config(self) -> dict:
-        return {"cls": self.cls.__name__}
+    @property
+    def dls_type(self) -> type:
+        """The DataLoaders class for image inputs (`Datasets.dataloaders` builds it: show_batch, export ...)."""
+        from .data import ImageDataLoaders  # imported here: lamina.vision.data imports this module
+        return ImageDataLoaders
+
+    def show(self, x: Any, ctx: Any = None, **kwargs: Any) -> Any:
+        """Draw an image (Pillow or a CxHxW tensor) on ``ctx``; see `show_image`."""
+        from .show import show_image
+        return show_image(x, ax=ctx, **kwargs)
 
     def __repr__(self) -> str:
         return f"ImageReader({self.cls.__name__}, draft={self.draft})"
@@ -245,16 +266,28 @@ class ImageReader:
 class MaskReader:
     """The loading step of `MaskBlock`: reads a mask and checks its values against ``codes``.
 
+    Args:
+        codes: the class names (pixel value k is ``codes[k]``).
+        ignore_index: a "void" pixel value allowed beyond the codes (e.g. 255); the loss leaves it out.
+
     Raises:
         FileNotFoundError: (``check``, when the datasets are built) naming a mask path that does not exist.
-        ValueError: (when loading) naming the file and the value when a pixel is ``>= len(codes)``.
+        ValueError: (when loading) naming the file and the value when a pixel is ``>= len(codes)`` (and not
+            ``ignore_index``).
     """
 
     lazy = True
     kind = "mask"
 
-    def __init__(self, codes: Any = None):
+    def __init__(self, codes: Any = None, ignore_index: int | None = None):
         self.codes = None if codes is None else [str(c) if isinstance(c, np.str_) else c for c in codes]
+        self.ignore_index = ignore_index
+
+    @property
+    def loss_config(self) -> dict:
+        """The loss masks imply: per-pixel cross-entropy over the class axis, void pixels left out."""
+        extra = {} if self.ignore_index is None else {"ignore_index": int(self.ignore_index)}
+        return {"name": "CrossEntropyLossFlat", "kwargs": {"axis": 1, **extra}}
 
     @property
     def vocab(self) -> list | None:
@@ -272,15 +305,30 @@ class MaskReader:
     def __call__(self, source: ImageSource) -> PILMask:
         mask = PILMask.create(source)
         if self.codes is not None:
-            top = int(np.asarray(mask).max(initial=0))
+            values = np.asarray(mask)
+            if self.ignore_index is not None:
+                values = values[values != self.ignore_index]
+            top = int(values.max(initial=0))
             if top >= len(self.codes):
                 name = str(source) if isinstance(source, (str, os.PathLike)) else "a mask"
+                void = "" if self.ignore_index is None else f" besides the void value {self.ignore_index}"
                 raise ValueError(f"The mask {name} contains the value {top}, but there are only {len(self.codes)} "
-                                 f"codes (values 0 to {len(self.codes) - 1}): check `codes` or the mask files")
+                                 f"codes (values 0 to {len(self.codes) - 1}{void}): check `codes` or the mask files"
+                                 + ("" if self.ignore_index is not None else
+                                    ", or mark a void value with MaskBlock(codes, ignore_index=...)"))
         return mask
 
     def decode(self, mask: Any) -> Any:
         return mask
+
+    def show(self, x: Any, ctx: Any = None, **kwargs: Any) -> Any:
+        """Draw a mask in colour over what ``ctx`` shows (its image); void pixels stay transparent."""
+        from .show import mask_kwargs, show_image
+        array = np.asarray(x.detach().cpu() if isinstance(x, torch.Tensor) else x).astype(np.float32)
+        if self.ignore_index is not None:
+            array = np.where(array == self.ignore_index, np.nan, array)
+        n_codes = len(self.codes) if self.codes else 20
+        return show_image(array, ax=ctx, **{**mask_kwargs(n_codes), **kwargs})
 
     def __repr__(self) -> str:
         return f"MaskReader({len(self.codes) if self.codes else 'no'} codes)"

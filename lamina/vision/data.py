@@ -24,14 +24,14 @@ import torch
 
 from ..data.block import (CategoryBlock, Categorize, DataBlock, MultiCategorize, MultiCategoryBlock,
                           RegressionBlock, RegressionSetup, TransformBlock)
-from ..data.datasets import Datasets
+from ..data.datasets import Datasets, default_num_workers
 from ..data.files import ImageGetter, get_image_files
 from ..data.loaders import DataLoader, DataLoaders
-from ..data.splitters import (ColReader, ColSplitter, GrandparentSplitter, ItemGetter, RandomSplitter,
+from ..data.splitters import (ColReader, ColSplitter, GrandparentSplitter, RandomSplitter,
                               RegexLabeller, parent_label, using_attr)
 from ..losses import loss_from_config
 from .augment import IntToFloatTensor, batch_tfm_from_config
-from .core import ImageReader, MaskReader, PILImage, image_class
+from .core import ImageReader, MaskReader, PILImage, image_class, jsonable
 from .show import show_batch, show_results
 from .transforms import ToTensor, item_tfm_from_config
 
@@ -47,35 +47,49 @@ class ImageBlock(TransformBlock):
 
 
 class MaskBlock(TransformBlock):
-    """Segmentation masks (pixel values are class indices); ``codes`` name the classes (loss:
-    ``CrossEntropyLossFlat(axis=1)``)."""
+    """Segmentation masks (pixel values are class indices); ``codes`` name the classes.
 
-    def __init__(self, codes: Sequence | None = None):
-        super().__init__(type_tfms=MaskReader(codes), item_tfms=ToTensor(), batch_tfms=IntToFloatTensor(),
-                         kind="mask", loss_func={"name": "CrossEntropyLossFlat", "kwargs": {"axis": 1}})
+    Args:
+        codes: the class names; a mask value ``>= len(codes)`` is an error naming the file and the value...
+        ignore_index: ...except this "void" value (e.g. 255: unlabelled pixels), which the loss,
+            ``CrossEntropyLossFlat(axis=1, ignore_index=ignore_index)``, leaves out. Pass the same value to
+            metrics that take it (``MeanIoU(ignore_index=255)``).
+    """
 
-
-def _jsonable(v: Any) -> Any:
-    if isinstance(v, np.generic):
-        return v.item()
-    if isinstance(v, (list, tuple)):
-        return [_jsonable(o) for o in v]
-    return v
+    def __init__(self, codes: Sequence | None = None, ignore_index: int | None = None):
+        reader = MaskReader(codes, ignore_index=ignore_index)
+        super().__init__(type_tfms=reader, item_tfms=ToTensor(), batch_tfms=IntToFloatTensor(), kind="mask",
+                         loss_func=reader.loss_config)
 
 
 class ImageDataLoaders(DataLoaders):
     """`DataLoaders` for images, with factories (``from_folder``, ``from_name_func`` ...).
 
-    A ``loss_func`` given as a config dict (what blocks carry) is built here.
+    A ``loss_func`` given as a config dict (what blocks carry), or set later as ``loss_config``, is built here
+    when there is no loss object yet.
     """
 
     def __init__(self, *loaders: Any, **kwargs: Any):
-        if isinstance(kwargs.get("loss_func"), dict):
-            kwargs["loss_func"] = loss_from_config(kwargs["loss_func"])
-        self._inference = None
+        config = kwargs.get("loss_func") if isinstance(kwargs.get("loss_func"), dict) else None
+        if config is not None:
+            kwargs["loss_func"] = loss_from_config(config)
+        self._inference, self._loss_config = None, None
         super().__init__(*loaders, **kwargs)
+        loss = self.loss_func
+        self.loss_config = config or self._loss_config or (loss.to_config() if hasattr(loss, "to_config") else None)
         for dl in self.loaders:
             dl.show, dl.show_results = show_batch, show_results
+
+    @property
+    def loss_config(self) -> dict | None:
+        """The loss the targets imply, as a config ``{"name", "kwargs"}``."""
+        return self._loss_config
+
+    @loss_config.setter
+    def loss_config(self, value: dict | None) -> None:
+        self._loss_config = value
+        if value is not None and getattr(self, "loss_func", None) is None:
+            self.loss_func = loss_from_config(value)
 
     @property
     def target_kind(self) -> str | None:
@@ -183,7 +197,12 @@ class ImageDataLoaders(DataLoaders):
     def from_lists(cls, path: str | Path, fnames: Sequence, labels: Sequence, valid_pct: float = 0.2,
                    seed: int | None = None, y_block: Any = None, item_tfms: Any = None, batch_tfms: Any = None,
                    img_cls: type = PILImage, **kwargs: Any) -> "ImageDataLoaders":
-        """Images ``fnames`` with one label each in ``labels`` (lists of labels: multi-label; floats: regression)."""
+        """Images ``fnames`` with one label each in ``labels`` (floats: regression; lists of labels: multi-label).
+
+        Any list or tuple label means multi-label, also a list of one label (fastai looks at the first label
+        only and needs two or more in it): a multi-label data set whose first image has one tag stays
+        multi-label. Pass ``y_block=CategoryBlock`` for single labels.
+        """
         if len(fnames) != len(labels):
             raise ValueError(f"`fnames` and `labels` must have the same length; received {len(fnames)} and "
                              f"{len(labels)}")
@@ -237,26 +256,34 @@ def _inference_kwargs(dls: ImageDataLoaders) -> dict:
     if not isinstance(reader, ImageReader):
         raise ValueError("Only DataLoaders whose first input is an ImageBlock can be exported by lamina.vision")
     loss = dls.loss_func.to_config() if hasattr(dls.loss_func, "to_config") else None
+    masks = [s for steps in ds.lazy_steps for s in steps if isinstance(s, MaskReader)]
     return {"kinds": list(dls.valid.kinds), "n_inp": dls.n_inp or 1, "img_cls": reader.cls.__name__,
-            "draft": list(reader.draft) if reader.draft else None, "vocab": _jsonable(dls.vocab),
+            "draft": list(reader.draft) if reader.draft else None, "vocab": jsonable(dls.vocab),
             "n_out": dls.n_out, "item_tfms": _configs(ds.item_tfms, "item"),
-            "batch_tfms": _configs(dls.valid.after_batch, "batch"), "loss": loss, "bs": dls.valid.bs}
+            "batch_tfms": _configs(dls.valid.after_batch, "batch"), "loss": loss, "bs": dls.valid.bs,
+            "ignore_index": masks[0].ignore_index if masks else None}
 
 
-def _target_step(kind: str, vocab: list | None, n_out: int | None) -> Any:
+def _target_step(kind: str, vocab: list | None, n_out: int | None, ignore_index: int | None) -> Any:
     if kind == "category":
         return Categorize(vocab=vocab, sort=False)
     if kind == "multicategory":
         return MultiCategorize(vocab=vocab)
     if kind == "mask":
-        return MaskReader(codes=vocab)
+        return MaskReader(codes=vocab, ignore_index=ignore_index)
     return RegressionSetup(c=n_out)
+
+
+NO_LABELS = ("test_dl(..., with_labels=True) needs the label function, and a loaded learner has none: an export "
+             "keeps the model and the validation transforms, not the code that labels items. Call test_dl(items) "
+             "and compare with labels you compute, or rebuild the DataLoaders with the original factory or DataBlock "
+             "and set learn.dls = dls")
 
 
 def inference_dls(kinds: Sequence[str], n_inp: int = 1, img_cls: str = "PILImage", draft: Sequence[int] | None = None,
                   vocab: list | None = None, n_out: int | None = None, item_tfms: Sequence[dict] = (),
                   batch_tfms: Sequence[dict] = (), loss: dict | None = None, bs: int = 64,
-                  **_: Any) -> ImageDataLoaders:
+                  ignore_index: int | None = None, **_: Any) -> ImageDataLoaders:
     """Empty image DataLoaders with the validation pipeline of an exported learner (its ``test_dl`` and
     ``predict`` take paths, bytes, PIL images, arrays or tensors).
 
@@ -271,12 +298,17 @@ def inference_dls(kinds: Sequence[str], n_inp: int = 1, img_cls: str = "PILImage
         batch_tfms: batch transform configs.
         loss: the loss config.
         bs: the batch size of ``test_dl``.
+        ignore_index: the masks' void value, if any.
+
+    The loaders use `default_num_workers()` worker processes, as training loaders do (``learn.predict`` asks
+    for none: one item loads faster in the main process).
     """
     pipelines = [[ImageReader(image_class(img_cls), tuple(draft) if draft else None)]]
-    pipelines += [[_target_step(kind, vocab, n_out)] for kind in kinds[n_inp:]]
+    pipelines += [[_target_step(kind, vocab, n_out, ignore_index)] for kind in kinds[n_inp:]]
     dsets = Datasets([], pipelines, n_inp=n_inp, splits=([], []), kinds=kinds,
                      item_tfms=[item_tfm_from_config(c) for c in item_tfms])
+    dsets.test_labels_error = NO_LABELS
     after = [batch_tfm_from_config(c) for c in batch_tfms]
-    loaders = [DataLoader(dsets.subset(i), bs=bs, num_workers=0, after_batch=after, kinds=kinds, split_idx=i)
-               for i in (0, 1)]
+    loaders = [DataLoader(dsets.subset(i), bs=bs, num_workers=default_num_workers(), after_batch=after, kinds=kinds,
+                          split_idx=i) for i in (0, 1)]
     return ImageDataLoaders(*loaders, vocab=vocab, n_out=n_out, loss_func=loss, n_inp=n_inp)

@@ -18,6 +18,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import torch
 from torch import nn
 
 from ..callbacks.precision import ChannelsLast
@@ -176,6 +177,35 @@ def _n_out(dls: Any, n_out: int | None, caller: str) -> int:
     return n_out
 
 
+def _first_input(dls: Any) -> Any:
+    """The input of one item (loaded and collated on the CPU, no batch transforms), or None without items.
+
+    Batch transforms are left out: they keep the channels, and a `Normalize()` without statistics would take
+    them from this one item.
+    """
+    for dl in (dls.valid, dls.train):
+        if hasattr(dl, "tensors") and len(dl.tensors[0]):
+            return dl.tensors[0][:1]  # tensor data: its first rows are the inputs, no copy needed
+        if not hasattr(dl, "tensors") and len(dl.dataset):
+            probe = dl.new(bs=1, shuffle=False, drop_last=False, num_workers=0, device="cpu", after_batch=[])
+            return next(iter(probe))[0]
+    return None
+
+
+def _check_channels(x: Any, n_in: int, caller: str) -> None:
+    """Raise when the images ``x`` (a batch) do not have the ``n_in`` channels the model is built for.
+
+    Raises:
+        ValueError: naming both counts and the fix, instead of a convolution error at the first batch.
+    """
+    if not isinstance(x, torch.Tensor) or x.ndim != 4 or x.shape[1] == n_in:
+        return
+    channels = x.shape[1]
+    grey = " or read colour images as grayscale: ImageBlock(PILImageBW) / img_cls=PILImageBW" if n_in == 1 else ""
+    raise ValueError(f"{caller}(n_in={n_in}) builds a model for {n_in}-channel images, but the images of `dls` have "
+                     f"{channels} channels (a batch has shape {tuple(x.shape)}). Pass n_in={channels}{grey}")
+
+
 def _add_normalize(dls: Any, stats: Sequence | None, n_in: int) -> None:
     """Add ``Normalize.from_stats(*stats)`` to every loader, unless a `Normalize` is already there.
 
@@ -226,6 +256,7 @@ def vision_learner(dls: Any, arch: Any, normalize: bool = True, n_out: int | Non
         >>> learn = vision_learner(dls, resnet34, metrics=error_rate); learn.fine_tune(1)
     """
     n_out = _n_out(dls, n_out, "vision_learner")
+    _check_channels(_first_input(dls), n_in, "vision_learner")
     arch = resolve_arch(arch)
     head_kwargs = dict(concat_pool=concat_pool, pool=pool, lin_ftrs=lin_ftrs, ps=ps, first_bn=first_bn,
                        bn_final=bn_final, lin_first=lin_first, y_range=y_range)
@@ -284,7 +315,9 @@ def unet_learner(dls: Any, arch: Any, normalize: bool = True, n_out: int | None 
         kwargs = {**config, **kwargs}
     n_out = _n_out(dls, n_out, "unet_learner")
     arch = resolve_arch(arch)
-    img_size = tuple(int(s) for s in dls.one_batch()[0].shape[-2:])
+    xb = dls.one_batch()[0]
+    _check_channels(xb, kwargs.get("n_in", 3), "unet_learner")
+    img_size = tuple(int(s) for s in xb.shape[-2:])
     model = create_unet_model(arch, n_out, img_size, pretrained=pretrained, weights=weights, **kwargs)
     meta = arch_meta(arch)
     if normalize and pretrained:

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from ..data.loaders import BatchTransform
+from .core import jsonable
 
 __all__ = ["IntToFloatTensor", "Normalize", "LightingTfm", "Brightness", "Contrast", "Saturation", "Hue",
            "RandomErasing"]
@@ -33,17 +34,6 @@ _LUMA = (0.299, 0.587, 0.114)  # ITU-R 601 weights: the grey that Saturation mov
 
 # ------------------------------------------------------------------------------------------------------------
 # Shared helpers (also used by lamina.vision.augment)
-
-
-def _jsonable(value: Any) -> Any:
-    """A JSON-safe copy of a constructor argument (tensors and tuples become lists)."""
-    if isinstance(value, Tensor):
-        return value.detach().cpu().tolist()
-    if isinstance(value, (tuple, list)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, ConfigTransform):
-        return value.to_config()
-    return value
 
 
 class ConfigTransform(BatchTransform):
@@ -57,7 +47,7 @@ class ConfigTransform(BatchTransform):
 
     def to_config(self) -> dict[str, Any]:
         """``{"name": class name, "kwargs": constructor arguments}``, JSON-safe."""
-        return {"name": type(self).__name__, "kwargs": {k: _jsonable(getattr(self, k)) for k in self._config_keys}}
+        return {"name": type(self).__name__, "kwargs": {k: jsonable(getattr(self, k)) for k in self._config_keys}}
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={getattr(self, k)!r}" for k in self._config_keys)
@@ -252,10 +242,16 @@ class LightingTfm(ConfigTransform):
 
     order = 40
     split_idx = 0
+    fuse_group = "lighting"  # neighbours in a batch_tfms list are fused (`lamina.data.datasets.fuse_tfms`)
     _config_keys = ("tfms",)
 
     def __init__(self, tfms: Sequence["LightingTfm"] = ()):
         self.tfms: list[LightingTfm] = [piece for tfm in tfms for piece in tfm.tfms]  # flattened
+
+    @classmethod
+    def fuse(cls, tfms: Sequence["LightingTfm"]) -> list["LightingTfm"]:
+        """Lighting transforms as one `LightingTfm` (one logit, one matmul, one sigmoid)."""
+        return [LightingTfm(tfms)]
 
     def _logit_map(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """This piece's (matrix [bs, C, C], bias [bs, C], applied [bs]) for images ``x``."""

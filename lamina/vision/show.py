@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["show_image", "show_images", "show_batch", "show_results", "MASK_CMAP"]
+__all__ = ["show_image", "show_images", "show_batch", "show_results", "unique_batch", "mask_kwargs", "MASK_CMAP",
+           "IMSHOW_KWARGS"]
 
 MASK_CMAP = "tab20"
 RIGHT, WRONG = "green", "red"
@@ -74,16 +75,43 @@ def show_images(ims: Sequence[Any], nrows: int | None = None, ncols: int | None 
     return axes
 
 
-def _grid(n: int, nrows: int | None, ncols: int | None, figsize: tuple | None, unit: float = 3.0) -> list:
+def _grid(n: int, nrows: int | None, ncols: int | None, figsize: tuple | None, imsize: float = 3.0,
+          ctxs: Sequence | None = None, suptitle: str | None = None) -> list:
+    """``n`` axes: ``ctxs`` when given, else a new ``nrows`` x ``ncols`` grid (``imsize`` inches per cell)."""
+    if ctxs is not None:
+        return list(ctxs)[:n]
     import matplotlib.pyplot as plt
     n = max(n, 1)
     ncols = ncols or (math.ceil(n / nrows) if nrows else math.ceil(math.sqrt(n)))
     nrows = nrows or math.ceil(n / ncols)
-    _, axes = plt.subplots(nrows, ncols, figsize=figsize or (ncols * unit, nrows * unit), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=figsize or (ncols * imsize, nrows * imsize), squeeze=False)
+    if suptitle:
+        fig.suptitle(suptitle)
     axes = list(axes.flatten())
     for ax in axes[n:]:
         ax.axis("off")
     return axes[:n]
+
+
+# what may reach matplotlib's imshow; anything else a user passes is refused by name (`_check_kwargs`)
+IMSHOW_KWARGS = {"cmap", "alpha", "vmin", "vmax", "interpolation", "aspect", "norm", "origin", "extent",
+                 "resample", "filternorm", "filterrad", "interpolation_stage"}
+_GRID_KWARGS = {"imsize", "suptitle"}
+
+
+def _check_kwargs(kwargs: dict, caller: str) -> tuple[dict, dict]:
+    """``kwargs`` split into grid options and imshow options.
+
+    Raises:
+        TypeError: naming the arguments that are neither, instead of letting matplotlib fail on them later.
+    """
+    unknown = sorted(set(kwargs) - IMSHOW_KWARGS - _GRID_KWARGS)
+    if unknown:
+        raise TypeError(f"{caller}() got unexpected keyword arguments {unknown}. It takes b, max_n, nrows, ncols, "
+                        f"figsize, imsize, suptitle, ctxs{', show, unique' if caller == 'show_batch' else ''} and "
+                        f"the image options {sorted(IMSHOW_KWARGS)}")
+    grid = {k: v for k, v in kwargs.items() if k in _GRID_KWARGS}
+    return grid, {k: v for k, v in kwargs.items() if k in IMSHOW_KWARGS}
 
 
 def _label(target: Any, kind: str | None, vocab: Sequence | None) -> str:
@@ -106,27 +134,66 @@ def _decoded(dls: Any, batch: tuple) -> tuple[tuple, tuple[str, ...], int]:
     return batch, tuple(dl.kinds), dls.n_inp or 1
 
 
-def _mask_kwargs(dls: Any) -> dict:
-    n_codes = len(dls.vocab) if getattr(dls, "vocab", None) is not None else 20
+def mask_kwargs(n_codes: int) -> dict:
+    """imshow options drawing a mask of ``n_codes`` classes half-transparently over its image."""
     return {"cmap": MASK_CMAP, "alpha": 0.5, "vmin": 0, "vmax": max(n_codes - 1, 1), "interpolation": "nearest"}
 
 
+def _show_mask(mask: Any, ax: Any, dls: Any) -> None:
+    """A mask over the image on ``ax``; values beyond the codes (a void value such as 255) stay transparent."""
+    n_codes = len(dls.vocab) if getattr(dls, "vocab", None) is not None else 20
+    codes = mask.detach().cpu().float() if isinstance(mask, torch.Tensor) else torch.as_tensor(np.asarray(mask))
+    codes = torch.where(codes < n_codes, codes.float(), float("nan"))
+    show_image(codes.numpy(), ax=ax, **mask_kwargs(n_codes))
+
+
+def unique_batch(dl: Any, n: int) -> tuple:
+    """The first item of ``dl``'s dataset ``n`` times, each through the loader's random item and batch
+    transforms (``show_batch(unique=True)``: what the augmentations do to one image)."""
+    if hasattr(dl, "tensors"):  # a TensorDataLoader: no item transforms, batch ones only
+        first = torch.zeros(n, dtype=torch.long)
+        loader = dl.new(tuple(t[first.to(t.device)] for t in dl.tensors), bs=n, shuffle=False, drop_last=False)
+    else:
+        from torch.utils.data import Subset
+        loader = dl.new(Subset(dl.dataset, [0] * n), bs=n, shuffle=False, drop_last=False, num_workers=0)
+    return next(iter(loader))
+
+
 def show_batch(dls: Any, batch: tuple, max_n: int = 9, nrows: int | None = None, ncols: int | None = None,
-               figsize: tuple | None = None, **kwargs: Any) -> list:
+               figsize: tuple | None = None, ctxs: Sequence | None = None, show: bool = True, unique: bool = False,
+               **kwargs: Any) -> Any:
     """Show the first ``max_n`` items of ``batch``: images with their labels, or with their masks over them.
 
+    Args:
+        dls: the DataLoaders (kinds, vocabulary, decoding).
+        batch: the batch to show.
+        max_n: how many items.
+        nrows, ncols, figsize: the grid (default: as square as possible, 3 inches per image, ``imsize``).
+        ctxs: axes to draw on instead of a new grid.
+        show: False returns the decoded batch without drawing.
+        unique: show the first training item ``max_n`` times with its training augmentations (``batch`` unused).
+        **kwargs: ``imsize``, ``suptitle``, and image options for ``imshow`` (`IMSHOW_KWARGS`).
+
     Returns:
-        The axes used.
+        The axes used (the decoded batch when ``show=False``).
+
+    Raises:
+        TypeError: naming keyword arguments it does not take.
     """
+    grid, image_kwargs = _check_kwargs(kwargs, "show_batch")
+    if unique:
+        batch = unique_batch(dls.train, max_n)
     batch, kinds, n_inp = _decoded(dls, batch)
+    if not show:
+        return batch
     images = batch[0]
     n = min(len(images), max_n)
     target_kind = kinds[n_inp] if len(kinds) > n_inp and len(batch) > n_inp else None
-    axes = _grid(n, nrows, ncols, figsize)
+    axes = _grid(n, nrows, ncols, figsize, ctxs=ctxs, **grid)
     for i, ax in enumerate(axes):
-        show_image(images[i], ax=ax, **kwargs)
+        show_image(images[i], ax=ax, **image_kwargs)
         if target_kind == "mask":
-            show_image(batch[n_inp][i], ax=ax, **_mask_kwargs(dls))
+            _show_mask(batch[n_inp][i], ax, dls)
         elif target_kind is not None:
             ax.set_title(_label(batch[n_inp][i], target_kind, dls.vocab))
     return axes
@@ -134,7 +201,7 @@ def show_batch(dls: Any, batch: tuple, max_n: int = 9, nrows: int | None = None,
 
 def show_results(dls: Any, batch: tuple, preds: Any, decoded: Any = None, max_n: int = 9, losses: Any = None,
                  nrows: int | None = None, ncols: int | None = None, figsize: tuple | None = None,
-                 **kwargs: Any) -> list:
+                 ctxs: Sequence | None = None, **kwargs: Any) -> list:
     """Show targets and predictions for the first ``max_n`` items of ``batch``.
 
     Classification: one image per cell titled ``target/prediction`` (green when they agree, red otherwise);
@@ -151,14 +218,16 @@ def show_results(dls: Any, batch: tuple, preds: Any, decoded: Any = None, max_n:
     Returns:
         The axes used.
     """
+    grid, kwargs = _check_kwargs(kwargs, "show_results")
+    grid["ctxs"] = ctxs
     decoded = preds if decoded is None else decoded
     batch, kinds, n_inp = _decoded(dls, batch)
     images, targets = batch[0], batch[n_inp] if len(batch) > n_inp else None
     kind = kinds[n_inp] if len(kinds) > n_inp else None
     n = min(len(images), max_n)
     if kind == "mask":
-        return _show_mask_results(dls, images, targets, decoded, n, losses, figsize, **kwargs)
-    axes = _grid(n, nrows, ncols, figsize)
+        return _show_mask_results(dls, images, targets, decoded, n, losses, figsize, grid, **kwargs)
+    axes = _grid(n, nrows, ncols, figsize, **grid)
     for i, ax in enumerate(axes):
         pred = _label(decoded[i], kind, dls.vocab)
         target = _label(targets[i], kind, dls.vocab) if targets is not None else None
@@ -173,9 +242,9 @@ def show_results(dls: Any, batch: tuple, preds: Any, decoded: Any = None, max_n:
 
 
 def _show_mask_results(dls: Any, images: Any, targets: Any, decoded: Any, n: int, losses: Any,
-                       figsize: tuple | None, **kwargs: Any) -> list:
+                       figsize: tuple | None, grid: dict, **kwargs: Any) -> list:
     """Rows of (image + target mask, image + predicted mask)."""
-    axes = _grid(2 * n, n, 2, figsize)
+    axes = _grid(2 * n, n, 2, figsize, **grid)
     for i in range(n):
         for col, (masks, title) in enumerate(((targets, "target"), (decoded, "prediction"))):
             ax = axes[2 * i + col]
@@ -183,5 +252,5 @@ def _show_mask_results(dls: Any, images: Any, targets: Any, decoded: Any, n: int
                 title = f"prediction / loss {float(losses[i]):.2f}"
             show_image(images[i], ax=ax, title=title if i == 0 or losses is not None else None, **kwargs)
             if masks is not None:
-                show_image(masks[i], ax=ax, **_mask_kwargs(dls))
+                _show_mask(masks[i], ax, dls)
     return axes

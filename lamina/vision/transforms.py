@@ -26,7 +26,8 @@ from PIL import Image
 from .core import PILBase, PILMask, image2tensor
 
 __all__ = ["ItemTransform", "Resize", "RandomResizedCrop", "RandomCrop", "CropPad", "RatioResize", "FlipItem",
-           "DihedralItem", "ToTensor", "ResizeMethod", "PadMode", "ITEM_TFMS", "item_tfm_from_config"]
+           "DihedralItem", "ToTensor", "AddMaskCodes", "ResizeMethod", "PadMode", "ITEM_TFMS", "item_tfm_from_config",
+           "clamp_box"]
 
 BILINEAR, NEAREST = Image.Resampling.BILINEAR, Image.Resampling.NEAREST
 
@@ -86,7 +87,18 @@ def resample_box(img: Image.Image, box: tuple[float, float, float, float], out_s
     if any(pads):
         img = _pad(img, pads, pad_mode)
         left, right, top, bottom = left + pads[0], right + pads[0], top + pads[1], bottom + pads[1]
-    return img.resize(out_size, resample, box=(left, top, right, bottom))
+    return img.resize(out_size, resample, box=clamp_box((left, top, right, bottom), img.size))
+
+
+def clamp_box(box: Sequence[float], size: tuple[int, int]) -> tuple[float, float, float, float]:
+    """``box`` (left, top, right, bottom) kept inside an image of ``size`` (w, h).
+
+    Float arithmetic puts a window that touches an edge a hair outside it (a top of -1e-14 for a 300x225
+    image cropped to a square), which Pillow refuses; the padding above has already covered any real overhang.
+    """
+    width, height = size
+    left, top = min(max(0.0, box[0]), width - 1.0), min(max(0.0, box[1]), height - 1.0)
+    return left, top, min(max(box[2], left + 1e-3), float(width)), min(max(box[3], top + 1e-3), float(height))
 
 
 class ItemTransform:
@@ -358,9 +370,29 @@ class ToTensor(ItemTransform):
         return tuple(image2tensor(x) if _is_image(x) else x for x in sample)
 
 
+class AddMaskCodes(ItemTransform):
+    """Names the classes of segmentation masks for a `Datasets` built by hand (``after_item=[AddMaskCodes(codes),
+    ...]``): it sets the DataLoaders' ``vocab`` and ``n_out``; samples pass unchanged. (`MaskBlock` takes the
+    codes itself.)"""
+
+    def __init__(self, codes: Sequence | None = None):
+        self.codes = None if codes is None else [str(c) if isinstance(c, np.str_) else c for c in codes]
+
+    @property
+    def vocab(self) -> list | None:
+        return self.codes
+
+    @property
+    def c(self) -> int | None:
+        return None if self.codes is None else len(self.codes)
+
+    def _config(self) -> dict:
+        return {"codes": self.codes}
+
+
 ITEM_TFMS: dict[str, type[ItemTransform]] = {
     cls.__name__: cls for cls in (Resize, RandomResizedCrop, RandomCrop, CropPad, RatioResize, FlipItem,
-                                  DihedralItem, ToTensor)}
+                                  DihedralItem, ToTensor, AddMaskCodes)}
 
 
 def item_tfm_from_config(cfg: dict) -> ItemTransform:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import pickle
+import types
 
 import pytest
 import torch
 
-from lamina.data.block import (CategoryBlock, Categorize, DataBlock, Datasets, MultiCategorize, MultiCategoryBlock,
-                               RegressionBlock, RegressionSetup, TransformBlock, draft_size, merge_tfms)
+from lamina.data.block import (Category, CategoryBlock, Categorize, DataBlock, Datasets, EncodedMultiCategorize,
+                               MultiCategorize, MultiCategoryBlock, OneHotEncode, RegressionBlock, RegressionSetup,
+                               TransformBlock, draft_size, fuse_tfms, get_c, merge_tfms)
 from lamina.data.datasets import default_num_workers
 from lamina.data.loaders import DataLoaders
 from lamina.data.splitters import IndexSplitter, RandomSplitter
@@ -67,6 +69,63 @@ def test_multicategorize():
         MultiCategorize(encoded=True)
 
 
+def test_fastai_encoder_names():
+    cat = Categorize()
+    cat.setup([True, False])
+    decoded = cat.decode(torch.tensor(1))
+    assert isinstance(decoded, Category) and decoded == "True"
+    one_hot = OneHotEncode()
+    one_hot.setup([torch.tensor([0, 2]), torch.tensor([1])])
+    assert one_hot.c == 3 and one_hot(torch.tensor([0, 2])).tolist() == [1.0, 0.0, 1.0]
+    assert one_hot(torch.tensor([0.0, 1.0, 0.0])).tolist() == [0.0, 1.0, 0.0]  # already one-hot: unchanged
+    encoded = EncodedMultiCategorize(vocab=["x", "y"])
+    assert encoded.encoded and encoded([1, 0]).tolist() == [1.0, 0.0]
+
+
+def test_get_c_and_loss_configs_from_the_types():
+    dls = types.SimpleNamespace(n_out=None, vocab=["a", "b", "c"])
+    assert get_c(dls) == 3 and get_c(types.SimpleNamespace(n_out=5, vocab=None)) == 5
+    assert get_c(types.SimpleNamespace(n_out=None, vocab=None)) is None
+    assert MultiCategorize().loss_config["name"] == "BCEWithLogitsLossFlat"
+    assert RegressionSetup().loss_config["name"] == "MSELossFlat"
+    dsets = Datasets(list(range(6)), [[features], [lambda i: float(i), RegressionSetup()]], splits=([0, 1, 2, 3], [4]))
+    dls = dsets.dataloaders(bs=2, num_workers=0)
+    assert type(dls) is DataLoaders and dls.loss_config == {"name": "MSELossFlat", "kwargs": {}} and dls.n_out == 1
+
+
+class _Fusable:
+    """A transform that fuses with its neighbours of the same group (what vision's affine pieces do)."""
+
+    fuse_group = "g"
+
+    def __init__(self, tag, order=30):
+        self.tag, self.order = tag, order
+
+    @classmethod
+    def fuse(cls, tfms):
+        return [_Fusable("+".join(t.tag for t in tfms), tfms[0].order)]
+
+
+class _OtherFusable(_Fusable):
+    pass
+
+
+def test_fuse_tfms_fuses_runs_of_neighbours_after_sorting():
+    class Plain:
+        def __init__(self, order):
+            self.order = order
+
+    early, late = Plain(10), Plain(99)
+    out = fuse_tfms([late, _Fusable("a"), early, _Fusable("b"), _Fusable("c", order=40)])
+    assert [getattr(t, "tag", t) for t in out] == [early, "a+b+c", late]  # sorted, then the run fused
+    lone = _Fusable("x")
+    assert fuse_tfms([lone, Plain(30)])[0] is lone  # a run of one is kept as it is
+    split = fuse_tfms([_Fusable("a"), Plain(30), _Fusable("b")])
+    assert [getattr(t, "tag", None) for t in split] == ["a", None, "b"]  # not neighbours: not fused
+    dls = tensor_block(batch_tfms=[_Fusable("a"), _OtherFusable("b")]).dataloaders(list(range(11)), bs=4, num_workers=0)
+    assert [t.tag for t in dls.train.after_batch] == ["a+b"] and [t.tag for t in dls.valid.after_batch] == ["a+b"]
+
+
 def test_regression_setup_infers_outputs():
     reg = RegressionSetup()
     reg.setup([[1.0, 2.0], [3.0, 4.0]])
@@ -87,8 +146,8 @@ def test_datablock_dataloaders_on_tensors():
     xb, yb = dls.one_batch()
     assert xb.shape == (4, 2) and yb.dtype == torch.int64
     assert [int(y) for y in yb] == [int(x[0]) % 2 for x in xb]
-    # a plain DataLoaders gets no loss: building losses belongs to the training layer
-    assert dls.loss_func is None
+    # a plain DataLoaders gets no loss object (building losses belongs to the training layer), but its config
+    assert dls.loss_func is None and dls.loss_config == {"name": "CrossEntropyLossFlat", "kwargs": {}}
 
 
 def test_datablock_val_kwargs_and_unknown_kwargs():

@@ -90,3 +90,21 @@ def test_factories_return_fresh_metrics_with_sklearn_style_names():
     for cls, name in names.items():
         first, second = cls(), cls()
         assert first.name == name and first is not second and isinstance(first, Metric)
+
+
+def test_multi_metrics_average_over_classes_in_predictions_or_targets():
+    # fastai's example: class 2 is predicted but never a target, so it counts with a score of 0
+    targ = torch.tensor([[[0, 1, 1]], [[1, 0, 0]]])
+    pred = _masks_to_logits(torch.tensor([[[0, 1, 1]], [[2, 0, 0]]]), 3)
+    # per class (inter, |P|, |T|): 0: (3, 3, 3), 1: (2, 2, 3), 2: (0, 1, 0)
+    assert _run(DiceMulti(), pred, targ) == pytest.approx((1 + 4 / 5 + 0) / 3)  # 0.6, as fastai
+    assert _run(JaccardCoeffMulti(), pred, targ) == pytest.approx((1 + 2 / 3 + 0) / 3)
+    assert _run(DiceMulti(), pred, targ, [1, 1]) == pytest.approx(0.6)  # summed over the epoch, not per batch
+
+
+def test_dice_multi_counts_predictions_on_void_target_pixels():
+    targ = torch.tensor([[[0, 255, 1, 1]]])
+    pred = _masks_to_logits(torch.tensor([[[0, 1, 1, 1]]]), 2)
+    # class 1: inter 2, |P| = 3 (the void pixel too, as fastai counts it), |T| = 2 -> 4/5
+    assert _run(DiceMulti(), pred, targ) == pytest.approx((1 + 4 / 5) / 2)
+    assert _run(MeanIoU(ignore_index=255), pred, targ) == pytest.approx(1.0)  # mIoU leaves void pixels out

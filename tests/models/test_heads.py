@@ -79,3 +79,14 @@ def test_lin_first_puts_the_linear_layer_first_in_each_block():
 def test_bad_n_out_is_named():
     with pytest.raises(ValueError, match="`n_out` must be a positive integer; received: n_out=0"):
         create_head(8, 0)
+
+
+def test_block_batch_norms_start_with_a_small_bias():
+    head = create_head(8, 3, lin_ftrs=[6], bn_final=True)
+    norms = [m for m in head if isinstance(m, nn.BatchNorm1d)]
+    assert len(norms) == 3
+    for bn in norms[:2]:  # the LinBnDrop blocks' norms: weight 1, bias 1e-3
+        assert torch.all(bn.weight == 1) and torch.allclose(bn.bias, torch.full_like(bn.bias, 1e-3))
+    assert torch.all(norms[2].bias == 0)  # bn_final is a plain BatchNorm1d
+    lin_first = [m for m in create_head(8, 3, lin_first=True) if isinstance(m, nn.BatchNorm1d)]
+    assert all(torch.allclose(bn.bias, torch.full_like(bn.bias, 1e-3)) for bn in lin_first)

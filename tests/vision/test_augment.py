@@ -214,6 +214,32 @@ def test_aug_transforms_calls_grid_sample_once_per_batch(grid_sample_calls):
     assert grid_sample_calls == ["bilinear"]
 
 
+def test_user_lists_of_geometric_transforms_interpolate_once(grid_sample_calls, tmp_path):
+    """``batch_tfms=[Rotate(...), Flip(...)]`` through DataBlock, a factory or Datasets: one grid_sample."""
+    from lamina.data.block import Categorize, CategoryBlock, DataBlock, Datasets
+    from lamina.data.splitters import RandomSplitter, using_attr
+    from lamina.vision.core import PILImage
+    from lamina.vision.data import ImageBlock, ImageDataLoaders
+    from lamina.vision.synth import make_image_folder
+    from lamina.vision.transforms import Resize, ToTensor
+
+    files = make_image_folder(tmp_path, n_per_class=4, size=(20, 24), classes=("Persian", "pug"))
+    is_cat = using_attr(lambda name: name[0].isupper(), "name")
+    user = [Rotate(max_deg=40, p=1.), Flip(p=1.), Brightness(p=1.), Contrast(p=1.)]
+    common = dict(bs=4, num_workers=0)
+    dblock = DataBlock(blocks=(ImageBlock, CategoryBlock), get_y=is_cat, item_tfms=Resize(16), batch_tfms=user)
+    dsets = Datasets(files, [[PILImage.create], [is_cat, Categorize]], splits=RandomSplitter(seed=0)(files))
+    for dls in (dblock.dataloaders(files, **common),
+                ImageDataLoaders.from_path_func(tmp_path, files, is_cat, item_tfms=Resize(16), batch_tfms=user,
+                                                **common),
+                dsets.dataloaders(after_item=[Resize(16), ToTensor], after_batch=[IntToFloatTensor, *user], **common)):
+        assert [type(t) for t in dls.train.after_batch] == [IntToFloatTensor, AffineCoordTfm, LightingTfm]
+        assert [type(t) for t in dls.train.after_batch[1].tfms] == [Rotate, Flip]
+        grid_sample_calls.clear()
+        dls.train.one_batch()
+        assert grid_sample_calls == ["bilinear"]
+
+
 def test_setup_aug_tfms_keeps_others_and_rejects_conflicting_sizes():
     erase = RandomErasing()
     tfms = setup_aug_tfms([Flip(), erase, Brightness(), Rotate(size=8), Contrast()])

@@ -11,7 +11,8 @@ import torch
 from PIL import Image
 
 from lamina.vision.core import (ImageReader, MaskReader, PILImage, PILImageBW, PILMask, cifar_stats, image2tensor,
-                                imagenet_stats, load_image, mnist_stats)
+                                imagenet_stats, jsonable, load_image, mnist_stats)
+from lamina.vision.transforms import Resize
 
 
 @pytest.fixture
@@ -107,7 +108,7 @@ def test_image2tensor_shapes(rgb):
 def test_readers(tmp_path):
     reader = ImageReader(PILImageBW)
     assert reader.accepts("x.jpg") and reader.accepts(b"..") and reader.accepts(np.zeros(2))
-    assert not reader.accepts({"row": 1}) and reader.to_config() == {"cls": "PILImageBW"}
+    assert not reader.accepts({"row": 1})
     fn = tmp_path / "m.png"
     Image.fromarray(np.array([[0, 1], [1, 4]], dtype=np.uint8)).save(fn)
     masks = MaskReader(codes=np.array(["a", "b", "c"]))
@@ -117,3 +118,21 @@ def test_readers(tmp_path):
     assert np.asarray(MaskReader(codes=list("abcde"))(fn)).max() == 4
     with pytest.raises(FileNotFoundError, match="The mask file .*gone_P.png' does not exist"):
         masks.check(tmp_path / "gone_P.png")
+
+
+def test_mask_reader_allows_only_the_void_value_beyond_the_codes(tmp_path):
+    void = tmp_path / "void.png"
+    Image.fromarray(np.array([[0, 255], [2, 1]], dtype=np.uint8)).save(void)
+    with pytest.raises(ValueError, match=r"contains the value 255, .*ignore_index"):
+        MaskReader(codes="abc")(void)
+    reader = MaskReader(codes="abc", ignore_index=255)
+    assert np.asarray(reader(void)).tolist() == [[0, 255], [2, 1]]
+    assert reader.loss_config == {"name": "CrossEntropyLossFlat", "kwargs": {"axis": 1, "ignore_index": 255}}
+    Image.fromarray(np.array([[3, 255]], dtype=np.uint8)).save(void)
+    with pytest.raises(ValueError, match=r"contains the value 3, .*besides the void value 255"):
+        reader(void)
+
+
+def test_jsonable():
+    assert jsonable((np.float32(0.5), torch.tensor([1, 2]), np.array([3]), [np.int64(4)])) == [0.5, [1, 2], [3], [4]]
+    assert jsonable(Resize(8)) == Resize(8).to_config() and jsonable("x") == "x"

@@ -13,16 +13,17 @@ import torch
 from PIL import Image
 
 from lamina.data.block import Categorize, CategoryBlock, DataBlock, Datasets
+from lamina.models.bodies import resnet18
 from lamina.data.datasets import default_num_workers
-from lamina.data.files import get_image_files
 from lamina.data.splitters import FuncSplitter, RandomSplitter, RegexLabeller, using_attr
 from lamina.export import resolve_callable
 from lamina.losses import BCEWithLogitsLossFlat, CrossEntropyLossFlat, MSELossFlat
-from lamina.vision.augment import IntToFloatTensor, Normalize
-from lamina.vision.core import PILImage, imagenet_stats
-from lamina.vision.data import ImageBlock, ImageDataLoaders, SegmentationDataLoaders, inference_dls
+from lamina.vision.augment import IntToFloatTensor, Normalize, aug_transforms
+from lamina.vision.core import PILImage, PILMask, imagenet_stats
+from lamina.vision.data import ImageBlock, ImageDataLoaders, MaskBlock, SegmentationDataLoaders, inference_dls
+from lamina.vision.learner import vision_learner
 from lamina.vision.synth import make_image_folder, make_segmentation_set, mask_from_pixels
-from lamina.vision.transforms import FlipItem, RandomResizedCrop, Resize, ToTensor
+from lamina.vision.transforms import AddMaskCodes, FlipItem, RandomResizedCrop, Resize, ToTensor
 
 BREEDS = ("Persian", "Siamese", "pug", "beagle")
 BREED_RE = r"([^/]+)_\d+\.jpg$"
@@ -168,6 +169,32 @@ def test_fastai_style_datasets_load_lazily(pets):
     assert xb.shape == (4, 3, 16, 16) and xb.dtype == torch.float32 and dls.n_out == 2
 
 
+def test_datasets_built_by_hand_give_image_dataloaders_with_loss_and_show(pets):
+    """fastbook chapter 11: Datasets + dataloaders(after_item, after_batch), then a vision learner."""
+    import matplotlib
+    matplotlib.use("Agg")
+    dsets = Datasets(pets, [[PILImage.create], [using_attr(is_cat, "name"), Categorize]],
+                     splits=RandomSplitter(seed=0)(pets))
+    ax = dsets.show(dsets.train[0])
+    assert ax.get_title() in ("True", "False") and len(ax.images) == 1
+    dls = dsets.dataloaders(bs=4, after_item=[Resize(16), ToTensor], num_workers=0, timeout=5, dl_type=None,
+                            after_batch=[IntToFloatTensor, *aug_transforms(), Normalize.from_stats(*imagenet_stats)])
+    assert isinstance(dls, ImageDataLoaders) and isinstance(dls.loss_func, CrossEntropyLossFlat)
+    assert dls.loss_config == {"name": "CrossEntropyLossFlat", "kwargs": {}}
+    assert len(dls.show_batch(max_n=2)) == 2
+    assert [type(t).__name__ for t in dls.valid.after_batch] == [
+        "IntToFloatTensor", "AffineCoordTfm", "LightingTfm", "Normalize"]  # sorted, fused
+    learn = vision_learner(dls, resnet18, pretrained=False)
+    assert isinstance(learn.loss_func, CrossEntropyLossFlat)
+    first = dsets.dataloaders(bs=2, n=6, after_item=[Resize(16), ToTensor], after_batch=[IntToFloatTensor],
+                              num_workers=0, val_shuffle=True, dl_kwargs=[{"seed": 3}, {}])
+    assert len(first.train_ds) == 6 and first.valid.shuffle and first.train.seed == 3
+    with pytest.raises(ValueError, match=r"`n` must be between 1 and the number of training items \(13\)"):
+        dsets.dataloaders(n=100)
+    with pytest.raises(TypeError, match="lamina has one loader class"):
+        dsets.dataloaders(dl_type=list)
+
+
 # --- prediction path ------------------------------------------------------------------------------------
 
 
@@ -221,7 +248,7 @@ def test_label_function_that_raises_names_the_item(pets):
             raise ValueError("cannot label this one")
         return name[0].isupper()
 
-    with pytest.raises(ValueError, match=r"failed on item '.*pug_2\.jpg'.*cannot label this one"):
+    with pytest.raises(ValueError, match=r"step `fussy \(on \.name\)` .*failed on item '.*pug_2\.jpg'.*cannot label"):
         ImageDataLoaders.from_name_func(pets[0].parent, pets, label_func=fussy, num_workers=0)
 
 
@@ -283,7 +310,38 @@ def test_segmentation_inference(camvid):
                                                   item_tfms=Resize(16), num_workers=0)
     rebuilt = inference_dls(**json.loads(json.dumps(dls.inference["kwargs"])))
     assert rebuilt.vocab == ["a", "b", "c"] and rebuilt.loss_func.axis == 1
-    assert torch.equal(rebuilt.test_dl(files[:2]).one_batch()[0], dls.test_dl(files[:2], num_workers=0).one_batch()[0])
+    assert torch.equal(rebuilt.test_dl(files[:2], num_workers=0).one_batch()[0],
+                       dls.test_dl(files[:2], num_workers=0).one_batch()[0])
+
+
+def test_loaded_pipeline_uses_workers_and_refuses_labels(pets):
+    rebuilt = resolve_callable("lamina.vision.data:inference_dls")(**chapter_one(pets).inference["kwargs"])
+    assert rebuilt.valid.num_workers == default_num_workers()  # test_dl loads like training loaders do
+    assert rebuilt.test_dl(pets[:2]).num_workers == default_num_workers()
+    with pytest.raises(ValueError, match=r"with_labels=True\) needs the label function, and a loaded learner has none"):
+        rebuilt.test_dl(pets[:2], with_labels=True)
+
+
+def test_mask_block_with_a_void_value(camvid):
+    path, files = camvid
+    for fn in (path / "labels").iterdir():  # a void border, as CamVid-style data marks unlabelled pixels
+        mask = np.array(Image.open(fn))
+        mask[0] = 255
+        Image.fromarray(mask).save(fn)
+    dblock = DataBlock(blocks=(ImageBlock, MaskBlock(codes=["a", "b", "c"], ignore_index=255)),
+                       get_y=label_func_for(path), splitter=RandomSplitter(seed=0), item_tfms=Resize(16))
+    dls = dblock.dataloaders(files, bs=2, num_workers=0)
+    assert dls.loss_func.ignore_index == 255 and dls.loss_config["kwargs"] == {"axis": 1, "ignore_index": 255}
+    xb, yb = dls.valid.one_batch()
+    assert (yb == 255).any() and yb[yb != 255].max() <= 2
+    logits = torch.randn(len(yb), 3, 16, 16)
+    assert torch.isfinite(dls.loss_func(logits, yb))
+    rebuilt = inference_dls(**json.loads(json.dumps(dls.inference["kwargs"])))
+    assert rebuilt.loss_func.ignore_index == 255
+    plain = DataBlock(blocks=(ImageBlock, MaskBlock(codes=["a", "b", "c"])), get_y=label_func_for(path),
+                      item_tfms=Resize(16)).dataloaders(files, bs=2, num_workers=0)
+    with pytest.raises(ValueError, match=r"contains the value 255.*MaskBlock\(codes, ignore_index=...\)"):
+        plain.one_batch()
 
 
 def test_inference_names_a_validation_transform_it_cannot_describe(pets):
@@ -315,3 +373,15 @@ def test_summary_with_images(pets, capsys):
                      "PILImage mode=RGB size=16x16", "applying ToTensor gives", "applying IntToFloatTensor gives",
                      "Tensor of shape (2, 3, 16, 16), dtype float32"):
         assert expected in out, expected
+
+
+def test_segmentation_datasets_by_hand_with_add_mask_codes(camvid):
+    path, files = camvid
+    dsets = Datasets(files, [[PILImage.create], [label_func_for(path), PILMask.create]],
+                     splits=RandomSplitter(seed=0)(files))
+    dls = dsets.dataloaders(bs=2, after_item=[AddMaskCodes(["a", "b", "c"]), Resize(16), ToTensor],
+                            after_batch=[IntToFloatTensor], num_workers=0)
+    assert isinstance(dls, ImageDataLoaders) and dls.vocab == ["a", "b", "c"] and dls.n_out == 3
+    assert dls.loss_func.axis == 1 and dls.train.kinds == ("image", "mask")
+    rebuilt = inference_dls(**json.loads(json.dumps(dls.inference["kwargs"])))
+    assert rebuilt.vocab == ["a", "b", "c"]

@@ -1,11 +1,15 @@
 """vision_learner / cnn_learner / unet_learner: heads, param groups, freezing, Normalize, weights, export."""
 
+import json
+import subprocess
 import sys
 import types
 import urllib.error
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 from torch import nn
 
 from lamina.export import load_learner
@@ -15,7 +19,11 @@ from lamina.models.bodies import PretrainedWeightsError, resnet18
 from lamina.models.layers import SigmoidRange
 from lamina.models.unet import DynamicUnet
 from lamina.vision.augment import Normalize
+from lamina.vision.core import PILImage
+from lamina.vision.data import ImageDataLoaders, SegmentationDataLoaders
 from lamina.vision.learner import cnn_learner, create_vision_model, unet_learner, vision_learner
+from lamina.vision.synth import make_image_folder, make_segmentation_set
+from lamina.vision.transforms import Resize
 
 RESNET18_FILE = "resnet18-f37072fd.pth"  # the file name torchvision's ResNet18_Weights.IMAGENET1K_V1 expects
 
@@ -262,3 +270,93 @@ def test_export_and_load_rebuild_the_unet(cached_resnet18, hub, tmp_path):
     assert learn.model_config["kwargs"]["cut"] == 6 and learn.model_config["kwargs"]["self_attention"] is True
     loaded = _round_trip(learn, tmp_path, hub, torch.randn(1, 3, 32, 32))
     assert isinstance(loaded.model, DynamicUnet) and len(loaded.model[0]) == 6
+
+
+def test_channel_mismatch_is_reported_at_creation(hub, tmp_path):
+    with pytest.raises(ValueError, match=r"vision_learner\(n_in=1\) builds a model for 1-channel images, but the "
+                                         r"images of `dls` have 3 channels.*Pass n_in=3 or read colour images as "
+                                         r"grayscale"):
+        vision_learner(_dls(), resnet18, n_in=1, pretrained=False)
+    with pytest.raises(ValueError, match=r"unet_learner\(n_in=3\) .* have 1 channels"):
+        unet_learner(_dls(n_channels=1), resnet18, pretrained=False)
+    files = make_image_folder(tmp_path / "imgs", n_per_class=2, size=16, classes=("Persian", "pug"))
+    dls = ImageDataLoaders.from_name_func(tmp_path, files, label_func=is_cat, valid_pct=0.25, seed=0, bs=2,
+                                          num_workers=0)
+    with pytest.raises(ValueError, match="have 3 channels"):
+        vision_learner(dls, resnet18, n_in=1, pretrained=False)
+    own = Normalize()  # statistics from the first batch: the check's one-item probe must not be it
+    dls.add_tfms([own])
+    vision_learner(dls, resnet18, pretrained=False)
+    assert own.mean is None
+
+
+# --- trained tiny learners: predict on every input type, export and load in a fresh process ------------------
+
+
+def is_cat(name):
+    return name[0].isupper()
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A classifier and a U-Net trained one epoch (of one batch) on tiny images, and their image files."""
+    torch.manual_seed(0)
+    tmp_path = tmp_path_factory.mktemp("trained")
+    files = make_image_folder(tmp_path / "pets", n_per_class=6, size=(20, 24), classes=("Persian", "pug"))
+    dls = ImageDataLoaders.from_name_func(tmp_path, files, label_func=is_cat, valid_pct=0.25, seed=0,
+                                          item_tfms=Resize(16), bs=8, num_workers=0)
+    clf = vision_learner(dls, resnet18, pretrained=False)
+    seg_files = make_segmentation_set(tmp_path / "camvid", n=6, size=(24, 32), n_codes=3)
+    seg_dls = SegmentationDataLoaders.from_label_func(
+        tmp_path / "camvid", seg_files, lambda o: o.parent.parent / "labels" / f"{o.stem}_P{o.suffix}",
+        codes=["a", "b", "c"], item_tfms=Resize(32), bs=4, num_workers=0, seed=0)
+    seg = unet_learner(seg_dls, resnet18, pretrained=False, cut=6)
+    for learn in (clf, seg):
+        with learn.no_bar():
+            learn.fit(1)  # the exported weights and batch-norm statistics are no longer the initial ones
+    return clf, files, seg, seg_files
+
+
+def test_predict_takes_every_input_type(trained):
+    learn, files, _, _ = trained
+    fn = files[0]
+    img = PILImage.create(fn)
+    label, idx, probs = learn.predict(fn)
+    assert label in ("True", "False") and probs.shape == (2,) and int(idx) == int(probs.argmax())
+    inputs = {"str": str(fn), "bytes": fn.read_bytes(), "PIL": Image.open(fn), "PILImage": img,
+              "ndarray": np.asarray(img), "tensor": torch.from_numpy(np.array(img)).permute(2, 0, 1)}
+    for name, x in inputs.items():
+        got_label, got_idx, got_probs = learn.predict(x)
+        assert got_label == label and int(got_idx) == int(idx), name
+        assert torch.allclose(got_probs, probs, atol=1e-5), name
+
+
+FRESH = """
+import json, sys
+from lamina.export import load_learner
+out = {}
+for key, fname, files in (("clf", sys.argv[1], sys.argv[3].split("|")), ("seg", sys.argv[2], sys.argv[4].split("|"))):
+    learn = load_learner(fname)
+    out[key] = [[str(r[0]) if key == "clf" else None, r[1].tolist(), r[2].tolist()] for r in map(learn.predict, files)]
+print(json.dumps(out))
+"""
+
+
+def test_export_then_load_in_a_fresh_process_predicts_the_same(trained, tmp_path):
+    clf, files, seg, seg_files = trained
+    clf.export(tmp_path / "clf.pkl")
+    seg.export(tmp_path / "seg.pkl")
+    probe, seg_probe = files[:3], seg_files[:2]
+    args = [str(tmp_path / "clf.pkl"), str(tmp_path / "seg.pkl"), "|".join(map(str, probe)),
+            "|".join(map(str, seg_probe))]
+    run = subprocess.run([sys.executable, "-c", FRESH, *args], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    fresh = json.loads(run.stdout.strip().splitlines()[-1])
+    for (label, idx, probs), fn in zip(fresh["clf"], probe):
+        want_label, want_idx, want_probs = clf.predict(fn)
+        assert label == want_label and idx == int(want_idx)
+        assert torch.allclose(torch.tensor(probs), want_probs, atol=1e-5)
+    for (_, mask, probs), fn in zip(fresh["seg"], seg_probe):
+        _, want_mask, want_probs = seg.predict(fn)
+        assert torch.equal(torch.tensor(mask), want_mask) and want_mask.shape == (32, 32)
+        assert torch.allclose(torch.tensor(probs), want_probs, atol=1e-5)

@@ -12,11 +12,11 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from lamina.vision.augment import Normalize  # noqa: E402
-from lamina.vision.core import imagenet_stats  # noqa: E402
+from lamina.vision.core import PILImage, imagenet_stats  # noqa: E402
 from lamina.vision.data import ImageDataLoaders, SegmentationDataLoaders  # noqa: E402
 from lamina.vision.show import show_batch, show_image, show_images, show_results  # noqa: E402
 from lamina.vision.synth import make_image_folder, make_segmentation_set  # noqa: E402
-from lamina.vision.transforms import Resize  # noqa: E402
+from lamina.vision.transforms import FlipItem, Resize  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -100,3 +100,38 @@ def test_show_image_and_images():
     assert ax.images[0].get_cmap().name == "gray" and ax.get_title() == "gray"
     axes = show_images([torch.rand(3, 8, 8), np.zeros((8, 8, 3), dtype=np.uint8)], titles=["a", "b"])
     assert [a.get_title() for a in axes] == ["a", "b"]
+
+
+def test_show_batch_unique_shows_one_training_item_augmented(tmp_path):
+    files = make_image_folder(tmp_path, n_per_class=3, size=(20, 24), classes=("Persian", "pug"))
+    dls = ImageDataLoaders.from_name_func(tmp_path, files, valid_pct=0.5, seed=0, label_func=is_cat, bs=3,
+                                          num_workers=0, item_tfms=[Resize(16, method="squish"), FlipItem(p=1.0)])
+    axes = dls.show_batch(unique=True, max_n=4, nrows=1)
+    assert len(axes) == 4 and len({ax.get_title() for ax in axes}) == 1
+    shown = [ax.images[0].get_array() for ax in axes]
+    first = np.asarray(dls.train_ds[0][0].permute(1, 2, 0)) / 255  # the training pipeline: flipped
+    assert all(np.allclose(a, shown[0]) for a in shown) and np.allclose(shown[0], first, atol=1e-6)
+    source = dls.train_ds.items[dls.train_ds.idxs[0]]
+    unflipped = np.asarray(Resize(16, method="squish")(PILImage.create(source))) / 255
+    assert np.allclose(shown[0], unflipped[:, ::-1], atol=1e-6)
+
+
+def test_show_batch_grid_options_and_unknown_kwargs(pets_dls):
+    axes = pets_dls.show_batch(max_n=3, nrows=1, ncols=3, figsize=(6, 2), alpha=0.5)
+    assert axes[0].get_subplotspec().get_gridspec().get_geometry() == (1, 3)
+    assert tuple(axes[0].get_figure().get_size_inches()) == (6, 2) and axes[0].images[0].get_alpha() == 0.5
+    with pytest.raises(TypeError, match=r"show_batch\(\) got unexpected keyword arguments \['bogus'\]"):
+        pets_dls.show_batch(bogus=1)
+    xb, yb = pets_dls.show_batch(show=False)  # the decoded batch, nothing drawn
+    assert xb.shape[1:] == (3, 16, 16) and xb.max() <= 1
+    _, ctxs = plt.subplots(1, 2)
+    assert list(pets_dls.show_batch(max_n=2, ctxs=ctxs)) == list(ctxs)
+
+
+def test_show_mask_leaves_void_pixels_transparent(seg_dls):
+    batch = seg_dls.valid.one_batch()
+    masks = batch[1].clone()
+    masks[:, 0] = 255
+    axes = seg_dls.show_batch(b=(batch[0], masks))
+    overlay = axes[0].images[1].get_array()
+    assert np.ma.getmaskarray(overlay)[0].all() or np.isnan(np.asarray(overlay, dtype=float)[0]).all()

@@ -40,7 +40,7 @@ EXACT = [Resize(16, resamples=BOTH_NEAREST), Resize((12, 20), method="squish", r
 
 
 def test_every_registered_transform_is_covered():
-    assert {type(t).__name__ for t in EXACT} | {"ToTensor"} == set(ITEM_TFMS)
+    assert {type(t).__name__ for t in EXACT} | {"ToTensor", "AddMaskCodes"} == set(ITEM_TFMS)
 
 
 @pytest.mark.parametrize("tfm", EXACT, ids=lambda t: repr(t))
@@ -190,3 +190,39 @@ def test_errors():
         RandomResizedCrop(16, min_scale=0)
     with pytest.raises(ValueError, match="Unknown item transform 'Blur'"):
         item_tfm_from_config({"name": "Blur", "kwargs": {}})
+
+
+# real photo sizes whose crop windows land a float hair outside the image (300x225 -> 224: top = -1e-14)
+PHOTO_SIZES = [(300, 225), (500, 375), (333, 500), (1725, 1000), (225, 300), (375, 500), (500, 333), (640, 427),
+               (259, 194), (224, 168)]
+SMALL_SIZES = [(w, h) for w in range(13, 60, 7) for h in range(11, 60, 6)]
+TARGETS = [224, 460, (224, 300), 17, (13, 21)]
+
+
+def _sized_tfms(size) -> list:
+    return [*(Resize(size, method=m) for m in ("crop", "pad", "squish")),
+            *(Resize(size, method=m, pad_mode="zeros") for m in ("crop", "pad")),
+            RandomResizedCrop(size), RandomResizedCrop(size, min_scale=0.9, ratio=(1, 1)), RandomCrop(size),
+            CropPad(size), CropPad(size, pad_mode="reflection")]
+
+
+@pytest.mark.parametrize("split_idx", [0, 1])
+def test_every_window_stays_inside_the_image_for_any_size(split_idx):
+    random.seed(split_idx)
+    cases = [(wh, size) for wh in PHOTO_SIZES for size in (224, 460)]
+    cases += [(wh, size) for wh in SMALL_SIZES for size in TARGETS[3:]]
+    for (w, h), size in cases:
+        img = PILImage.create(np.zeros((h, w, 3), np.uint8))
+        mask = PILMask.create(np.zeros((h, w), np.uint8))
+        expected = (size, size) if isinstance(size, int) else (size[1], size[0])
+        for tfm in _sized_tfms(size):
+            for _ in range(2 if split_idx == 0 else 1):
+                out_img, out_mask = tfm((img, mask), split_idx=split_idx)
+                assert out_img.size == out_mask.size == expected, (w, h, tfm)
+
+
+def test_resize_of_a_300x225_photo_to_224():
+    img = PILImage.create(np.full((225, 300, 3), 7, np.uint8))
+    for split_idx in (0, 1):
+        assert arr(Resize(224)(img, split_idx=split_idx)).shape == (224, 224, 3)
+        assert (arr(Resize(224)(img, split_idx=split_idx)) == 7).all()  # no padding row crept in
