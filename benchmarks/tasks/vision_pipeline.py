@@ -2,12 +2,14 @@
 on the Oxford-IIIT Pets subset, 2 workers, bs 64, iterated without a model.
 
 Both sides build the loader the chapter-1 way, ``ImageDataLoaders.from_name_func(path, get_image_files(path),
-valid_pct=0.2, seed=42, label_func=is_cat, item_tfms=Resize(224), num_workers=2, bs=64)``, and iterate
-``dls.train`` (shuffled, last partial batch dropped, the batch transforms applied on the device) as a
-training epoch would. One untimed pass comes first on both sides (the files enter the page cache, the
-first-use costs of each library are paid), then ``PASSES`` passes are timed. Neither library keeps its
-workers between epochs by default, so every timed pass starts its 2 worker processes, on both sides,
-as every epoch of a user's training does. ``img_per_s`` counts the images of the batches delivered.
+valid_pct=0.2, seed=42, label_func=is_cat, item_tfms=Resize(224), num_workers=2, bs=64)``, with one change:
+the files are sorted (fastai lists them in directory order, lamina sorted; sorted on both sides, the seeded
+split gives both the same training images, so both decode the same JPEGs). Both iterate ``dls.train``
+(shuffled, last partial batch dropped, the batch transforms applied on the device) as a training epoch
+would. One untimed pass comes first on both sides (the files enter the page cache, the first-use costs of
+each library are paid), then ``PASSES`` passes are timed. Neither library keeps its workers between epochs
+by default, so every timed pass starts its 2 worker processes, on both sides, as every epoch of a user's
+training does. ``img_per_s`` counts the images of the batches delivered.
 """
 
 from __future__ import annotations
@@ -54,8 +56,8 @@ def run_lamina(data_dir: str, opts: dict[str, Any]) -> dict[str, Any]:
     from lamina.vision.all import ImageDataLoaders, Resize, get_image_files
     prepare(opts)
     path = require_file(data_dir, DATA)
-    dls = ImageDataLoaders.from_name_func(path, get_image_files(path), valid_pct=0.2, seed=42, label_func=is_cat,
-                                          item_tfms=Resize(SIZE), num_workers=WORKERS, bs=BS,
+    dls = ImageDataLoaders.from_name_func(path, sorted(get_image_files(path)), valid_pct=0.2, seed=42,
+                                          label_func=is_cat, item_tfms=Resize(SIZE), num_workers=WORKERS, bs=BS,
                                           device=pick_device(opts))
     return _measure(dls, opts.get("quick", False))
 
@@ -65,7 +67,7 @@ def run_fastai(data_dir: str, opts: dict[str, Any]) -> dict[str, Any]:
     from fastai.vision.all import ImageDataLoaders, Resize, get_image_files
     prepare(opts)
     path = require_file(data_dir, DATA)
-    dls = ImageDataLoaders.from_name_func(path, get_image_files(path), valid_pct=0.2, seed=42, label_func=is_cat,
-                                          item_tfms=Resize(SIZE), num_workers=WORKERS, bs=BS,
+    dls = ImageDataLoaders.from_name_func(path, sorted(get_image_files(path)), valid_pct=0.2, seed=42,
+                                          label_func=is_cat, item_tfms=Resize(SIZE), num_workers=WORKERS, bs=BS,
                                           device=torch.device(pick_device(opts)))
     return _measure(dls, opts.get("quick", False))

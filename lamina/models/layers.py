@@ -143,7 +143,8 @@ class ConvLayer(nn.Sequential):
         bn_1st: norm before the activation.
         act_cls: activation class (None for none).
         transpose: a transposed convolution.
-        init: initialiser of the conv weight (the bias starts at zero).
+        init: initialiser of the conv weight (None: torch's default).
+        bias_std: a bias starts at N(0, bias_std) (zeros when 0).
         xtra: an extra module appended at the end.
         **kwargs: other arguments of the torch conv (``groups``, ``dilation`` ...).
     """
@@ -151,7 +152,7 @@ class ConvLayer(nn.Sequential):
     def __init__(self, ni: int, nf: int, ks: int = 3, stride: int = 1, padding: int | None = None,
                  bias: bool | None = None, ndim: int = 2, norm_type: NormType | None = NormType.Batch,
                  bn_1st: bool = True, act_cls: type[nn.Module] | None = nn.ReLU, transpose: bool = False,
-                 init: Callable = nn.init.kaiming_normal_, xtra: nn.Module | None = None, **kwargs: Any):
+                 init: Callable | None = nn.init.kaiming_normal_, bias_std: float = 0.01, xtra: nn.Module | None = None, **kwargs: Any):
         if padding is None:
             padding = 0 if transpose else (ks - 1) // 2
         norm_inside = norm_type in _BATCH or norm_type in _INSTANCE
@@ -159,9 +160,10 @@ class ConvLayer(nn.Sequential):
         conv_cls = getattr(nn, f"ConvTranspose{ndim}d" if transpose else f"Conv{ndim}d")
         conv = conv_cls(ni, nf, kernel_size=ks, stride=stride, padding=padding, bias=bias, **kwargs)
         with torch.no_grad():
-            init(conv.weight)
-            if conv.bias is not None:
-                conv.bias.zero_()
+            if init is not None:  # None keeps torch's default (what an output conv without activation wants)
+                init(conv.weight)
+            if conv.bias is not None:  # small random biases, as fastai's conv layers start (0: zeros)
+                conv.bias.normal_(0, bias_std) if bias_std else conv.bias.zero_()
         if norm_type == NormType.Weight:
             conv = nn.utils.parametrizations.weight_norm(conv)
         elif norm_type == NormType.Spectral:
@@ -210,7 +212,7 @@ class PixelShuffle_ICNR(nn.Sequential):
                  norm_type: NormType | None = NormType.Weight, act_cls: type[nn.Module] | None = nn.ReLU):
         nf = ni if nf is None else nf
         conv = ConvLayer(ni, nf * scale ** 2, ks=1, norm_type=norm_type, act_cls=act_cls,
-                         init=lambda w: icnr_init(w, scale))
+                         init=lambda w: icnr_init(w, scale), bias_std=0)
         layers = [conv, nn.PixelShuffle(scale)]
         if blur:
             layers += [nn.ReplicationPad2d((1, 0, 1, 0)), nn.AvgPool2d(2, stride=1)]

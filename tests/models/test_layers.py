@@ -31,7 +31,7 @@ def test_convlayer_default_is_conv_bn_relu_without_bias():
 def test_convlayer_options():
     plain = ConvLayer(3, 8, ks=1, norm_type=None, act_cls=None)
     assert [type(m) for m in plain] == [nn.Conv2d] and plain[0].bias is not None
-    assert torch.all(plain[0].bias == 0)
+    assert 0 < plain[0].bias.abs().max() < 0.1  # small random biases
     act_first = ConvLayer(3, 8, bn_1st=False)
     assert [type(m) for m in act_first] == [nn.Conv2d, nn.ReLU, nn.BatchNorm2d]
     strided = ConvLayer(3, 8, stride=2, act_cls=nn.SiLU, xtra=nn.Dropout(0.1))
