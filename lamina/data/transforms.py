@@ -62,6 +62,10 @@ class CategoryMap:
 
     def encode(self, values: Sequence[Any] | pd.Series | np.ndarray) -> np.ndarray:
         """Codes of ``values`` (int64). Missing/unseen values get 0 (``#na#``) with ``add_na``, else -1."""
+        if not isinstance(values, (pd.Series, np.ndarray)) and len(values) <= 16:
+            # a handful of values (one row to predict): dict lookups beat building pandas objects (~0.1 ms)
+            return np.array([self.o2i.get(_plain(v), 0 if self.add_na else -1) if not _is_missing(v)
+                             else (0 if self.add_na else -1) for v in values], dtype=np.int64)
         series = values if isinstance(values, pd.Series) else pd.Series(list(values), dtype=object)
         if getattr(self, "_index", None) is None:  # built once: the vocabulary never changes
             self._index = pd.Index(self.items[1:] if self.add_na else self.items, dtype=object)
