@@ -11,8 +11,8 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["Embedding", "LinBnDrop", "SigmoidRange", "Flatten", "AdaptiveConcatPool2d", "emb_sz_rule",
-           "init_linear", "NormType", "BatchNorm", "InstanceNorm", "ConvLayer", "icnr_init", "PixelShuffle_ICNR",
-           "ResBlock", "SelfAttention", "MergeLayer", "ResizeToOrig"]
+           "init_linear", "default_init", "NormType", "BatchNorm", "InstanceNorm", "ConvLayer", "icnr_init",
+           "PixelShuffle_ICNR", "ResBlock", "SelfAttention", "MergeLayer", "ResizeToOrig"]
 
 
 class Embedding(nn.Embedding):
@@ -128,6 +128,37 @@ _BATCH = (NormType.Batch, NormType.BatchZero)
 _INSTANCE = (NormType.Instance, NormType.InstanceZero)
 
 
+# Activations whose convs start with kaiming (He) init: they zero (or nearly zero) negative inputs, so a
+# layer keeps its output variance only with twice the variance of a linear layer's weights.
+_RELU_LIKE = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.SiLU, nn.Mish)
+# Saturating activations, for which Glorot (Xavier) init keeps the inputs in their linear range.
+_SATURATING = (nn.Sigmoid, nn.Tanh)
+
+
+def default_init(act_cls: type[nn.Module] | None) -> Callable | None:
+    """The weight init a `ConvLayer` with activation ``act_cls`` gets for ``init="auto"`` (fastai's rule).
+
+    Returns:
+        ``kaiming_uniform_`` for the ReLU family (ReLU, ReLU6, LeakyReLU, SiLU, Mish), ``xavier_uniform_``
+        for Sigmoid and Tanh, and None (torch's default init) for anything else, no activation included: a
+        conv whose outputs are logits or feed a residual sum should not be scaled up for a ReLU.
+    """
+    if isinstance(act_cls, type) and issubclass(act_cls, _RELU_LIKE):
+        return nn.init.kaiming_uniform_
+    if isinstance(act_cls, type) and issubclass(act_cls, _SATURATING):
+        return nn.init.xavier_uniform_
+    return None
+
+
+def _resolve_init(init: Callable | str | None, act_cls: type[nn.Module] | None) -> Callable | None:
+    if not isinstance(init, str):
+        return init
+    if init != "auto":
+        raise ValueError(f"`init` must be 'auto', None or an initialiser such as nn.init.kaiming_normal_; "
+                         f"received: init={init!r}")
+    return default_init(act_cls)
+
+
 class ConvLayer(nn.Sequential):
     """A convolution, then an optional norm and activation: ``conv → norm → act`` (or ``conv → act → norm``).
 
@@ -143,7 +174,8 @@ class ConvLayer(nn.Sequential):
         bn_1st: norm before the activation.
         act_cls: activation class (None for none).
         transpose: a transposed convolution.
-        init: initialiser of the conv weight (None: torch's default).
+        init: initialiser of the conv weight; ``"auto"`` picks it from ``act_cls`` (see `default_init`),
+            None keeps torch's default.
         bias_std: a bias starts at N(0, bias_std) (zeros when 0).
         xtra: an extra module appended at the end.
         **kwargs: other arguments of the torch conv (``groups``, ``dilation`` ...).
@@ -152,13 +184,15 @@ class ConvLayer(nn.Sequential):
     def __init__(self, ni: int, nf: int, ks: int = 3, stride: int = 1, padding: int | None = None,
                  bias: bool | None = None, ndim: int = 2, norm_type: NormType | None = NormType.Batch,
                  bn_1st: bool = True, act_cls: type[nn.Module] | None = nn.ReLU, transpose: bool = False,
-                 init: Callable | None = nn.init.kaiming_normal_, bias_std: float = 0.01, xtra: nn.Module | None = None, **kwargs: Any):
+                 init: Callable | str | None = "auto", bias_std: float = 0.01, xtra: nn.Module | None = None,
+                 **kwargs: Any):
         if padding is None:
             padding = 0 if transpose else (ks - 1) // 2
         norm_inside = norm_type in _BATCH or norm_type in _INSTANCE
         bias = not norm_inside if bias is None else bias
         conv_cls = getattr(nn, f"ConvTranspose{ndim}d" if transpose else f"Conv{ndim}d")
         conv = conv_cls(ni, nf, kernel_size=ks, stride=stride, padding=padding, bias=bias, **kwargs)
+        init = _resolve_init(init, act_cls)
         with torch.no_grad():
             if init is not None:  # None keeps torch's default (what an output conv without activation wants)
                 init(conv.weight)
@@ -236,17 +270,19 @@ class ResBlock(nn.Module):
         act_cls: activation class.
         norm_type: norm of the convs (None for none).
         ndim: spatial dimensions.
+        **kwargs: more arguments of every `ConvLayer` of the block (``init``, ``bias_std``, ``bn_1st`` ...).
     """
 
     def __init__(self, expansion: int, ni: int, nf: int, stride: int = 1, ks: int = 3,
-                 act_cls: type[nn.Module] = nn.ReLU, norm_type: NormType | None = NormType.Batch, ndim: int = 2):
+                 act_cls: type[nn.Module] = nn.ReLU, norm_type: NormType | None = NormType.Batch, ndim: int = 2,
+                 **kwargs: Any):
         super().__init__()
         last_norm = {NormType.Batch: NormType.BatchZero, NormType.Instance: NormType.InstanceZero}.get(
             norm_type, norm_type)
         hidden = nf
         ni, nf = ni * expansion, nf * expansion
-        common = dict(ndim=ndim, act_cls=act_cls, norm_type=norm_type)
-        last = dict(ndim=ndim, act_cls=None, norm_type=last_norm)
+        common = dict(ndim=ndim, act_cls=act_cls, norm_type=norm_type, **kwargs)
+        last = dict(ndim=ndim, act_cls=None, norm_type=last_norm, **kwargs)
         if expansion == 1:
             convs = [ConvLayer(ni, hidden, ks, stride=stride, **common), ConvLayer(hidden, nf, ks, **last)]
         else:
@@ -255,7 +291,7 @@ class ResBlock(nn.Module):
         self.convpath = nn.Sequential(*convs)
         shortcut = [getattr(nn, f"AvgPool{ndim}d")(stride, ceil_mode=True)] if stride != 1 else []
         if ni != nf:
-            shortcut.append(ConvLayer(ni, nf, 1, ndim=ndim, act_cls=None, norm_type=norm_type))
+            shortcut.append(ConvLayer(ni, nf, 1, ndim=ndim, act_cls=None, norm_type=norm_type, **kwargs))
         self.idpath = nn.Sequential(*shortcut)
         self.act = act_cls()
 

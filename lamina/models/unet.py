@@ -85,8 +85,9 @@ class UnetBlock(nn.Module):
         self.bn = BatchNorm(x_in_c)
         ni = up_in_c // 2 + x_in_c
         nf = ni if final_div else ni // 2
-        self.conv1 = ConvLayer(ni, nf, act_cls=act_cls, norm_type=norm_type, init=init)
-        self.conv2 = ConvLayer(nf, nf, act_cls=act_cls, norm_type=norm_type, init=init,
+        # decoder convs start with ``init`` weights and zero biases (fastai's U-Net re-initialises them so)
+        self.conv1 = ConvLayer(ni, nf, act_cls=act_cls, norm_type=norm_type, init=init, bias_std=0)
+        self.conv2 = ConvLayer(nf, nf, act_cls=act_cls, norm_type=norm_type, init=init, bias_std=0,
                                xtra=SelfAttention(nf) if self_attention else None)
         self.act = act_cls()
 
@@ -140,7 +141,7 @@ class DynamicUnet(nn.Sequential):
         skip_idxs = size_change_indices([f.shape for f in feats])
         ni = feats[-1].shape[1]
         conv = dict(act_cls=act_cls, norm_type=norm_type, init=init)
-        middle = nn.Sequential(ConvLayer(ni, ni * 2, **conv), ConvLayer(ni * 2, ni, **conv))
+        middle = nn.Sequential(ConvLayer(ni, ni * 2, bias_std=0, **conv), ConvLayer(ni * 2, ni, bias_std=0, **conv))
         layers: list[nn.Module] = [encoder, BatchNorm(ni), act_cls(), middle]
         x = _dummy(nn.Sequential(*layers[1:]), device, feats[-1])
         for i, idx in enumerate(reversed(skip_idxs)):
@@ -167,10 +168,12 @@ class DynamicUnet(nn.Sequential):
         if last_cross:
             ni += n_in
             nf = ni // 2 if bottle else ni
-            layers += [MergeLayer(dense=True), ResBlock(1, ni, nf, act_cls=act_cls, norm_type=norm_type)]
+            # like the middle convs: ``init`` weights (its last conv too) and zero biases
+            layers += [MergeLayer(dense=True),
+                       ResBlock(1, ni, nf, act_cls=act_cls, norm_type=norm_type, init=init, bias_std=0)]
             ni = nf
-        # the output conv keeps torch's default init, as fastai's does: kaiming (for ReLU) makes its initial
-        # logits about 2.5x larger, and the validation loss of early epochs worse
+        # the output conv keeps torch's default weight init and N(0, 0.01) biases, as fastai's does: kaiming
+        # (for ReLU) makes its initial logits about 2.5x larger, and the validation loss of early epochs worse
         layers.append(ConvLayer(ni, n_out, ks=1, act_cls=None, norm_type=norm_type, init=None))
         if y_range is not None:
             layers.append(SigmoidRange(*y_range))

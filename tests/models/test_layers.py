@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lamina.models.layers import (BatchNorm, ConvLayer, InstanceNorm, MergeLayer, NormType, PixelShuffle_ICNR,
-                                  ResBlock, ResizeToOrig, SelfAttention, icnr_init)
+                                  ResBlock, ResizeToOrig, SelfAttention, default_init, icnr_init)
 
 
 def test_batchnorm_init_weight_one_bias_small():
@@ -41,6 +41,28 @@ def test_convlayer_options():
     assert isinstance(up[0], nn.ConvTranspose2d) and up(torch.randn(1, 4, 5, 5)).shape == (1, 2, 10, 10)
     one_d = ConvLayer(3, 5, ndim=1)
     assert isinstance(one_d[1], nn.BatchNorm1d) and one_d(torch.randn(2, 3, 7)).shape == (2, 5, 7)
+
+
+def test_default_init_follows_the_activation():
+    assert default_init(nn.ReLU) is nn.init.kaiming_uniform_
+    assert default_init(nn.LeakyReLU) is nn.init.kaiming_uniform_ and default_init(nn.Mish) is nn.init.kaiming_uniform_
+    assert default_init(nn.Tanh) is nn.init.xavier_uniform_ and default_init(nn.Sigmoid) is nn.init.xavier_uniform_
+    assert default_init(None) is None and default_init(nn.GELU) is None
+
+
+def test_convlayer_auto_init_scales_the_weights_for_the_activation():
+    torch.manual_seed(0)
+    fan_in = 64 * 9
+    relu = ConvLayer(64, 64, norm_type=None)[0].weight.std().item()
+    assert relu == pytest.approx((2 / fan_in) ** 0.5, rel=0.03)  # kaiming: keeps the variance through a ReLU
+    linear = ConvLayer(64, 64, norm_type=None, act_cls=None)[0].weight.std().item()
+    assert linear == pytest.approx((1 / (3 * fan_in)) ** 0.5, rel=0.03)  # torch's default, 2.45x smaller
+    tanh = ConvLayer(64, 64, norm_type=None, act_cls=nn.Tanh)[0].weight.std().item()
+    assert tanh == pytest.approx((2 / (2 * fan_in)) ** 0.5, rel=0.03)  # xavier
+    own = ConvLayer(4, 4, norm_type=None, init=nn.init.ones_, bias_std=0)[0]
+    assert torch.all(own.weight == 1) and torch.all(own.bias == 0)
+    with pytest.raises(ValueError, match="`init` must be 'auto', None or an initialiser"):
+        ConvLayer(4, 4, init="kaiming")
 
 
 def test_convlayer_weight_and_spectral_norm_reparametrise_the_conv():
@@ -87,6 +109,14 @@ def test_resblock_starts_close_to_identity_and_shapes():
     assert bottleneck(torch.randn(1, 16, 4, 4)).shape == (1, 8, 4, 4)
     no_norm = ResBlock(1, 5, 5, norm_type=None)
     assert not any(isinstance(m, nn.BatchNorm2d) for m in no_norm.modules())
+
+
+def test_resblock_passes_conv_arguments_to_every_conv():
+    block = ResBlock(1, 4, 6, norm_type=None, init=nn.init.zeros_, bias_std=0)
+    convs = [m for m in block.modules() if isinstance(m, nn.Conv2d)]
+    assert len(convs) == 3  # two on the conv path, one on the shortcut (4 -> 6 channels)
+    assert all(torch.all(c.weight == 0) and torch.all(c.bias == 0) for c in convs)
+    assert torch.equal(block(torch.randn(1, 4, 5, 5)), torch.zeros(1, 6, 5, 5))
 
 
 def test_self_attention_starts_as_identity_then_learns():

@@ -92,6 +92,34 @@ def test_decoder_layers_and_options(tiny_body):
     assert bottle(torch.randn(1, 3, 64, 64)).shape == (1, 2, 64, 64)
 
 
+def _decoder_convs(unet):
+    """The convs that fastai's U-Net re-initialises: middle convs, block convs, the last residual block."""
+    inner = [unet[3]] + [nn.ModuleList([b.conv1, b.conv2]) for b in _blocks(unet)] + [unet[-2]]
+    return [m for part in inner for m in part.modules() if isinstance(m, nn.Conv2d)]
+
+
+def test_decoder_init_kaiming_weights_zero_biases_and_a_plain_output_conv(tiny_body):
+    torch.manual_seed(0)
+    unet = DynamicUnet(tiny_body, n_out=3, img_size=(64, 64))
+    convs = _decoder_convs(unet)
+    assert len(convs) == 2 + 2 * 4 + 2
+    assert all(c.bias is not None and torch.all(c.bias == 0) for c in convs)
+    middle = unet[3][0][0]  # 32 -> 64 channels, 3x3
+    assert middle.weight.std().item() == pytest.approx((2 / (32 * 9)) ** 0.5, rel=0.05)
+    shuffles = [b.shuf[0][0] for b in _blocks(unet)] + [unet[-5][0][0]]
+    assert all(torch.all(s.bias == 0) for s in shuffles)
+    out = unet[-1][0]  # torch's default init, small random biases: logits start small
+    fan_in = out.in_channels
+    assert out.weight.abs().max() <= (1 / fan_in) ** 0.5 + 1e-6
+    assert 0 < out.bias.abs().max() < 0.1
+
+
+def test_decoder_init_reaches_every_decoder_conv(tiny_body):
+    unet = DynamicUnet(tiny_body, n_out=3, img_size=(64, 64), init=lambda w: nn.init.constant_(w, 0.01))
+    assert all(torch.all(c.weight == 0.01) for c in _decoder_convs(unet))
+    assert not torch.all(unet[-1][0].weight == 0.01)  # the output conv keeps torch's init
+
+
 def test_no_hooks_nothing_kept_between_calls(tiny_body):
     unet = DynamicUnet(tiny_body, n_out=3, img_size=(32, 32))
     unet(torch.randn(2, 3, 32, 32)).sum().backward()
