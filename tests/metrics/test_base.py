@@ -1,7 +1,6 @@
 """Tests for lamina.metrics.base: the Metric protocol, the generic metrics, as_metric and skm_to_fastai."""
 
 import functools
-import types
 
 import numpy as np
 import pytest
@@ -10,36 +9,16 @@ import torch
 from lamina.losses import CrossEntropyLossFlat
 from lamina.metrics import (AccumMetric, AvgLoss, AvgMetric, AvgSmoothLoss, DiceMulti, F1Score, Metric, ValueMetric,
                             accuracy, accuracy_multi, as_metric, mse, skm_to_fastai)
-
-
-def _learn(pred, *yb, loss=None, training=False):
-    return types.SimpleNamespace(pred=pred, yb=tuple(yb), loss=loss, training=training,
-                                 loss_func=CrossEntropyLossFlat())
-
-
-def _run(metric, pred, targ, sizes=None):
-    """Reset, feed ``pred``/``targ`` in batches of ``sizes`` (default: one batch), return the value."""
-    metric.reset()
-    start = 0
-    for bs in sizes or [len(pred)]:
-        metric.accumulate(_learn(pred[start:start + bs], targ[start:start + bs]))
-        start += bs
-    return metric.value
-
-
-def _binary_logits(labels):
-    """Two-column logits whose argmax is ``labels``."""
-    labels = torch.tensor(labels)
-    return torch.stack([1 - labels, labels], dim=1).float()
+from tests.metrics.helpers import binary_logits, fake_learn, run_metric
 
 
 def test_avg_metric_is_exact_across_unequal_batches():
     pred = torch.randn(10, 3, generator=torch.Generator().manual_seed(0))
     targ = torch.randint(0, 3, (10,), generator=torch.Generator().manual_seed(1))
     metric = AvgMetric(accuracy)
-    whole = _run(metric, pred, targ)
+    whole = run_metric(metric, pred, targ)
     assert whole == pytest.approx(accuracy(pred, targ).item())
-    assert _run(metric, pred, targ, [4, 4, 2]) == pytest.approx(whole)
+    assert run_metric(metric, pred, targ, [4, 4, 2]) == pytest.approx(whole)
     assert metric.name == "accuracy"
     assert AvgMetric(functools.partial(accuracy_multi, thresh=0.2)).name == "accuracy_multi"
 
@@ -51,8 +30,8 @@ def test_avg_metric_value_is_none_before_any_batch():
 def test_avg_loss_weights_batches_by_size():
     metric = AvgLoss()
     metric.reset()
-    metric.accumulate(_learn(torch.zeros(4), torch.zeros(4), loss=torch.tensor(1.0)))
-    metric.accumulate(_learn(torch.zeros(2), torch.zeros(2), loss=torch.tensor(4.0)))
+    metric.accumulate(fake_learn(torch.zeros(4), torch.zeros(4), loss=torch.tensor(1.0)))
+    metric.accumulate(fake_learn(torch.zeros(2), torch.zeros(2), loss=torch.tensor(4.0)))
     assert metric.value == pytest.approx((4 * 1 + 2 * 4) / 6)
     assert metric.name == "loss"
     metric.reset()
@@ -61,18 +40,18 @@ def test_avg_loss_weights_batches_by_size():
 
 def test_avg_loss_batch_size_falls_back_to_pred_without_targets():
     metric = AvgLoss()
-    metric.accumulate(_learn(torch.zeros(3), loss=torch.tensor(2.0)))
-    metric.accumulate(_learn(torch.zeros(1), loss=torch.tensor(6.0)))
+    metric.accumulate(fake_learn(torch.zeros(3), loss=torch.tensor(2.0)))
+    metric.accumulate(fake_learn(torch.zeros(1), loss=torch.tensor(6.0)))
     assert metric.value == pytest.approx((3 * 2 + 6) / 4)
 
 
 def test_avg_smooth_loss_debiased_ema_over_training_batches_only():
     metric = AvgSmoothLoss(beta=0.5)
     assert metric.value is None
-    metric.accumulate(_learn(torch.zeros(1), loss=torch.tensor(1.0), training=True))
+    metric.accumulate(fake_learn(torch.zeros(1), loss=torch.tensor(1.0), training=True))
     assert metric.value == pytest.approx(1.0)  # 0.5 / (1 − 0.5)
-    metric.accumulate(_learn(torch.zeros(1), loss=torch.tensor(9.0), training=False))  # ignored
-    metric.accumulate(_learn(torch.zeros(1), loss=torch.tensor(2.0), training=True))
+    metric.accumulate(fake_learn(torch.zeros(1), loss=torch.tensor(9.0), training=False))  # ignored
+    metric.accumulate(fake_learn(torch.zeros(1), loss=torch.tensor(2.0), training=True))
     assert metric.value == pytest.approx((0.5 * 0.5 + 0.5 * 2) / (1 - 0.25))
     assert metric.name == "avg_smooth_loss"
 
@@ -85,28 +64,28 @@ def test_accum_metric_activations_threshold_and_arguments():
         return (preds, targs)
 
     softmax = AccumMetric(first_args, activation="softmax", flatten=False)
-    probs, _ = _run(softmax, pred, targ)
+    probs, _ = run_metric(softmax, pred, targ)
     assert torch.allclose(probs, torch.softmax(pred, dim=-1))
     argmaxed = AccumMetric(first_args, dim_argmax=-1)
-    assert _run(argmaxed, pred, targ)[0].tolist() == [0, 1]
+    assert run_metric(argmaxed, pred, targ)[0].tolist() == [0, 1]
     binary = AccumMetric(first_args, activation="BinarySoftmax")  # fastai's capitalised spelling works too
-    assert torch.allclose(_run(binary, pred, targ)[0], torch.softmax(pred, dim=-1)[:, 1])
+    assert torch.allclose(run_metric(binary, pred, targ)[0], torch.softmax(pred, dim=-1)[:, 1])
     thresholded = AccumMetric(first_args, activation="sigmoid", thresh=0.6, flatten=False)
-    assert _run(thresholded, pred, targ)[0].tolist() == [[True, False], [False, True]]
+    assert run_metric(thresholded, pred, targ)[0].tolist() == [[True, False], [False, True]]
     inverted = AccumMetric(first_args, dim_argmax=-1, invert_arg=True, to_np=True)
-    first, second = _run(inverted, pred, torch.tensor([1, 1]))
+    first, second = run_metric(inverted, pred, torch.tensor([1, 1]))
     assert isinstance(first, np.ndarray) and first.tolist() == [1, 1] and second.tolist() == [0, 1]
 
 
 def test_accum_metric_name_value_and_errors():
     metric = AccumMetric(functools.partial(torch.nn.functional.l1_loss, reduction="sum"))
     assert metric.name == "l1_loss" and metric.value is None
-    assert _run(metric, torch.tensor([[1.0], [3.0]]), torch.tensor([2.0, 2.0]), [1, 1]) == 2.0
+    assert run_metric(metric, torch.tensor([[1.0], [3.0]]), torch.tensor([2.0, 2.0]), [1, 1]) == 2.0
     assert AccumMetric(mse, name="my_mse").name == "my_mse"
     with pytest.raises(ValueError, match=r"`activation` must be one of .*received: activation='relu'"):
         AccumMetric(mse, activation="relu")
     with pytest.raises(ValueError, match=r"metric 'mse' needs targets.*learn.yb is empty"):
-        AccumMetric(mse).accumulate(_learn(torch.zeros(2)))
+        AccumMetric(mse).accumulate(fake_learn(torch.zeros(2)))
 
 
 def test_skm_to_fastai_passes_numpy_targets_first():
@@ -116,10 +95,10 @@ def test_skm_to_fastai_passes_numpy_targets_first():
 
     metric = skm_to_fastai(true_minus_pred)
     assert metric.name == "true_minus_pred"
-    assert _run(metric, _binary_logits([0, 1, 1]), torch.tensor([1, 1, 1]), [2, 1]) == 1.0  # argmax: 3 − 2
+    assert run_metric(metric, binary_logits([0, 1, 1]), torch.tensor([1, 1, 1]), [2, 1]) == 1.0  # argmax: 3 − 2
     thresholded = skm_to_fastai(true_minus_pred, thresh=0.5)  # sigmoid ≥ 0.5 → [1, 0, 1, 1]
     logits = torch.tensor([[0.0, -1.0], [2.0, 0.5]])
-    assert _run(thresholded, logits, torch.zeros(2, 2), [1, 1]) == -3.0
+    assert run_metric(thresholded, logits, torch.zeros(2, 2), [1, 1]) == -3.0
 
 
 def test_value_metric():

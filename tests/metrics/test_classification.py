@@ -1,36 +1,14 @@
 """Tests for lamina.metrics.classification: hand-computed scores and batch-size invariance."""
 
-import types
 
 import numpy as np
 import pytest
 import torch
 
-from lamina.losses import CrossEntropyLossFlat
 from lamina.metrics import (AvgMetric, BalancedAccuracy, CohenKappa, F1Score, F1ScoreMulti, FBeta, FBetaMulti,
                             MatthewsCorrCoef, Metric, Precision, PrecisionMulti, Recall, RecallMulti, RocAuc,
                             RocAucBinary, RocAucMulti, accuracy, accuracy_multi, error_rate)
-
-
-def _learn(pred, *yb, loss=None, training=False):
-    return types.SimpleNamespace(pred=pred, yb=tuple(yb), loss=loss, training=training,
-                                 loss_func=CrossEntropyLossFlat())
-
-
-def _run(metric, pred, targ, sizes=None):
-    """Reset, feed ``pred``/``targ`` in batches of ``sizes`` (default: one batch), return the value."""
-    metric.reset()
-    start = 0
-    for bs in sizes or [len(pred)]:
-        metric.accumulate(_learn(pred[start:start + bs], targ[start:start + bs]))
-        start += bs
-    return metric.value
-
-
-def _binary_logits(labels):
-    """Two-column logits whose argmax is ``labels``."""
-    labels = torch.tensor(labels)
-    return torch.stack([1 - labels, labels], dim=1).float()
+from tests.metrics.helpers import binary_logits, run_metric
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -51,7 +29,7 @@ BIN_PRED, BIN_TARG = [1, 1, 1, 1, 0, 0], [1, 1, 0, 0, 0, 0]
     (CohenKappa(), 0.4),                # po = 2/3, pe = 4/9
 ])
 def test_binary_classification_scores(metric, expected):
-    assert _run(metric, _binary_logits(BIN_PRED), torch.tensor(BIN_TARG), [4, 2]) == pytest.approx(expected)
+    assert run_metric(metric, binary_logits(BIN_PRED), torch.tensor(BIN_TARG), [4, 2]) == pytest.approx(expected)
 
 
 def test_multiclass_averages_hand_computed():
@@ -59,20 +37,20 @@ def test_multiclass_averages_hand_computed():
     targ = torch.tensor([0, 1, 2, 2, 2, 0])
     # Per class (tp, n_pred, n_true): 0: (1, 1, 2), 1: (1, 2, 1), 2: (2, 3, 3).
     f1 = [2 / 3, 2 / 3, 2 / 3]
-    assert _run(F1Score(average="macro"), pred, targ) == pytest.approx(np.mean(f1))
-    assert _run(F1Score(average="micro"), pred, targ) == pytest.approx(4 / 6)
-    assert _run(Precision(average="macro"), pred, targ) == pytest.approx((1 + 0.5 + 2 / 3) / 3)
-    assert _run(Recall(average="weighted"), pred, targ) == pytest.approx((2 * 0.5 + 1 * 1 + 3 * 2 / 3) / 6)
-    assert _run(Precision(average="macro", labels=[1, 2]), pred, targ) == pytest.approx((0.5 + 2 / 3) / 2)
+    assert run_metric(F1Score(average="macro"), pred, targ) == pytest.approx(np.mean(f1))
+    assert run_metric(F1Score(average="micro"), pred, targ) == pytest.approx(4 / 6)
+    assert run_metric(Precision(average="macro"), pred, targ) == pytest.approx((1 + 0.5 + 2 / 3) / 3)
+    assert run_metric(Recall(average="weighted"), pred, targ) == pytest.approx((2 * 0.5 + 1 * 1 + 3 * 2 / 3) / 6)
+    assert run_metric(Precision(average="macro", labels=[1, 2]), pred, targ) == pytest.approx((0.5 + 2 / 3) / 2)
     weights = [1.0, 1.0, 1.0, 1.0, 1.0, 3.0]  # the last sample (class 0 predicted 2) counts 3 times
-    assert _run(Recall(average="micro", sample_weight=weights), pred, targ) == pytest.approx(4 / 8)
+    assert run_metric(Recall(average="micro", sample_weight=weights), pred, targ) == pytest.approx(4 / 8)
 
 
 def test_cohen_kappa_weighting_schemes():
     pred = torch.nn.functional.one_hot(torch.tensor([0, 2]), 3).float()
     targ = torch.tensor([0, 0])
     # One exact match and one miss by 2: po = 1/2, pe = 1/2 for unweighted kappa → 0.
-    assert _run(CohenKappa(), pred, targ) == pytest.approx(0.0)
+    assert run_metric(CohenKappa(), pred, targ) == pytest.approx(0.0)
     with pytest.raises(ValueError, match=r"`weights` must be None, 'linear' or 'quadratic'; received: weights='cubic'"):
         CohenKappa(weights="cubic")
 
@@ -81,9 +59,9 @@ def test_roc_auc_binary_hand_computed_with_ties():
     # Scores 0.1, 0.4, 0.35, 0.8 against 0, 0, 1, 1: 3 of 4 positive/negative pairs ranked right.
     scores = torch.tensor([0.1, 0.4, 0.35, 0.8])
     logits = torch.stack([torch.zeros(4), torch.logit(scores)], dim=1)
-    assert _run(RocAucBinary(), logits, torch.tensor([0, 0, 1, 1]), [3, 1]) == pytest.approx(0.75)
+    assert run_metric(RocAucBinary(), logits, torch.tensor([0, 0, 1, 1]), [3, 1]) == pytest.approx(0.75)
     tied = torch.zeros(2, 2)
-    assert _run(RocAucBinary(), tied, torch.tensor([0, 1])) == pytest.approx(0.5)  # a tie counts half
+    assert run_metric(RocAucBinary(), tied, torch.tensor([0, 1])) == pytest.approx(0.5)  # a tie counts half
 
 
 def test_roc_auc_multiclass_one_vs_rest():
@@ -92,40 +70,40 @@ def test_roc_auc_multiclass_one_vs_rest():
     targ = torch.tensor([0, 1, 1, 2])
     # Class 0 vs rest: 0.7 beats 0.4, 0.2, 0.3 → 1. Class 1: {0.3, 0.5} vs {0.2, 0.1} → 1.
     # Class 2: 0.6 vs {0.1, 0.3, 0.3} → 1. Then swap two scores to make class 0 imperfect.
-    assert _run(RocAuc(), probs.log(), targ) == pytest.approx(1.0)
+    assert run_metric(RocAuc(), probs.log(), targ) == pytest.approx(1.0)
     probs2 = torch.tensor([[0.35, 0.35, 0.3], [0.4, 0.3, 0.3], [0.2, 0.5, 0.3], [0.3, 0.1, 0.6]])
     # Class 0: 0.35 vs {0.4, 0.2, 0.3} → 2/3. Class 1: {0.3, 0.5} vs {0.35, 0.1} → 3/4. Class 2: 0.6 vs rest → 1.
-    assert _run(RocAuc(), probs2.log(), targ, [2, 2]) == pytest.approx((2 / 3 + 3 / 4 + 1) / 3)
+    assert run_metric(RocAuc(), probs2.log(), targ, [2, 2]) == pytest.approx((2 / 3 + 3 / 4 + 1) / 3)
     # Weighted by class frequency (1, 2, 1).
-    assert _run(RocAuc(average="weighted"), probs2.log(), targ) == pytest.approx((2 / 3 + 2 * 3 / 4 + 1) / 4)
+    assert run_metric(RocAuc(average="weighted"), probs2.log(), targ) == pytest.approx((2 / 3 + 2 * 3 / 4 + 1) / 4)
 
 
 def test_roc_auc_needs_both_classes():
     with pytest.raises(ValueError, match="ROC AUC needs positive and negative targets"):
-        _run(RocAucBinary(), torch.zeros(3, 2), torch.tensor([1, 1, 1]))
+        run_metric(RocAucBinary(), torch.zeros(3, 2), torch.tensor([1, 1, 1]))
 
 
 def test_multilabel_scores_hand_computed():
     probs = torch.tensor([[0.9, 0.2], [0.6, 0.7], [0.1, 0.8]])
     targ = torch.tensor([[1, 0], [0, 1], [0, 1]])
     # Thresholded: [[1, 0], [1, 1], [0, 1]]. Column 0: tp 1, fp 1 → F1 2/3. Column 1: tp 2 → F1 1.
-    assert _run(F1ScoreMulti(sigmoid=False), probs, targ) == pytest.approx(5 / 6)
-    assert _run(F1ScoreMulti(sigmoid=False, average="micro"), probs, targ, [2, 1]) == pytest.approx(6 / 7)
+    assert run_metric(F1ScoreMulti(sigmoid=False), probs, targ) == pytest.approx(5 / 6)
+    assert run_metric(F1ScoreMulti(sigmoid=False, average="micro"), probs, targ, [2, 1]) == pytest.approx(6 / 7)
     # Rows: F1 = 1, 2/3, 1.
-    assert _run(F1ScoreMulti(sigmoid=False, average="samples"), probs, targ) == pytest.approx((1 + 2 / 3 + 1) / 3)
-    assert _run(F1ScoreMulti(), torch.logit(probs), targ) == pytest.approx(5 / 6)
-    assert _run(PrecisionMulti(sigmoid=False), probs, targ) == pytest.approx((0.5 + 1) / 2)
-    assert _run(RecallMulti(sigmoid=False, labels=[0]), probs, targ) == pytest.approx(1.0)
-    assert _run(FBetaMulti(2.0, sigmoid=False, thresh=0.95), probs, targ) == pytest.approx(0.0)
+    assert run_metric(F1ScoreMulti(sigmoid=False, average="samples"), probs, targ) == pytest.approx((1 + 2 / 3 + 1) / 3)
+    assert run_metric(F1ScoreMulti(), torch.logit(probs), targ) == pytest.approx(5 / 6)
+    assert run_metric(PrecisionMulti(sigmoid=False), probs, targ) == pytest.approx((0.5 + 1) / 2)
+    assert run_metric(RecallMulti(sigmoid=False, labels=[0]), probs, targ) == pytest.approx(1.0)
+    assert run_metric(FBetaMulti(2.0, sigmoid=False, thresh=0.95), probs, targ) == pytest.approx(0.0)
 
 
 def test_roc_auc_multi_hand_computed():
     probs = torch.tensor([[0.9, 0.75], [0.6, 0.7], [0.1, 0.8]])
     targ = torch.tensor([[1, 0], [0, 1], [0, 1]])
     # Column 0: perfectly ranked → 1. Column 1: 0.7 loses to 0.75, 0.8 beats it → 0.5.
-    assert _run(RocAucMulti(sigmoid=False), probs, targ, [1, 2]) == pytest.approx(0.75)
-    assert _run(RocAucMulti(), torch.logit(probs), targ, [1, 2]) == pytest.approx(0.75)
-    assert _run(RocAucMulti(sigmoid=False, average="weighted"), probs, targ) == pytest.approx((1 + 2 * 0.5) / 3)
+    assert run_metric(RocAucMulti(sigmoid=False), probs, targ, [1, 2]) == pytest.approx(0.75)
+    assert run_metric(RocAucMulti(), torch.logit(probs), targ, [1, 2]) == pytest.approx(0.75)
+    assert run_metric(RocAucMulti(sigmoid=False, average="weighted"), probs, targ) == pytest.approx((1 + 2 * 0.5) / 3)
 
 
 def test_classification_argument_errors():
@@ -136,10 +114,10 @@ def test_classification_argument_errors():
         RocAuc(multi_class="ovo")
     three = torch.nn.functional.one_hot(torch.tensor([0, 1, 2]), 3).float()
     with pytest.raises(ValueError, match=r"average='binary' needs two classes.*hold 3; pass average='macro'"):
-        _run(F1Score(), three, torch.tensor([0, 1, 2]))
+        run_metric(F1Score(), three, torch.tensor([0, 1, 2]))
     with pytest.raises(ValueError, match=r"`sample_weight` must have one weight per validation sample \(3\); "
                                          r"received 2"):
-        _run(F1Score(average="macro", sample_weight=[1.0, 1.0]), three, torch.tensor([0, 1, 2]))
+        run_metric(F1Score(average="macro", sample_weight=[1.0, 1.0]), three, torch.tensor([0, 1, 2]))
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -172,9 +150,9 @@ def test_classification_metrics_are_exact_across_unequal_batches(key):
     factory, n_classes = BATCH_INVARIANT[key]
     pred, targ = _classification_data(n_classes)
     targ[:2] = torch.tensor([0, 1])  # both classes present for the AUCs
-    whole = _run(factory(), pred, targ)
+    whole = run_metric(factory(), pred, targ)
     assert isinstance(whole, float)
-    assert _run(factory(), pred, targ, [4, 4, 2]) == pytest.approx(whole, abs=1e-12)
+    assert run_metric(factory(), pred, targ, [4, 4, 2]) == pytest.approx(whole, abs=1e-12)
 
 
 @pytest.mark.parametrize("factory", [F1ScoreMulti, RocAucMulti, lambda: AvgMetric(accuracy_multi)])
@@ -182,7 +160,7 @@ def test_multilabel_metrics_are_exact_across_unequal_batches(factory):
     gen = torch.Generator().manual_seed(4)
     pred, targ = torch.randn(10, 3, generator=gen), torch.randint(0, 2, (10, 3), generator=gen)
     targ[0], targ[1] = torch.tensor([1, 1, 1]), torch.tensor([0, 0, 0])
-    assert _run(factory(), pred, targ, [4, 4, 2]) == pytest.approx(_run(factory(), pred, targ), abs=1e-6)
+    assert run_metric(factory(), pred, targ, [4, 4, 2]) == pytest.approx(run_metric(factory(), pred, targ), abs=1e-6)
 
 
 def test_factories_return_fresh_metrics_with_sklearn_style_names():

@@ -1,30 +1,14 @@
 """Tests for lamina.metrics.functions: the per-sample functions and the rmse/exp_rmspe metrics."""
 
 import math
-import types
 
 import numpy as np
 import pytest
 import torch
 
-from lamina.losses import CrossEntropyLossFlat
 from lamina.metrics import (accuracy, accuracy_multi, error_rate, exp_rmspe, foreground_acc, mae, mse, msle, rmse,
                             top_k_accuracy)
-
-
-def _learn(pred, *yb, loss=None, training=False):
-    return types.SimpleNamespace(pred=pred, yb=tuple(yb), loss=loss, training=training,
-                                 loss_func=CrossEntropyLossFlat())
-
-
-def _run(metric, pred, targ, sizes=None):
-    """Reset, feed ``pred``/``targ`` in batches of ``sizes`` (default: one batch), return the value."""
-    metric.reset()
-    start = 0
-    for bs in sizes or [len(pred)]:
-        metric.accumulate(_learn(pred[start:start + bs], targ[start:start + bs]))
-        start += bs
-    return metric.value
+from tests.metrics.helpers import run_metric
 
 
 def test_accuracy_error_rate_and_top_k():
@@ -74,7 +58,7 @@ def test_foreground_acc_ignores_background():
 
 def test_rmse_and_exp_rmspe_over_the_epoch():
     pred, targ = torch.tensor([[1.0], [2.0], [4.0]]), torch.tensor([1.0, 3.0, 2.0])
-    assert _run(rmse, pred, targ, [2, 1]) == pytest.approx(math.sqrt(5 / 3))
+    assert run_metric(rmse, pred, targ, [2, 1]) == pytest.approx(math.sqrt(5 / 3))
     assert rmse.name == "rmse" and exp_rmspe.name == "exp_rmspe"
     log_pred, log_targ = torch.tensor([math.log(2.0), math.log(1.0)]), torch.tensor([math.log(4.0), math.log(1.0)])
-    assert _run(exp_rmspe, log_pred, log_targ, [1, 1]) == pytest.approx(math.sqrt((0.5**2 + 0) / 2))
+    assert run_metric(exp_rmspe, log_pred, log_targ, [1, 1]) == pytest.approx(math.sqrt((0.5**2 + 0) / 2))

@@ -1,29 +1,13 @@
 """Tests for lamina.metrics.regression: hand-computed scores and batch-size invariance."""
 
 import math
-import types
 
 import pytest
 import torch
 
-from lamina.losses import CrossEntropyLossFlat
 from lamina.metrics import (AvgMetric, ExplainedVariance, Metric, PearsonCorrCoef, R2Score, SpearmanCorrCoef, mae,
                             mse, msle, rmse)
-
-
-def _learn(pred, *yb, loss=None, training=False):
-    return types.SimpleNamespace(pred=pred, yb=tuple(yb), loss=loss, training=training,
-                                 loss_func=CrossEntropyLossFlat())
-
-
-def _run(metric, pred, targ, sizes=None):
-    """Reset, feed ``pred``/``targ`` in batches of ``sizes`` (default: one batch), return the value."""
-    metric.reset()
-    start = 0
-    for bs in sizes or [len(pred)]:
-        metric.accumulate(_learn(pred[start:start + bs], targ[start:start + bs]))
-        start += bs
-    return metric.value
+from tests.metrics.helpers import run_metric
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -40,17 +24,17 @@ REG_PRED, REG_TARG = torch.tensor([[1.0], [2.0], [4.0]]), torch.tensor([1.0, 2.0
     (SpearmanCorrCoef(), 1.0),
 ])
 def test_regression_scores(metric, expected):
-    assert _run(metric, REG_PRED, REG_TARG, [2, 1]) == pytest.approx(expected)
+    assert run_metric(metric, REG_PRED, REG_TARG, [2, 1]) == pytest.approx(expected)
 
 
 def test_r2_of_a_constant_target():
-    assert _run(R2Score(), torch.tensor([2.0, 2.0]), torch.tensor([2.0, 2.0])) == 1.0
-    assert _run(R2Score(), torch.tensor([1.0, 2.0]), torch.tensor([2.0, 2.0])) == 0.0
+    assert run_metric(R2Score(), torch.tensor([2.0, 2.0]), torch.tensor([2.0, 2.0])) == 1.0
+    assert run_metric(R2Score(), torch.tensor([1.0, 2.0]), torch.tensor([2.0, 2.0])) == 0.0
 
 
 def test_spearman_uses_average_ranks_for_ties():
     # Ranks of [1, 1, 2] are [1.5, 1.5, 3]; of [1, 2, 3] are [1, 2, 3]: Pearson of those = sqrt(3)/2.
-    value = _run(SpearmanCorrCoef(), torch.tensor([1.0, 1.0, 2.0]), torch.tensor([1.0, 2.0, 3.0]))
+    value = run_metric(SpearmanCorrCoef(), torch.tensor([1.0, 1.0, 2.0]), torch.tensor([1.0, 2.0, 3.0]))
     assert value == pytest.approx(math.sqrt(3) / 2)
 
 
@@ -59,7 +43,7 @@ def test_spearman_uses_average_ranks_for_ties():
 def test_regression_metrics_are_exact_across_unequal_batches(factory):
     gen = torch.Generator().manual_seed(3)
     pred, targ = torch.rand(10, 1, generator=gen), torch.rand(10, generator=gen)
-    assert _run(factory(), pred, targ, [4, 4, 2]) == pytest.approx(_run(factory(), pred, targ), abs=1e-6)
+    assert run_metric(factory(), pred, targ, [4, 4, 2]) == pytest.approx(run_metric(factory(), pred, targ), abs=1e-6)
 
 
 def test_factories_return_fresh_metrics_with_sklearn_style_names():
