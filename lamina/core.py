@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 __all__ = ["default_device", "set_seed", "seed_worker", "to_device", "to_cpu", "rank_distrib", "num_distrib",
-           "listify"]
+           "listify", "as_float"]
 
 
 def default_device() -> torch.device:
@@ -107,3 +107,11 @@ def listify(obj: Any) -> list:
     if obj is None:
         return []
     return list(obj) if isinstance(obj, (list, tuple)) else [obj]
+
+
+def as_float(value: Any) -> Any:
+    """``float(value)`` for numbers and one-element tensors; anything else (None, text) unchanged."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return value

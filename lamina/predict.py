@@ -7,7 +7,7 @@ from typing import Any
 import torch
 
 from .callbacks.core import Callback
-from .core import to_cpu
+from .core import as_float, to_cpu
 from .losses import loss_not_reduced
 
 __all__ = ["PredictMixin", "GatherPredsCallback"]
@@ -69,7 +69,7 @@ class PredictMixin:
         self._eval_pass(dl, list(cbs or []))
         recorder.log = saved_log  # validate() outside a fit adds no row
         recorder = self.recorder
-        values = [float(recorder.loss.value)] + [_scalar(m.value) for m in self.metrics]
+        values = [float(recorder.loss.value)] + [as_float(m.value) for m in self.metrics]
         self.final_record = values
         return values
 
@@ -182,12 +182,3 @@ class PredictMixin:
         if decoded.ndim == 1 and decoded.dtype == torch.bool:
             return [vocab[i] for i in torch.nonzero(decoded).flatten().tolist()]
         return decoded
-
-
-def _scalar(v: Any) -> Any:
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        return v
-
-

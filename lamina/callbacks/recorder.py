@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from ..core import as_float
 from ..metrics import AvgLoss, AvgSmoothLoss
 from .core import Callback
 
@@ -101,7 +102,7 @@ class Recorder(Callback):
     def after_epoch(self) -> None:
         if getattr(self, "cancelled", True):  # a skipped epoch has no row
             return
-        self.log = [self.log[0], *(_to_float(v) for v in self.log[1:])]
+        self.log = [self.log[0], *(as_float(v) for v in self.log[1:])]
         self.values.append(self.log[1:])
         self.learn.final_record = self.values[-1]
         if self.add_time:
@@ -158,12 +159,6 @@ class Recorder(Callback):
             ax.set_ylabel(key)
         return fig
 
-
-def _to_float(v: Any) -> Any:
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        return v
 
 
 def _format_time(seconds: float) -> str:

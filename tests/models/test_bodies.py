@@ -2,7 +2,6 @@
 
 import sys
 import types
-import urllib.error
 
 import pytest
 import torch
@@ -20,21 +19,6 @@ SMALL = ["resnet18", "squeezenet1_1", "mobilenet_v3_small", "regnet_x_400mf"]
 FAMILIES = ["resnet50", "densenet121", "efficientnet_b0", "vgg16_bn", "alexnet", "squeezenet1_0", "convnext_tiny",
             "efficientnet_v2_s", "mobilenet_v2", "mobilenet_v3_large"]
 REST = [n for n in ARCHS if n not in SMALL + FAMILIES and not n.startswith("regnet")]
-
-
-@pytest.fixture
-def offline_hub(tmp_path, monkeypatch):
-    """An empty torch-hub cache under tmp_path; downloads fail as they would on an offline machine."""
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.setattr(torch.hub, "_hub_dir", None)
-
-    def offline(url, dst, *args, **kwargs):
-        raise urllib.error.URLError("no network in tests")
-
-    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
-    folder = tmp_path / "torch" / "hub" / "checkpoints"
-    folder.mkdir(parents=True)
-    return folder
 
 
 def _params(groups):

@@ -6,7 +6,6 @@ the file name torchvision expects) sit in a temporary torch-hub cache, so the re
 offline. resnet18 and 24-48 px images keep each example to seconds.
 """
 
-import urllib.error
 
 import pytest
 
@@ -17,20 +16,11 @@ RESNET18_FILE = "resnet18-f37072fd.pth"
 
 
 @pytest.fixture
-def resnet18_in_hub_cache(tmp_path, monkeypatch):
+def resnet18_in_hub_cache(offline_hub):
     """resnet18 weights in an isolated torch-hub cache; any download attempt fails (no network in tests)."""
     import torchvision.models as tvm
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.setattr(torch.hub, "_hub_dir", None)
-
-    def offline(url, dst, *args, **kwargs):
-        raise urllib.error.URLError("no network in tests")
-
-    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
-    folder = tmp_path / "torch" / "hub" / "checkpoints"
-    folder.mkdir(parents=True)
     state = tvm.resnet18().state_dict()
-    torch.save(state, folder / RESNET18_FILE)
+    torch.save(state, offline_hub / RESNET18_FILE)
     return state
 
 

@@ -4,7 +4,6 @@ import json
 import subprocess
 import sys
 import types
-import urllib.error
 
 import numpy as np
 import pytest
@@ -40,26 +39,11 @@ def resnet18_state(tmp_path_factory):
 
 
 @pytest.fixture
-def hub(tmp_path, monkeypatch):
-    """An empty torch-hub cache (TORCH_HOME under tmp_path) on an offline machine: downloads fail."""
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.setattr(torch.hub, "_hub_dir", None)
-
-    def offline(url, dst, *args, **kwargs):
-        raise urllib.error.URLError("no network in tests")
-
-    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
-    folder = tmp_path / "torch" / "hub" / "checkpoints"
-    folder.mkdir(parents=True)
-    return folder
-
-
-@pytest.fixture
-def cached_resnet18(hub, resnet18_state):
+def cached_resnet18(offline_hub, resnet18_state):
     """The hub cache holding resnet18's weights under the exact file name torchvision looks for."""
     state, path = resnet18_state
-    (hub / RESNET18_FILE).symlink_to(path)
-    assert torch.hub.get_dir() == str(hub.parent)
+    (offline_hub / RESNET18_FILE).symlink_to(path)
+    assert torch.hub.get_dir() == str(offline_hub.parent)
     return state
 
 
@@ -142,22 +126,22 @@ def test_one_channel_input_sums_the_pretrained_filters(cached_resnet18):
     assert four.model[0][0].in_channels == 4
 
 
-def test_missing_weights_error_names_file_folder_and_fix(hub):
+def test_missing_weights_error_names_file_folder_and_fix(offline_hub):
     with pytest.raises(PretrainedWeightsError) as info:
         vision_learner(_dls(), resnet18)
     message = str(info.value)
-    assert RESNET18_FILE in message and str(hub) in message and "pretrained=False" in message
+    assert RESNET18_FILE in message and str(offline_hub) in message and "pretrained=False" in message
     learn = vision_learner(_dls(), resnet18, pretrained=False)  # the fix works offline
     assert learn.opt is None  # not frozen: nothing pretrained to protect
 
 
-def test_cnn_learner_warns_and_forwards(hub):
+def test_cnn_learner_warns_and_forwards(offline_hub):
     with pytest.warns(DeprecationWarning, match="renamed to vision_learner"):
         learn = cnn_learner(_dls(), resnet18, pretrained=False, lin_ftrs=[16])
     assert learn.model[1][-1].in_features == 16
 
 
-def test_n_out_comes_from_the_data_or_must_be_given(hub):
+def test_n_out_comes_from_the_data_or_must_be_given(offline_hub):
     dls = _dls()
     dls.n_out = None
     with pytest.raises(ValueError, match="pass n_out="):
@@ -166,7 +150,7 @@ def test_n_out_comes_from_the_data_or_must_be_given(hub):
     assert learn.model[1][-1].out_features == 7
 
 
-def test_head_options_custom_head_and_splitter(hub):
+def test_head_options_custom_head_and_splitter(offline_hub):
     learn = vision_learner(_dls(), resnet18, pretrained=False, y_range=(0, 5), concat_pool=False, ps=0.2)
     head = learn.model[1]
     assert isinstance(head[-1], SigmoidRange) and isinstance(head[0], nn.AdaptiveAvgPool2d)
@@ -211,7 +195,7 @@ def test_string_arch_goes_through_timm(monkeypatch):
         unet_learner(_seg_dls(), "fake_net")
 
 
-def test_channels_last_when_the_data_is_on_a_gpu(hub):
+def test_channels_last_when_the_data_is_on_a_gpu(offline_hub):
     dls = _dls()
     for dl in dls.loaders:
         dl.device = torch.device("cuda")  # only read here; nothing runs on it
@@ -237,7 +221,7 @@ def test_unet_learner_on_a_tiny_segmentation_set(cached_resnet18):
     assert valid_loss > 0
 
 
-def test_unet_learner_needs_n_out_without_codes(hub):
+def test_unet_learner_needs_n_out_without_codes(offline_hub):
     with pytest.raises(ValueError, match="unet_learner could not infer"):
         unet_learner(_seg_dls(vocab=None), resnet18, pretrained=False)
     with pytest.warns(DeprecationWarning, match="`config` is deprecated"):
@@ -245,9 +229,9 @@ def test_unet_learner_needs_n_out_without_codes(hub):
     assert learn.model[-1][0].out_channels == 2 and learn.model_config["kwargs"]["blur"] is True
 
 
-def _round_trip(learn, tmp_path, hub, x):
+def _round_trip(learn, tmp_path, offline_hub, x):
     learn.export(tmp_path / "export.pkl")
-    for f in hub.iterdir():  # the rebuild must not need (or download) pretrained weights
+    for f in offline_hub.iterdir():  # the rebuild must not need (or download) pretrained weights
         f.unlink()
     loaded = load_learner(tmp_path / "export.pkl")
     assert loaded.model_config == learn.model_config
@@ -257,22 +241,22 @@ def _round_trip(learn, tmp_path, hub, x):
     return loaded
 
 
-def test_export_and_load_rebuild_the_vision_model(cached_resnet18, hub, tmp_path):
+def test_export_and_load_rebuild_the_vision_model(cached_resnet18, offline_hub, tmp_path):
     learn = vision_learner(_dls(), resnet18, y_range=(-1, 1), lin_ftrs=[32])
     with torch.no_grad():
         learn.model[1][-2].weight.normal_()  # the exported weights, not a fresh init, must come back
-    loaded = _round_trip(learn, tmp_path, hub, torch.randn(2, 3, 32, 32))
+    loaded = _round_trip(learn, tmp_path, offline_hub, torch.randn(2, 3, 32, 32))
     assert isinstance(loaded.model[1][-1], SigmoidRange)
 
 
-def test_export_and_load_rebuild_the_unet(cached_resnet18, hub, tmp_path):
+def test_export_and_load_rebuild_the_unet(cached_resnet18, offline_hub, tmp_path):
     learn = unet_learner(_seg_dls(), resnet18, cut=6, self_attention=True)  # body up to layer2: a small decoder
     assert learn.model_config["kwargs"]["cut"] == 6 and learn.model_config["kwargs"]["self_attention"] is True
-    loaded = _round_trip(learn, tmp_path, hub, torch.randn(1, 3, 32, 32))
+    loaded = _round_trip(learn, tmp_path, offline_hub, torch.randn(1, 3, 32, 32))
     assert isinstance(loaded.model, DynamicUnet) and len(loaded.model[0]) == 6
 
 
-def test_channel_mismatch_is_reported_at_creation(hub, tmp_path):
+def test_channel_mismatch_is_reported_at_creation(offline_hub, tmp_path):
     with pytest.raises(ValueError, match=r"vision_learner\(n_in=1\) builds a model for 1-channel images, but the "
                                          r"images of `dls` have 3 channels.*Pass n_in=3 or read colour images as "
                                          r"grayscale"):
