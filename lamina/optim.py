@@ -185,7 +185,16 @@ class OptimWrapper:
     # --- stepping and state -------------------------------------------------------------------
     @torch.no_grad()
     def step(self, scaler: Any = None) -> None:
-        """One optimizer step (with decoupled decay first when ``manual_wd``), through ``scaler`` if given."""
+        """One optimizer step (with decoupled decay first when ``manual_wd``), through ``scaler`` if given.
+
+        With an enabled ``scaler`` (fp16), the gradients are unscaled first; when they hold inf/NaN the scaler
+        skips the step, and the decay is skipped with it (the weights stay exactly as they were).
+        """
+        if scaler is not None and scaler.is_enabled():
+            scaler.unscale_(self.opt)
+            if any(found.item() for found in scaler._found_inf_per_device(self.opt).values()):
+                scaler.step(self.opt)  # records the skipped step for scaler.update()
+                return
         if self.manual_wd:
             for hypers, decayed in zip(self.hypers, self.decayed):
                 if hypers["wd"]:

@@ -94,3 +94,20 @@ def test_state_dict_round_trip():
 def test_radam_beta_unsupported():
     with pytest.raises(ValueError, match="beta"):
         RAdam(params(), beta=0.5)
+
+
+def test_a_scaler_step_with_inf_gradients_changes_nothing_not_even_decay():
+    model = nn.Linear(3, 2)
+    opt = Adam(list(model.parameters()), lr=0.1, wd=0.5)
+    scaler = torch.amp.GradScaler("cpu", init_scale=4.0)
+    before = [p.detach().clone() for p in model.parameters()]
+    scaler.scale(model(torch.ones(1, 3)).sum()).backward()
+    model.weight.grad[0, 0] = float("inf")
+    opt.step(scaler=scaler)
+    scaler.update()
+    assert scaler.get_scale() < 4.0
+    assert all(torch.equal(p, b) for p, b in zip(model.parameters(), before))
+    opt.zero_grad()
+    scaler.scale(model(torch.ones(1, 3)).sum()).backward()  # finite now: a real step, decay included
+    opt.step(scaler=scaler)
+    assert not any(torch.equal(p, b) for p, b in zip(model.parameters(), before))
