@@ -20,8 +20,10 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, get_worker_info
 
+from .cache import SampleCache, samples_are_fixed
+from .errors import ReadableKeyError, error_name, renamed_error, step_name
 from .loaders import DataLoader, DataLoaders
 
 __all__ = ["Datasets", "default_num_workers", "apply_item_tfms", "fuse_tfms", "step_name", "renamed_error",
@@ -32,35 +34,6 @@ def default_num_workers() -> int:
     """Worker processes for loading: one per usable CPU, at most 8, and none on a one-CPU machine."""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return 0 if cpus <= 1 else min(cpus, 8)
-
-
-def step_name(step: Any) -> str:
-    """A readable name for a pipeline step or transform (a function's name, else its class name)."""
-    return getattr(step, "__name__", None) or getattr(getattr(step, "func", None), "__name__", None) \
-        or type(step).__name__
-
-
-class ReadableKeyError(KeyError):
-    """A KeyError whose message prints as written (a plain KeyError prints the repr of its message)."""
-
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else ""
-
-
-def error_name(e: Exception) -> str:
-    """The exception's class name as users know it."""
-    return "KeyError" if isinstance(e, ReadableKeyError) else type(e).__name__
-
-
-def renamed_error(e: Exception, message: str) -> Exception:
-    """An exception of the same type as ``e`` carrying ``message`` (RuntimeError if that type cannot be built)."""
-    if isinstance(e, KeyError) and type(e) in (KeyError, ReadableKeyError):
-        return ReadableKeyError(message)
-    try:
-        new = type(e)(message)
-    except Exception:  # exception types with other constructors (UnicodeDecodeError ...)
-        new = RuntimeError(message)
-    return new
 
 
 def apply_item_tfms(sample: tuple, tfms: Sequence[Callable], split_idx: int | None) -> tuple:
@@ -294,12 +267,26 @@ class Datasets(Dataset):
 
     def __getitem__(self, k: int) -> tuple:
         i = self.idxs[k]
-        sample = self._load(i)
+        cache, key = self._cache_for_this_pass()
+        if cache is not None and (hit := cache.get(i, key)) is not None:
+            return hit
         try:
-            return apply_item_tfms(sample, self.item_tfms, self.split_idx)
+            sample = apply_item_tfms(self._load(i), self.item_tfms, self.split_idx)
         except Exception as e:
             raise renamed_error(e, f"An item transform failed on item {_describe(self.items[i])}: "
                                    f"{error_name(e)}: {e}") from e
+        if cache is not None:
+            cache.put(i, key, sample)
+        return sample
+
+    def _cache_for_this_pass(self) -> tuple[SampleCache | None, Any]:
+        """This view's `SampleCache` and its key, when samples are the same every epoch and we are in the main
+        process (a worker's cache would end with its epoch), else ``(None, None)``."""
+        if get_worker_info() is not None or not samples_are_fixed(self.item_tfms, self.split_idx):
+            return None, None
+        if getattr(self, "_sample_cache", None) is None:
+            self._sample_cache = SampleCache()
+        return self._sample_cache, (self.split_idx, tuple(map(id, self.item_tfms)))
 
     def __getitems__(self, ks: Sequence[int]) -> list:
         """A batch's samples (torch's loader calls this), checked to have matching shapes, so the error
@@ -329,6 +316,7 @@ class Datasets(Dataset):
         # cannot be pickled under the 'spawn' start method)
         state = dict(self.__dict__)
         state["_eager"] = None
+        state["_sample_cache"] = None  # each process fills its own
         return state
 
     # --- views -----------------------------------------------------------------------------------
@@ -336,6 +324,7 @@ class Datasets(Dataset):
         """A shallow copy that keeps the getters (``copy.copy`` would go through ``__getstate__``)."""
         view = object.__new__(type(self))
         view.__dict__.update(self.__dict__)
+        view._sample_cache = None  # a view caches its own samples
         return view
 
     def subset(self, i: int) -> "Datasets":

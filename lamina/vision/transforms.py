@@ -110,6 +110,12 @@ class ItemTransform:
 
     order: int = 0
     split_idx: int | None = None
+    random_on_train: bool = False  # draws random numbers on the training split (validation never does)
+
+    def is_random(self, split_idx: int | None) -> bool:
+        """Whether the output can differ between two calls on split ``split_idx`` (a sample cache needs False)."""
+        applies = self.split_idx is None or split_idx is None or self.split_idx == split_idx
+        return applies and split_idx != 1 and self.random_on_train
 
     def __call__(self, sample: Any, split_idx: int | None = None) -> Any:
         single = not isinstance(sample, tuple)
@@ -138,6 +144,7 @@ class _Geometric(ItemTransform):
 
     order = 1
     resamples: tuple[int, int] = (BILINEAR, NEAREST)
+    random_on_train = True
 
     def encodes(self, sample: tuple, split_idx: int | None) -> tuple:
         first = next((x for x in sample if _is_image(x)), None)
@@ -175,6 +182,10 @@ class Resize(_Geometric):
         _check_choice("pad_mode", pad_mode, _NUMPY_PAD)
         self.size, self.method, self.pad_mode = _pair(size), method, pad_mode
         self.resamples = (int(resamples[0]), int(resamples[1]))
+
+    @property
+    def random_on_train(self) -> bool:
+        return self.method != "squish"
 
     def plan(self, size: tuple[int, int], train: bool) -> tuple[float, float, float, float]:
         (width, height), (h, w) = size, self.size
@@ -277,6 +288,8 @@ class RandomCrop(_Geometric):
 class CropPad(_Geometric):
     """Centre crop or pad to ``size`` on both splits (no resampling); padding filled per ``pad_mode``."""
 
+    random_on_train = False
+
     def __init__(self, size: int | Sequence[int], pad_mode: str = "zeros", **kwargs: Any):
         _check_choice("pad_mode", pad_mode, _NUMPY_PAD)
         self.size, self.pad_mode = _pair(size), pad_mode
@@ -297,6 +310,8 @@ class CropPad(_Geometric):
 
 class RatioResize(_Geometric):
     """Resize so that the longer side is ``max_sz``, keeping the aspect."""
+
+    random_on_train = False
 
     def __init__(self, max_sz: int, resamples: Sequence[int] = (BILINEAR, NEAREST), **kwargs: Any):
         self.max_sz, self.resamples = int(max_sz), (int(resamples[0]), int(resamples[1]))
