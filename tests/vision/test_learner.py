@@ -20,7 +20,9 @@ from lamina.models.unet import DynamicUnet
 from lamina.vision.augment import Normalize
 from lamina.vision.core import PILImage
 from lamina.vision.data import ImageDataLoaders, SegmentationDataLoaders
-from lamina.vision.learner import cnn_learner, create_vision_model, unet_learner, vision_learner
+import lamina.vision.learner as vision_learner_module
+from lamina.vision.learner import (cnn_learner, create_vision_model, default_formats, unet_learner,
+                                   vision_learner)
 from lamina.vision.synth import make_image_folder, make_segmentation_set
 from lamina.vision.transforms import Resize
 
@@ -202,6 +204,36 @@ def test_channels_last_when_the_data_is_on_a_gpu(offline_hub):
     learn = vision_learner(dls, resnet18, pretrained=False)
     assert type(learn.channels_last).__name__ == "ChannelsLast"
     assert not hasattr(vision_learner(_dls(), resnet18, pretrained=False), "channels_last")
+
+
+@pytest.mark.parametrize("amx", [False, True])
+def test_default_formats_by_device_and_image_size(monkeypatch, amx):
+    monkeypatch.setattr(vision_learner_module, "cpu_has_amx", lambda: amx)
+    cpu, big, mid = torch.device("cpu"), torch.zeros(1, 3, 224, 224), torch.zeros(1, 3, 128, 224)
+    assert default_formats(cpu, big) == (True, amx)
+    assert default_formats(cpu, mid) == (amx, amx)  # the shorter side decides
+    assert default_formats(cpu, torch.zeros(1, 3, 96, 128), unet=True) == (True, amx)
+    assert default_formats(cpu, torch.zeros(1, 3, 64, 64), unet=True) == (False, False)
+    assert default_formats(cpu, None) == (False, False)
+    assert default_formats(torch.device("cuda"), None) == (True, False)
+
+
+@pytest.mark.parametrize("amx", [False, True])
+def test_large_images_on_the_cpu_train_channels_last_and_bf16_with_amx(monkeypatch, amx):
+    monkeypatch.setattr(vision_learner_module, "cpu_has_amx", lambda: amx)
+    learn = vision_learner(_dls(size=160, n=14), resnet18, pretrained=False)
+    assert type(learn.channels_last).__name__ == "ChannelsLast"
+    assert hasattr(learn, "mixed_precision") == amx
+    seen = []
+    learn.model[0][0].register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+    learn.fit(1, 1e-3)
+    assert learn.model[0][0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert set(seen) == {torch.bfloat16 if amx else torch.float32}
+    assert all(p.dtype == torch.float32 for p in learn.model.parameters())
+    learn.to_fp32()
+    assert not hasattr(learn, "mixed_precision")
+    small = vision_learner(_dls(size=32), resnet18, pretrained=False)
+    assert not hasattr(small, "channels_last") and not hasattr(small, "mixed_precision")
 
 
 def test_unet_learner_on_a_tiny_segmentation_set(cached_resnet18):
