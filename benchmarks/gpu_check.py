@@ -106,7 +106,8 @@ def model_only(learn: Any, steps: int = 30) -> float:
     xb, yb = learn.dls.train.one_batch()
     model, opt = learn.model.train(), learn.opt
     mp = getattr(learn, "mixed_precision", None)
-    ctx = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if mp else (lambda: torch.autocast("cuda", enabled=False))
+    def ctx() -> Any:
+        return torch.autocast("cuda", dtype=torch.bfloat16, enabled=mp is not None)
 
     def step() -> None:
         with ctx():

@@ -74,8 +74,11 @@ class CategoryMap:
 
     def unknown(self, values: Sequence[Any]) -> list:
         """The distinct non-missing values not in the vocabulary (for error messages)."""
-        seen = set()
-        return [v for v in values if not _is_missing(v) and _plain(v) not in self.o2i and not (v in seen or seen.add(v))]
+        unknown: dict = {}  # ordered, without repeats
+        for v in values:
+            if not _is_missing(v) and _plain(v) not in self.o2i:
+                unknown.setdefault(v, None)
+        return list(unknown)
 
     def decode(self, codes: Iterable[int]) -> list:
         """Values of ``codes``."""

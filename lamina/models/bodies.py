@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from ..optim import params_of
+from .layers import MaxPool2d
 
 __all__ = ["Arch", "ARCHS", "model_meta", "arch_meta", "BodySplit", "default_split", "build_arch", "create_body",
            "num_features_model", "in_channels", "dummy_eval", "weights_file", "PretrainedWeightsError", "TimmBody",
@@ -330,6 +331,8 @@ def create_body(model: nn.Module, n_in: int = 3, pretrained: bool = True,
                 cut: int | Callable[[nn.Module], nn.Module] | None = None) -> nn.Module:
     """Cut a classification model to its feature extractor, taking ``n_in`` input channels.
 
+    Its max-pools become lamina's `MaxPool2d` (the same values, faster on the CPU).
+
     Args:
         model: an instantiated model (e.g. ``resnet34(weights='DEFAULT')``).
         n_in: input channels; when not 3 the first conv is replaced (see `_new_first_weights` for pretrained).
@@ -350,9 +353,9 @@ def create_body(model: nn.Module, n_in: int = 3, pretrained: bool = True,
                              "Pass cut=<index of the first child to drop> or cut=<function returning the body>")
         cut = pooled[-1]
     if isinstance(cut, int):
-        return nn.Sequential(*children[:cut])
+        return MaxPool2d.replace_in(nn.Sequential(*children[:cut]))
     if callable(cut):
-        return cut(model)
+        return MaxPool2d.replace_in(cut(model))
     raise TypeError(f"`cut` must be an int, a function of the model or None; received: cut={cut!r}")
 
 

@@ -7,8 +7,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lamina.models.layers import (BatchNorm, ConvLayer, InstanceNorm, MergeLayer, NormType, PixelShuffle_ICNR,
-                                  ResBlock, ResizeToOrig, SelfAttention, default_init, icnr_init)
+from lamina.models.bodies import create_body
+from lamina.models.layers import (BatchNorm, ConvLayer, InstanceNorm, MaxPool2d, MergeLayer, NormType,
+                                  PixelShuffle_ICNR, ResBlock, ResizeToOrig, SelfAttention, default_init, icnr_init)
 
 
 def test_batchnorm_init_weight_one_bias_small():
@@ -141,3 +142,24 @@ def test_merge_and_resize_use_the_original_input():
     assert big.shape == (1, 2, 9, 11)
     same = torch.randn(1, 2, 9, 11)
     assert ResizeToOrig()(same, torch.randn(1, 3, 9, 11)) is same
+
+
+def test_max_pool_round_trip_gives_the_same_values_and_gradients():
+    torch.manual_seed(0)
+    x = torch.randn(4, 8, 14, 14, requires_grad=True)
+    fast, plain = MaxPool2d(3, 2, 1), torch.nn.MaxPool2d(3, 2, 1)
+    out = fast(x)
+    assert torch.equal(out, plain(x)) and out.is_contiguous()
+    (g_fast,) = torch.autograd.grad(out.square().sum(), x)
+    (g_plain,) = torch.autograd.grad(plain(x).square().sum(), x)
+    assert torch.equal(g_fast, g_plain)
+    cl = x.detach().contiguous(memory_format=torch.channels_last)
+    assert fast(cl).is_contiguous(memory_format=torch.channels_last)  # a channels-last model stays so
+
+
+def test_create_body_swaps_in_the_fast_max_pool():
+    import torchvision
+    body = create_body(torchvision.models.resnet18(), pretrained=False)
+    pools = [m for m in body.modules() if isinstance(m, torch.nn.MaxPool2d)]
+    assert len(pools) == 1 and type(pools[0]) is MaxPool2d
+    assert (pools[0].kernel_size, pools[0].stride, pools[0].padding) == (3, 2, 1)
