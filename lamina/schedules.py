@@ -23,41 +23,47 @@ Value = float | Sequence[float]
 Schedule = Callable[[float], object]
 
 
-def _arr(v: Value) -> float | np.ndarray:
-    return np.asarray(v, dtype=np.float64) if isinstance(v, (list, tuple, np.ndarray)) else float(v)
+def _map(fn: Callable[[float, float], float], start: Value, end: Value) -> float | list[float]:
+    """``fn(start, end)`` for numbers; element-wise (a list) when either is a per-group list.
 
-
-def _out(v: float | np.ndarray) -> float | list[float]:
-    return v.tolist() if isinstance(v, np.ndarray) else float(v)
+    Plain Python floats rather than numpy: the same float64 arithmetic, without numpy's per-call cost (a
+    schedule is evaluated before every training batch).
+    """
+    seq = (list, tuple, np.ndarray)
+    if not isinstance(start, seq) and not isinstance(end, seq):
+        return float(fn(float(start), float(end)))
+    n = len(start) if isinstance(start, seq) else len(end)
+    starts = [float(v) for v in start] if isinstance(start, seq) else [float(start)] * n
+    ends = [float(v) for v in end] if isinstance(end, seq) else [float(end)] * n
+    if len(starts) != len(ends):
+        raise ValueError(f"`start` and `end` need the same number of values; received {starts} and {ends}")
+    return [float(fn(s, e)) for s, e in zip(starts, ends)]
 
 
 def sched_lin(start: Value, end: Value, pos: float) -> float | list[float]:
     """Linear from ``start`` to ``end``."""
-    s, e = _arr(start), _arr(end)
-    return _out(s + pos * (e - s))
+    return _map(lambda s, e: s + pos * (e - s), start, end)
 
 
 def sched_cos(start: Value, end: Value, pos: float) -> float | list[float]:
     """Half a cosine from ``start`` to ``end``: ``s + (1 + cos(pi(1-pos))) (e - s) / 2``."""
-    s, e = _arr(start), _arr(end)
-    return _out(s + (1 + math.cos(math.pi * (1 - pos))) * (e - s) / 2)
+    c = 1 + math.cos(math.pi * (1 - pos))
+    return _map(lambda s, e: s + c * (e - s) / 2, start, end)
 
 
 def sched_no(start: Value, end: Value, pos: float) -> float | list[float]:
     """Constant ``start``."""
-    return _out(_arr(start))
+    return _map(lambda s, e: s, start, start)
 
 
 def sched_exp(start: Value, end: Value, pos: float) -> float | list[float]:
     """Exponential from ``start`` to ``end``: ``s (e/s)^pos`` (both must be positive)."""
-    s, e = _arr(start), _arr(end)
-    return _out(s * (e / s) ** pos)
+    return _map(lambda s, e: s * (e / s) ** pos, start, end)
 
 
 def sched_poly(start: Value, end: Value, pos: float, power: float) -> float | list[float]:
     """Polynomial: ``s + (e - s) pos^power``."""
-    s, e = _arr(start), _arr(end)
-    return _out(s + (e - s) * pos ** power)
+    return _map(lambda s, e: s + (e - s) * pos ** power, start, end)
 
 
 def _bind(fn: Callable, start: Value, end: Value, **kw) -> Schedule:
@@ -102,12 +108,17 @@ def combine_scheds(pcts: Sequence[float], scheds: Sequence[Schedule]) -> Schedul
         raise ValueError(f"`pcts` and `scheds` must have the same length; received {len(pcts)} and {len(scheds)}")
     if abs(sum(pcts) - 1) > 1e-6 or min(pcts) < 0:
         raise ValueError(f"`pcts` must be non-negative and sum to 1; received: pcts={list(pcts)}")
-    bounds = np.cumsum([0.0, *pcts])
+    pcts = [float(p) for p in pcts]
+    bounds = np.cumsum([0.0, *pcts]).tolist()
+    # the phases a position can fall in: zero-length phases are skipped, except a last one
+    live = [j for j in range(len(scheds)) if pcts[j] > 0 or j == len(scheds) - 1]
 
     def schedule(pos: float):
         pos = min(max(pos, 0.0), 1.0)
-        # the last phase whose start is <= pos; zero-length phases are skipped
-        i = max(j for j in range(len(scheds)) if bounds[j] <= pos and (pcts[j] > 0 or j == len(scheds) - 1))
+        i = live[0]
+        for j in live:  # the last live phase whose start is <= pos
+            if bounds[j] <= pos:
+                i = j
         local = (pos - bounds[i]) / pcts[i] if pcts[i] > 0 else 1.0
         return scheds[i](min(local, 1.0))
     return schedule

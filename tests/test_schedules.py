@@ -41,3 +41,18 @@ def test_combine_validates():
         combine_scheds([0.5, 0.6], [SchedNo(1), SchedNo(2)])
     with pytest.raises(ValueError, match="same length"):
         combine_scheds([1.0], [SchedNo(1), SchedNo(2)])
+
+
+def test_lists_broadcast_numbers_and_must_match_in_length():
+    assert SchedLin([0.0, 10.0], 20.0)(0.5) == [10.0, 15.0]
+    assert SchedCos(1.0, [3.0, 5.0])(1.0) == [3.0, 5.0]
+    assert SchedNo([1, 2])(0.3) == [1.0, 2.0]
+    with pytest.raises(ValueError, match="same number of values"):
+        SchedLin([0.0, 1.0], [1.0, 2.0, 3.0])(0.5)
+
+
+def test_zero_length_phases_are_skipped():
+    sched = combine_scheds([0.0, 0.5, 0.5], [SchedNo(1), SchedNo(2), SchedNo(3)])
+    assert [sched(p) for p in (0.0, 0.49, 0.5, 1.0)] == [2, 2, 3, 3]
+    warm = combined_cos(0.0, 1.0, 2.0, 0.0)  # no warm-up: starts at the top
+    assert warm(0.0) == pytest.approx(2.0)

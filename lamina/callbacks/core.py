@@ -31,6 +31,7 @@ EVENTS = ("after_create", "before_fit", "before_epoch", "before_train", "before_
 INNER_EVENTS = ("before_batch", "after_pred", "after_loss", "before_backward", "after_cancel_backward",
                 "after_backward", "before_step", "after_cancel_step", "after_step", "after_cancel_batch",
                 "after_batch")
+_INNER = frozenset(INNER_EVENTS)  # for the membership test made at every event
 
 
 class CancelBatchException(Exception):
@@ -119,7 +120,7 @@ class Callback:
         method = getattr(self, event, None)
         if method is None:
             return
-        inner_ok = (event not in INNER_EVENTS or
+        inner_ok = (event not in _INNER or
                     (self.run_train if getattr(self.learn, "training", False) else self.run_valid))
         if self.run and inner_ok:
             try:

@@ -199,6 +199,10 @@ class DataLoader(_LoaderBase):
         return new
 
 
+# How many batches of shuffled rows a `TensorDataLoader` gathers at once.
+GATHER_BATCHES = 64
+
+
 class TensorDataLoader(_LoaderBase):
     """Batches as index slices of tensors built once (no per-row Python, no pandas in the loop).
 
@@ -228,13 +232,18 @@ class TensorDataLoader(_LoaderBase):
         stop = n - n % self.bs if self.drop_last else n
         if order is not None:
             order = order.to(self.tensors[0].device)
-        for start in range(0, stop, self.bs):
+        # Shuffled rows are gathered a block of batches at a time, then each batch is a slice of the block:
+        # one gather per tensor per block instead of one per batch, with memory bounded by the block.
+        block = self.bs * GATHER_BATCHES
+        for first in range(0, stop, block):
+            last = min(first + block, stop)
             if order is None:
-                batch = tuple(t[start:start + self.bs] for t in self.tensors)
+                rows = tuple(t[first:last] for t in self.tensors)
             else:
-                idx = order[start:start + self.bs]
-                batch = tuple(t[idx] for t in self.tensors)
-            yield self._finish(batch, on_device=self.resident)
+                idx = order[first:last]
+                rows = tuple(t[idx] for t in self.tensors)
+            for start in range(0, last - first, self.bs):
+                yield self._finish(tuple(r[start:start + self.bs] for r in rows), on_device=self.resident)
 
     def __len__(self) -> int:
         n = len(self.dataset)

@@ -169,7 +169,12 @@ class AvgSmoothLoss(Metric):
         if not learn.training:
             return
         self.count += 1
-        self.val = self.beta * self.val + (1 - self.beta) * learn.loss.detach().float().mean()
+        loss = learn.loss.detach().float()
+        loss = loss.mean() if loss.dim() else loss
+        if isinstance(self.val, Tensor):  # beta·val + (1 − beta)·loss in one kernel: lerp from loss to val
+            self.val = torch.lerp(loss, self.val.to(loss.device), self.beta)
+        else:  # the first batch (val 0.0) or an average resumed from a checkpoint (a float)
+            self.val = loss * (1 - self.beta) + self.beta * self.val
 
     @property
     def value(self) -> float | None:

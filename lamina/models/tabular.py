@@ -19,6 +19,10 @@ from .layers import Embedding, LinBnDrop, SigmoidRange
 
 __all__ = ["TabularModel", "tabular_config"]
 
+# The embeddings are looked up in one step (see `TabularModel._embed`) while their combined block-diagonal
+# table has at most this many entries; beyond it, building that table each batch would cost more than it saves.
+FUSED_EMBED_LIMIT = 2 ** 14
+
 
 class TabularModel(nn.Module):
     """Embeddings for categorical columns and batch norm for continuous ones, then linear blocks.
@@ -41,6 +45,10 @@ class TabularModel(nn.Module):
             `lamina.models.activations.ACTIVATIONS`; one instance is shared by the hidden blocks.
         lin_first: linear layer before norm and dropout in each block.
 
+    Attributes:
+        fuse_embeds: look every embedding up in one step (the default while the tables are small); the result
+            is exactly the per-table lookup. Set it False to call each ``embeds[i]`` module (e.g. to hook them).
+
     Raises:
         ValueError: when ``ps`` has another length than ``layers``, ``out_sz`` < 1, or there is no input.
     """
@@ -57,6 +65,14 @@ class TabularModel(nn.Module):
         if not emb_szs and not n_cont:
             raise ValueError("TabularModel needs at least one input: received no `emb_szs` and n_cont=0")
         self.embeds = nn.ModuleList([Embedding(int(ni), int(nf)) for ni, nf in emb_szs])
+        n_cats = [int(ni) for ni, _ in emb_szs]
+        # first row of each column's table in the combined table (a buffer, so it follows the model's device)
+        self.register_buffer("emb_offsets", torch.tensor([0, *n_cats[:-1]], dtype=torch.long).cumsum(0),
+                             persistent=False)
+        # each column's valid codes, [first, last], to check them before the fused lookup
+        self.register_buffer("emb_first", torch.zeros(len(n_cats), dtype=torch.long), persistent=False)
+        self.register_buffer("emb_last", torch.tensor(n_cats, dtype=torch.long) - 1, persistent=False)
+        self.fuse_embeds = sum(n_cats) * sum(int(nf) for _, nf in emb_szs) <= FUSED_EMBED_LIMIT
         self.emb_drop = nn.Dropout(embed_p)
         self.bn_cont = nn.BatchNorm1d(n_cont) if bn_cont and n_cont else None
         self.n_emb, self.n_cont = sum(int(nf) for _, nf in emb_szs), n_cont
@@ -80,12 +96,44 @@ class TabularModel(nn.Module):
         """
         parts = []
         if self.embeds:
-            emb = torch.cat([e(codes) for codes, e in zip(x_cat.unbind(1), self.embeds)], 1)
-            parts.append(self.emb_drop(emb))
+            emb = self._embed(x_cat)
+            parts.append(emb if self._drop_is_identity() else self.emb_drop(emb))
         if self.n_cont:
             parts.append(self.bn_cont(x_cont) if self.bn_cont is not None else x_cont)
         x = parts[0] if len(parts) == 1 else torch.cat(parts, 1)
         return self.layers(x)
+
+    def _embed(self, x_cat: torch.Tensor) -> torch.Tensor:
+        """The embeddings of every column side by side, ``(bs, n_emb)``.
+
+        Fused, it is one product ``multi_hot @ block_diag(tables)``: each row of the multi-hot matrix holds one
+        1 per column (at the code's row of that column's table), and the tables sit on the diagonal, zero
+        elsewhere, so each output is exactly one table entry (1·w plus zeros). A handful of operations forward
+        and backward instead of one lookup, one gradient and one copy per column.
+        """
+        if not self._can_fuse() or not _codes_in_range(x_cat, self.emb_first, self.emb_last):
+            # table by table (out-of-range codes then raise the embedding's own error)
+            return torch.cat([e(codes) for codes, e in zip(x_cat.unbind(1), self.embeds)], 1)
+        table = torch.block_diag(*[e.weight for e in self.embeds])
+        multi_hot = torch.zeros(len(x_cat), len(table), dtype=table.dtype, device=table.device)
+        return multi_hot.scatter_(1, x_cat + self.emb_offsets, 1.0) @ table
+
+    def _drop_is_identity(self) -> bool:
+        """The embedding dropout would return its input (p=0 or eval mode): skip the module call, which costs
+        about as much as one of this small model's layers."""
+        drop = self.emb_drop
+        return (type(drop) is nn.Dropout and not (drop._forward_hooks or drop._forward_pre_hooks)
+                and (drop.p == 0 or not self.training))
+
+    def _can_fuse(self) -> bool:
+        """Fuse only plain `Embedding` modules without hooks (anything else is called as it is)."""
+        return self.fuse_embeds and all(type(e) is Embedding and not (e._forward_hooks or e._forward_pre_hooks)
+                                        for e in self.embeds)
+
+
+def _codes_in_range(x_cat: torch.Tensor, first: torch.Tensor, last: torch.Tensor) -> bool:
+    """Every code is a row of its own column's table (the fused lookup would read a neighbour's row otherwise)."""
+    return x_cat.dtype == torch.long and torch.equal(x_cat.clamp(first, last), x_cat)
 
 
 def _dropouts(ps: float | Sequence[float] | None, n: int) -> list[float]:

@@ -32,6 +32,20 @@ def test_same_seed_and_epoch_give_same_order():
     assert torch.equal(torch.cat([x for x, in a]), torch.cat([x for x, in b]))
 
 
+def test_shuffled_batches_over_several_gather_blocks(monkeypatch):
+    import lamina.data.loaders as loaders
+    monkeypatch.setattr(loaders, "GATHER_BATCHES", 2)  # blocks of 2 batches: 103 rows make 6 blocks
+    x = torch.arange(103)
+    dl = TensorDataLoader((x, x * 10), bs=9, shuffle=True, seed=5, device="cpu")
+    order = torch.randperm(103, generator=torch.Generator().manual_seed(5))  # epoch 0's order
+    batches = list(dl)
+    assert [len(b[0]) for b in batches] == [9] * 11 + [4]
+    assert torch.equal(torch.cat([b[0] for b in batches]), order)  # the same batches as row-by-row gathers
+    assert all(torch.equal(yb, xb * 10) for xb, yb in batches)
+    dropped = TensorDataLoader((x,), bs=9, shuffle=True, drop_last=True, device="cpu")
+    assert [len(b[0]) for b in dropped] == [9] * 11
+
+
 class AddOne(BatchTransform):
     split_idx = 0
 

@@ -54,6 +54,10 @@ def test_avg_smooth_loss_debiased_ema_over_training_batches_only():
     metric.accumulate(fake_learn(torch.zeros(1), loss=torch.tensor(2.0), training=True))
     assert metric.value == pytest.approx((0.5 * 0.5 + 0.5 * 2) / (1 - 0.25))
     assert metric.name == "avg_smooth_loss"
+    resumed = AvgSmoothLoss(beta=0.5)
+    resumed.count, resumed.val = 3, 0.875  # as a checkpoint restores it: a float
+    resumed.accumulate(fake_learn(torch.zeros(1), loss=torch.tensor(2.0), training=True))
+    assert resumed.value == pytest.approx((0.5 * 0.875 + 0.5 * 2) / (1 - 0.5**4))
 
 
 def test_accum_metric_activations_threshold_and_arguments():

@@ -109,3 +109,77 @@ def test_trains_on_a_separable_problem():
         loss.backward()
         opt.step()
     assert loss.item() < 0.15
+
+
+def _per_table_copy(model):
+    import copy
+    twin = copy.deepcopy(model)
+    twin.fuse_embeds = False
+    return twin
+
+
+def test_fused_embeddings_equal_the_per_table_lookup_forward_and_backward():
+    torch.manual_seed(0)
+    emb_szs = [(10, 6), (17, 8), (3, 3)]
+    model = TabularModel(emb_szs, 2, 2, [16])
+    twin = _per_table_copy(model)
+    assert model.fuse_embeds and not twin.fuse_embeds
+    cats, conts = _inputs(emb_szs, 2, bs=32)
+    cats[0] = torch.tensor([9, 16, 2])  # the last code of every table
+    out, twin_out = model(cats, conts), twin(cats, conts)
+    assert torch.equal(out, twin_out)  # exactly one table entry per output, zeros elsewhere
+    torch.nn.functional.cross_entropy(out, torch.arange(32) % 2).backward()
+    torch.nn.functional.cross_entropy(twin_out, torch.arange(32) % 2).backward()
+    for e, t in zip(model.embeds, twin.embeds):
+        torch.testing.assert_close(e.weight.grad, t.weight.grad)
+    model.eval(), twin.eval()
+    assert torch.equal(model(cats, conts), twin(cats, conts))
+
+
+def test_codes_outside_their_table_raise_instead_of_reading_a_neighbour():
+    model = TabularModel([(4, 3), (5, 3)], 0, 2, [8]).eval()
+    for bad in ([4, 0], [0, 5], [-1, 0], [1, -1]):
+        with pytest.raises(IndexError):
+            model(torch.tensor([bad, [1, 1]]))
+    assert model(torch.tensor([[3, 4], [0, 0]])).shape == (2, 2)
+
+
+def test_big_tables_hooks_and_replaced_modules_are_looked_up_table_by_table():
+    big = TabularModel([(5000, 100), (10, 4)], 0, 2, [8])
+    assert not big.fuse_embeds  # a block-diagonal table of 5010 x 104 entries would cost more than it saves
+    model = TabularModel([(5, 4), (7, 5)], 1, 2, [8]).eval()
+    seen = []
+    model.embeds[1].register_forward_hook(lambda mod, inp, out: seen.append(out.shape))
+    cats, conts = _inputs([(5, 4), (7, 5)], 1, bs=3)
+    model(cats, conts)
+    assert seen == [(3, 5)]
+    scaled = TabularModel([(5, 4)], 1, 2, [8]).eval()
+    plain = scaled(cats[:, :1], conts)
+
+    class Doubled(nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x):
+            return 2 * self.inner(x)
+    scaled.embeds[0] = Doubled(scaled.embeds[0])
+    assert not torch.equal(scaled(cats[:, :1], conts), plain)  # the replacement's forward is used
+
+
+def test_embedding_dropout_runs_only_when_it_drops_something(monkeypatch):
+    torch.manual_seed(0)
+    model = TabularModel([(5, 4)], 0, 2, [8], embed_p=0.5)
+    calls = []
+    real = nn.functional.dropout
+    monkeypatch.setattr(nn.functional, "dropout", lambda x, *a, **k: calls.append(1) or real(x, *a, **k))
+    cats = torch.randint(0, 5, (16, 1))
+    model(cats)
+    model.eval()(cats)
+    assert calls == [1]  # in training only
+    model.emb_drop.p = 0.0
+    model.train()(cats)
+    assert calls == [1]
+    model.emb_drop.register_forward_hook(lambda *args: calls.append("hook"))
+    model(cats)
+    assert calls == [1, 1, "hook"]  # a hooked dropout is always called
