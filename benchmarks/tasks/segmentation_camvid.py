@@ -6,8 +6,11 @@ label_func=<path/'labels'/'<stem>_P<suffix>'>, codes=np.loadtxt(path/'codes.txt'
 item_tfms=Resize((96,128)))`` with three things stated: ``valid_pct=0.2, seed=42`` (the chapter's call leaves
 the split to the global random state), the file names sorted (fastai lists them in directory order, lamina
 sorted), so that both sides validate on the same 20 images; and ``num_workers=0`` (the images are small PNGs).
-The optimizer is built before the timing, so ``time`` is the fit alone. The weights are initialised from
-``seed + round`` (the same on both sides in a round).
+The optimizer is built before the timing, so ``time`` is the fit alone. Python, numpy and torch are seeded
+with ``seed + round`` before the loaders are built, on both sides: the validation split stays fixed
+(``seed=42``), while each round draws its own training order and initial weights. (Seeded after the loaders,
+every round of a library would train in one and the same order, and the medians would rest on a single
+draw of it: the valid loss after 20 BatchNorm updates depends on that order as much as on the weights.)
 
 mIoU is computed here, the same way for both, from ``get_preds`` on the validation set: the arg-max
 prediction and the target mask fill one confusion matrix over all validation pixels; pixels whose target
@@ -91,13 +94,13 @@ def _fit(learn: Any, dls: Any, codes: list[str], quick: bool) -> dict[str, Any]:
 def run_lamina(data_dir: str, opts: dict[str, Any]) -> dict[str, Any]:
     from lamina.vision.all import Resize, SegmentationDataLoaders, get_image_files, np, resnet18, unet_learner
     prepare(opts)
+    _reseed(opts)  # before the loaders: each round draws its own training order, and then its initial weights
     path = Path(require_file(data_dir, "camvid_tiny"))
     codes = np.loadtxt(path / "codes.txt", dtype=str)
     fnames = sorted(get_image_files(path / "images"))
     dls = SegmentationDataLoaders.from_label_func(path, bs=BS, fnames=fnames, label_func=MaskOf(path), codes=codes,
                                                   valid_pct=0.2, seed=42, item_tfms=Resize(SIZE), num_workers=WORKERS,
                                                   device=pick_device(opts))
-    _reseed(opts)
     learn = unet_learner(dls, resnet18, pretrained=False)
     return _fit(learn, dls, [str(c) for c in codes], opts.get("quick", False))
 
@@ -106,12 +109,12 @@ def run_fastai(data_dir: str, opts: dict[str, Any]) -> dict[str, Any]:
     import torch
     from fastai.vision.all import Resize, SegmentationDataLoaders, get_image_files, np, resnet18, unet_learner
     prepare(opts)
+    _reseed(opts)  # before the loaders: each round draws its own training order, and then its initial weights
     path = Path(require_file(data_dir, "camvid_tiny"))
     codes = np.loadtxt(path / "codes.txt", dtype=str)
     fnames = sorted(get_image_files(path / "images"))
     dls = SegmentationDataLoaders.from_label_func(path, bs=BS, fnames=fnames, label_func=MaskOf(path), codes=codes,
                                                   valid_pct=0.2, seed=42, item_tfms=Resize(SIZE), num_workers=WORKERS,
                                                   device=torch.device(pick_device(opts)))
-    _reseed(opts)
     learn = unet_learner(dls, resnet18, pretrained=False)
     return _fit(learn, dls, [str(c) for c in codes], opts.get("quick", False))
