@@ -56,9 +56,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         exported = learn.export(Path(tmp) / "pets.pkl")
         reloaded = load_learner(exported)
-        again = reloaded.predict(img)[2]
+        cat_again, _, again = reloaded.predict(img)
+        # the reloaded learner predicts in fp32; the trained one may use bf16 autocast (see default_formats)
+        same = cat_again == cat and bool((again - probs).abs().max() < 1e-2)
         print(f"exported to a safe file ({exported.stat().st_size / 1e6:.1f} MB) and reloaded: "
-              f"same prediction: {bool((again - probs).abs().max() < 1e-5)}")
+              f"same prediction: {same}")
     print(f"done in {time.time() - start:.0f} s")
 
 
