@@ -96,9 +96,10 @@ def test_radam_beta_unsupported():
         RAdam(params(), beta=0.5)
 
 
-def test_a_scaler_step_with_inf_gradients_changes_nothing_not_even_decay():
+@pytest.mark.parametrize("opt_func", [Adam, SGD])  # decay inside the kernel (Adam), by the wrapper (SGD)
+def test_a_scaler_step_with_inf_gradients_changes_nothing_not_even_decay(opt_func):
     model = nn.Linear(3, 2)
-    opt = Adam(list(model.parameters()), lr=0.1, wd=0.5)
+    opt = opt_func(list(model.parameters()), lr=0.1, wd=0.5)
     scaler = torch.amp.GradScaler("cpu", init_scale=4.0)
     before = [p.detach().clone() for p in model.parameters()]
     scaler.scale(model(torch.ones(1, 3)).sum()).backward()

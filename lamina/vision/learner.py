@@ -221,9 +221,11 @@ def _add_normalize(dls: Any, stats: Sequence | None, n_in: int) -> None:
 def cpu_has_amx() -> bool:
     """Whether this CPU has AMX matrix units (Intel Xeon from Sapphire Rapids on), which run bf16 convolutions
     several times faster than fp32 ones."""
-    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)  # private in torch; absent: assume no AMX
+    if probe is None or not torch.backends.mkldnn.is_available():
+        return False
     try:
-        return bool(probe()) and torch.backends.mkldnn.is_available() if probe is not None else False
+        return bool(probe())
     except RuntimeError:
         return False
 
@@ -239,7 +241,7 @@ def default_formats(device: torch.device, x: Any, unet: bool = False) -> tuple[b
       one thread: resnet34 at 224 px 0.26x the fp32 time, at 112 px 0.40x; resnet18 at 96 px 0.72x; a U-Net
       at 96x128 0.28x. Below 96 px it is slower (28 px: 1.4x), so small images stay in fp32.
     * Other CPUs: channels-last where oneDNN's convolutions gain from it (large feature maps: U-Nets from
-      96 px, classifiers from 160 px; resnet18 at 224 px 0.85x, at 28-64 px 1.1-1.2x), fp32.
+      96 px, classifiers from 160 px; resnet18 at 224 px 0.80-0.85x, at 28-64 px 1.1-1.3x), fp32.
 
     ``learn.to_fp32()`` and ``learn.to_contiguous()`` undo either choice.
     """
