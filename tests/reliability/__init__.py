@@ -1,0 +1,1 @@
+"""Reliability suite: crafted files, broken downloads, crashes and odd data (see docs/security.md)."""
