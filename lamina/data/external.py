@@ -14,7 +14,8 @@ given. The file names on disk and the known sizes/checksums are those of the ori
 
 Safety: downloads go to ``<file>.part`` and are renamed only when complete and checked (an interrupted
 download resumes with an HTTP range request); archives are extracted into a temporary folder beside the
-target and renamed into place in one step, and members that would land outside it are refused.
+target and renamed into place in one step, members that would land outside it or expand it past a ceiling
+are refused. Processes asking for the same file take turns; the others reuse the first one's result.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import re
 import time
 import urllib.error
 import urllib.request
+from contextlib import nullcontext
 from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import urlsplit
@@ -33,7 +35,8 @@ from urllib.parse import urlsplit
 from tqdm.auto import tqdm
 
 from lamina.config import data_url_base, lamina_path
-from lamina.data.archives import DownloadError, disk_errors, extract_archive
+from lamina.data.archives import DownloadError, archive_problem, disk_errors, extract_archive, extract_locked
+from lamina.data.locks import file_lock
 
 __all__ = ["URLs", "untar_data", "download_url", "extract_archive", "resolve_url", "DownloadError"]
 
@@ -266,8 +269,9 @@ def _open_url(url: str, have: int, timeout: float) -> http.client.HTTPResponse:
                             "in lamina's archive folder yourself.") from e
 
 
-def _fetch_once(url: str, part: Path, timeout: float, show_progress: bool) -> None:
-    """Fetch ``url`` into ``part``, resuming from its current size; raises _Dropped when cut short."""
+def _fetch_once(url: str, part: Path, timeout: float, show_progress: bool) -> int | None:
+    """Fetch ``url`` into ``part`` from its current size; raises _Dropped when cut short; returns the size
+    the server announced (None: it sent no length, so a cut connection looked like the end)."""
     have = part.stat().st_size if part.exists() else 0
     try:
         response = _open_url(url, have, timeout)
@@ -276,8 +280,8 @@ def _fetch_once(url: str, part: Path, timeout: float, show_progress: bool) -> No
         complete = e.headers.get("Content-Range", "") == f"bytes */{have}"
         if not complete:  # the partial file is longer than the file: it belongs to something else
             part.unlink()
-            _fetch_once(url, part, timeout, show_progress)
-        return
+            return _fetch_once(url, part, timeout, show_progress)
+        return have
     with response:
         resumed = have > 0 and response.status == 206
         if resumed and not response.headers.get("Content-Range", "").startswith(f"bytes {have}-"):
@@ -296,10 +300,11 @@ def _fetch_once(url: str, part: Path, timeout: float, show_progress: bool) -> No
                 raise _Dropped(have + e.got, total) from e.__cause__
     if total is not None and have + got < total:
         raise _Dropped(have + got, total)
+    return total
 
 
-def _fetch(url: str, part: Path, timeout: float, show_progress: bool) -> None:
-    """Fetch ``url`` into ``part``, resuming after dropped connections up to ``_ATTEMPTS`` times."""
+def _fetch(url: str, part: Path, timeout: float, show_progress: bool) -> int | None:
+    """``_fetch_once``, resuming after dropped connections up to ``_ATTEMPTS`` times."""
     for attempt in range(1, _ATTEMPTS + 1):
         try:
             return _fetch_once(url, part, timeout, show_progress)
@@ -311,7 +316,7 @@ def _fetch(url: str, part: Path, timeout: float, show_progress: bool) -> None:
             time.sleep(_RETRY_DELAY * attempt)
 
 
-def _copy_local(url: str, part: Path, show_progress: bool) -> None:
+def _copy_local(url: str, part: Path, show_progress: bool) -> int:
     """'Download' a ``file://`` URL by copying the file, so local archives take the same path as remote ones."""
     source = Path(urllib.request.url2pathname(urlsplit(url).path))
     if not source.is_file():
@@ -320,7 +325,7 @@ def _copy_local(url: str, part: Path, show_progress: bool) -> None:
     with open(source, "rb") as src, open(part, "wb") as dst, \
             _progress(source.name, source.stat().st_size, 0, show_progress) as bar:
         try:
-            _copy_stream(src, dst, bar)
+            return _copy_stream(src, dst, bar)
         except _Dropped as e:
             raise DownloadError(f"could not read {source} ({e.__cause__}); check the file and try again.") from e
 
@@ -332,7 +337,10 @@ def download_url(url: str, dest: str | Path | None = None, timeout: float | None
     The bytes go to ``<dest>.part``; an existing ``.part`` is resumed with an HTTP ``Range`` request (a
     server that ignores it restarts the file). A dropped connection is resumed up to 3 times. When lamina
     knows the size/sha256 of ``url`` and the file differs, the file is deleted and an error is raised, so
-    an existing good ``dest`` is never replaced by a bad one. ``LAMINA_DATA_URL`` applies (``resolve_url``).
+    an existing good ``dest`` is never replaced by a bad one; with no length from the server and nothing
+    known of ``url``, an archive must read through to its end (else it stays ``.part``, to be resumed).
+    A call that finds another process downloading ``dest`` waits and returns its file. ``LAMINA_DATA_URL``
+    applies (``resolve_url``).
 
     Args:
         url: an ``http(s)://`` or ``file://`` URL.
@@ -352,13 +360,20 @@ def download_url(url: str, dest: str | Path | None = None, timeout: float | None
     if dest.is_dir():
         dest = dest / name
     dest.parent.mkdir(parents=True, exist_ok=True)
-    part = dest.with_name(dest.name + ".part")
-    source = resolve_url(url)
+    with file_lock(dest, f"Waiting for another download of {name} to {dest}") as waited:
+        if waited and dest.exists() and _check_problem(url, dest) is None:
+            return dest  # the process we waited for has just downloaded it
+        return _download(url, dest, timeout, show_progress)
+
+
+def _download(url: str, dest: Path, timeout: float | None, show_progress: bool) -> Path:
+    """``download_url`` for a caller that holds ``file_lock(dest)``."""
+    name, part, source = _file_name(url), dest.with_name(dest.name + ".part"), resolve_url(url)
     with disk_errors(part):
         if urlsplit(source).scheme == "file":
-            _copy_local(source, part, show_progress)
+            total = _copy_local(source, part, show_progress)
         else:
-            _fetch(source, part, timeout or _DEFAULT_TIMEOUT, show_progress)
+            total = _fetch(source, part, timeout or _DEFAULT_TIMEOUT, show_progress)
     problem = _check_problem(url, part)
     if problem is not None:
         part.unlink()
@@ -366,6 +381,12 @@ def download_url(url: str, dest: str | Path | None = None, timeout: float | None
         raise DownloadError(f"the download of {url} does not match the known file {name}: {problem}{mirror}. "
                             f"The download was deleted ({dest} is untouched); delete {dest} if it is stale and "
                             "call again (with untar_data: force_download=True) to download it anew.")
+    # With no length and no known size, only the archive itself can say whether it is whole
+    if total is None and url not in _CHECKS and _ARCHIVE_SUFFIX.search(name) and (why := archive_problem(part)):
+        raise DownloadError(f"the download of {source} was cut: the server sent no length, and the "
+                            f"{part.stat().st_size:,} bytes received are not a complete archive ({why}). The "
+                            f"partial file is kept at {part}: call again to resume it (with untar_data, "
+                            "force_download=True starts over), or check the network / LAMINA_DATA_URL mirror.")
     os.replace(part, dest)
     return dest
 
@@ -382,12 +403,14 @@ def _folder(override: str | Path | None, folder: str, home: Path | None) -> Path
 
 
 def untar_data(url: str, archive: str | Path | None = None, data: str | Path | None = None, c_key: str = "data",
-               force_download: bool = False, base: str | Path | None = None) -> Path:
+               force_download: bool = False, base: str | Path | None = None,
+               max_expanded_bytes: int | None = None) -> Path:
     """Download the archive at ``url`` once, extract it, and return the extracted folder.
 
     The archive is stored as ``$LAMINA_HOME/archive/<file>`` and extracted to
     ``$LAMINA_HOME/data/<file without .tgz/.tar.gz/.tar/.zip>``. When that folder exists the call returns
     at once, without network. An archive already on disk is reused if it matches its known size/checksum.
+    Processes that call it at once (one per GPU) take turns: one downloads and extracts, the others reuse it.
 
     Example:
         >>> path = untar_data(URLs.PETS) / "images"
@@ -401,6 +424,9 @@ def untar_data(url: str, archive: str | Path | None = None, data: str | Path | N
         force_download: download and extract anew; the old archive and folder are replaced only after the new
             ones are complete.
         base: use this folder instead of ``$LAMINA_HOME`` for this call.
+        max_expanded_bytes: refuse to extract an archive whose content takes more bytes. None: the free
+            space on the data folder's disk, and 100 times the archive's size for an archive without a
+            sha256 in lamina's table. Raise it for an archive you trust that expands more.
 
     Returns:
         The extracted folder.
@@ -415,11 +441,23 @@ def untar_data(url: str, archive: str | Path | None = None, data: str | Path | N
     if dest.exists() and not force_download:
         return dest
     archive_file = _folder(archive, "archive", home) / name
+    # Locks in one order, the data folder then the archive (one path locked twice would wait for itself)
+    with file_lock(dest, f"Waiting for another process that is downloading or extracting {name}"):
+        if dest.exists() and not force_download:
+            return dest  # the process we waited for has made it
+        archive_lock = file_lock(archive_file, f"Waiting for another download of {name}")
+        with archive_lock if archive_file != dest else nullcontext():
+            _get_archive(url, archive_file, force_download)
+        checked = _CHECKS.get(url, (0, None))[1] is not None  # its sha256 was just verified
+        return extract_locked(archive_file, dest, max_expanded_bytes, checked)
+
+
+def _get_archive(url: str, archive_file: Path, force_download: bool) -> None:
+    """Download ``archive_file`` unless a good copy is on disk; the caller holds its lock."""
     if force_download:
-        archive_file.with_name(name + ".part").unlink(missing_ok=True)  # anew means anew: no stale resume
-    if force_download or not archive_file.exists():
-        download_url(url, archive_file)
-    elif (problem := _check_problem(url, archive_file)) is not None:
+        archive_file.with_name(archive_file.name + ".part").unlink(missing_ok=True)  # anew: no stale resume
+    elif archive_file.exists():
+        if (problem := _check_problem(url, archive_file)) is None:
+            return
         print(f"{archive_file} is not the known file ({problem}); downloading a new version of this dataset...")
-        download_url(url, archive_file)
-    return extract_archive(archive_file, dest)
+    _download(url, archive_file, None, True)

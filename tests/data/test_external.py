@@ -34,6 +34,9 @@ class ServerState:
     status: int | None = None  # answer every request with this error code
     ignore_range: bool = False
     wrong_range: bool = False  # answer a range request with 206 but the bytes from 0
+    send_length: bool = True  # False: no Content-Length, the body ends when the connection closes
+    hold: threading.Event | None = None  # pause each body after `hold_after` bytes until this is set
+    hold_after: int = 0
     requests: list[tuple[str, str | None]] = field(default_factory=list)
 
 
@@ -60,11 +63,17 @@ class Handler(BaseHTTPRequestHandler):
         else:
             self.send_response(200)
         body = data[start:]
-        self.send_header("Content-Length", str(len(body)))
+        if state.send_length:
+            self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         if state.drops > 0:
             state.drops -= 1
             body = body[: state.drop_after]  # then the connection closes (HTTP/1.0)
+        if state.hold is not None:
+            self.wfile.write(body[: state.hold_after])
+            self.wfile.flush()
+            state.hold.wait(timeout=30)  # bounded: a test that forgets to release it still ends
+            body = body[state.hold_after:]
         self.wfile.write(body)
 
     def log_message(self, *args: object) -> None:
