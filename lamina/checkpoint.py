@@ -302,11 +302,14 @@ class CheckpointMixin:
             strict: the checkpoint's keys must match the model's exactly.
             resume: also restore the training position (random states, the loaders' shuffles, the epochs done
                 and the smoothed loss), to continue an interrupted fit exactly with
-                ``fit_one_cycle(n, start_epoch=learn.epochs_done)``.
+                ``fit_one_cycle(n, start_epoch=learn.epochs_done)``. The file must hold the optimizer's state:
+                ``learn.save(name, with_opt=True)`` (the default) or ``SaveModelCallback(with_opt=True)``
+                (its default, as fastai's, is ``with_opt=False``).
 
         Raises:
             FileNotFoundError: naming the checkpoint path when it does not exist.
-            ValueError: when the checkpoint does not fit this model or optimizer (the model is left unchanged).
+            ValueError: when the checkpoint does not fit this model or optimizer, or ``resume=True`` and it
+                holds no optimizer state (the model is left unchanged).
         """
         path = self._checkpoint_path(file)
         if not path.exists():
@@ -316,6 +319,12 @@ class CheckpointMixin:
         state = torch.load(path, map_location="cpu", weights_only=True)  # RNG states must stay CPU tensors
         if "model" not in state:  # a bare state dict, as other tools write
             state = {"model": state}
+        if resume and "opt" not in state:
+            raise ValueError(f"{path} holds no optimizer state (saved with with_opt=False, or before the optimizer "
+                             "existed), so resume=True cannot continue the fit exactly: a fresh optimizer would make "
+                             "it diverge. Save checkpoints that resume with "
+                             "learn.save(name, with_opt=True) or SaveModelCallback(with_opt=True); to fine-tune "
+                             "from these weights instead, load without resume=True")
         self._load_weights_and_opt(path, state, with_opt, strict)
         self.model.to(device)
         if resume:
