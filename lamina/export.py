@@ -107,7 +107,7 @@ def export_learner(learn: Any, fname: str | Path = "export.pkl") -> Path | None:
     blob = save(state, metadata={_META_KEY: description, "shared": json.dumps(shared)})
     path = Path(fname)
     path = path if path.is_absolute() else learn.path / path
-    return atomic_write(path, lambda f: f.write(blob))
+    return atomic_write(path, lambda f: f.write(blob), size_hint=len(blob), what="export")
 
 
 def _dedupe_shared(state: dict) -> dict:

@@ -93,7 +93,12 @@ class SaveModelCallback(TrackerCallback):
     """Save the model when ``monitor`` improves (or every epoch), and reload the best at the end.
 
     Checkpoints go to ``learn.path/learn.model_dir/<fname>.pth`` (``<fname>_<epoch>.pth`` with
-    ``every_epoch``) and hold everything `Learner.load` restores.
+    ``every_epoch``). As in fastai, ``with_opt=False`` by default: the files hold the weights and the
+    training position but not the optimizer, so they cannot resume a fit (``learn.load(f, resume=True)``
+    refuses them). Pass ``with_opt=True`` to keep checkpoints that resume exactly::
+
+        learn.fit_one_cycle(10, cbs=SaveModelCallback(every_epoch=True, with_opt=True))
+        learn.load("model_4", resume=True); learn.fit_one_cycle(10, start_epoch=learn.epochs_done)
     """
 
     order = 61
