@@ -41,7 +41,7 @@ def _as_procs(procs: Sequence[TabularProc | type] | None) -> list[TabularProc]:
     out = []
     for proc in procs or []:
         proc = proc() if isinstance(proc, type) else proc
-        if not isinstance(proc, TabularProc):
+        if not isinstance(proc, (TabularProc, Normalize)):  # Normalize is shared with images: no TabularProc
             raise TypeError(f"`procs` must hold tabular procs such as Categorify, FillMissing or Normalize (classes "
                             f"or instances); received {proc!r}")
         out.append(proc)

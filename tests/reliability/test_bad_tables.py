@@ -1,0 +1,93 @@
+"""Bad tables and ratings that used to train or predict silently: each now raises or warns, naming the problem."""
+
+import re
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import lamina.tabular.all as tabular_all
+import lamina.vision.all as vision_all
+from lamina.collab import CollabDataLoaders, collab_learner, synth_ratings
+from lamina.export import load_learner
+from lamina.tabular.all import (Categorify, FillMissing, Normalize, TabularDataLoaders, TabularPandas,
+                                tabular_learner)
+from lamina.tabular.procs import proc_from_config
+from lamina.vision.augment import batch_tfm_from_config
+from lamina.vision.data import ImageDataLoaders
+
+
+def _table(n: int = 40, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({"color": rng.choice(["red", "green", "blue"], n), "size": rng.choice(["S", "M"], n),
+                         "x": rng.normal(10, 3, n), "y": rng.choice(["yes", "no"], n)})
+
+
+@pytest.fixture(scope="module")
+def tab_learn():
+    """A classifier over colour, size and x (untrained: the tests read its processing, not its answers)."""
+    df = _table(60)
+    dls = TabularDataLoaders.from_df(df, cat_names=["color", "size"], cont_names=["x"], y_names="y",
+                                     procs=[Categorify, FillMissing, Normalize], device="cpu", seed=0, bs=16)
+    return tabular_learner(dls, layers=[8])
+
+
+def _caught(fn, *args, **kwargs):
+    """``fn``'s result and the warnings it raised (every one, even repeats)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = fn(*args, **kwargs)
+    return out, [w for w in caught if issubclass(w.category, UserWarning)]
+
+
+# ------------------------------------------------------------------------------------------------------------
+# One Normalize for images and tables, whichever star import comes last
+
+
+TABLE_THEN_IMAGES = """
+from lamina.{first}.all import *
+from lamina.{last}.all import *
+to = TabularPandas(df, procs=[Categorify, FillMissing, Normalize], cat_names=['color'], cont_names=['x'],
+                   y_names='y', splits=(list(range(30)), list(range(30, 40))))
+to2 = TabularPandas(df, procs=[Categorify, Normalize()], cat_names=['color'], cont_names=['x'], y_names='y',
+                    splits=(list(range(30)), list(range(30, 40))))
+fixed = Normalize.from_stats(*imagenet_stats)((images,), ('image',))[0]
+computed = Normalize()((images,), ('image',))[0]
+"""
+
+
+def test_one_normalize_serves_images_and_tables():
+    assert vision_all.Normalize is tabular_all.Normalize
+    df, images = _table(40), torch.rand(4, 3, 8, 8)
+    for first, last in (("tabular", "vision"), ("vision", "tabular")):
+        scope = {"df": df, "images": images}
+        exec(TABLE_THEN_IMAGES.format(first=first, last=last), scope)
+        for to in (scope["to"], scope["to2"]):
+            train_x = to.train.conts["x"].to_numpy()
+            assert abs(train_x.mean()) < 1e-6 and abs(train_x.std() - 1) < 1e-4, (first, last)
+        mean = torch.tensor([0.485, 0.456, 0.406]).reshape(1, 3, 1, 1)
+        std = torch.tensor([0.229, 0.224, 0.225]).reshape(1, 3, 1, 1)
+        assert torch.allclose(scope["fixed"], (images - mean) / std, atol=1e-6)
+        assert scope["computed"].mean(dim=(0, 2, 3)).abs().max() < 1e-5
+
+
+def test_normalize_with_image_stats_is_refused_as_a_proc():
+    with pytest.raises(ValueError, match=r"image statistics.*pass Normalize \(the class\) or Normalize\(\)"):
+        TabularPandas(_table(), [Normalize.from_stats([0.5] * 3, [0.2] * 3)], cont_names=["x"], y_names="y")
+
+
+def test_both_config_formats_keep_loading(tmp_path, tab_learn):
+    proc = proc_from_config({"name": "Normalize", "means": {"x": 1.0}, "stds": {"x": 2.0}})
+    table = {"x": np.array([3.0])}
+    proc.encode(table, tab_learn.dls.processor.names)
+    assert table["x"].tolist() == [1.0] and proc.to_config() == {"name": "Normalize", "means": {"x": 1.0},
+                                                                   "stds": {"x": 2.0}}
+    image_cfg = {"name": "Normalize", "kwargs": {"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25], "axes": [0, 2, 3]}}
+    tfm = batch_tfm_from_config(image_cfg)
+    assert tfm.to_config() == image_cfg and tfm((torch.ones(1, 3, 2, 2),), ("image",))[0].eq(2).all()
+    tab_learn.export(tmp_path / "tab.pkl")  # a learner with the shared Normalize among its procs
+    loaded = load_learner(tmp_path / "tab.pkl")
+    row = {"color": "red", "size": "S", "x": 12.0}
+    assert torch.allclose(loaded.predict(row)[2], tab_learn.predict(row)[2], atol=1e-6)
