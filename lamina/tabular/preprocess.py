@@ -94,6 +94,8 @@ class TabularProcessor:
                              "`valid_pct` or pass a `valid_idx` that leaves rows for training")
         if self.y_kind == "category" and self.y_vocab is None:
             self.y_vocab = CategoryMap(pd.Series(table[self.y_names[0]]), sort=True)
+        if self.y_kind == "category":
+            _check_two_classes(self.y_names[0], self.y_vocab)
         for proc in self.procs:
             proc.setup({col: values[:n_train] for col, values in table.items()}, self.names)
             proc.encode(table, self.names)
@@ -316,6 +318,19 @@ class TabularPandas:
         return TabularDataLoaders.from_tabular(self, bs=bs, val_bs=val_bs, shuffle=shuffle,
                                                device=device if device is not None else self.device,
                                                path=path, seed=seed, **kwargs)
+
+
+def _check_two_classes(col: str, vocab: CategoryMap) -> None:
+    """Raise when a classification target has a single class: the model would learn to answer it always.
+
+    With one class the softmax has one output, so the loss is 0 from the first batch and every prediction is
+    that class with probability 1.0: nothing is learned and nothing says so. (No class at all means every label
+    is missing, which the target encoding reports.)
+    """
+    if len(vocab) == 1:
+        raise ValueError(f"Target column {col!r} holds a single class, {list(vocab)[0]!r}: a classifier needs at least "
+                         "two classes. Add rows of the other classes, or, for a numeric target, train a regression "
+                         "instead: y_block=RegressionBlock()")
 
 
 def _check_roles(cats: list[str], conts: list[str], ys: list[str]) -> None:

@@ -43,6 +43,33 @@ def _caught(fn, *args, **kwargs):
 
 
 # ------------------------------------------------------------------------------------------------------------
+# A classification target with a single class
+
+
+SINGLE = r"Target column 'y' holds a single class, 'yes': a classifier needs at least two classes.*RegressionBlock"
+
+
+def test_single_class_target_is_refused_at_every_entry(tmp_path):
+    df = _table().assign(y="yes")
+    with pytest.raises(ValueError, match=SINGLE):
+        TabularDataLoaders.from_df(df, cat_names=["color"], cont_names=["x"], y_names="y", procs=[Categorify],
+                                   device="cpu", seed=0)
+    with pytest.raises(ValueError, match=SINGLE):
+        TabularPandas(df, [Categorify], cat_names=["color"], cont_names=["x"], y_names="y", splits=([0, 1], [2]))
+    df.to_csv(tmp_path / "one.csv", index=False)
+    with pytest.raises(ValueError, match=SINGLE):
+        TabularDataLoaders.from_csv(tmp_path / "one.csv", cat_names=["color"], cont_names=["x"], y_names="y",
+                                    device="cpu")
+
+
+def test_single_value_is_fine_for_a_regression_target():
+    df = _table().assign(y=1.0)  # a constant number: regression, nothing to refuse
+    dls = TabularDataLoaders.from_df(df, cat_names=["color"], cont_names=["x"], y_names="y", procs=[Categorify],
+                                     device="cpu", seed=0)
+    assert dls.n_out == 1 and dls.processor.y_kind == "regression"
+
+
+# ------------------------------------------------------------------------------------------------------------
 # One Normalize for images and tables, whichever star import comes last
 
 
