@@ -180,6 +180,10 @@ class TabularDataLoaders(DataLoaders):
         Raises:
             ValueError: naming the column, for a missing column, a non-numeric continuous value, or an
                 unknown target label.
+
+        Warns:
+            UserWarning: naming the columns and values, for categories the training rows did not have
+                (encoded as ``#na#``) and for gaps in continuous columns that had none in training.
         """
         tensors = self.processor.encode(test_items, with_labels)
         kinds = ("tab_cat", "tab_cont", self.processor.y_kind)[:len(tensors)]

@@ -21,7 +21,8 @@ import torch
 from ..data.transforms import CategoryMap
 from .procs import (Categorify, ColumnNames, FillMissing, FillStrategy, Normalize, TabularProc,
                     proc_from_config)
-from .tables import decode_targets, encode_targets, read_table, show_frame, target_kind, tensors_of
+from .tables import (decode_targets, encode_targets, read_table, show_frame, target_kind, tensors_of,
+                     warn_unseen)
 
 __all__ = ["TabularPandas", "TabularProcessor", "cont_cat_split", "Categorify", "FillMissing", "Normalize",
            "FillStrategy", "TabularProc"]
@@ -105,9 +106,16 @@ class TabularProcessor:
         return self._finish(table, labelled=bool(self.y_names))
 
     def process(self, table: dict, labelled: bool) -> dict:
-        """Run the fitted procs on ``table`` (in place) and encode its targets if ``labelled``."""
+        """Run the fitted procs on new rows ``table`` (in place) and encode its targets if ``labelled``.
+
+        Warns (once per call) naming the categorical columns with values the training rows did not have,
+        which become ``#na#`` (the validation rows at `setup` are not reported: rare values fall there often).
+        """
         for proc in self.procs:
             proc.encode(table, self.names)
+        categorify = next((p for p in self.procs if isinstance(p, Categorify)), None)
+        if categorify is not None:
+            warn_unseen(categorify.unseen)
         return self._finish(table, labelled)
 
     def _finish(self, table: dict, labelled: bool) -> dict:

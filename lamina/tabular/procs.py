@@ -183,12 +183,17 @@ class Categorify(TabularProc):
     order); missing and unseen values get code 0 (``#na#``). ``categorify['col']`` or ``classes['col']``
     is a column's vocabulary. A text value known only without its surrounding spaces gets that value's
     code, with a warning naming the column and the values (once per column).
+
+    Attributes:
+        unseen: per column, the values of the rows last encoded that the vocabulary lacks (each became
+            ``#na#``), one entry per row; `TabularProcessor.process` warns with them for new rows.
     """
 
     order = 1
 
     def __init__(self) -> None:
         self.classes: dict[str, CategoryMap] = {}
+        self.unseen: dict[str, list] = {}
         self._decode_arrays: dict[str, np.ndarray] = {}
         self._warned: set[str] = set()  # columns already warned about values matched after stripping spaces
 
@@ -201,8 +206,10 @@ class Categorify(TabularProc):
 
     def encode(self, table: Table, names: ColumnNames) -> None:
         stripped: dict[str, list] = {}
+        self.unseen = {}
         for col in names.cats:
-            table[col] = vocab_codes(self.classes[col], table[col], stripped.setdefault(col, []))
+            table[col] = vocab_codes(self.classes[col], table[col], stripped.setdefault(col, []),
+                                     self.unseen.setdefault(col, []))
         warn_stripped(stripped, self._warned)
 
     def decode(self, table: Table, names: ColumnNames) -> None:

@@ -70,6 +70,37 @@ def test_single_value_is_fine_for_a_regression_target():
 
 
 # ------------------------------------------------------------------------------------------------------------
+# Categories unseen in training, at predict and test_dl
+
+
+def test_unseen_category_at_predict_warns_naming_column_and_value(tab_learn):
+    (row, _, _), caught = _caught(tab_learn.predict, {"color": "purple", "size": "M", "x": 9.0})
+    assert len(caught) == 1 and caught[0].filename == __file__
+    assert "'color' (1 row: ['purple'])" in str(caught[0].message) and "'#na#'" in str(caught[0].message)
+    assert row["color"].iloc[0] == "#na#"
+    assert _caught(tab_learn.predict, {"color": "red", "size": None, "x": 9.0})[1] == []  # known, or missing
+
+
+def test_unseen_categories_at_test_dl_warn_once_with_five_values(tab_learn):
+    colors = ["c1", "c2", "c3", "c4", "c5", "c6", "c1", "red"]
+    rows = pd.DataFrame({"color": colors, "size": ["S"] * 7 + ["XL"], "x": np.arange(8.0)})
+    dl, caught = _caught(tab_learn.dls.test_dl, rows)
+    assert len(caught) == 1 and caught[0].filename == __file__
+    message = str(caught[0].message)
+    assert "'color' (7 rows: ['c1', 'c2', 'c3', 'c4', 'c5'])" in message and "c6" not in message
+    assert "'size' (1 row: ['XL'])" in message
+    assert dl.tensors[0][:7, 0].tolist() == [0] * 7  # still encoded as #na#, as before
+
+
+def test_validation_rows_with_rare_categories_do_not_warn_at_build():
+    df = _table(40)
+    df.loc[39, "color"] = "only-in-validation"
+    _, caught = _caught(TabularDataLoaders.from_df, df, cat_names=["color"], cont_names=["x"], y_names="y",
+                        procs=[Categorify], valid_idx=[37, 38, 39], device="cpu")
+    assert caught == []
+
+
+# ------------------------------------------------------------------------------------------------------------
 # One Normalize for images and tables, whichever star import comes last
 
 
