@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..data.csvfiles import read_csv
 from ..data.loaders import DataLoaders, TensorDataLoader
 from ..data.splitters import RandomSplitter
 from ..data.transforms import CategoryMap
@@ -102,12 +103,13 @@ class CollabDataLoaders(DataLoaders):
 
         Raises:
             FileNotFoundError: naming the file when it does not exist.
+            pandas.errors.EmptyDataError: (a ValueError) naming the file, when it is empty or has no rows.
         """
         csv = Path(csv)
         if not csv.exists():
             raise FileNotFoundError(f"No ratings file at {csv}: `csv` must be the path of a CSV file with user, item "
                                     "and rating columns")
-        return cls.from_df(pd.read_csv(csv), **kwargs)
+        return cls.from_df(read_csv(csv), **kwargs)
 
     @classmethod
     def _assemble(cls, train: TensorDataLoader, valid: TensorDataLoader, classes: dict, user_name: Any,

@@ -101,6 +101,28 @@ def test_validation_rows_with_rare_categories_do_not_warn_at_build():
 
 
 # ------------------------------------------------------------------------------------------------------------
+# Empty CSV files
+
+
+@pytest.mark.parametrize("content", ["", "\n", "color,x,y\n"], ids=["empty", "blank", "header-only"])
+def test_empty_csv_names_the_file(tmp_path, content):
+    path = tmp_path / "labels.csv"
+    path.write_text(content)
+    named = re.escape(str(path))
+    with pytest.raises(pd.errors.EmptyDataError, match=named + r".*`csv` must be a CSV file with a header"):
+        TabularDataLoaders.from_csv(path, y_names="y")
+    with pytest.raises(ValueError, match=named):  # EmptyDataError is a ValueError
+        CollabDataLoaders.from_csv(path)
+    with pytest.raises(pd.errors.EmptyDataError, match=named + r".*`csv_fname`"):
+        ImageDataLoaders.from_csv(tmp_path, csv_fname="labels.csv")
+
+
+def test_empty_dataframe_is_named_before_splitting():
+    with pytest.raises(ValueError, match=r"`df` has no rows \(its columns: \['color', 'x', 'y'\]\)"):
+        TabularDataLoaders.from_df(pd.DataFrame(columns=["color", "x", "y"]), y_names="y")
+
+
+# ------------------------------------------------------------------------------------------------------------
 # One Normalize for images and tables, whichever star import comes last
 
 
