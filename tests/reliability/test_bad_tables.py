@@ -70,6 +70,38 @@ def test_single_value_is_fine_for_a_regression_target():
 
 
 # ------------------------------------------------------------------------------------------------------------
+# Ratings outside y_range; a (user, item) pair in both splits
+
+
+def test_ratings_outside_y_range_warn_once_at_learner_build():
+    dls = CollabDataLoaders.from_df(synth_ratings(n=300), bs=32, seed=0, device="cpu")
+    ratings = torch.cat([dls.train.tensors[1], dls.valid.tensors[1]])
+    outside = int((ratings > 3).sum())
+    assert 0 < outside < len(ratings)
+    for use_nn in (False, True):
+        _, caught = _caught(collab_learner, dls, n_factors=4, use_nn=use_nn, y_range=(0, 3))
+        assert len(caught) == 1 and caught[0].filename == __file__, use_nn
+        assert f"{outside} of the {len(ratings)} ratings lie outside y_range=(0, 3)" in str(caught[0].message)
+    _, caught = _caught(collab_learner, dls, n_factors=4, use_nn=True, config={"y_range": (0, 3)})
+    assert len(caught) == 1  # the range given through config is checked too
+    assert _caught(collab_learner, dls, n_factors=4, y_range=(0.5, 5.5))[1] == []
+
+
+def test_pair_in_both_splits_warns_with_the_count():
+    ratings = synth_ratings(n=200)
+    dls, caught = _caught(CollabDataLoaders.from_df, ratings, bs=32, seed=0, device="cpu")
+    assert caught == []  # one rating per pair: nothing to say
+    twice = pd.concat([ratings, ratings.assign(rating=ratings["rating"].iloc[::-1].to_numpy())], ignore_index=True)
+    dls, caught = _caught(CollabDataLoaders.from_df, twice, bs=32, seed=0, device="cpu")
+    train = {tuple(pair) for pair in dls.train.tensors[0].tolist()}
+    shared = sum(tuple(pair) in train for pair in dls.valid.tensors[0].tolist())
+    assert shared > 0 and len(caught) == 1 and caught[0].filename == __file__
+    message = str(caught[0].message)
+    assert f"{shared} of the {dls.valid.n} validation rows rate a ('userId', 'movieId') pair" in message
+    assert "drop_duplicates" in message
+
+
+# ------------------------------------------------------------------------------------------------------------
 # Categories unseen in training, at predict and test_dl
 
 
