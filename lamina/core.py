@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import random
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -14,7 +15,7 @@ import numpy as np
 import torch
 
 __all__ = ["default_device", "set_seed", "seed_worker", "to_device", "to_cpu", "rank_distrib", "num_distrib",
-           "listify", "as_float"]
+           "listify", "as_float", "user_stacklevel"]
 
 
 def default_device() -> torch.device:
@@ -115,3 +116,16 @@ def as_float(value: Any) -> Any:
         return float(value)
     except (TypeError, ValueError):
         return value
+
+
+def user_stacklevel() -> int:
+    """The ``stacklevel`` that makes a warning raised by the caller point at the first frame outside lamina.
+
+    Example:
+        >>> warnings.warn("...", stacklevel=user_stacklevel())  # names the user's line, however deep the call
+    """
+    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "")
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename.startswith(root):
+        frame, level = frame.f_back, level + 1
+    return level

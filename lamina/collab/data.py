@@ -18,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..core import user_stacklevel
+from ..data.csvfiles import read_csv
 from ..data.loaders import DataLoaders, TensorDataLoader
 from ..data.splitters import RandomSplitter
 from ..data.transforms import CategoryMap
@@ -75,6 +78,10 @@ class CollabDataLoaders(DataLoaders):
         Raises:
             ValueError: for a bad ``valid_pct``, a missing column, missing values or non-numeric ratings.
             TypeError: naming any other keyword argument.
+
+        Warns:
+            UserWarning: with their count, when validation rows rate a (user, item) pair that training rows
+                rate too (repeated ratings make the validation loss read too low).
         """
         shuffle = _loader_options(shuffle, kwargs)
         user_name, item_name, rating_name = _columns(ratings, user_name, item_name, rating_name)
@@ -87,6 +94,7 @@ class CollabDataLoaders(DataLoaders):
         x = torch.stack([torch.from_numpy(classes[user_name].encode(users)),
                          torch.from_numpy(classes[item_name].encode(items))], 1)
         y = torch.as_tensor(ratings[rating_name].to_numpy(dtype=np.float32)).reshape(-1, 1)
+        _warn_shared_pairs(x.numpy(), train_idx, valid_idx, len(classes[item_name]), user_name, item_name)
         train_idx, valid_idx = torch.from_numpy(train_idx), torch.from_numpy(valid_idx)
         if drop_last is None:  # a last batch of one row would break BatchNorm in EmbeddingNN: it waits an epoch
             drop_last = shuffle and len(train_idx) % bs == 1
@@ -102,12 +110,13 @@ class CollabDataLoaders(DataLoaders):
 
         Raises:
             FileNotFoundError: naming the file when it does not exist.
+            pandas.errors.EmptyDataError: (a ValueError) naming the file, when it is empty or has no rows.
         """
         csv = Path(csv)
         if not csv.exists():
             raise FileNotFoundError(f"No ratings file at {csv}: `csv` must be the path of a CSV file with user, item "
                                     "and rating columns")
-        return cls.from_df(pd.read_csv(csv), **kwargs)
+        return cls.from_df(read_csv(csv), **kwargs)
 
     @classmethod
     def _assemble(cls, train: TensorDataLoader, valid: TensorDataLoader, classes: dict, user_name: Any,
@@ -239,6 +248,23 @@ def _check_values(ratings: pd.DataFrame, user_name: Any, item_name: Any, rating_
     if not pd.api.types.is_numeric_dtype(ratings[rating_name]):
         raise ValueError(f"the rating column {rating_name!r} must be numeric; received dtype "
                          f"{ratings[rating_name].dtype}. Pass rating_name= to pick another column")
+
+
+def _warn_shared_pairs(codes: np.ndarray, train_idx: np.ndarray, valid_idx: np.ndarray, n_items: int,
+                       user_name: Any, item_name: Any) -> None:
+    """Warn when validation rows rate a (user, item) pair that training rows rate too (a repeated rating).
+
+    Such a validation rating is mostly recalled, not predicted, so the validation loss reads too low.
+    """
+    keys = codes[:, 0] * n_items + codes[:, 1]  # one key per pair; code 0 ('#na#') never occurs in training rows
+    # pandas' hash-table isin: ~1.3 s for 20M + 5M rows (MovieLens-25M) on 2 cores, 3x faster than torch.isin
+    shared = int(pd.Series(keys[valid_idx]).isin(keys[train_idx]).sum())
+    if shared:
+        warnings.warn(f"{shared} of the {len(valid_idx)} validation rows rate a ({user_name!r}, {item_name!r}) pair "
+                      "that training rows rate too: the same user rated the same item more than once, so the "
+                      "validation loss partly measures recall of training ratings and reads too low. Keep one "
+                      f"rating per pair before building the data, e.g. ratings.drop_duplicates(subset=[{user_name!r}, "
+                      f"{item_name!r}], keep='last')", stacklevel=user_stacklevel())
 
 
 _IGNORED = ("num_workers", "pin_memory", "persistent_workers")

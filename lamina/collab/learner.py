@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from functools import partial
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import Any
 import pandas as pd
 import torch
 
+from ..core import user_stacklevel
 from ..learner import Learner
 from ..losses import MSELossFlat
 from ..export import ExportError
@@ -270,6 +272,9 @@ def collab_learner(dls: CollabDataLoaders, n_factors: int = 50, use_nn: bool = F
     Raises:
         TypeError: when ``dls`` is not collab data.
         ValueError: for ``config`` keys `EmbeddingNN` does not take.
+
+    Warns:
+        UserWarning: with their count, when ratings of ``dls`` lie outside ``y_range`` (the model cannot reach them).
     """
     if not isinstance(dls, CollabDataLoaders):
         raise TypeError(f"`dls` must be CollabDataLoaders (from CollabDataLoaders.from_df or from_csv); received: "
@@ -283,6 +288,7 @@ def collab_learner(dls: CollabDataLoaders, n_factors: int = 50, use_nn: bool = F
                   "user_classes": dls.classes[dls.user_name].to_list(),
                   "item_classes": dls.classes[dls.item_name].to_list(), "y_range": y_range}
         model, factory = embedding_dot_bias(**kwargs), "lamina.models.collab:embedding_dot_bias"
+    _warn_ratings_outside(dls, kwargs.get("y_range"))
     # The step updates every row of the embedding tables (dense gradients, as in fastai), so the optimizer's
     # arithmetic dominates a collab batch: torch's fused AdamW kernel does it ~2.5x faster than the per-tensor
     # loop on a CPU (MovieLens 100k: ~0.4 ms instead of ~1.1 ms per step), with the same maths.
@@ -297,6 +303,28 @@ def collab_learner(dls: CollabDataLoaders, n_factors: int = 50, use_nn: bool = F
             return learn
     learn.model_config = {"factory": factory, "kwargs": kwargs}
     return learn
+
+
+def _warn_ratings_outside(dls: CollabDataLoaders, y_range: Sequence[float] | None) -> None:
+    """Warn when ratings lie outside ``y_range``: predictions squashed into it can never reach them.
+
+    (A 1-5 star table with ``y_range=(0, 1)``: every prediction stays below 1, and the loss stays high.)
+    """
+    if y_range is None:
+        return
+    ratings = [dl.tensors[1] for dl in (dls.train, dls.valid) if len(getattr(dl, "tensors", ())) > 1]
+    ratings = [r for r in ratings if len(r)]  # a loaded learner's loaders hold no rows
+    low, high = y_range
+    n_outside = sum(int(((r < low) | (r > high)).sum()) for r in ratings)
+    if not n_outside:
+        return
+    lo, hi = min(float(r.min()) for r in ratings), max(float(r.max()) for r in ratings)
+    margin = (hi - lo) / 8 or 0.5  # fastai's 1-5 stars -> y_range=(0.5, 5.5)
+    warnings.warn(f"{n_outside} of the {sum(len(r) for r in ratings)} ratings lie outside y_range=({low:g}, {high:g}): "
+                  f"the ratings run from {lo:g} to {hi:g}, and predictions squashed into y_range can never reach "
+                  f"those, so the loss stays high. Pass a y_range a little wider than the ratings, e.g. "
+                  f"y_range=({lo - margin:g}, {hi + margin:g}) (for 1-5 stars: y_range=(0.5, 5.5))",
+                  stacklevel=user_stacklevel())
 
 
 _NN_CONFIG = ("ps", "embed_p", "y_range", "use_bn", "bn_final", "bn_cont", "act_cls", "lin_first")

@@ -20,6 +20,7 @@ from typing import Any
 
 import pandas as pd
 
+from ..data.csvfiles import read_csv
 from ..data.loaders import DataLoaders, TensorDataLoader
 from ..data.splitters import RandomSplitter
 from ..losses import BCEWithLogitsLossFlat, CrossEntropyLossFlat, MSELossFlat
@@ -103,6 +104,8 @@ class TabularDataLoaders(DataLoaders):
         """
         if not isinstance(df, pd.DataFrame):
             raise TypeError(f"`df` must be a pandas DataFrame; received {type(df).__name__}")
+        if len(df) == 0:
+            raise ValueError(f"`df` has no rows (its columns: {list(df.columns)[:10]}): there is nothing to learn from")
         ys = _as_names(y_names, "y_names")
         if not ys:
             raise ValueError("`y_names` is required: name the target column, e.g. y_names='salary'")
@@ -118,8 +121,12 @@ class TabularDataLoaders(DataLoaders):
 
     @classmethod
     def from_csv(cls, csv: str | Path, skipinitialspace: bool = True, **kwargs: Any) -> "TabularDataLoaders":
-        """`from_df` on ``pd.read_csv(csv, skipinitialspace=skipinitialspace)``."""
-        return cls.from_df(pd.read_csv(csv, skipinitialspace=skipinitialspace), **kwargs)
+        """`from_df` on ``pd.read_csv(csv, skipinitialspace=skipinitialspace)``.
+
+        Raises:
+            pandas.errors.EmptyDataError: (a ValueError) naming the file, when it is empty or has no rows.
+        """
+        return cls.from_df(read_csv(csv, skipinitialspace=skipinitialspace), **kwargs)
 
     @classmethod
     def from_tabular(cls, to: TabularPandas, path: str | Path = ".", bs: int = 64, val_bs: int | None = None,
@@ -180,6 +187,10 @@ class TabularDataLoaders(DataLoaders):
         Raises:
             ValueError: naming the column, for a missing column, a non-numeric continuous value, or an
                 unknown target label.
+
+        Warns:
+            UserWarning: naming the columns and values, for categories the training rows did not have
+                (encoded as ``#na#``) and for gaps in continuous columns that had none in training.
         """
         tensors = self.processor.encode(test_items, with_labels)
         kinds = ("tab_cat", "tab_cont", self.processor.y_kind)[:len(tensors)]

@@ -101,6 +101,10 @@ class TabularLearner(Learner):
         Raises:
             ValueError: for a missing column or a non-numeric continuous value (naming the column), or more
                 than one row (use `predict_df`).
+
+        Warns:
+            UserWarning: naming the column and value, for a category the training rows did not have (it is
+                encoded as ``#na#``).
         """
         processor = self.dls.processor
         cats, conts = processor.encode(row, with_labels=False)

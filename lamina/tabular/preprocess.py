@@ -21,7 +21,8 @@ import torch
 from ..data.transforms import CategoryMap
 from .procs import (Categorify, ColumnNames, FillMissing, FillStrategy, Normalize, TabularProc,
                     proc_from_config)
-from .tables import decode_targets, encode_targets, read_table, show_frame, target_kind, tensors_of
+from .tables import (decode_targets, encode_targets, read_table, show_frame, target_kind, tensors_of,
+                     warn_unseen)
 
 __all__ = ["TabularPandas", "TabularProcessor", "cont_cat_split", "Categorify", "FillMissing", "Normalize",
            "FillStrategy", "TabularProc"]
@@ -41,7 +42,7 @@ def _as_procs(procs: Sequence[TabularProc | type] | None) -> list[TabularProc]:
     out = []
     for proc in procs or []:
         proc = proc() if isinstance(proc, type) else proc
-        if not isinstance(proc, TabularProc):
+        if not isinstance(proc, (TabularProc, Normalize)):  # Normalize is shared with images: no TabularProc
             raise TypeError(f"`procs` must hold tabular procs such as Categorify, FillMissing or Normalize (classes "
                             f"or instances); received {proc!r}")
         out.append(proc)
@@ -94,6 +95,8 @@ class TabularProcessor:
                              "`valid_pct` or pass a `valid_idx` that leaves rows for training")
         if self.y_kind == "category" and self.y_vocab is None:
             self.y_vocab = CategoryMap(pd.Series(table[self.y_names[0]]), sort=True)
+        if self.y_kind == "category":
+            _check_two_classes(self.y_names[0], self.y_vocab)
         for proc in self.procs:
             proc.setup({col: values[:n_train] for col, values in table.items()}, self.names)
             proc.encode(table, self.names)
@@ -103,9 +106,16 @@ class TabularProcessor:
         return self._finish(table, labelled=bool(self.y_names))
 
     def process(self, table: dict, labelled: bool) -> dict:
-        """Run the fitted procs on ``table`` (in place) and encode its targets if ``labelled``."""
+        """Run the fitted procs on new rows ``table`` (in place) and encode its targets if ``labelled``.
+
+        Warns (once per call) naming the categorical columns with values the training rows did not have,
+        which become ``#na#`` (the validation rows at `setup` are not reported: rare values fall there often).
+        """
         for proc in self.procs:
             proc.encode(table, self.names)
+        categorify = next((p for p in self.procs if isinstance(p, Categorify)), None)
+        if categorify is not None:
+            warn_unseen(categorify.unseen)
         return self._finish(table, labelled)
 
     def _finish(self, table: dict, labelled: bool) -> dict:
@@ -316,6 +326,19 @@ class TabularPandas:
         return TabularDataLoaders.from_tabular(self, bs=bs, val_bs=val_bs, shuffle=shuffle,
                                                device=device if device is not None else self.device,
                                                path=path, seed=seed, **kwargs)
+
+
+def _check_two_classes(col: str, vocab: CategoryMap) -> None:
+    """Raise when a classification target has a single class: the model would learn to answer it always.
+
+    With one class the softmax has one output, so the loss is 0 from the first batch and every prediction is
+    that class with probability 1.0: nothing is learned and nothing says so. (No class at all means every label
+    is missing, which the target encoding reports.)
+    """
+    if len(vocab) == 1:
+        raise ValueError(f"Target column {col!r} holds a single class, {list(vocab)[0]!r}: a classifier needs at least "
+                         "two classes. Add rows of the other classes, or, for a numeric target, train a regression "
+                         "instead: y_block=RegressionBlock()")
 
 
 def _check_roles(cats: list[str], conts: list[str], ys: list[str]) -> None:

@@ -8,6 +8,10 @@ Procs run in a fixed order whatever the order of the list they come in: `FillMis
 gaps and adds ``<col>_na`` flag columns, which must then be categorified) → `Categorify` → `Normalize`.
 Every proc is described by JSON (`to_config` / `proc_from_config`), so an exported learner carries them.
 
+`Normalize` is the same class as the vision batch transform of that name (``lamina.data.normalize``), so
+either star import may come last; it is a proc by its methods (``setup``, ``encode``, ``decode``, ``order``,
+``to_config``, ``from_config``), not a `TabularProc` subclass.
+
 Example:
     >>> procs = [Categorify(), FillMissing(), Normalize()]
     >>> to = TabularPandas(df, procs, cat_names=['workclass'], cont_names=['age'], y_names='salary')
@@ -22,6 +26,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
+from ..data.normalize import Normalize
 from ..data.transforms import CategoryMap
 from .tables import user_stacklevel, vocab_codes, warn_stripped
 
@@ -178,12 +183,17 @@ class Categorify(TabularProc):
     order); missing and unseen values get code 0 (``#na#``). ``categorify['col']`` or ``classes['col']``
     is a column's vocabulary. A text value known only without its surrounding spaces gets that value's
     code, with a warning naming the column and the values (once per column).
+
+    Attributes:
+        unseen: per column, the values of the rows last encoded that the vocabulary lacks (each became
+            ``#na#``), one entry per row; `TabularProcessor.process` warns with them for new rows.
     """
 
     order = 1
 
     def __init__(self) -> None:
         self.classes: dict[str, CategoryMap] = {}
+        self.unseen: dict[str, list] = {}
         self._decode_arrays: dict[str, np.ndarray] = {}
         self._warned: set[str] = set()  # columns already warned about values matched after stripping spaces
 
@@ -196,8 +206,10 @@ class Categorify(TabularProc):
 
     def encode(self, table: Table, names: ColumnNames) -> None:
         stripped: dict[str, list] = {}
+        self.unseen = {}
         for col in names.cats:
-            table[col] = vocab_codes(self.classes[col], table[col], stripped.setdefault(col, []))
+            table[col] = vocab_codes(self.classes[col], table[col], stripped.setdefault(col, []),
+                                     self.unseen.setdefault(col, []))
         warn_stripped(stripped, self._warned)
 
     def decode(self, table: Table, names: ColumnNames) -> None:
@@ -221,42 +233,8 @@ class Categorify(TabularProc):
         return f"Categorify({', '.join(f'{c}: {len(v)}' for c, v in self.classes.items())})"
 
 
-class Normalize(TabularProc):
-    """Standardise continuous columns with the training mean and population std (+1e-7)."""
-
-    order = 99
-
-    def __init__(self) -> None:
-        self.means: dict[str, float] = {}
-        self.stds: dict[str, float] = {}
-
-    def setup(self, train: Table, names: ColumnNames) -> None:
-        self.means = {col: float(np.nanmean(train[col])) for col in names.conts}
-        self.stds = {col: float(np.nanstd(train[col])) + 1e-7 for col in names.conts}
-
-    def encode(self, table: Table, names: ColumnNames) -> None:
-        for col in names.conts:
-            table[col] = (table[col] - self.means[col]) / self.stds[col]
-
-    def decode(self, table: Table, names: ColumnNames) -> None:
-        for col in names.conts:
-            table[col] = np.asarray(table[col], dtype=np.float64) * self.stds[col] + self.means[col]
-
-    def _state(self) -> dict[str, Any]:
-        return {"means": self.means, "stds": self.stds}
-
-    @classmethod
-    def from_config(cls, cfg: dict[str, Any]) -> "Normalize":
-        proc = cls()
-        proc.means, proc.stds = dict(cfg["means"]), dict(cfg["stds"])
-        return proc
-
-    def __repr__(self) -> str:
-        return f"Normalize(means={self.means}, stds={self.stds})"
-
-
 # The procs an export can rebuild; register your own subclass here to export it.
-PROCS: dict[str, type[TabularProc]] = {"FillMissing": FillMissing, "Categorify": Categorify, "Normalize": Normalize}
+PROCS: dict[str, type] = {"FillMissing": FillMissing, "Categorify": Categorify, "Normalize": Normalize}
 
 
 def proc_from_config(cfg: dict[str, Any]) -> TabularProc:

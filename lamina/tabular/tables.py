@@ -10,18 +10,17 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import os
-import sys
 import warnings
 
 import numpy as np
 import pandas as pd
 import torch
 
+from ..core import user_stacklevel
 from ..data.transforms import CategoryMap
 
 __all__ = ["read_table", "float_values", "target_kind", "encode_targets", "decode_targets", "tensors_of",
-           "vocab_codes", "warn_stripped", "user_stacklevel", "show_frame", "Y_KINDS"]
+           "vocab_codes", "warn_stripped", "warn_unseen", "user_stacklevel", "show_frame", "Y_KINDS"]
 
 Y_KINDS = ("category", "regression", "multicategory")
 # fastai's block names -> the kind of target they describe (a block is matched by its class or function name)
@@ -58,15 +57,6 @@ def float_values(values: Any, col: str) -> np.ndarray:
                      f"errors='coerce')`, or list it in `cat_names`")
 
 
-def user_stacklevel() -> int:
-    """The ``stacklevel`` that makes a warning raised by the caller point at the first frame outside lamina."""
-    root = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "")
-    frame, level = sys._getframe(1), 1
-    while frame is not None and frame.f_code.co_filename.startswith(root):
-        frame, level = frame.f_back, level + 1
-    return level
-
-
 _FEW = 16  # up to this many values, dict lookups beat building pandas objects (~0.7 ms a column for one row)
 
 
@@ -75,12 +65,14 @@ def _few_codes(vocab: CategoryMap, values: Any, miss: int) -> np.ndarray:
     return np.array([vocab.o2i.get(v, miss) for v in values], dtype=np.int64)
 
 
-def vocab_codes(vocab: CategoryMap, values: Any, stripped: list | None = None) -> np.ndarray:
+def vocab_codes(vocab: CategoryMap, values: Any, stripped: list | None = None,
+                unseen: list | None = None) -> np.ndarray:
     """Codes of ``values`` in ``vocab`` (`CategoryMap.encode`: 0 or -1 for missing and unseen values).
 
     A text value unknown as given but known without its surrounding spaces gets the known code (CSV files
     read without ``skipinitialspace`` keep the space after each comma); such values are appended to
-    ``stripped`` so that the caller can say so (`warn_stripped`).
+    ``stripped`` so that the caller can say so (`warn_stripped`). Values that are neither missing nor known,
+    even stripped, are appended to ``unseen`` (one entry per row; see `warn_unseen`).
     """
     miss = 0 if vocab.add_na else -1
     codes = _few_codes(vocab, values, miss) if len(values) <= _FEW else vocab.encode(values)
@@ -94,6 +86,9 @@ def vocab_codes(vocab: CategoryMap, values: Any, stripped: list | None = None) -
         codes[unmatched[hit]] = found[hit]
         if stripped is not None:
             stripped.extend(pd.unique(subset[hit]))
+        if unseen is not None:
+            rest = subset[~hit]
+            unseen.extend(rest[~pd.isna(rest)])
     return codes
 
 
@@ -108,6 +103,19 @@ def warn_stripped(stripped: dict[str, list], warned: set) -> None:
     warnings.warn(f"Values matched the vocabulary only after stripping their spaces, and were encoded as the "
                   f"stripped values, in column(s) {listed}. Strip the column(s), or read the CSV with "
                   "skipinitialspace=True, to silence this", stacklevel=user_stacklevel())
+
+
+def warn_unseen(unseen: dict[str, list]) -> None:
+    """One warning naming the categorical columns whose values the training rows did not have, with the number
+    of such rows and up to five of the values per column (from `vocab_codes`'s ``unseen``); nothing if none."""
+    found = {col: values for col, values in unseen.items() if len(values)}
+    if not found:
+        return
+    listed = ", ".join(f"{col!r} ({len(values)} row{'s' if len(values) > 1 else ''}: "
+                       f"{list(pd.unique(np.asarray(values, dtype=object)))[:5]})" for col, values in found.items())
+    warnings.warn(f"Categorical column(s) {listed} have values that were not in the training rows: encoded as "
+                  "'#na#', as missing values are, so the model knows nothing of these values. To use them, train on "
+                  "rows that have them, or map them to known values first.", stacklevel=user_stacklevel())
 
 
 def _frame_values(frame: pd.DataFrame, col: str, continuous: bool) -> Any:

@@ -24,6 +24,7 @@ import torch
 
 from ..data.block import (CategoryBlock, Categorize, DataBlock, MultiCategorize, MultiCategoryBlock,
                           RegressionBlock, RegressionSetup, TransformBlock)
+from ..data.csvfiles import read_csv
 from ..data.datasets import Datasets, default_num_workers
 from ..data.files import ImageGetter, get_image_files
 from ..data.loaders import DataLoader, DataLoaders
@@ -187,10 +188,9 @@ class ImageDataLoaders(DataLoaders):
     @classmethod
     def from_csv(cls, path: str | Path, csv_fname: str = "labels.csv", header: Any = "infer",
                  delimiter: str | None = None, quoting: int = csv.QUOTE_MINIMAL, **kwargs: Any) -> "ImageDataLoaders":
-        """`from_df` on the CSV file ``path/csv_fname``."""
-        import pandas as pd
+        """`from_df` on the CSV file ``path/csv_fname`` (an empty one raises an error naming it)."""
         sep = {} if delimiter is None else {"delimiter": delimiter}  # None would make pandas sniff (slowly)
-        df = pd.read_csv(Path(path) / csv_fname, header=header, quoting=quoting, **sep)
+        df = read_csv(Path(path) / csv_fname, arg="csv_fname", header=header, quoting=quoting, **sep)
         return cls.from_df(df, path=path, **kwargs)
 
     @classmethod

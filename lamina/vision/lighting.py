@@ -5,7 +5,8 @@
   map of a pixel's channel logits, ``l -> A @ l + b`` with a per-image matrix ``A`` (C x C) and bias ``b``, so
   any number of them compose into one matrix and one bias: `LightingTfm` applies the composition with one
   ``logit``, one batched matmul and one ``sigmoid`` (``x = sigmoid(f(logit(x)))``), whatever the count.
-* `Normalize` (order 99): ``(x - mean) / std`` on images, undone by ``decodes`` for showing.
+* `Normalize` (order 99): ``(x - mean) / std`` on images, undone by ``decodes`` for showing (defined in
+  `lamina.data.normalize`, as it is also the tabular proc of that name).
 * `RandomErasing` (order 100, after `Normalize`, training only): rectangles of Gaussian noise.
 
 The geometric transforms and `aug_transforms` are in `lamina.vision.augment`, which re-exports these.
@@ -23,6 +24,7 @@ import torch
 from torch import Tensor
 
 from ..data.loaders import BatchTransform
+from ..data.normalize import Normalize  # shared with the tabular procs: one class for both
 from .core import jsonable
 
 __all__ = ["IntToFloatTensor", "Normalize", "LightingTfm", "Brightness", "Contrast", "Saturation", "Hue",
@@ -128,102 +130,6 @@ class IntToFloatTensor(ConfigTransform):
 
     def decodes(self, batch: tuple, kinds: Sequence[str]) -> tuple:
         return _replace(batch, {i: batch[i].float().clamp(0, 1) for i in _members(batch, kinds, "image")})
-
-
-def _stat_shape(stat: Any, axes: tuple[int, ...]) -> Tensor:
-    """A statistic as a float32 tensor that broadcasts over ``axes`` (a list of C values -> (1, C, 1, 1))."""
-    stat = torch.as_tensor(stat, dtype=torch.float32).detach()
-    ndim = len(axes) + 1
-    if stat.ndim == ndim:
-        return stat
-    kept = [d for d in range(ndim) if d not in axes]
-    shape = [1] * ndim
-    if stat.numel() > 1 and len(kept) == 1:
-        shape[kept[0]] = -1
-    return stat.reshape(shape)
-
-
-class Normalize(ConfigTransform):
-    """``(x - mean) / std`` on the images of a batch (both splits); ``decodes`` undoes it for showing.
-
-    The statistics broadcast to ``(1, C, 1, 1)`` and move to the batch's device (and dtype) the first time
-    they meet it. Built without statistics, `Normalize` computes them from the first batch it sees (the
-    mean and standard deviation over ``axes``), so build it with `from_stats` for reproducible exports.
-
-    Args:
-        mean: the per-channel means (a list of C values, or a tensor that broadcasts).
-        std: the per-channel standard deviations.
-        axes: the axes the statistics are shared over (and reduced over when computed).
-
-    Example:
-        >>> norm = Normalize.from_stats([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
-    """
-
-    order = 99
-    _config_keys = ("mean", "std", "axes")
-
-    def __init__(self, mean: Sequence[float] | Tensor | None = None, std: Sequence[float] | Tensor | None = None,
-                 axes: Sequence[int] = (0, 2, 3)):
-        if (mean is None) != (std is None):
-            raise ValueError("Normalize needs both `mean` and `std`, or neither (to compute them from a batch); "
-                             f"received: mean={mean!r}, std={std!r}")
-        self.axes = tuple(axes)
-        self.mean = None if mean is None else _stat_shape(mean, self.axes)
-        self.std = None if std is None else _stat_shape(std, self.axes)
-        self._cache: dict[tuple, tuple[Tensor, Tensor]] = {}
-
-    @classmethod
-    def from_stats(cls, mean: Sequence[float] | Tensor, std: Sequence[float] | Tensor, dim: int = 1, ndim: int = 4,
-                   cuda: bool = True) -> "Normalize":
-        """`Normalize` with fixed statistics along ``dim`` of ``ndim``-dimensional batches.
-
-        ``cuda`` is accepted for compatibility: the statistics follow each batch's device lazily.
-        """
-        shape = [1] * ndim
-        shape[dim] = -1
-        axes = tuple(d for d in range(ndim) if d != dim)
-        return cls(torch.as_tensor(mean, dtype=torch.float32).reshape(shape),
-                   torch.as_tensor(std, dtype=torch.float32).reshape(shape), axes=axes)
-
-    def _stats(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        if self.mean is None:  # no statistics given: take them from this (the first) batch, on its device
-            self.mean = x.float().mean(dim=self.axes, keepdim=True)
-            self.std = x.float().std(dim=self.axes, keepdim=True) + 1e-7
-            self._cache.clear()
-        key = (x.device, x.dtype)
-        if key not in self._cache:
-            for d, (have, want) in enumerate(zip(self.mean.shape, x.shape)):
-                if have not in (1, want):
-                    raise ValueError(f"Normalize has statistics of shape {tuple(self.mean.shape)} but the images have "
-                                     f"shape {tuple(x.shape)} (dimension {d}: {have} vs {want}); pass one mean and "
-                                     "std per channel, or Normalize() to compute them from a batch")
-            self._cache[key] = (self.mean.to(x.device, x.dtype), self.std.to(x.device, x.dtype))
-        return self._cache[key]
-
-    def encodes(self, batch: tuple, kinds: Sequence[str], split_idx: int) -> tuple:
-        updates = {}
-        for i in _members(batch, kinds, "image"):
-            x = batch[i]
-            if not x.is_floating_point():
-                raise TypeError(f"Normalize expects float images but received {x.dtype}: put IntToFloatTensor() "
-                                "before it in batch_tfms")
-            mean, std = self._stats(x)
-            updates[i] = (x - mean) / std
-        return _replace(batch, updates)
-
-    def decodes(self, batch: tuple, kinds: Sequence[str]) -> tuple:
-        if self.mean is None:
-            return batch
-        updates = {}
-        for i in _members(batch, kinds, "image"):
-            mean, std = self._stats(batch[i])
-            updates[i] = batch[i] * std + mean
-        return _replace(batch, updates)
-
-    def to_config(self) -> dict[str, Any]:
-        flat = lambda t: None if t is None else t.detach().cpu().flatten().tolist()  # noqa: E731
-        kwargs = {"mean": flat(self.mean), "std": flat(self.std), "axes": list(self.axes)}
-        return {"name": "Normalize", "kwargs": kwargs}
 
 
 # ------------------------------------------------------------------------------------------------------------

@@ -100,7 +100,8 @@ def test_test_dl_robustness(adult_df):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         cats, conts, _ = dls.test_dl(rows).tensors
-    assert len(caught) == 1 and "'age' (2 rows)" in str(caught[0].message) and caught[0].filename == __file__
+    assert len(caught) == 2 and "'age' (2 rows)" in str(caught[0].message) and caught[0].filename == __file__
+    assert "'workclass' (1 row: [' Never-seen'])" in str(caught[1].message) and caught[1].filename == __file__
     fill = next(p for p in dls.procs if isinstance(p, FillMissing)).fallback["age"]
     norm = next(p for p in dls.procs if isinstance(p, Normalize))
     assert conts[0, 0].item() == pytest.approx((fill - norm.means["age"]) / norm.stds["age"], abs=1e-5)

@@ -59,7 +59,8 @@ def test_accessors_views_decode_and_show(adult_df, capsys):
 def test_new_rows_processed_with_the_fitted_procs():
     df = _small()
     to = TabularPandas(df, [Categorify, FillMissing, Normalize], "c", ["x", "n"], "y", splits=([0, 1, 2], [3]))
-    new = to.new(pd.DataFrame({"c": ["b", "q"], "x": [np.nan, 3.0], "n": [20, 20], "y": ["yes", "no"]})).process()
+    with pytest.warns(UserWarning, match=r"'c' \(1 row: \['q'\]\)"):  # unseen in training: becomes #na#
+        new = to.new(pd.DataFrame({"c": ["b", "q"], "x": [np.nan, 3.0], "n": [20, 20], "y": ["yes", "no"]})).process()
     assert new.items["c"].tolist() == [2, 0] and new.items["x_na"].tolist() == [2, 1]
     assert new.items["y"].tolist() == [1, 0]
     assert new.items["x"].tolist() == pytest.approx(to.items["x"].iloc[[1, 2]].tolist())  # fill value and 3.0
