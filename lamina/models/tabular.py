@@ -16,6 +16,7 @@ from torch import nn
 
 from .activations import make_activation
 from .layers import Embedding, LinBnDrop, SigmoidRange
+from ..registry import register
 
 __all__ = ["TabularModel", "tabular_config"]
 
@@ -24,6 +25,7 @@ __all__ = ["TabularModel", "tabular_config"]
 FUSED_EMBED_LIMIT = 2 ** 14
 
 
+@register("model")
 class TabularModel(nn.Module):
     """Embeddings for categorical columns and batch norm for continuous ones, then linear blocks.
 
