@@ -21,9 +21,9 @@ import torch
 from torch import nn
 
 from ..data.transforms import CategoryMap
+from ..registry import register
 from .layers import Embedding
 from .tabular import TabularModel
-from ..registry import register
 
 __all__ = ["EmbeddingDotBias", "EmbeddingNN", "embedding_dot_bias", "lookup_codes"]
 

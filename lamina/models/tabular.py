@@ -14,9 +14,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..registry import register
 from .activations import make_activation
 from .layers import Embedding, LinBnDrop, SigmoidRange
-from ..registry import register
 
 __all__ = ["TabularModel", "tabular_config"]
 
