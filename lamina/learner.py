@@ -38,12 +38,14 @@ from .losses import loss_from_config, loss_not_reduced
 from .optim import Adam, OptimWrapper, norm_bias_params, params_of, trainable_params
 from .predict import PredictMixin
 from .callbacks.precision import PrecisionMixin
+from .registry import register
 
 __all__ = ["Learner", "DEFAULT_CALLBACKS"]
 
 DEFAULT_CALLBACKS = (TrainEvalCallback, Recorder, ProgressCallback)
 
 
+@register("learner")
 class Learner(ScheduleMixin, PredictMixin, CheckpointMixin, PrecisionMixin):
     """Train ``model`` on ``dls`` with ``loss_func`` and ``opt_func``.
 

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from .data.loaders import DataLoaders
+from .registry import register
 
 __all__ = ["synth_classification", "synth_regression", "tiny_mlp", "TinyMLP", "body_head_splitter"]
 
@@ -28,6 +29,7 @@ class TinyMLP(nn.Module):
         return self.head(self.body(x))
 
 
+@register("model")
 def tiny_mlp(n_in: int = 2, n_out: int = 2, hidden: int = 16) -> TinyMLP:
     """`TinyMLP` factory (used by export tests: rebuilt from its JSON arguments)."""
     return TinyMLP(n_in, n_out, hidden)

@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 
-from lamina.export import ExportError, load_learner, resolve_callable
+from lamina.export import ExportError, load_learner, resolve_entry
 from lamina.learner import Learner
 from lamina.testing import synth_classification, tiny_mlp
 
@@ -17,7 +17,7 @@ def trained(tmp_path):
     learn = Learner(synth_classification(n=128, bs=16), tiny_mlp(hidden=8), path=tmp_path)
     learn.progress.show_bars = False
     learn.fit(1, 1e-2)
-    learn.model_config = {"factory": "lamina.testing:tiny_mlp", "kwargs": {"n_in": 2, "n_out": 2, "hidden": 8}}
+    learn.model_config = {"factory": "tiny_mlp", "kwargs": {"n_in": 2, "n_out": 2, "hidden": 8}}
     return learn
 
 
@@ -41,7 +41,7 @@ def test_export_file_is_safetensors_with_json_description(tmp_path):
     path = trained(tmp_path).export()
     with safe_open(str(path), framework="pt") as f:
         desc = json.loads(f.metadata()["lamina"])
-    assert desc["format"] == "lamina-export" and desc["model"]["factory"] == "lamina.testing:tiny_mlp"
+    assert desc["format"] == "lamina-export" and desc["model"]["factory"] == "tiny_mlp"
     assert desc["loss"]["name"] == "CrossEntropyLossFlat"
     with pytest.raises(pickle.UnpicklingError):
         pickle.loads(path.read_bytes())
@@ -62,8 +62,8 @@ def test_load_rejects_pickles_and_foreign_callables(tmp_path):
     fake.write_bytes(pickle.dumps({"not": "lamina"}))
     with pytest.raises(ExportError, match="not a lamina export"):
         load_learner(fake)
-    with pytest.raises(ExportError, match="only name callables inside the lamina package"):
-        resolve_callable("os:system")
+    with pytest.raises(ExportError, match="'os:system', which is not something an export may name"):
+        resolve_entry("os:system", "model.factory")
     with pytest.raises(FileNotFoundError, match="No exported learner"):
         load_learner(tmp_path / "missing.pkl")
 

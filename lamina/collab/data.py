@@ -33,6 +33,7 @@ from ..data.loaders import DataLoaders, TensorDataLoader
 from ..data.splitters import RandomSplitter
 from ..data.transforms import CategoryMap
 from ..losses import MSELossFlat
+from ..registry import register
 
 __all__ = ["CollabDataLoaders", "collab_inference_dls", "show_collab_batch", "UNKNOWN_POLICIES"]
 
@@ -122,7 +123,7 @@ class CollabDataLoaders(DataLoaders):
     def _assemble(cls, train: TensorDataLoader, valid: TensorDataLoader, classes: dict, user_name: Any,
                   item_name: Any, rating_name: Any, path: str | Path, bs: int) -> "CollabDataLoaders":
         train.show = valid.show = show_collab_batch
-        inference = {"builder": "lamina.collab.data:collab_inference_dls",
+        inference = {"builder": "collab_inference_dls",
                      "kwargs": {"user_name": user_name, "item_name": item_name, "rating_name": rating_name,
                                 "user_classes": classes[user_name].to_list(),
                                 "item_classes": classes[item_name].to_list(), "bs": bs, "path": str(path)}}
@@ -188,6 +189,7 @@ class CollabDataLoaders(DataLoaders):
                              self.item_name: self.classes[self.item_name].decode(x[:, 1].tolist())})
 
 
+@register("data")
 def collab_inference_dls(user_name: Any, item_name: Any, rating_name: Any, user_classes: Sequence,
                          item_classes: Sequence, bs: int = 64, path: str = ".") -> CollabDataLoaders:
     """Empty collab loaders holding the vocabularies: what a loaded learner needs to predict new pairs."""

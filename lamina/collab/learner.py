@@ -29,11 +29,13 @@ from ..models.activations import activation_config
 from ..models.collab import EmbeddingDotBias, EmbeddingNN, embedding_dot_bias, lookup_codes
 from ..models.layers import emb_sz_rule
 from ..optim import Adam
+from ..registry import register
 from .data import CollabDataLoaders, show_table
 
 __all__ = ["CollabLearner", "collab_learner"]
 
 
+@register("learner")
 class CollabLearner(Learner):
     """A `Learner` for ratings: pair-level `predict`, `predict_df`, `show_results`, and the model's reading
     (`top_items`, `bottom_items`, `item_pca`, `plot_item_pca`).
@@ -282,12 +284,12 @@ def collab_learner(dls: CollabDataLoaders, n_factors: int = 50, use_nn: bool = F
     y_range = [float(v) for v in y_range] if y_range is not None else None
     if use_nn:
         kwargs = _nn_kwargs(dls, n_factors, emb_szs, layers, config, y_range)
-        model, factory = EmbeddingNN(**kwargs), "lamina.models.collab:EmbeddingNN"
+        model, factory = EmbeddingNN(**kwargs), "EmbeddingNN"
     else:
         kwargs = {"n_factors": n_factors, "user_name": dls.user_name, "item_name": dls.item_name,
                   "user_classes": dls.classes[dls.user_name].to_list(),
                   "item_classes": dls.classes[dls.item_name].to_list(), "y_range": y_range}
-        model, factory = embedding_dot_bias(**kwargs), "lamina.models.collab:embedding_dot_bias"
+        model, factory = embedding_dot_bias(**kwargs), "embedding_dot_bias"
     _warn_ratings_outside(dls, kwargs.get("y_range"))
     # The step updates every row of the embedding tables (dense gradients, as in fastai), so the optimizer's
     # arithmetic dominates a collab batch: torch's fused AdamW kernel does it ~2.5x faster than the per-tensor

@@ -21,6 +21,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..core import default_device, seed_worker, to_device
+from ..registry import register
 
 __all__ = ["BatchTransform", "DataLoader", "TensorDataLoader", "DataLoaders", "apply_batch_tfms", "tensor_inference_dls"]
 
@@ -286,8 +287,8 @@ class DataLoaders:
         loss_func: the loss that fits the targets (learners use it when none is passed).
         n_inp: how many leading members of a batch are inputs (default: all but the last).
         inference: a JSON-serialisable description of how to rebuild the inference pipeline,
-            ``{"builder": "lamina.<module>:<function>", "kwargs": {...}}``; set by the applications
-            and used by ``Learner.export``.
+            ``{"builder": <a name registered with register("data")>, "kwargs": {...}}``; set by the
+            applications and used by ``Learner.export``.
 
     Example:
         >>> dls = DataLoaders.from_tensors(x_train, y_train, x_valid, y_valid, bs=32)
@@ -417,11 +418,12 @@ class DataLoaders:
         """
         train = TensorDataLoader((x_train, y_train), bs=bs, shuffle=shuffle, drop_last=shuffle, device=device)
         valid = TensorDataLoader((x_valid, y_valid), bs=val_bs or bs, device=device, split_idx=1)
-        kwargs.setdefault("inference", {"builder": "lamina.data.loaders:tensor_inference_dls",
+        kwargs.setdefault("inference", {"builder": "tensor_inference_dls",
                                         "kwargs": {"vocab": kwargs.get("vocab"), "n_out": kwargs.get("n_out")}})
         return cls(train, valid, path=path, n_inp=1, **kwargs)
 
 
+@register("data")
 def tensor_inference_dls(vocab: Sequence | None = None, n_out: int | None = None, **_: Any) -> DataLoaders:
     """Empty tensor loaders for a loaded learner (its `test_dl` takes tensors)."""
     empty = (torch.zeros(0), torch.zeros(0))

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from ..data.transforms import CategoryMap
+from ..registry import register
 from .layers import Embedding
 from .tabular import TabularModel
 
@@ -146,6 +147,7 @@ class EmbeddingDotBias(nn.Module):
         return emb.weight.detach()[codes.to(emb.weight.device), 0].cpu()
 
 
+@register("model")
 class EmbeddingNN(TabularModel):
     """A `TabularModel` over the user and item embeddings alone (no continuous inputs), with one output.
 
@@ -168,6 +170,7 @@ class EmbeddingNN(TabularModel):
         return super().forward(x)
 
 
+@register("model")
 def embedding_dot_bias(n_factors: int, user_name: Any, item_name: Any, user_classes: Sequence,
                        item_classes: Sequence, y_range: Sequence[float] | None = None) -> EmbeddingDotBias:
     """`EmbeddingDotBias.from_classes` from JSON-safe arguments (how an exported learner rebuilds its model)."""

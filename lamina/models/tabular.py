@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..registry import register
 from .activations import make_activation
 from .layers import Embedding, LinBnDrop, SigmoidRange
 
@@ -24,6 +25,7 @@ __all__ = ["TabularModel", "tabular_config"]
 FUSED_EMBED_LIMIT = 2 ** 14
 
 
+@register("model")
 class TabularModel(nn.Module):
     """Embeddings for categorical columns and batch norm for continuous ones, then linear blocks.
 

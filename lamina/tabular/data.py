@@ -24,6 +24,7 @@ from ..data.csvfiles import read_csv
 from ..data.loaders import DataLoaders, TensorDataLoader
 from ..data.splitters import RandomSplitter
 from ..losses import BCEWithLogitsLossFlat, CrossEntropyLossFlat, MSELossFlat
+from ..registry import register
 from .preprocess import TabularPandas, TabularProcessor, _as_names
 from .procs import TabularProc
 from .tables import show_frame
@@ -166,7 +167,7 @@ class TabularDataLoaders(DataLoaders):
         kind = processor.y_kind
         vocab = list(processor.y_vocab) if processor.y_vocab is not None else None
         n_out = len(processor.y_names) if kind == "regression" else (len(vocab) if vocab is not None else None)
-        inference = {"builder": "lamina.tabular.data:tabular_inference_dls",
+        inference = {"builder": "tabular_inference_dls",
                      "kwargs": {"processor": processor.to_config(), "bs": bs, "val_bs": val_bs}}
         train.show = valid.show = show_tabular_batch
         return cls(train, valid, path=str(path), vocab=vocab, n_out=n_out,
@@ -197,6 +198,7 @@ class TabularDataLoaders(DataLoaders):
         return self.valid.new(tensors, shuffle=False, drop_last=False, kinds=kinds, bs=bs or self.valid.bs)
 
 
+@register("data")
 def tabular_inference_dls(processor: dict, bs: int = 64, val_bs: int | None = None, path: str = ".",
                           device: Any = "cpu", **_: Any) -> TabularDataLoaders:
     """Loaders without rows, with the fitted procs from ``processor`` (a `TabularProcessor.to_config()`

@@ -29,6 +29,7 @@ from ..learner import Learner
 from ..models.activations import activation_config
 from ..models.layers import emb_sz_rule
 from ..models.tabular import TabularModel, tabular_config
+from ..registry import register
 from .tables import decode_targets, show_frame
 
 __all__ = ["tabular_learner", "TabularLearner", "get_emb_sz", "TabularRow"]
@@ -67,6 +68,7 @@ def get_emb_sz(to: Any, sz_dict: Mapping[str, int] | None = None) -> list[tuple[
     return sizes
 
 
+@register("learner")
 class TabularLearner(Learner):
     """A `Learner` for tables: `predict` takes a raw row, `predict_df` a DataFrame; `show_results` is a table.
 
@@ -218,7 +220,7 @@ def tabular_learner(dls: Any, layers: Sequence[int] | None = None, emb_szs: Mapp
     except ValueError as e:
         learn.unexportable = str(e)
         return learn
-    learn.model_config = {"factory": "lamina.models.tabular:TabularModel",
+    learn.model_config = {"factory": "TabularModel",
                           "kwargs": {**kwargs, "act_cls": act, "ps": _plain_ps(kwargs.get("ps"))}}
     return learn
 

@@ -31,6 +31,7 @@ from ..data.loaders import DataLoader, DataLoaders
 from ..data.splitters import (ColReader, ColSplitter, GrandparentSplitter, RandomSplitter,
                               RegexLabeller, parent_label, using_attr)
 from ..losses import loss_from_config
+from ..registry import register
 from .augment import IntToFloatTensor, batch_tfm_from_config
 from .core import ImageReader, MaskReader, PILImage, image_class, jsonable
 from .show import show_batch, show_results
@@ -118,7 +119,7 @@ class ImageDataLoaders(DataLoaders):
         """
         if self._inference is not None:
             return self._inference
-        return {"builder": "lamina.vision.data:inference_dls", "kwargs": _inference_kwargs(self)}
+        return {"builder": "inference_dls", "kwargs": _inference_kwargs(self)}
 
     @inference.setter
     def inference(self, value: dict | None) -> None:
@@ -280,6 +281,7 @@ NO_LABELS = ("test_dl(..., with_labels=True) needs the label function, and a loa
              "and set learn.dls = dls")
 
 
+@register("data")
 def inference_dls(kinds: Sequence[str], n_inp: int = 1, img_cls: str = "PILImage", draft: Sequence[int] | None = None,
                   vocab: list | None = None, n_out: int | None = None, item_tfms: Sequence[dict] = (),
                   batch_tfms: Sequence[dict] = (), loss: dict | None = None, bs: int = 64,

@@ -29,6 +29,7 @@ from ..models.heads import create_head
 from ..models.layers import init_linear
 from ..models.unet import DynamicUnet
 from ..optim import Adam
+from ..registry import register
 from .augment import Normalize
 
 __all__ = ["vision_learner", "cnn_learner", "unet_learner", "create_vision_model", "create_timm_model",
@@ -81,7 +82,7 @@ def _model_config(factory: str, arch: Any, kwargs: dict) -> dict | None:
         kwargs = json.loads(json.dumps(kwargs))  # tuples become lists: the config equals what an export reads back
     except (TypeError, ValueError):
         return None
-    return {"factory": f"lamina.vision.learner:{factory}", "kwargs": kwargs}
+    return {"factory": factory, "kwargs": kwargs}
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -114,6 +115,7 @@ def create_timm_model(arch: str, n_out: int, cut: int | Callable | None = None, 
     return model, cfg
 
 
+@register("model")
 def create_vision_model(arch: Any, n_out: int, pretrained: bool = True, weights: Any = None,
                         cut: int | Callable | None = None, n_in: int = 3,
                         init: Callable | None = nn.init.kaiming_normal_, custom_head: nn.Module | None = None,
@@ -148,6 +150,7 @@ def create_vision_model(arch: Any, n_out: int, pretrained: bool = True, weights:
     return add_head(body, num_features_model(body), n_out, init=init, head=custom_head, **head_kwargs)
 
 
+@register("model")
 def create_unet_model(arch: Any, n_out: int, img_size: Sequence[int], pretrained: bool = True, weights: Any = None,
                       cut: int | Callable | None = None, n_in: int = 3, **kwargs: Any) -> DynamicUnet:
     """A `DynamicUnet` on the body of ``arch`` (cut as in `create_vision_model`); ``kwargs`` go to `DynamicUnet`.

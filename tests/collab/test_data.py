@@ -141,7 +141,7 @@ def test_test_dl_names_unknown_ids_unless_asked(ratings):
 def test_inference_description_rebuilds_the_vocabularies(ratings):
     dls = CollabDataLoaders.from_df(ratings, seed=0)
     desc = json.loads(json.dumps(dls.inference))
-    assert desc["builder"] == "lamina.collab.data:collab_inference_dls"
+    assert desc["builder"] == "collab_inference_dls"
     fresh = collab_inference_dls(**desc["kwargs"])
     assert fresh.classes == dls.classes and fresh.n_out == 1 and isinstance(fresh.loss_func, MSELossFlat)
     pairs = ratings.iloc[:5]

@@ -130,7 +130,7 @@ def test_loss_falls_on_planted_low_rank_data(trained):
 def test_neural_model_learns_and_fine_tune_freezes_nothing(ratings):
     dls = CollabDataLoaders.from_df(ratings, seed=0, bs=64, device="cpu")
     learn = quiet(collab_learner(dls, use_nn=True, layers=[16], y_range=(0, 5.5), config={"ps": [0.0]}))
-    assert isinstance(learn.model, EmbeddingNN) and learn.model_config["factory"] == "lamina.models.collab:EmbeddingNN"
+    assert isinstance(learn.model, EmbeddingNN) and learn.model_config["factory"] == "EmbeddingNN"
     assert learn.model_config["kwargs"]["emb_szs"] == [[41, 13], [31, 11]]  # emb_sz_rule(41), emb_sz_rule(31)
     learn.fine_tune(3, 1e-2)
     assert len(learn.opt.param_lists) == 1 and all(p.requires_grad for p in learn.model.parameters())

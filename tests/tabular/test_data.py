@@ -157,7 +157,7 @@ def test_fastai_loader_arguments(adult_df):
 def test_inference_builder_rebuilds_the_pipeline_from_json(adult_df):
     dls = _dls(adult_df, seed=0)
     described = json.loads(json.dumps(dls.inference))
-    assert described["builder"] == "lamina.tabular.data:tabular_inference_dls"
+    assert described["builder"] == "tabular_inference_dls"
     rebuilt = tabular_inference_dls(**described["kwargs"])
     assert rebuilt.vocab == dls.vocab and rebuilt.n_out == 2 and rebuilt.n_inp == 2
     assert rebuilt.cat_names == dls.cat_names

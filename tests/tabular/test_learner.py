@@ -53,7 +53,7 @@ def test_tabular_learner_builds_the_model_and_its_json_description(dls):
     assert [block[0].out_features for block in learn.model.layers[:-1]] == [200, 100]
     assert learn.model.layers[-1][0].out_features == 2 and learn.model.embeds[CATS.index("race")].embedding_dim == 7
     cfg = json.loads(json.dumps(learn.model_config))
-    assert cfg["factory"] == "lamina.models.tabular:TabularModel" and cfg["kwargs"]["ps"] == 0.1
+    assert cfg["factory"] == "TabularModel" and cfg["kwargs"]["ps"] == 0.1
     rebuilt = TabularModel(**cfg["kwargs"])
     assert [p.shape for p in rebuilt.parameters()] == [p.shape for p in learn.model.parameters()]
     small = tabular_learner(dls, layers=[16], n_out=3)

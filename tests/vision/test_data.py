@@ -16,7 +16,7 @@ from lamina.data.block import Categorize, CategoryBlock, DataBlock, Datasets
 from lamina.models.bodies import resnet18
 from lamina.data.datasets import default_num_workers
 from lamina.data.splitters import FuncSplitter, RandomSplitter, RegexLabeller, using_attr
-from lamina.export import resolve_callable
+from lamina.export import resolve_entry
 from lamina.losses import BCEWithLogitsLossFlat, CrossEntropyLossFlat, MSELossFlat
 from lamina.vision.augment import IntToFloatTensor, Normalize, aug_transforms
 from lamina.vision.core import PILImage, PILMask, imagenet_stats
@@ -292,9 +292,9 @@ def test_inference_round_trip_with_normalize(pets):
     dls = chapter_one(pets)
     dls.add_tfms([Normalize.from_stats(*imagenet_stats)])
     description = json.loads(json.dumps(dls.inference))
-    assert description["builder"] == "lamina.vision.data:inference_dls"
+    assert description["builder"] == "inference_dls"
     assert [c["name"] for c in description["kwargs"]["batch_tfms"]] == ["IntToFloatTensor", "Normalize"]
-    rebuilt = resolve_callable(description["builder"])(**description["kwargs"])
+    rebuilt = resolve_entry(description["builder"], "data.builder")(**description["kwargs"])
     assert isinstance(rebuilt, ImageDataLoaders) and rebuilt.vocab == [False, True] and rebuilt.n_out == 2
     assert isinstance(rebuilt.loss_func, CrossEntropyLossFlat)
     expected = dls.test_dl(pets[:3], num_workers=0).one_batch()[0]
@@ -315,7 +315,7 @@ def test_segmentation_inference(camvid):
 
 
 def test_loaded_pipeline_uses_workers_and_refuses_labels(pets):
-    rebuilt = resolve_callable("lamina.vision.data:inference_dls")(**chapter_one(pets).inference["kwargs"])
+    rebuilt = resolve_entry("inference_dls", "data.builder")(**chapter_one(pets).inference["kwargs"])
     assert rebuilt.valid.num_workers == default_num_workers()  # test_dl loads like training loaders do
     assert rebuilt.test_dl(pets[:2]).num_workers == default_num_workers()
     with pytest.raises(ValueError, match=r"with_labels=True\) needs the label function, and a loaded learner has none"):

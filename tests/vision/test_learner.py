@@ -94,7 +94,7 @@ def test_pretrained_learner_head_groups_freezing_and_normalize(cached_resnet18):
     x = dls.valid.tensors[0][:4]
     mean, std = torch.tensor([0.485, 0.456, 0.406]), torch.tensor([0.229, 0.224, 0.225])
     assert torch.allclose(dls.valid.one_batch()[0], (x - mean[:, None, None]) / std[:, None, None], atol=1e-6)
-    assert learn.model_config["factory"] == "lamina.vision.learner:create_vision_model"
+    assert learn.model_config["factory"] == "create_vision_model"
     assert learn.model_config["kwargs"]["arch"] == "torchvision:resnet18"
     assert learn.model_config["kwargs"]["pretrained"] is False and learn.model_config["kwargs"]["n_out"] == 3
 
