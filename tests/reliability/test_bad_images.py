@@ -1,0 +1,116 @@
+"""Image data that used to go wrong silently: deep (16/32-bit) files, one class, empty folders, worker errors."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from lamina.data.block import CategoryBlock, DataBlock, MultiCategoryBlock, RegressionBlock
+from lamina.data.files import get_image_files
+from lamina.data.splitters import parent_label
+from lamina.vision.core import PILImage, PILImageBW, PILMask
+from lamina.vision.data import ImageBlock, ImageDataLoaders, SegmentationDataLoaders
+from lamina.vision.transforms import Resize
+
+# a 16-bit ramp over the whole range: 0 ... 65535 in 64 steps
+RAMP16 = np.linspace(0, 65535, 64).astype(np.uint16).reshape(8, 8)
+
+
+def save_16bit(path, array: np.ndarray) -> None:
+    """A 16-bit greyscale PNG (Pillow writes mode 'I;16' for a uint16 array)."""
+    Image.fromarray(array.astype(np.uint16)).save(path)
+    assert Image.open(path).mode == "I;16"
+
+
+def big_endian_16bit_tiff(path, array: np.ndarray) -> None:
+    Image.frombytes("I;16B", array.shape[::-1], array.astype(">u2").tobytes()).save(path)
+    assert Image.open(path).mode == "I;16B"
+
+
+# --- deep greyscale files -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name, write, expected", [
+    ("ramp.png", lambda p: save_16bit(p, RAMP16), np.rint(RAMP16 / 257)),
+    ("ramp.tif", lambda p: big_endian_16bit_tiff(p, RAMP16), np.rint(RAMP16 / 257)),
+    # 32-bit integers: stretched so that the image's maximum (63000) becomes 255
+    ("wide.tif", lambda p: Image.fromarray(np.arange(64, dtype=np.int32).reshape(8, 8) * 1000).save(p),
+     np.rint(np.arange(64).reshape(8, 8) * 1000 * 255 / 63000)),
+    # floats in [0, 1], as float arrays are read
+    ("unit.tif", lambda p: Image.fromarray(np.linspace(0, 1, 64, dtype=np.float32).reshape(8, 8)).save(p),
+     np.rint(np.linspace(0, 1, 64).reshape(8, 8) * 255)),
+])
+def test_deep_greyscale_files_are_scaled_not_clipped(tmp_path, name, write, expected):
+    path = tmp_path / name
+    write(path)
+    for cls in (PILImage, PILImageBW):
+        img = cls.create(path)
+        pixels = np.asarray(img).astype(int)
+        pixels = pixels[..., 0] if pixels.ndim == 3 else pixels
+        assert img.mode == cls.mode_default
+        assert np.abs(pixels - expected).max() <= 1, f"{cls.__name__} of {name}"
+        assert (pixels == 255).mean() < 0.05  # Pillow's own conversion made ~all of them 255
+
+
+def test_32bit_image_within_8_bits_is_kept(tmp_path):
+    values = np.arange(64, dtype=np.int32).reshape(8, 8) * 4  # 0 ... 252
+    Image.fromarray(values).save(tmp_path / "small.tif")
+    assert np.array_equal(np.asarray(PILImage.create(tmp_path / "small.tif"))[..., 0], values)
+
+
+def test_16bit_pil_images_and_uint16_arrays_are_scaled_like_files():
+    expected = np.rint(RAMP16 / 257)
+    for source in (Image.fromarray(RAMP16), RAMP16, torch.from_numpy(RAMP16.astype(np.int32)).to(torch.uint16)):
+        pixels = np.asarray(PILImage.create(source))[..., 0].astype(int)
+        assert np.abs(pixels - expected).max() <= 1, type(source).__name__
+
+
+def test_16bit_pngs_through_an_image_dataloaders_batch(tmp_path):
+    # mid-grey in 16 bits (32896 = 128 * 257) must reach the model as 128/255, not as white
+    for label in ("dark", "light"):
+        (tmp_path / label).mkdir()
+        for i in range(3):
+            save_16bit(tmp_path / label / f"{i}.png", np.full((12, 12), 32896 if label == "dark" else 65535))
+    dls = ImageDataLoaders.from_folder(tmp_path, valid_pct=0.0, item_tfms=Resize(8), bs=6, num_workers=0,
+                                       shuffle=False)
+    xb, yb = dls.one_batch()
+    assert xb.shape == (6, 3, 8, 8)
+    means = {dls.vocab[int(y)]: float(x.mean()) for x, y in zip(xb, yb)}
+    assert means["dark"] == pytest.approx(128 / 255, abs=1e-3)
+    assert means["light"] == pytest.approx(1.0)
+
+
+def test_16bit_masks_keep_their_codes_in_a_segmentation_batch(tmp_path):
+    codes = np.arange(64).reshape(8, 8) % 4
+    (tmp_path / "images").mkdir()
+    (tmp_path / "labels").mkdir()
+    for i in range(4):
+        save_16bit(tmp_path / "images" / f"{i}.png", RAMP16)
+        save_16bit(tmp_path / "labels" / f"{i}.png", codes)
+    assert np.array_equal(np.asarray(PILMask.create(tmp_path / "labels" / "0.png")), codes)
+    dls = SegmentationDataLoaders.from_label_func(
+        tmp_path, get_image_files(tmp_path / "images"), label_func=lambda o: tmp_path / "labels" / o.name,
+        codes=["a", "b", "c", "d"], valid_pct=0.0, bs=4, num_workers=0)
+    xb, yb = dls.one_batch()
+    assert torch.equal(yb.cpu().long(), torch.from_numpy(codes).long().expand(4, 8, 8))
+    assert float(xb[0, 0].max()) == pytest.approx(1.0) and float(xb.mean()) < 0.6  # the image is a ramp
+
+
+def test_a_mask_code_beyond_8_bits_is_refused_with_the_file_name(tmp_path):
+    save_16bit(tmp_path / "mask.png", np.array([[0, 1], [2, 300]]))
+    with pytest.raises(ValueError, match=r"The mask .*mask\.png holds the code 300, but masks are read as 8-bit "
+                                         r"images with codes 0 to 255: renumber the classes"):
+        PILMask.create(tmp_path / "mask.png")
+    with pytest.raises(ValueError, match=r"The mask given as an array holds the code 300"):
+        PILMask.create(np.array([[0, 300]]))
+    with pytest.raises(ValueError, match=r"The mask given as an array holds non-integer values \(e\.g\. 0\.5\)"):
+        PILMask.create(np.array([[0.0, 0.5]]))  # a mask resized with smooth interpolation: no longer codes
