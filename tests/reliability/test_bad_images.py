@@ -114,3 +114,49 @@ def test_a_mask_code_beyond_8_bits_is_refused_with_the_file_name(tmp_path):
         PILMask.create(np.array([[0, 300]]))
     with pytest.raises(ValueError, match=r"The mask given as an array holds non-integer values \(e\.g\. 0\.5\)"):
         PILMask.create(np.array([[0.0, 0.5]]))  # a mask resized with smooth interpolation: no longer codes
+
+
+# --- a single class -------------------------------------------------------------------------------------
+
+
+def two_folders(path, classes=("cat",), n=4):
+    for label in classes:
+        (path / label).mkdir(parents=True)
+        for i in range(n):
+            Image.fromarray(np.full((8, 8, 3), 40 * i, np.uint8)).save(path / label / f"{label}_{i}.png")
+    return get_image_files(path)
+
+
+def always_cat(name: str) -> str:
+    return "cat"
+
+
+@pytest.mark.parametrize("build, source", [
+    (lambda p, files: ImageDataLoaders.from_folder(p, valid_pct=0.25, seed=0), "parent_label"),
+    (lambda p, files: ImageDataLoaders.from_name_func(p, files, label_func=always_cat, valid_pct=0.25, seed=0),
+     "always_cat"),
+    (lambda p, files: ImageDataLoaders.from_df(pd.DataFrame({"name": [f.name for f in files], "label": "cat"}),
+                                               p, folder="cat", label_col="label"), "ColReader('label')"),
+    (lambda p, files: DataBlock((ImageBlock, CategoryBlock(vocab=["cat", "dog"])), get_items=get_image_files,
+                                get_y=parent_label).dataloaders(p), "parent_label"),
+])
+def test_one_class_fails_at_build_naming_the_label_source(tmp_path, build, source):
+    files = two_folders(tmp_path)
+    with pytest.raises(ValueError, match=rf"Every one of the \d+ training items has the label 'cat' \(from "
+                                         rf"{re.escape(source)}.*\): a classifier needs at least two classes\. "
+                                         r"Check the label function, folders"):
+        build(tmp_path, files)
+
+
+def test_one_value_is_fine_for_regression_and_multi_label(tmp_path):
+    files = two_folders(tmp_path)
+    for labels, block in (([1.0] * len(files), RegressionBlock), ([["cat"]] * len(files), MultiCategoryBlock)):
+        dls = ImageDataLoaders.from_lists(tmp_path, files, labels, y_block=block, valid_pct=0.25, seed=0,
+                                          num_workers=0)
+        assert len(dls.train_ds) == 3
+
+
+def test_two_classes_still_build(tmp_path):
+    two_folders(tmp_path, classes=("cat", "dog"))
+    dls = ImageDataLoaders.from_folder(tmp_path, valid_pct=0.25, seed=0, num_workers=0)
+    assert dls.vocab == ["cat", "dog"]
