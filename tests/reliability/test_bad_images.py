@@ -160,3 +160,50 @@ def test_two_classes_still_build(tmp_path):
     two_folders(tmp_path, classes=("cat", "dog"))
     dls = ImageDataLoaders.from_folder(tmp_path, valid_pct=0.25, seed=0, num_workers=0)
     assert dls.vocab == ["cat", "dog"]
+
+
+# --- empty folders --------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def no_images(tmp_path):
+    """A folder of 10 .txt and 2 .csv files, no image."""
+    (tmp_path / "notes").mkdir()
+    for i in range(10):
+        (tmp_path / "notes" / f"{i}.txt").write_text("x")
+    for i in range(2):
+        (tmp_path / f"{i}.csv").write_text("a,b")
+    return tmp_path
+
+
+EMPTY = r"found 0 images in {} \(looked for \.jpg, \.jpeg, \.png, .* more; found 12 other files: 10 \.txt, 2 \.csv\)"
+
+
+def test_an_empty_folder_fails_at_build_saying_what_it_holds(no_images):
+    where = EMPTY.format(no_images)
+    with pytest.raises(FileNotFoundError, match=rf"get_items=get_image_files\): {where}"):
+        ImageDataLoaders.from_folder(no_images, valid_pct=0.2)
+    with pytest.raises(FileNotFoundError, match=rf"get_items=get_image_files\): {where}"):
+        DataBlock((ImageBlock, CategoryBlock), get_items=get_image_files, get_y=parent_label).dataloaders(no_images)
+    with pytest.raises(FileNotFoundError, match=rf"`fnames` is empty.*get_image_files\(path\) {where}"):
+        ImageDataLoaders.from_name_func(no_images, get_image_files(no_images), label_func=always_cat)
+
+
+def test_missing_train_and_valid_folders_are_named(no_images):
+    with pytest.raises(FileNotFoundError, match=rf"found 0 images in {no_images / 'train'} \(no such folder\), "
+                                                rf"{no_images / 'valid'} \(no such folder\) .*{no_images} holds 12 "
+                                                r"files: 10 \.txt, 2 \.csv"):
+        ImageDataLoaders.from_folder(no_images)
+
+
+def test_an_empty_fnames_beside_a_folder_of_images_says_so(tmp_path):
+    two_folders(tmp_path)
+    with pytest.raises(FileNotFoundError, match=rf"`fnames` is empty.*`path` \({tmp_path}\) holds 4 images: check how "
+                                                r"`fnames` was built"):
+        ImageDataLoaders.from_name_func(tmp_path, [f for f in get_image_files(tmp_path) if "dog" in f.name],
+                                        label_func=always_cat)
+
+
+def test_an_empty_list_of_items_is_named(tmp_path):
+    with pytest.raises(ValueError, match=r"No items to build the datasets from: the source \[\] gives none"):
+        DataBlock((ImageBlock, CategoryBlock), get_y=parent_label).dataloaders([])
