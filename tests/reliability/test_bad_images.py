@@ -207,3 +207,51 @@ def test_an_empty_fnames_beside_a_folder_of_images_says_so(tmp_path):
 def test_an_empty_list_of_items_is_named(tmp_path):
     with pytest.raises(ValueError, match=r"No items to build the datasets from: the source \[\] gives none"):
         DataBlock((ImageBlock, CategoryBlock), get_y=parent_label).dataloaders([])
+
+
+# --- a corrupt image read by worker processes -----------------------------------------------------------
+
+WORKERS_SCRIPT = textwrap.dedent("""
+    import gc
+    import sys
+    from pathlib import Path
+
+    from lamina.vision.data import ImageDataLoaders
+    from lamina.vision.transforms import Resize
+
+
+    def collect(x):
+        gc.collect()  # the collector runs in a worker (it runs whenever it likes)
+        return x
+
+
+    if __name__ == "__main__":
+        gc.disable()  # what a collection would free stays until it runs, as between two of its runs
+        dls = ImageDataLoaders.from_folder(Path(sys.argv[1]), bs=2, num_workers=2, item_tfms=[Resize(8), collect],
+                                           shuffle=False)
+        try:
+            for _ in dls.train:
+                pass
+        except OSError as e:  # as a notebook shows the error and goes on
+            print(f"error: {e}", file=sys.stderr)
+        for _ in dls.valid:  # new workers start
+            pass
+""")
+
+
+def test_a_corrupt_image_with_workers_prints_the_error_alone(tmp_path):
+    for split in ("train", "valid"):
+        for label in ("cat", "dog"):
+            (tmp_path / split / label).mkdir(parents=True)
+            for i in range(4):
+                Image.fromarray(np.full((8, 8, 3), 40 * i, np.uint8)).save(tmp_path / split / label / f"{i}.jpg")
+    (tmp_path / "train" / "cat" / "1.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
+    script = tmp_path / "load.py"
+    script.write_text(WORKERS_SCRIPT)
+    env = {**os.environ, "LAMINA_DEVICE": "cpu"}
+    done = subprocess.run([sys.executable, str(script), str(tmp_path)], capture_output=True, text=True, env=env,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Could not read the image" in done.stderr and f"{tmp_path / 'train' / 'cat' / '1.jpg'}" in done.stderr
+    assert "Exception ignored" not in done.stderr, done.stderr[-3000:]
+    assert "can only test a child process" not in done.stderr
