@@ -17,13 +17,17 @@ from __future__ import annotations
 
 import copy
 import functools
+import os
 import types
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from .datasets import Datasets, ReadableKeyError, fuse_tfms, step_name
+from .errors import getter_name
+from .files import describe_empty_listing
 from .loaders import DataLoaders
 from .splitters import ItemGetter, RandomSplitter
 from .transforms import CategoryMap
@@ -160,6 +164,14 @@ def get_c(dls: Any) -> int | None:
     n_out = getattr(dls, "n_out", None)
     vocab = getattr(dls, "vocab", None)
     return n_out if n_out is not None else (len(vocab) if vocab is not None else None)
+
+
+def _short(o: Any) -> str:
+    """A short description of a source for an error: its repr, cut at 80 characters."""
+    if hasattr(o, "columns") and hasattr(o, "iterrows"):
+        return f"(a DataFrame with columns {list(o.columns)[:10]})"
+    text = repr(o)
+    return text if len(text) <= 80 else f"{text[:77]}..."
 
 
 def _listify(o: Any) -> list:
@@ -360,8 +372,15 @@ class DataBlock:
         return self.get_items(source) if self.get_items is not None else source
 
     def datasets(self, source: Any, verbose: bool = False) -> Datasets:
-        """The training and validation `Datasets` of ``source``."""
+        """The training and validation `Datasets` of ``source``.
+
+        Raises:
+            FileNotFoundError: when ``source`` is a folder in which ``get_items`` finds nothing, saying what it
+                looked for and what the folder holds. ValueError: when another source gives no items.
+        """
         items = self._items(source)
+        if hasattr(items, "__len__") and len(items) == 0:
+            raise self._no_items_error(source)
         if verbose:
             print(f"Collecting items from {source}\nFound {len(items)} items")
         splits = (self.splitter or RandomSplitter())(items)
@@ -369,6 +388,16 @@ class DataBlock:
             print(f"{len(splits)} datasets of sizes {','.join(str(len(s)) for s in splits)}")
         return Datasets(items, self._pipelines(), n_inp=self.n_inp, splits=splits, item_tfms=self.item_tfms,
                         kinds=self.kinds)
+
+    def _no_items_error(self, source: Any) -> Exception:
+        """The error for a source without items (an empty folder fails here, not later at the first batch)."""
+        getter = "" if self.get_items is None else f" (get_items={getter_name(self.get_items)})"
+        if isinstance(source, (str, os.PathLike)) and Path(source).is_dir():
+            return FileNotFoundError(f"No items to build the datasets from{getter}: "
+                                     f"{describe_empty_listing(source, self.get_items)}. Check the folder and the "
+                                     "names of its sub-folders (did the download or copy finish?)")
+        return ValueError(f"No items to build the datasets from{getter}: the source {_short(source)} gives none. "
+                          "Pass a source with items (files, rows)")
 
     def _loss(self) -> Any:
         targets = self.blocks[self.n_inp:]

@@ -23,7 +23,7 @@ import torch
 from torch.utils.data import Dataset, get_worker_info
 
 from .cache import SampleCache, samples_are_fixed
-from .errors import ReadableKeyError, error_name, renamed_error, step_name
+from .errors import ReadableKeyError, error_name, getter_name, renamed_error, step_name
 from .loaders import DataLoader, DataLoaders
 
 __all__ = ["Datasets", "default_num_workers", "apply_item_tfms", "fuse_tfms", "step_name", "renamed_error",
@@ -233,6 +233,26 @@ class Datasets(Dataset):
                        f"{_describe(self.items[i])}{where}: {error_name(e)}: {e}")
             raise renamed_error(e, message) from e
 
+    def check_classes(self) -> None:
+        """Raise a ValueError when a single-label classification target has one class in the training items
+        (the model would learn to answer it with probability 1 and a loss of 0, and learn nothing)."""
+        for j in range(self.n_inp, len(self.kinds)):
+            step = self.type_steps[j]
+            if self.kinds[j] != "category" or step is None or not self.splits[0] or step not in self._eager[j]:
+                continue
+            first = int(self._values[self.splits[0][0]][j])
+            if any(int(self._values[i][j]) != first for i in self.splits[0]):  # stops at the second class
+                continue
+            label = step.decode(first) if hasattr(step, "decode") else "?"
+            getters = self._eager[j][:self._eager[j].index(step)]
+            source = " then ".join(getter_name(g) for g in getters) if getters else "the items themselves"
+            vocab = list(getattr(step, "vocab", None) or [])
+            listed = f"; the vocab lists {vocab[:20]}, but the training items use one" if len(vocab) > 1 else ""
+            raise ValueError(f"Every one of the {len(self.splits[0])} training items has the label {str(label)!r} "
+                             f"(from {source}{listed}): a classifier needs at least two classes. Check the label "
+                             f"function, folders or label column (they give {str(label)!r} for every item) and that "
+                             "the data holds items of each class")
+
     # --- lazy phase: loading and item transforms, in the worker processes ------------------------------
     def source_name(self, i: int, j: int) -> str:
         """What member ``j`` of item ``i`` was loaded from (its file name when it is one)."""
@@ -428,9 +448,11 @@ class Datasets(Dataset):
 
         Raises:
             TypeError: naming unknown keyword arguments or an unsupported ``dl_type``.
-            ValueError: when ``n`` is more than the training items.
+            ValueError: when ``n`` is more than the training items, or a classification target has a single
+                class in them (`check_classes`).
         """
         common, valid_only = _loader_kwargs(kwargs, dl_type)
+        self.check_classes()
         workers = default_num_workers() if num_workers is None else num_workers
         base = dict(device=device, num_workers=workers, after_batch=fuse_tfms(_as_steps(after_batch)),
                     kinds=self.kinds)

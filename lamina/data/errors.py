@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
-__all__ = ["step_name", "ReadableKeyError", "error_name", "renamed_error"]
+__all__ = ["step_name", "getter_name", "ReadableKeyError", "error_name", "renamed_error"]
 
 
 def step_name(step: Any) -> str:
     """A readable name for a pipeline step or transform (a function's name, else its class name)."""
     return getattr(step, "__name__", None) or getattr(getattr(step, "func", None), "__name__", None) \
         or type(step).__name__
+
+
+def getter_name(step: Any) -> str:
+    """How an error names a getter: a function by its name (``parent_label``), a configured getter by its repr
+    (``ColReader('label')``, ``RegexLabeller('^(.+)_\\d+')``), which says what it reads."""
+    if getattr(step, "__name__", None) or isinstance(step, functools.partial):
+        return step_name(step)
+    return repr(step) if type(step).__repr__ is not object.__repr__ else step_name(step)
 
 
 class ReadableKeyError(KeyError):

@@ -6,14 +6,16 @@ same folder gives the same list, and the same train/valid split, on every machin
 
 from __future__ import annotations
 
+import functools
 import mimetypes
 import os
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 __all__ = ["get_files", "get_image_files", "get_text_files", "image_extensions", "FileGetter", "ImageGetter",
-           "verify_image", "verify_images"]
+           "verify_image", "verify_images", "describe_empty_listing"]
 
 # Everything the system's MIME table calls an image, plus the common formats in case that table is sparse.
 image_extensions: set[str] = {ext for ext, kind in mimetypes.types_map.items() if kind.startswith("image/")} | {
@@ -92,6 +94,81 @@ def get_image_files(path: str | Path, recurse: bool = True, folders: str | Itera
 def get_text_files(path: str | Path, recurse: bool = True, folders: str | Iterable[str] | None = None) -> list[Path]:
     """The ``.txt`` files under ``path``, sorted; see ``get_files``."""
     return get_files(path, extensions=[".txt"], recurse=recurse, folders=folders)
+
+
+# The image extensions people look for first, named first when an error lists what was looked for.
+_COMMON_IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp")
+# Describing a folder stops counting after this many files (a mistaken path may be a whole disk).
+_MAX_COUNTED = 10_000
+
+
+def _extension_list(extensions: set[str]) -> str:
+    ordered = [e for e in _COMMON_IMAGE_EXTENSIONS if e in extensions] + sorted(
+        extensions - set(_COMMON_IMAGE_EXTENSIONS))
+    shown = ", ".join(ordered[:8])
+    return shown if len(ordered) <= 8 else f"{shown} and {len(ordered) - 8} more"
+
+
+def _file_kinds(path: Path, other: bool = False) -> str:
+    """``'12 files: 10 .txt, 2 .csv'`` (``'12 other files: ...'`` with ``other``): the visible files under
+    ``path`` counted by extension, most frequent first."""
+    counts: Counter = Counter()
+    for _, subfolders, names in os.walk(path):
+        subfolders[:] = [name for name in subfolders if not name.startswith(".")]
+        counts.update(Path(name).suffix.lower() or "(no extension)" for name in names if not name.startswith("."))
+        if sum(counts.values()) >= _MAX_COUNTED:
+            break
+    total, files = sum(counts.values()), "other files" if other else "files"
+    if not total:
+        return f"no {files}"
+    kinds = ", ".join(f"{n} {ext}" for ext, n in counts.most_common(5))
+    more = ", ..." if len(counts) > 5 else ""
+    return f"{total}{'+' if total >= _MAX_COUNTED else ''} {files if total > 1 else files[:-1]}: {kinds}{more}"
+
+
+def _listing_options(get_items: Callable | None) -> tuple[str, set[str] | None, list[str]] | None:
+    """What a ``get_items`` of this module lists: (sub-folder, extensions, top-level folders); None for others."""
+    if isinstance(get_items, FileGetter):
+        folders = [get_items.folders] if isinstance(get_items.folders, str) else list(get_items.folders or [])
+        return get_items.suf, _normalise_extensions(get_items.extensions), folders
+    keywords = get_items.keywords if isinstance(get_items, functools.partial) else {}
+    func = get_items.func if isinstance(get_items, functools.partial) else get_items
+    folders = keywords.get("folders")
+    folders = [folders] if isinstance(folders, str) else list(folders or [])
+    if func is get_files:
+        return "", _normalise_extensions(keywords.get("extensions")), folders
+    extensions = {get_image_files: image_extensions, get_text_files: {".txt"}}.get(func)
+    return None if extensions is None else ("", extensions, folders)
+
+
+def describe_empty_listing(path: str | Path, get_items: Callable | None = get_image_files) -> str:
+    """Why listing ``path`` with ``get_items`` found nothing, for an error message: e.g. ``"found 0 images in
+    /data/pets (looked for .jpg, .jpeg, .png, ...; found 12 other files: 10 .txt, 2 .csv)"``.
+
+    Args:
+        path: the folder that was listed.
+        get_items: the listing function (`get_image_files`, a `FileGetter` ...); another function is
+            described by what ``path`` holds only.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        return f"found nothing: {path} is not a folder" + ("" if path.exists() else " (it does not exist)")
+    options = _listing_options(get_items)
+    if options is None:
+        return f"found no items in {path} ({path} holds {_file_kinds(path)})"
+    suf, extensions, folders = options
+    what = "images" if extensions == image_extensions else "files"
+    where = path / suf
+    if folders:
+        places = ", ".join(f"{where / f}{'' if (where / f).is_dir() else ' (no such folder)'}"
+                           for f in folders if f != ".")
+        where_text = places + (f" and {where} itself" if "." in folders else "")
+    else:
+        where_text = str(where)
+    looked = f"looked for {_extension_list(extensions)}; " if extensions else ""
+    # files beside the listed folders may be the wanted ones: then they are not "other" files
+    found = f"{path} holds {_file_kinds(path)}" if folders or suf else f"found {_file_kinds(path, other=True)}"
+    return f"found 0 {what} in {where_text} ({looked}{found})"
 
 
 class FileGetter:

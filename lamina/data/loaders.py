@@ -13,6 +13,7 @@ from the data: ``vocab``, ``n_out`` (alias ``c``), ``loss_func`` and ``n_inp``.
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -131,6 +132,22 @@ class _LoaderBase:
         return len(self.dataset)
 
 
+def _stop_workers(batches: Any) -> None:
+    """Stop the worker processes of a torch loader iterator that ended early (an error in an item, a ``break``).
+
+    torch stops them when the iterator is garbage-collected, but an error re-raised from a worker keeps the
+    iterator in a reference cycle (the exception's traceback holds its frames) until the next full collection.
+    Until then its workers stay alive, and every process forked meanwhile (the next loader's workers) inherits
+    a copy; when such a process collects that copy, torch's clean-up runs there and prints "Exception ignored
+    ... AssertionError: can only test a child process" after the real error. Stopping the workers here, in the
+    process that started them, leaves nothing for a later clean-up to do. torch has no public way to close the
+    iterator; ``_shutdown_workers`` is what its own ``__del__`` calls, and does nothing when called twice.
+    """
+    shutdown = getattr(batches, "_shutdown_workers", None)
+    if shutdown is not None:
+        shutdown()
+
+
 class DataLoader(_LoaderBase):
     """Batches from a map-style dataset through a torch DataLoader, then device and batch transforms.
 
@@ -177,8 +194,13 @@ class DataLoader(_LoaderBase):
             self._torch_dl.generator = gen
             if self.shuffle:
                 self._torch_dl.sampler.generator = gen
-        for batch in self._torch_dl:
-            yield self._finish(batch)
+        batches, pid = iter(self._torch_dl), os.getpid()
+        try:
+            for batch in batches:
+                yield self._finish(batch)
+        finally:
+            if not self.persistent_workers and os.getpid() == pid:  # a forked copy does not own the workers
+                _stop_workers(batches)
 
     def __len__(self) -> int:
         n = len(self.dataset)

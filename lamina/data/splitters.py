@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from .errors import getter_name
+
 __all__ = ["range_of", "RandomSplitter", "GrandparentSplitter", "IndexSplitter", "FuncSplitter", "MaskSplitter",
            "FileSplitter", "ColSplitter", "EndSplitter", "RandomSubsetSplitter", "TrainTestSplitter", "parent_label",
            "RegexLabeller", "using_attr", "ColReader", "ItemGetter", "AttrGetter"]
@@ -309,6 +311,9 @@ class RegexLabeller:
             raise ValueError(f'Failed to find "{self.pat}" in "{text}"')
         return found.group(1)
 
+    def __repr__(self) -> str:
+        return f"RegexLabeller({self.pat!r})"
+
 
 def _call_on_attr(f: Callable, attr: str, x: Any) -> Any:
     return f(getattr(x, attr))
@@ -320,7 +325,7 @@ def using_attr(f: Callable, attr: str) -> Callable:
     ``g.__name__`` names ``f`` (``'is_cat (on .name)'``), so an error in a pipeline step points at your function.
     """
     g = functools.partial(_call_on_attr, f, attr)
-    g.__name__ = f"{getattr(f, '__name__', type(f).__name__)} (on .{attr})"
+    g.__name__ = f"{getter_name(f)} (on .{attr})"
     return g
 
 
@@ -356,6 +361,9 @@ class ColReader:
         values = [self._one(row, col) for col in self.cols]
         return values if self.multiple else values[0]
 
+    def __repr__(self) -> str:
+        return f"ColReader({self.cols if self.multiple else self.cols[0]!r})"
+
 
 class ItemGetter:
     """``o[i]``."""
@@ -365,6 +373,9 @@ class ItemGetter:
 
     def __call__(self, o: Any) -> Any:
         return o[self.i]
+
+    def __repr__(self) -> str:
+        return f"ItemGetter({self.i!r})"
 
 
 class AttrGetter:

@@ -7,6 +7,10 @@ stays a mask, so item transforms resample it with nearest-neighbour interpolatio
 JPEGs can be decoded at a reduced size (Pillow's draft mode: the decoder scales by 1/2, 1/4 or 1/8 while
 decoding, several times faster) when the item transforms will shrink the image anyway; `ImageReader`
 carries the smallest size the transforms need (``draft``), set by the `DataBlock`.
+
+Greyscale files deeper than 8 bits (16-bit PNG or TIFF: Pillow modes ``I;16``, ``I;16B`` ...; 32-bit
+integer ``I``; float ``F``) are scaled to 8 bits for images (Pillow's own conversion clips them, so a
+16-bit photo comes out almost white), and keep their exact values as masks, where they are class codes.
 """
 
 from __future__ import annotations
@@ -64,6 +68,8 @@ def load_image(fn: str | os.PathLike | bytes, mode: str | None = None,
             if draft is not None and im.format == "JPEG":
                 im.draft(mode or im.mode, (int(draft[1]), int(draft[0])))
             im.load()  # open() reads the header only; decoding here finds truncated and corrupt data
+            if mode and _is_deep(im):
+                return _deep_to_8bit(im).convert(mode)
             return im.convert(mode) if mode and im.mode != mode else im.copy()
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         raise OSError(f"Could not read the image {name}: {e}. The file is corrupt, truncated or not an image; "
@@ -82,14 +88,68 @@ def _to_uint8(a: np.ndarray) -> np.ndarray:
     return np.clip(a, 0, 255).astype(np.uint8)
 
 
-def _array_to_pil(a: np.ndarray, scale: bool) -> Image.Image:
+def _is_deep(img: Image.Image) -> bool:
+    """Whether ``img`` is a greyscale image of more than 8 bits per pixel (``I;16*``, ``I``, ``F``)."""
+    return img.mode.startswith("I") or img.mode == "F"
+
+
+def _deep_to_8bit(img: Image.Image) -> Image.Image:
+    """A deep greyscale image (see `_is_deep`) as an 8-bit ``'L'`` image, scaled rather than clipped.
+
+    * 16-bit (``I;16``, ``I;16B`` ...): value / 257, so 65535 → 255 and every image of a data set is
+      scaled alike (brightness stays comparable between images).
+    * 32-bit integers (``I``, no fixed range): value · 255 / max(255, the image's maximum), negatives → 0.
+      Values that fit 8 bits stay as they are; a wider range is stretched so that its maximum is 255
+      (the file does not say how many of the 32 bits are used, and clipping would make it white).
+    * floats (``F``): as float arrays in `PILImage.create`: values in [0, 1] times 255, others clipped.
+    """
+    a = np.asarray(img)
+    if img.mode.startswith("I;16"):
+        a = (a.astype(np.uint32) + 128) // 257  # rounded: 128 of 257 is half a step
+    elif img.mode == "I":
+        a = np.clip(a, 0, None).astype(np.float64)
+        a = np.rint(a * (255.0 / max(255.0, float(a.max(initial=0)))))
+    else:
+        return Image.fromarray(_to_uint8(a.astype(np.float32)))
+    return Image.fromarray(a.astype(np.uint8))
+
+
+# The widest code a mask holds: masks are 8-bit ('L') images, so codes go from 0 to 255.
+MAX_MASK_CODE = 255
+
+
+def _mask_codes(a: np.ndarray, name: str) -> np.ndarray:
+    """The class codes of a mask as uint8, unchanged.
+
+    Raises:
+        ValueError: naming ``name`` when a value is not an integer from 0 to `MAX_MASK_CODE`.
+    """
+    if a.dtype == np.uint8:
+        return a
+    if a.dtype == bool:
+        return a.astype(np.uint8)
+    if a.size and np.issubdtype(a.dtype, np.floating) and not np.array_equal(a, np.round(a)):
+        raise ValueError(f"The mask {name} holds non-integer values (e.g. {a[a != np.round(a)].flat[0]}); mask "
+                         "pixels are class codes: save the mask with integer values")
+    low, high = (a.min(), a.max()) if a.size else (0, 0)
+    if low < 0 or high > MAX_MASK_CODE:
+        bad = low if low < 0 else high
+        raise ValueError(f"The mask {name} holds the code {bad:g}, but masks are read as 8-bit images with codes 0 "
+                         f"to {MAX_MASK_CODE}: renumber the classes from 0 (e.g. replace each code by its index in "
+                         "`codes`) and save the masks again")
+    return a.astype(np.uint8)
+
+
+def _array_to_pil(a: np.ndarray, scale: bool, name: str = "given as an array") -> Image.Image:
     if a.ndim == 3 and a.shape[0] in (1, 3, 4) and a.shape[-1] not in (1, 3, 4):
         a = a.transpose(1, 2, 0)  # CHW → HWC
     if a.ndim == 3 and a.shape[-1] == 1:
         a = a[..., 0]
     if a.ndim not in (2, 3):
         raise ValueError(f"An image array must be HxW, HxWxC or CxHxW; received shape {a.shape}")
-    a = _to_uint8(a) if scale else np.clip(a, 0, 255).astype(np.uint8)
+    if scale and a.dtype == np.uint16:  # 16-bit pixels, as a 16-bit file gives: scaled like one (see _deep_to_8bit)
+        a = (a.astype(np.uint32) + 128) // 257
+    a = _to_uint8(a) if scale else _mask_codes(a, name)
     return Image.fromarray(np.ascontiguousarray(a))
 
 
@@ -115,8 +175,9 @@ class PILBase(Image.Image):
     def create(cls, fn: ImageSource, draft: tuple[int, int] | None = None, **kwargs: Any) -> "PILBase":
         """An image from a path, str, bytes, Pillow image, numpy array or tensor.
 
-        Arrays and tensors may be HxW, HxWxC or CxHxW; float values in [0, 1] are scaled to [0, 255]
-        (masks are cast as they are: their values are class indices).
+        Arrays and tensors may be HxW, HxWxC or CxHxW; float values in [0, 1] are scaled to [0, 255] and
+        uint16 values divided by 257 (masks are cast as they are: their values are class indices). Files and
+        images deeper than 8 bits are scaled to 8 bits (masks keep their codes); see the module docstring.
 
         Args:
             fn: the source.
@@ -124,16 +185,19 @@ class PILBase(Image.Image):
 
         Raises:
             TypeError: for an unsupported source. FileNotFoundError / OSError: naming an unreadable file.
+            ValueError: for a mask, naming it, when a value is not a code from 0 to 255.
         """
+        is_mask = issubclass(cls, PILMask)
         if isinstance(fn, (str, os.PathLike, bytes, bytearray)):
-            img = cls._converted(load_image(fn, None if issubclass(cls, PILMask) else cls.mode_default, draft))
+            name = "given as bytes" if isinstance(fn, (bytes, bytearray)) else str(fn)
+            img = cls._converted(load_image(fn, None if is_mask else cls.mode_default, draft), name)
         elif isinstance(fn, Image.Image):
-            img = cls._converted(fn)
+            img = cls._converted(fn, "given as a PIL image")
             if not (type(img) is Image.Image or isinstance(img, PILBase)):
                 img = img.copy()  # a file-backed image (JpegImageFile ...): decode it into a plain image
         elif isinstance(fn, (np.ndarray, torch.Tensor)):
             array = fn.detach().cpu().numpy() if isinstance(fn, torch.Tensor) else fn
-            img = cls._converted(_array_to_pil(array, scale=not issubclass(cls, PILMask)))
+            img = cls._converted(_array_to_pil(array, scale=not is_mask, name="given as an array"))
         else:
             raise TypeError(f"{cls.__name__}.create takes a path, str, bytes, PIL image, numpy array or tensor; "
                             f"received {type(fn).__name__}")
@@ -145,9 +209,11 @@ class PILBase(Image.Image):
         return MaskReader() if issubclass(cls, PILMask) else ImageReader(cls)
 
     @classmethod
-    def _converted(cls, img: Image.Image) -> Image.Image:
-        """``img`` in this class's mode."""
+    def _converted(cls, img: Image.Image, name: str = "") -> Image.Image:
+        """``img`` in this class's mode (``name`` says where it came from, for errors)."""
         mode = cls.mode_default
+        if mode and _is_deep(img):
+            img = _deep_to_8bit(img)
         return img.convert(mode) if mode and img.mode != mode else img
 
     @property
@@ -197,11 +263,14 @@ class PILMask(PILBase):
     mode_default = "L"
 
     @classmethod
-    def _converted(cls, img: Image.Image) -> Image.Image:
+    def _converted(cls, img: Image.Image, name: str = "") -> Image.Image:
         # a palette ('P') mask stores class indices: keep them (converting to 'L' would map them to grey levels)
         if img.mode == "P":
             return Image.fromarray(np.asarray(img, dtype=np.uint8))
-        return super()._converted(img)
+        # a 16-bit or 32-bit mask holds codes too: keep them exactly (Pillow's conversion would clip at 255)
+        if _is_deep(img):
+            return Image.fromarray(_mask_codes(np.asarray(img), name or "given as a PIL image"))
+        return super()._converted(img, name)
 
     def show(self, ctx: Any = None, **kwargs: Any) -> Any:
         from .show import show_image

@@ -26,7 +26,7 @@ from ..data.block import (CategoryBlock, Categorize, DataBlock, MultiCategorize,
                           RegressionBlock, RegressionSetup, TransformBlock)
 from ..data.csvfiles import read_csv
 from ..data.datasets import Datasets, default_num_workers
-from ..data.files import ImageGetter, get_image_files
+from ..data.files import ImageGetter, describe_empty_listing, get_image_files
 from ..data.loaders import DataLoader, DataLoaders
 from ..data.splitters import (ColReader, ColSplitter, GrandparentSplitter, RandomSplitter,
                               RegexLabeller, parent_label, using_attr)
@@ -38,6 +38,23 @@ from .show import show_batch, show_results
 from .transforms import ToTensor, item_tfm_from_config
 
 __all__ = ["ImageBlock", "MaskBlock", "ImageDataLoaders", "SegmentationDataLoaders", "inference_dls"]
+
+
+def _check_fnames(path: str | Path, fnames: Sequence) -> None:
+    """Fail at once on an empty list of images, describing ``path``, where they were meant to come from
+    (an empty list would otherwise build loaders of 0 items that fail later, far from the cause).
+
+    Raises:
+        FileNotFoundError: when ``fnames`` is empty.
+    """
+    if len(fnames):
+        return
+    found = get_image_files(path) if Path(path).is_dir() else []
+    if found:
+        why = f"`path` ({path}) holds {len(found)} image{'s' if len(found) > 1 else ''}: check how `fnames` was built"
+    else:
+        why = f"get_image_files(path) {describe_empty_listing(path)}. Check the folder (did the download finish?)"
+    raise FileNotFoundError(f"`fnames` is empty, so there are no images to build the DataLoaders from; {why}")
 
 
 class ImageBlock(TransformBlock):
@@ -146,6 +163,7 @@ class ImageDataLoaders(DataLoaders):
                        seed: int | None = None, item_tfms: Any = None, batch_tfms: Any = None,
                        img_cls: type = PILImage, **kwargs: Any) -> "ImageDataLoaders":
         """Images ``fnames`` labelled by ``label_func(path)``, split at random."""
+        _check_fnames(path, fnames)
         dblock = DataBlock(blocks=(ImageBlock(img_cls), CategoryBlock), splitter=RandomSplitter(valid_pct, seed),
                            get_y=label_func, item_tfms=item_tfms, batch_tfms=batch_tfms)
         return cls.from_dblock(dblock, fnames, path=path, **kwargs)
@@ -207,6 +225,7 @@ class ImageDataLoaders(DataLoaders):
         if len(fnames) != len(labels):
             raise ValueError(f"`fnames` and `labels` must have the same length; received {len(fnames)} and "
                              f"{len(labels)}")
+        _check_fnames(path, fnames)
         if y_block is None:
             first = labels[0] if len(labels) else None
             if any(isinstance(label, (list, tuple)) for label in labels):
@@ -229,6 +248,7 @@ class SegmentationDataLoaders(ImageDataLoaders):
                         batch_tfms: Any = None, img_cls: type = PILImage, **kwargs: Any) -> "SegmentationDataLoaders":
         """Images ``fnames`` whose masks are at ``label_func(image_path)``; ``codes`` name the classes
         (they set ``vocab`` and ``n_out``; mask pixels already are class indices)."""
+        _check_fnames(path, fnames)
         dblock = DataBlock(blocks=(ImageBlock(img_cls), MaskBlock(codes=codes)), get_y=label_func,
                            splitter=RandomSplitter(valid_pct, seed), item_tfms=item_tfms, batch_tfms=batch_tfms)
         return cls.from_dblock(dblock, fnames, path=path, **kwargs)
