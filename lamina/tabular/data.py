@@ -29,7 +29,8 @@ import torch
 from ..data.csvfiles import read_csv
 from ..data.loaders import DataLoaders, TensorDataLoader
 from ..data.splitters import RandomSplitter
-from ..losses import BCEWithLogitsLossFlat, CrossEntropyLossFlat, MSELossFlat
+from ..data.transforms import target_loss_config
+from ..losses import loss_from_config
 from ..registry import register
 from .processor import TabularProcessor, as_names
 from .procs import TabularProc
@@ -38,7 +39,6 @@ from .tables import show_frame, target_kind
 __all__ = ["TabularPandas", "TabularDataLoaders", "cont_cat_split", "show_tabular_batch", "tabular_inference_dls"]
 
 _IGNORED = ("num_workers", "pin_memory", "persistent_workers")  # fastai loader options with no meaning here
-_LOSSES = {"category": CrossEntropyLossFlat, "regression": MSELossFlat, "multicategory": BCEWithLogitsLossFlat}
 
 
 def _split_order(n: int, splits: Sequence[Sequence[int]] | None) -> tuple[np.ndarray | None, int]:
@@ -240,10 +240,12 @@ def show_tabular_batch(dls: "TabularDataLoaders", batch: tuple, max_n: int = 9, 
 class TabularDataLoaders(DataLoaders):
     """Training and validation loaders over a processed table, plus the fitted procs (``processor``).
 
-    Batches are ``(cats, conts, y)``; ``n_inp`` is 2. ``vocab`` holds the target classes, ``loss_func`` is
-    `CrossEntropyLossFlat` (classification), `MSELossFlat` (regression) or `BCEWithLogitsLossFlat`
-    (several 0/1 label columns).
+    Batches are ``(cats, conts, y)``; ``n_inp`` is 2. ``vocab`` holds the target classes, ``loss_func`` is the
+    loss the target's kind implies (`lamina.data.transforms.TARGET_LOSSES`): `CrossEntropyLossFlat`
+    (classification), `MSELossFlat` (regression) or `BCEWithLogitsLossFlat` (several 0/1 label columns).
     """
+
+    build_loss = staticmethod(loss_from_config)
 
     def __init__(self, *loaders: TensorDataLoader, processor: TabularProcessor, **kwargs: Any):
         super().__init__(*loaders, **kwargs)
@@ -349,7 +351,7 @@ class TabularDataLoaders(DataLoaders):
                      "kwargs": {"processor": processor.to_config(), "bs": bs, "val_bs": val_bs}}
         train.show = valid.show = show_tabular_batch
         return cls(train, valid, path=str(path), vocab=vocab, n_out=n_out,
-                   loss_func=_LOSSES[kind]() if kind is not None else None, n_inp=2, inference=inference,
+                   loss_func=target_loss_config(kind), n_inp=2, inference=inference,
                    processor=processor)
 
     def test_dl(self, test_items: Any, rm_type_tfms: Any = None, process: bool = True, inplace: bool = False,
