@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from lamina.data import external
+from lamina.data import external, fetch
 from lamina.data.external import DownloadError, URLs, download_url, extract_archive, resolve_url, untar_data
 
 PAYLOAD = os.urandom(200_000)  # incompressible, so the archive is big enough to cut in the middle
@@ -112,7 +112,7 @@ def home(tmp_path, monkeypatch):
     path = tmp_path / "home"
     monkeypatch.setenv("LAMINA_HOME", str(path))
     monkeypatch.delenv("LAMINA_DATA_URL", raising=False)
-    monkeypatch.setattr(external, "_RETRY_DELAY", 0.0)
+    monkeypatch.setattr(fetch, "RETRY_DELAY", 0.0)
     return path
 
 
@@ -325,7 +325,7 @@ def test_disk_full_is_explained(server, home, monkeypatch):
     def full(*args):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(external, "_copy_stream", full)
+    monkeypatch.setattr(fetch, "copy_stream", full)
     with pytest.raises(DownloadError, match=r"no space left.*tiny\.tgz\.part.*LAMINA_HOME"):
         untar_data(url)
 
