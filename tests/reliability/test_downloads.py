@@ -20,7 +20,7 @@ import pytest
 
 from lamina.data import archives, external, fetch
 from lamina.data.external import DownloadError, download_url, extract_archive, untar_data
-from tests.data.test_external import Server, leftovers, make_tar
+from tests.data.http_server import Server, leftovers, make_tar
 
 FILES = {"tiny/a.txt": b"hello", "tiny/sub/b.bin": os.urandom(30_000), "tiny/c.bin": os.urandom(30_000)}
 ZEROS = 20_000_000  # bytes of zeros: about 20 KB once gzipped, 1000x smaller
