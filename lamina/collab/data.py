@@ -45,8 +45,9 @@ class CollabDataLoaders(DataLoaders):
     """Training and validation loaders over (user, item) → rating, plus the vocabularies.
 
     Build it with `from_df` or `from_csv`. Besides what every `DataLoaders` carries (``n_out=1``,
-    ``loss_func=MSELossFlat()``, the loss of a ``'regression'`` target, ``n_inp=1``), it has ``classes`` (``{user column: vocab, item column:
-    vocab}``), ``user_name``, ``item_name`` and ``rating_name``, and its `test_dl` takes pairs.
+    ``loss_func=MSELossFlat()``, the loss of a ``'regression'`` target, ``n_inp=1``), it has ``classes``
+    (``{user column: vocab, item column: vocab}``), ``user_name``, ``item_name`` and ``rating_name``, and its
+    `test_dl` takes pairs.
     """
 
     build_loss = staticmethod(loss_from_config)

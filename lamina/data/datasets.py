@@ -326,10 +326,10 @@ class Datasets(Dataset):
             num_workers: loading processes (default `default_num_workers()`).
             after_item: item transforms replacing the datasets' own (fastai style; classes are instantiated).
             after_batch: batch transforms for both loaders; neighbours that can be fused are (`fuse_tfms`).
-            dls_type: the DataLoaders class (default: the one the inputs' reading step names, e.g. images
-                give ``ImageDataLoaders``, else `DataLoaders`).
-            loss_func: the loss (an object, or a config dict); default: the one the targets imply. Its config
-                is set as ``dls.loss_config`` so that the training layer can build it.
+            dls_type: the DataLoaders class (default: the one registered for the inputs' kind in `DLS_TYPES`,
+                e.g. images give ``ImageDataLoaders``, else `DataLoaders`).
+            loss_func: the loss (an object, or a config dict); default: the one the targets' kind implies
+                (`TARGET_LOSSES`). It is ``dls.loss_config`` either way, so that the training layer can build it.
             timeout: accepted for fastai compatibility and ignored: lamina's loaders wait for their workers.
             **kwargs: ``pin_memory``, ``persistent_workers``, ``seed``; a ``val_`` prefix (``val_num_workers=0``)
                 applies a value to the validation loader only.

@@ -185,7 +185,8 @@ def test_base_transforms_apply_split_idx():
         def encodes(self, sample, split_idx):
             return tuple(f"{s}!" for s in sample)
 
-    assert Tag()("a", split_idx=1) == "a!" and Tag()("a", split_idx=0) == "a" and Tag()(("a", "b"), None) == ("a!", "b!")
+    assert Tag()("a", split_idx=1) == "a!" and Tag()("a", split_idx=0) == "a"
+    assert Tag()(("a", "b"), None) == ("a!", "b!")  # outside a split: applied
     assert not Tag().is_random(0) and Resize(8).is_random(0) and not Resize(8).is_random(1)
 
 

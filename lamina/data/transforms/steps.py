@@ -119,7 +119,8 @@ def step_hook(step: Any, name: str) -> Any:
         AttributeError: for a name that is not a hook of `PipelineStep`.
     """
     if name not in PipelineStep.__annotations__:
-        raise AttributeError(f"{name!r} is not a pipeline step hook; the hooks are {sorted(PipelineStep.__annotations__)}")
+        hooks = sorted(PipelineStep.__annotations__)
+        raise AttributeError(f"{name!r} is not a pipeline step hook; the hooks are {hooks}")
     return getattr(step, name) if declares(step, name) else getattr(TypeTransform, name)
 
 
