@@ -107,8 +107,10 @@ def _from_trusted(entry: str, field: str, kind: str, root: str) -> Any:
         raise ExportError(f"field {field!r} names {entry!r}, which is not a top-level function or class defined in "
                           f"the trusted package {root!r}")
     if kind == "learner":
-        from .learner import Learner
-        if not (inspect.isclass(obj) and issubclass(obj, Learner)):
+        # lamina's Learner through the registry: lamina.learner imports this module (Learner.export), so an
+        # import of it here would make the two modules import each other
+        learner_base = registered("learner")["Learner"]
+        if not (inspect.isclass(obj) and issubclass(obj, learner_base)):
             raise ExportError(f"field {field!r} names {entry!r}, which is not a Learner class")
     return obj
 

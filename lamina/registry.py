@@ -3,8 +3,8 @@
 An exported file says how to rebuild a learner ("build the model with ``TabularModel`` and these JSON
 arguments"). `load_learner` looks each name up in these dicts and nowhere else, so a file can only ask for
 something lamina registered on purpose: no attribute traversal, no import by a name read from a file.
-Losses, transforms, tabular procs and activations have their own tables next to their definitions
-(`lamina.losses.LOSSES`, `lamina.vision.transforms.ITEM_TFMS`, `lamina.vision.augment.BATCH_TFMS`,
+Losses, transforms, tabular procs and activations have their own tables, filled where they are defined
+(`lamina.losses.LOSSES`, `lamina.data.transforms.ITEM_TFMS`, `lamina.data.transforms.BATCH_TFMS`,
 `lamina.tabular.procs.PROCS`, `lamina.models.activations.ACTIVATIONS`), looked up the same way.
 
 This module imports nothing from lamina at import time, so every layer can register into it; `registered`

@@ -31,8 +31,8 @@ from ..core import user_stacklevel
 from ..data.csvfiles import read_csv
 from ..data.loaders import DataLoaders, TensorDataLoader
 from ..data.splitters import RandomSplitter
-from ..data.transforms import CategoryMap
-from ..losses import MSELossFlat
+from ..data.transforms import CategoryMap, target_loss_config
+from ..losses import loss_from_config
 from ..registry import register
 
 __all__ = ["CollabDataLoaders", "collab_inference_dls", "show_collab_batch", "UNKNOWN_POLICIES"]
@@ -45,9 +45,12 @@ class CollabDataLoaders(DataLoaders):
     """Training and validation loaders over (user, item) → rating, plus the vocabularies.
 
     Build it with `from_df` or `from_csv`. Besides what every `DataLoaders` carries (``n_out=1``,
-    ``loss_func=MSELossFlat()``, ``n_inp=1``), it has ``classes`` (``{user column: vocab, item column:
-    vocab}``), ``user_name``, ``item_name`` and ``rating_name``, and its `test_dl` takes pairs.
+    ``loss_func=MSELossFlat()``, the loss of a ``'regression'`` target, ``n_inp=1``), it has ``classes``
+    (``{user column: vocab, item column: vocab}``), ``user_name``, ``item_name`` and ``rating_name``, and its
+    `test_dl` takes pairs.
     """
+
+    build_loss = staticmethod(loss_from_config)
 
     def __init__(self, *loaders: TensorDataLoader, classes: Mapping[Any, CategoryMap], user_name: Any,
                  item_name: Any, rating_name: Any, **kwargs: Any):
@@ -128,7 +131,7 @@ class CollabDataLoaders(DataLoaders):
                                 "user_classes": classes[user_name].to_list(),
                                 "item_classes": classes[item_name].to_list(), "bs": bs, "path": str(path)}}
         return cls(train, valid, classes=classes, user_name=user_name, item_name=item_name, rating_name=rating_name,
-                   path=path, n_out=1, loss_func=MSELossFlat(), n_inp=1, inference=inference)
+                   path=path, n_out=1, loss_func=target_loss_config("regression"), n_inp=1, inference=inference)
 
     # --- new pairs ----------------------------------------------------------------------------------
     def encode_pairs(self, items: Any, unknown: str = "error") -> tuple[torch.Tensor, pd.DataFrame]:

@@ -2,7 +2,9 @@
 
 A block describes one member of each sample: how to turn what a getter returns into that member
 (``type_tfms``: read an image, encode a label), the item and batch transforms it needs, the loss it
-implies, and its ``kind`` (``'image'``, ``'category'`` ...) that batch transforms read. `DataBlock`
+implies, and its ``kind`` (``'image'``, ``'category'`` ...) that batch transforms read. The loss a target
+implies is its kind's, from `TARGET_LOSSES` (the one table that says it). The type transforms themselves
+(`Categorize` ...) live in `lamina.data.transforms` and are re-exported here. `DataBlock`
 combines blocks with ``get_items``, ``get_x``/``get_y`` and a splitter, and builds `Datasets`
 and DataLoaders from a source (a folder, a DataFrame, a list).
 
@@ -16,147 +18,25 @@ Example:
 from __future__ import annotations
 
 import copy
-import functools
 import os
-import types
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from .datasets import Datasets, ReadableKeyError, fuse_tfms, step_name
-from .errors import getter_name
+from .datasets import Datasets
+from .errors import getter_name, step_name
 from .files import describe_empty_listing
 from .loaders import DataLoaders
 from .splitters import ItemGetter, RandomSplitter
-from .transforms import CategoryMap
+from .transforms import (TARGET_LOSSES, Category, Categorize, EncodedMultiCategorize, MultiCategorize, OneHotEncode,
+                         RegressionSetup, declares, draft_size, fuse_tfms, merge_tfms, step_hook,
+                         target_loss_config)
 
-__all__ = ["Category", "Categorize", "MultiCategorize", "EncodedMultiCategorize", "OneHotEncode", "RegressionSetup",
-           "TransformBlock", "CategoryBlock", "MultiCategoryBlock", "RegressionBlock", "DataBlock", "Datasets",
-           "merge_tfms", "fuse_tfms", "draft_size", "get_c"]
-
-
-class Category(str):
-    """A decoded class label: the text of the vocabulary entry (a bool label ``True`` decodes to ``'True'``)."""
-
-
-class Categorize:
-    """Label → class index (a 0-d int64 tensor); the vocabulary comes from the training labels.
-
-    Args:
-        vocab: the classes (default: the distinct training labels). Bool labels give ``[False, True]``.
-        sort: sort the vocabulary.
-        add_na: put ``'#na#'`` first.
-
-    Raises:
-        KeyError: (when called) for a label that is not in the vocabulary.
-    """
-
-    kind = "category"
-
-    def __init__(self, vocab: Sequence | None = None, sort: bool = True, add_na: bool = False):
-        self.sort, self.add_na = sort, add_na
-        self.loss_config = {"name": "CrossEntropyLossFlat", "kwargs": {}}  # the loss this target implies
-        self.vocab = None if vocab is None else CategoryMap(list(vocab), sort=sort, add_na=add_na)
-
-    def setup(self, labels: Sequence) -> None:
-        if self.vocab is None:
-            self.vocab = CategoryMap(labels, sort=self.sort, add_na=self.add_na)
-
-    @property
-    def c(self) -> int | None:
-        return None if self.vocab is None else len(self.vocab)
-
-    def __call__(self, label: Any) -> torch.Tensor:
-        key = label.item() if hasattr(label, "item") and not isinstance(label, (str, bytes)) else label
-        idx = self.vocab.o2i.get(key)
-        if idx is None:
-            raise ReadableKeyError(f"Label {label!r} was not included in the training dataset (classes: "
-                           f"{list(self.vocab)[:20]}). Put items with this label in the training set, pass the "
-                           "classes with CategoryBlock(vocab=...), or remove the item")
-        return torch.tensor(idx)
-
-    def decode(self, idx: Any) -> Category:
-        return Category(self.vocab[int(idx)])
-
-
-class MultiCategorize:
-    """A list of labels → a float one-hot vector over the vocabulary (the sorted union of training labels).
-
-    Args:
-        vocab: the classes (required when ``encoded``).
-        add_na: put ``'#na#'`` first.
-        encoded: the labels already are one-hot vectors (one 0/1 per class).
-    """
-
-    kind = "multicategory"
-
-    def __init__(self, vocab: Sequence | None = None, add_na: bool = False, encoded: bool = False):
-        if encoded and vocab is None:
-            raise ValueError("MultiCategoryBlock(encoded=True) needs the class names: pass vocab=[...]")
-        self.add_na, self.encoded = add_na, encoded
-        self.vocab = None if vocab is None else CategoryMap(list(vocab), sort=False, add_na=add_na)
-        self.loss_config = {"name": "BCEWithLogitsLossFlat", "kwargs": {}}
-
-    def setup(self, labels: Sequence) -> None:
-        if self.vocab is None:
-            union = {lbl for lbls in labels for lbl in _listify(lbls)}
-            self.vocab = CategoryMap(sorted(union, key=str), sort=True, add_na=self.add_na)
-
-    @property
-    def c(self) -> int | None:
-        return None if self.vocab is None else len(self.vocab)
-
-    def __call__(self, labels: Any) -> torch.Tensor:
-        if self.encoded:
-            out = torch.as_tensor([float(v) for v in labels], dtype=torch.float32)
-            if len(out) != len(self.vocab):
-                raise ValueError(f"An encoded label has {len(out)} values but there are {len(self.vocab)} classes")
-            return out
-        out = torch.zeros(len(self.vocab))
-        for label in _listify(labels):
-            idx = self.vocab.o2i.get(label)
-            if idx is None:
-                raise ReadableKeyError(f"Label {label!r} was not included in the training dataset (classes: "
-                               f"{list(self.vocab)[:20]}); pass the classes with MultiCategoryBlock(vocab=...)")
-            out[idx] = 1.0
-        return out
-
-    def decode(self, onehot: Any) -> list:
-        flags = torch.as_tensor(onehot)
-        return [self.vocab[i] for i in torch.nonzero(flags > 0.5 if flags.is_floating_point() else flags).flatten()]
-
-
-class EncodedMultiCategorize(MultiCategorize):
-    """Labels that already are one-hot vectors over ``vocab`` (fastai's name for ``MultiCategorize(encoded=True)``)."""
-
-    def __init__(self, vocab: Sequence):
-        super().__init__(vocab=vocab, encoded=True)
-
-
-class OneHotEncode:
-    """Class indices → a float one-hot vector of length ``c``; a vector that already is one (what lamina's
-    `MultiCategorize` returns) passes through, so fastai pipelines ``[MultiCategorize(), OneHotEncode()]`` work.
-
-    Args:
-        c: the number of classes (default: from the training values: a vector's length, else the top index + 1).
-    """
-
-    def __init__(self, c: int | None = None):
-        self.c = c
-
-    def setup(self, values: Sequence) -> None:
-        if self.c is None and len(values):
-            first = torch.as_tensor(values[0])
-            top = max(int(torch.as_tensor(v).max()) for v in values) if not first.is_floating_point() else None
-            self.c = len(first) if top is None else top + 1
-
-    def __call__(self, o: Any) -> torch.Tensor:
-        o = torch.as_tensor(o)
-        if o.is_floating_point() and o.ndim == 1 and len(o) == self.c:
-            return o
-        return torch.zeros(self.c).index_fill_(0, o.long().flatten(), 1.0)
+__all__ = ["TransformBlock", "CategoryBlock", "MultiCategoryBlock", "RegressionBlock", "DataBlock", "get_c",
+           "TARGET_LOSSES", "target_loss_config",
+           # re-exported from their home, lamina.data.transforms (and lamina.data.datasets), for older imports
+           "Category", "Categorize", "MultiCategorize", "EncodedMultiCategorize", "OneHotEncode", "RegressionSetup",
+           "Datasets", "merge_tfms", "fuse_tfms", "draft_size"]
 
 
 def get_c(dls: Any) -> int | None:
@@ -174,29 +54,6 @@ def _short(o: Any) -> str:
     return text if len(text) <= 80 else f"{text[:77]}..."
 
 
-def _listify(o: Any) -> list:
-    if o is None:
-        return []
-    return list(o) if isinstance(o, (list, tuple, set)) else [o]
-
-
-class RegressionSetup:
-    """A number or a list of numbers → a float32 tensor; ``c`` (outputs) from ``n_out`` or the first target."""
-
-    kind = "regression"
-
-    def __init__(self, c: int | None = None):
-        self.c = c
-        self.loss_config = {"name": "MSELossFlat", "kwargs": {}}
-
-    def setup(self, values: Sequence) -> None:
-        if self.c is None and len(values):
-            self.c = int(torch.as_tensor(values[0], dtype=torch.float32).numel())
-
-    def __call__(self, value: Any) -> torch.Tensor:
-        return torch.as_tensor(value, dtype=torch.float32)
-
-
 class TransformBlock:
     """One member of a sample: its type transforms, item and batch transforms, kind and loss.
 
@@ -208,7 +65,8 @@ class TransformBlock:
         dls_kwargs: default keyword arguments for ``dataloaders``.
         kind: what the member is (default: the last type transform's ``kind``, else ``'raw'``).
         loss_func: the loss this member implies as a target, as a config ``{"name", "kwargs"}``
-            (`lamina.losses.loss_from_config` builds it), or a loss object.
+            (`lamina.losses.loss_from_config` builds it), or a loss object; default: its kind's, from
+            `TARGET_LOSSES` (with the type transform's ``loss_kwargs``, e.g. a mask's ``ignore_index``).
         dls_type: the DataLoaders class that shows and exports this kind of data.
     """
 
@@ -218,14 +76,31 @@ class TransformBlock:
         self.type_tfms = _as_list(type_tfms)
         self.item_tfms, self.batch_tfms = _as_list(item_tfms), _as_list(batch_tfms)
         self.dl_type, self.dls_kwargs = dl_type, dict(dls_kwargs or {})
-        self.loss_func, self.dls_type = loss_func, dls_type
+        self._loss_func, self.dls_type = loss_func, dls_type
         self._kind = kind
+
+    def _typed(self) -> Any:
+        """The last type transform that names a kind (None if none does)."""
+        return next((t for t in reversed(self.type_tfms) if step_hook(t, "kind") is not None), None)
 
     @property
     def kind(self) -> str:
         if self._kind is not None:
             return self._kind
-        return next((t.kind for t in reversed(self.type_tfms) if hasattr(t, "kind")), "raw")
+        typed = self._typed()
+        return "raw" if typed is None else step_hook(typed, "kind")
+
+    @property
+    def loss_func(self) -> Any:
+        """The loss this member implies as a target: the one given, else its kind's (see the constructor)."""
+        if self._loss_func is not None:
+            return self._loss_func
+        typed = self._typed()
+        return target_loss_config(self.kind, **({} if typed is None else step_hook(typed, "loss_kwargs")))
+
+    @loss_func.setter
+    def loss_func(self, value: Any) -> None:
+        self._loss_func = value
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(kind={self.kind!r}, type_tfms={[step_name(t) for t in self.type_tfms]})"
@@ -241,56 +116,25 @@ class CategoryBlock(TransformBlock):
     """A single-label classification target (loss: ``CrossEntropyLossFlat()``)."""
 
     def __init__(self, vocab: Sequence | None = None, sort: bool = True, add_na: bool = False):
-        super().__init__(type_tfms=Categorize(vocab=vocab, sort=sort, add_na=add_na),
-                         loss_func={"name": "CrossEntropyLossFlat", "kwargs": {}})
+        super().__init__(type_tfms=Categorize(vocab=vocab, sort=sort, add_na=add_na))
 
 
 class MultiCategoryBlock(TransformBlock):
     """A multi-label target: a list of labels per item (loss: ``BCEWithLogitsLossFlat()``)."""
 
     def __init__(self, encoded: bool = False, vocab: Sequence | None = None, add_na: bool = False):
-        super().__init__(type_tfms=MultiCategorize(vocab=vocab, add_na=add_na, encoded=encoded),
-                         loss_func={"name": "BCEWithLogitsLossFlat", "kwargs": {}})
+        super().__init__(type_tfms=MultiCategorize(vocab=vocab, add_na=add_na, encoded=encoded))
 
 
 class RegressionBlock(TransformBlock):
     """A float target (one number or a vector); ``n_out`` outputs (loss: ``MSELossFlat()``)."""
 
     def __init__(self, n_out: int | None = None):
-        super().__init__(type_tfms=RegressionSetup(c=n_out), loss_func={"name": "MSELossFlat", "kwargs": {}})
+        super().__init__(type_tfms=RegressionSetup(c=n_out))
 
 
 def _identity(o: Any) -> Any:
     return o
-
-
-def _tfm_key(t: Any) -> Any:
-    """Transforms are de-duplicated by class; plain functions only by identity."""
-    plain = isinstance(t, (types.FunctionType, types.MethodType, types.BuiltinFunctionType, functools.partial))
-    return id(t) if plain else type(t)
-
-
-def merge_tfms(defaults: Sequence, user: Sequence) -> list:
-    """Block defaults + the user's transforms, one per class (the user's instance wins), sorted by ``order``."""
-    user = [t() if isinstance(t, type) else t for t in _as_list(user)]
-    user_keys = {_tfm_key(t) for t in user}
-    merged, seen = [], set()
-    for t in [t for t in defaults if _tfm_key(t) not in user_keys] + user:
-        if _tfm_key(t) not in seen:
-            seen.add(_tfm_key(t))
-            merged.append(t)
-    return sorted(merged, key=lambda t: getattr(t, "order", 0))
-
-
-def draft_size(item_tfms: Sequence) -> tuple[int, int] | None:
-    """The smallest decoded size (h, w) the item transforms need, if the first one says (see ``draft_size``).
-
-    Only a sizing transform that runs first knows how small the image may be decoded; anything else
-    first (a custom transform) means full-size decoding.
-    """
-    if not item_tfms or not hasattr(item_tfms[0], "draft_size"):
-        return None
-    return item_tfms[0].draft_size()
 
 
 class DataBlock:
@@ -361,9 +205,11 @@ class DataBlock:
         draft = None if {"mask", "point", "bbox"} & set(self.kinds) else draft_size(self.item_tfms)
         pipelines = []
         for getter, block in zip(self.getters, self.blocks):
-            steps = [copy.deepcopy(t) if hasattr(t, "setup") or hasattr(t, "draft") else t for t in block.type_tfms]
+            # steps that learn (setup) or are told the draft size are copied: set-ups never leak between calls
+            steps = [copy.deepcopy(t) if step_hook(t, "setup") is not None or declares(t, "draft") else t
+                     for t in block.type_tfms]
             for step in steps:
-                if hasattr(step, "draft"):
+                if declares(step, "draft"):
                     step.draft = draft  # decode JPEGs at reduced size when the target is smaller
             pipelines.append(([] if getter is _identity else [getter]) + steps)
         return pipelines

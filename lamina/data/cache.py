@@ -19,6 +19,8 @@ from typing import Any
 
 import torch
 
+from .transforms import declares
+
 __all__ = ["SampleCache", "cache_budget", "samples_are_fixed"]
 
 
@@ -45,7 +47,7 @@ def samples_are_fixed(item_tfms: Sequence[Any], split_idx: int | None) -> bool:
     Only transforms that say so (an ``is_random(split_idx)`` method answering False) count as fixed: a plain
     function could draw random numbers, so a pipeline holding one is never cached.
     """
-    return all(callable(getattr(t, "is_random", None)) and not t.is_random(split_idx) for t in item_tfms)
+    return all(declares(t, "is_random") and not t.is_random(split_idx) for t in item_tfms)
 
 
 def _nbytes(sample: Any) -> int:

@@ -23,53 +23,15 @@ import torch
 from torch.utils.data import Dataset, get_worker_info
 
 from .cache import SampleCache, samples_are_fixed
-from .errors import ReadableKeyError, error_name, getter_name, renamed_error, step_name
-from .loaders import DataLoader, DataLoaders
+from .checks import check_batchable, check_classes, check_mask_sizes
+from .dataloader import default_num_workers, split_loader_kwargs
+from .errors import ReadableKeyError, error_name, renamed_error, step_name
+from .loaders import DLS_TYPES, DataLoader, DataLoaders
+from .transforms import apply_item_tfms, as_steps, fuse_tfms, loss_config_of, sort_tfms, step_hook
 
-__all__ = ["Datasets", "default_num_workers", "apply_item_tfms", "fuse_tfms", "step_name", "renamed_error",
-           "ReadableKeyError"]
-
-
-def default_num_workers() -> int:
-    """Worker processes for loading: one per usable CPU, at most 8, and none on a one-CPU machine."""
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return 0 if cpus <= 1 else min(cpus, 8)
-
-
-def apply_item_tfms(sample: tuple, tfms: Sequence[Callable], split_idx: int | None) -> tuple:
-    """Run item transforms over one sample.
-
-    A transform with an ``order`` attribute (lamina's item transforms) receives the whole tuple and the split;
-    a plain function is applied to each member.
-    """
-    for tfm in tfms:
-        if hasattr(tfm, "order"):
-            sample = tfm(sample, split_idx=split_idx)
-        else:
-            sample = tuple(tfm(x) for x in sample)
-    return sample
-
-
-def fuse_tfms(tfms: Sequence) -> list:
-    """Batch transforms sorted by ``order``, each run of neighbours with the same ``fuse_group`` key replaced by
-    the first one's classmethod ``fuse(run) -> list`` (runs of one are kept). E.g. geometric transforms of
-    `lamina.vision.augment` become one ``AffineCoordTfm``: one interpolation.
-
-    Example:
-        >>> fuse_tfms([IntToFloatTensor(), Rotate(p=1.), Flip(p=1.)])   # [IntToFloatTensor, AffineCoordTfm]
-    """
-    out: list = []
-    run: list = []
-    for tfm in [*sorted(tfms, key=lambda t: getattr(t, "order", 0)), None]:
-        key = getattr(tfm, "fuse_group", None)
-        if run and (key is None or key != run[0].fuse_group):
-            out += type(run[0]).fuse(run) if len(run) > 1 else run
-            run = []
-        if key is not None:
-            run.append(tfm)
-        elif tfm is not None:
-            out.append(tfm)
-    return out
+__all__ = ["Datasets", "default_num_workers",
+           # re-exported from their homes (lamina.data.transforms, lamina.data.errors) for older imports
+           "apply_item_tfms", "fuse_tfms", "step_name", "renamed_error", "ReadableKeyError"]
 
 
 class _Rows(Sequence):
@@ -96,52 +58,13 @@ def _as_list(items: Any) -> Sequence:
     return list(items)
 
 
-def _as_step(step: Any) -> Any:
-    """Classes are instantiated (fastai style ``Categorize``); an image class's ``create`` becomes its reader,
-    so that ``[PILImage.create]`` loads lazily, in the workers."""
-    owner = getattr(step, "__self__", None)
-    if getattr(step, "__name__", None) == "create" and isinstance(owner, type) and hasattr(owner, "reader"):
-        return owner.reader()
-    return step() if isinstance(step, type) else step
-
-
-def _as_steps(tfms: Any) -> list:
-    if tfms is None:
-        return []
-    return [_as_step(t) for t in (tfms if isinstance(tfms, (list, tuple)) else [tfms])]
-
-
 def _describe(o: Any) -> str:
     text = str(o) if isinstance(o, (str, os.PathLike)) else repr(o)
     return repr(text) if isinstance(o, (str, os.PathLike)) else (text if len(text) < 200 else text[:200] + "...")
 
 
 def _sorted_tfms(tfms: Any) -> list:
-    return sorted(_as_steps(tfms), key=lambda t: getattr(t, "order", 0))
-
-
-_LOADER_KWARGS = {"pin_memory", "persistent_workers", "seed"}
-
-
-def _loader_kwargs(kwargs: dict, dl_type: Any) -> tuple[dict, dict]:
-    """``kwargs`` for both loaders and for the validation loader only (``val_`` prefix), checked."""
-    if dl_type is not None and dl_type is not DataLoader:
-        raise TypeError(f"lamina has one loader class, lamina.data.loaders.DataLoader; received: dl_type={dl_type!r}. "
-                        "Leave dl_type out (custom batching goes in item or batch transforms)")
-    common = {k: v for k, v in kwargs.items() if not k.startswith("val_")}
-    valid_only = {k[4:]: v for k, v in kwargs.items() if k.startswith("val_")}
-    unknown = sorted(set(common) - _LOADER_KWARGS) + sorted(
-        f"val_{k}" for k in set(valid_only) - _LOADER_KWARGS - {"num_workers", "drop_last"})
-    if unknown:
-        raise TypeError(f"Unknown DataLoader arguments {unknown}; known: bs, val_bs, shuffle, val_shuffle, n, "
-                        "num_workers, device, drop_last, dl_kwargs, pin_memory, persistent_workers, seed, timeout "
-                        "(and val_-prefixed versions)")
-    return common, valid_only
-
-
-def _loss_config_of(loss_func: Any) -> dict | None:
-    to_config = getattr(loss_func, "to_config", None)
-    return to_config() if callable(to_config) else None
+    return sort_tfms(as_steps(tfms))
 
 
 def _show_title(x: Any, ctx: Any) -> Any:
@@ -177,14 +100,16 @@ class Datasets(Dataset):
                  splits: Sequence[Sequence[int]] | None = None, item_tfms: Sequence[Callable] | None = None,
                  kinds: Sequence[str] | None = None, split_idx: int | None = None):
         self.items = _as_list(items)
-        pipelines = [_as_steps(t) for t in (tfms if tfms is not None else [[]])]
+        pipelines = [as_steps(t) for t in (tfms if tfms is not None else [[]])]
         self.n_inp = n_inp if n_inp is not None else max(1, len(pipelines) - 1)
-        cut = [next((k for k, s in enumerate(p) if getattr(s, "lazy", False)), len(p)) for p in pipelines]
+        cut = [next((k for k, s in enumerate(p) if step_hook(s, "lazy")), len(p)) for p in pipelines]
         self._eager = [p[:k] for p, k in zip(pipelines, cut)]
         self.lazy_steps = [p[k:] for p, k in zip(pipelines, cut)]
-        self.type_steps = [next((s for s in reversed(p) if hasattr(s, "kind")), None) for p in pipelines]
+        # each member's type step: the last step that names its kind (None when none does)
+        self.type_steps = [next((s for s in reversed(p) if step_hook(s, "kind") is not None), None)
+                           for p in pipelines]
         self.kinds = tuple(kinds) if kinds is not None else tuple(
-            getattr(s, "kind", "raw") for s in self.type_steps)
+            "raw" if s is None else step_hook(s, "kind") for s in self.type_steps)
         self.item_tfms = _sorted_tfms(item_tfms)
         n = len(self.items)
         self.splits = ([int(i) for i in splits[0]], [int(i) for i in splits[1]]) if splits is not None \
@@ -192,6 +117,7 @@ class Datasets(Dataset):
         self._values = self._encode_all()
         self.idxs = sorted(set(self.splits[0]) | set(self.splits[1]))
         self.split_idx = split_idx
+        self._sample_cache: SampleCache | None = None  # filled on first use (see _cache_for_this_pass)
         self.test_labels_error: str | None = None  # why `test_set(with_labels=True)` cannot work, if it cannot
 
     # --- eager phase: getters and encoders for every item --------------------------------------------
@@ -214,10 +140,11 @@ class Datasets(Dataset):
     def _encode_member(self, items: list, j: int, used: list[int], in_train: set[int]) -> dict:
         values = {i: items[i] for i in used}
         for step in self._eager[j]:
-            if hasattr(step, "setup"):  # vocabularies and the like come from the training items only
-                step.setup([values[i] for i in self.splits[0]])
+            setup = step_hook(step, "setup")
+            if setup is not None:  # vocabularies and the like come from the training items only
+                setup([values[i] for i in self.splits[0]])
             values = {i: self._run(step, values[i], i, j, i in in_train) for i in used}
-        check = getattr(self.lazy_steps[j][0], "check", None) if self.lazy_steps[j] else None
+        check = step_hook(self.lazy_steps[j][0], "check") if self.lazy_steps[j] else None
         if check is not None:
             for i in used:
                 self._run(check, values[i], i, j, i in in_train)
@@ -235,23 +162,8 @@ class Datasets(Dataset):
 
     def check_classes(self) -> None:
         """Raise a ValueError when a single-label classification target has one class in the training items
-        (the model would learn to answer it with probability 1 and a loss of 0, and learn nothing)."""
-        for j in range(self.n_inp, len(self.kinds)):
-            step = self.type_steps[j]
-            if self.kinds[j] != "category" or step is None or not self.splits[0] or step not in self._eager[j]:
-                continue
-            first = int(self._values[self.splits[0][0]][j])
-            if any(int(self._values[i][j]) != first for i in self.splits[0]):  # stops at the second class
-                continue
-            label = step.decode(first) if hasattr(step, "decode") else "?"
-            getters = self._eager[j][:self._eager[j].index(step)]
-            source = " then ".join(getter_name(g) for g in getters) if getters else "the items themselves"
-            vocab = list(getattr(step, "vocab", None) or [])
-            listed = f"; the vocab lists {vocab[:20]}, but the training items use one" if len(vocab) > 1 else ""
-            raise ValueError(f"Every one of the {len(self.splits[0])} training items has the label {str(label)!r} "
-                             f"(from {source}{listed}): a classifier needs at least two classes. Check the label "
-                             f"function, folders or label column (they give {str(label)!r} for every item) and that "
-                             "the data holds items of each class")
+        (`lamina.data.checks.check_classes`)."""
+        check_classes(self)
 
     # --- lazy phase: loading and item transforms, in the worker processes ------------------------------
     def source_name(self, i: int, j: int) -> str:
@@ -266,21 +178,8 @@ class Datasets(Dataset):
             for step in steps:
                 x = self._run(step, x, i, j)
             sample.append(x)
-        self._check_mask_sizes(sample, i)
+        check_mask_sizes(self, sample, i)
         return tuple(sample)
-
-    def _check_mask_sizes(self, sample: list, i: int) -> None:
-        if "mask" not in self.kinds or "image" not in self.kinds:
-            return
-        j_img, j_mask = self.kinds.index("image"), self.kinds.index("mask")
-        if j_mask >= len(sample):
-            return
-        img, mask = sample[j_img], sample[j_mask]
-        if hasattr(img, "size") and hasattr(mask, "size") and not callable(img.size) and img.size != mask.size:
-            raise ValueError(f"The mask {self.source_name(i, j_mask)} is {mask.size[0]}x{mask.size[1]} "
-                             f"(width x height) but its image {self.source_name(i, j_img)} is "
-                             f"{img.size[0]}x{img.size[1]}: a mask must have the size of its image. Check the label "
-                             "function, or fix the files")
 
     def __len__(self) -> int:
         return len(self.idxs)
@@ -304,7 +203,7 @@ class Datasets(Dataset):
         process (a worker's cache would end with its epoch), else ``(None, None)``."""
         if get_worker_info() is not None or not samples_are_fixed(self.item_tfms, self.split_idx):
             return None, None
-        if getattr(self, "_sample_cache", None) is None:
+        if self._sample_cache is None:
             self._sample_cache = SampleCache()
         return self._sample_cache, (self.split_idx, tuple(map(id, self.item_tfms)))
 
@@ -316,20 +215,8 @@ class Datasets(Dataset):
         return samples
 
     def check_batchable(self, ks: Sequence[int], samples: Sequence[tuple]) -> None:
-        """Raise a ValueError naming two items whose members differ in shape (they could not be stacked)."""
-        for j in range(len(samples[0]) if samples else 0):
-            shapes = [tuple(s[j].shape) if isinstance(s[j], torch.Tensor) else None for s in samples]
-            first = shapes[0]
-            odd = next((n for n, sh in enumerate(shapes) if sh != first and sh is not None), None)
-            if first is None or odd is None:
-                continue
-            a, b = self.idxs[ks[0]], self.idxs[ks[odd]]
-            kind = self.kinds[j] if j < len(self.kinds) else "member"
-            fix = ("add an item transform that gives every image the same size, e.g. item_tfms=Resize(224) "
-                   "(or RandomResizedCrop(224))") if kind in ("image", "mask") else "make every item the same shape"
-            raise ValueError(f"Cannot batch the '{kind}' of these items: {self.source_name(a, j)} gives shape {first} "
-                             f"but {self.source_name(b, j)} gives shape {shapes[odd]}. Items in a batch must have "
-                             f"the same shape: {fix}")
+        """Raise a ValueError naming two items whose members differ in shape (`lamina.data.checks.check_batchable`)."""
+        check_batchable(self, ks, samples)
 
     def __getstate__(self) -> dict:
         # worker processes need the results of the getters, not the getters (a lambda label function
@@ -365,7 +252,7 @@ class Datasets(Dataset):
     def vocab(self) -> Any:
         """The vocabulary of the last member that has one (class names, or segmentation codes)."""
         for step in [*reversed(self.type_steps), *self.item_tfms]:
-            if getattr(step, "vocab", None) is not None:
+            if step_hook(step, "vocab") is not None:
                 return step.vocab
         return None
 
@@ -373,13 +260,13 @@ class Datasets(Dataset):
     def c(self) -> int | None:
         """The number of model outputs the first target implies (classes, codes or regression targets)."""
         steps = self.type_steps[self.n_inp:] or self.type_steps[-1:]
-        c = getattr(steps[0], "c", None) if steps else None
-        return c if c is not None else next((t.c for t in self.item_tfms if getattr(t, "c", None)), None)
+        c = step_hook(steps[0], "c") if steps else None
+        return c if c is not None else next((t.c for t in self.item_tfms if step_hook(t, "c")), None)
 
     def decode(self, sample: Sequence) -> tuple:
         """Each member back to something readable (a class index → its label)."""
-        return tuple(step.decode(x) if hasattr(step, "decode") else x
-                     for x, step in zip(sample, self.type_steps))
+        decoders = [step_hook(step, "decode") for step in self.type_steps]
+        return tuple(x if decode is None else decode(x) for x, decode in zip(sample, decoders))
 
     def test_set(self, items: Any, with_labels: bool = False) -> "Datasets":
         """A dataset over new items with the validation behaviour (no augmentation).
@@ -405,7 +292,8 @@ class Datasets(Dataset):
 
     def _test_value(self, item: Any, j: int, with_labels: bool) -> Any:
         loader = self.lazy_steps[j][0] if self.lazy_steps[j] else None
-        if not with_labels and loader is not None and getattr(loader, "accepts", None) and loader.accepts(item):
+        accepts = None if loader is None else step_hook(loader, "accepts")
+        if not with_labels and accepts is not None and accepts(item):
             return item
         if self._eager is None:
             raise RuntimeError("This dataset was copied to another process without its getters; "
@@ -438,10 +326,10 @@ class Datasets(Dataset):
             num_workers: loading processes (default `default_num_workers()`).
             after_item: item transforms replacing the datasets' own (fastai style; classes are instantiated).
             after_batch: batch transforms for both loaders; neighbours that can be fused are (`fuse_tfms`).
-            dls_type: the DataLoaders class (default: the one the inputs' reading step names, e.g. images
-                give ``ImageDataLoaders``, else `DataLoaders`).
-            loss_func: the loss (an object, or a config dict); default: the one the targets imply. Its config
-                is set as ``dls.loss_config`` so that the training layer can build it.
+            dls_type: the DataLoaders class (default: the one registered for the inputs' kind in `DLS_TYPES`,
+                e.g. images give ``ImageDataLoaders``, else `DataLoaders`).
+            loss_func: the loss (an object, or a config dict); default: the one the targets' kind implies
+                (`TARGET_LOSSES`). It is ``dls.loss_config`` either way, so that the training layer can build it.
             timeout: accepted for fastai compatibility and ignored: lamina's loaders wait for their workers.
             **kwargs: ``pin_memory``, ``persistent_workers``, ``seed``; a ``val_`` prefix (``val_num_workers=0``)
                 applies a value to the validation loader only.
@@ -451,10 +339,10 @@ class Datasets(Dataset):
             ValueError: when ``n`` is more than the training items, or a classification target has a single
                 class in them (`check_classes`).
         """
-        common, valid_only = _loader_kwargs(kwargs, dl_type)
+        common, valid_only = split_loader_kwargs(kwargs, dl_type)
         self.check_classes()
         workers = default_num_workers() if num_workers is None else num_workers
-        base = dict(device=device, num_workers=workers, after_batch=fuse_tfms(_as_steps(after_batch)),
+        base = dict(device=device, num_workers=workers, after_batch=fuse_tfms(as_steps(after_batch)),
                     kinds=self.kinds)
         train_ds, valid_ds = self.train, self.valid
         if after_item is not None:
@@ -469,25 +357,21 @@ class Datasets(Dataset):
                                         "drop_last": shuffle if drop_last is None else drop_last, **extra[0]})
         valid = DataLoader(valid_ds, **{**base, "bs": val_bs or bs, "shuffle": val_shuffle, "drop_last": False,
                                         "split_idx": 1, **common, **valid_only, **extra[1]})
-        config = loss_func if isinstance(loss_func, dict) else (
-            self.loss_config if loss_func is None else _loss_config_of(loss_func))
         vocab = train_ds.vocab  # the view: `after_item` may carry the codes (AddMaskCodes)
-        dls = (dls_type or self.dls_type or DataLoaders)(
+        return (dls_type or self.dls_type or DataLoaders)(
             train, valid, path=path, vocab=list(vocab) if vocab is not None else None, n_out=train_ds.c,
-            loss_func=None if isinstance(loss_func, dict) else loss_func, n_inp=self.n_inp)
-        dls.loss_config = config
-        return dls
+            loss_func=self.loss_config if loss_func is None else loss_func, n_inp=self.n_inp)
 
     @property
     def loss_config(self) -> dict | None:
-        """The loss the first target implies, as a config ``{"name", "kwargs"}`` (its type step's ``loss_config``)."""
+        """The loss the first target implies, as a config ``{"name", "kwargs"}``: its kind's, from `TARGET_LOSSES`."""
         steps = self.type_steps[self.n_inp:]
-        return getattr(steps[0], "loss_config", None) if steps else None
+        return loss_config_of(steps[0]) if steps and steps[0] is not None else None
 
     @property
     def dls_type(self) -> type | None:
-        """The DataLoaders class the inputs' type steps name (``dls_type``), if any."""
-        return next((s.dls_type for s in self.type_steps[:self.n_inp] if getattr(s, "dls_type", None)), None)
+        """The DataLoaders class registered for the inputs' kind (`DLS_TYPES`: images give ``ImageDataLoaders``)."""
+        return next((DLS_TYPES[kind] for kind in self.kinds[:self.n_inp] if kind in DLS_TYPES), None)
 
     def show(self, o: Sequence, ctx: Any = None, **kwargs: Any) -> Any:
         """Draw one sample, e.g. ``dsets.show(dsets.train[0])``: decoded, each member by its type step's
@@ -497,8 +381,9 @@ class Datasets(Dataset):
             The matplotlib axis.
         """
         for x, step in zip(self.decode(o), self.type_steps):
-            if callable(getattr(step, "show", None)):
-                ctx = step.show(x, ctx=ctx, **kwargs)
+            show = step_hook(step, "show")
+            if show is not None:
+                ctx = show(x, ctx=ctx, **kwargs)
             elif callable(getattr(x, "show", None)):
                 ctx = x.show(ctx=ctx, **kwargs)
             else:

@@ -21,21 +21,15 @@ are refused. Processes asking for the same file take turns; the others reuse the
 from __future__ import annotations
 
 import hashlib
-import http.client
 import os
 import re
-import time
-import urllib.error
-import urllib.request
 from contextlib import nullcontext
 from pathlib import Path
-from typing import BinaryIO
 from urllib.parse import urlsplit
-
-from tqdm.auto import tqdm
 
 from lamina.config import data_url_base, lamina_path
 from lamina.data.archives import DownloadError, archive_problem, disk_errors, extract_archive, extract_locked
+from lamina.data.fetch import CHUNK, DEFAULT_TIMEOUT, copy_local, fetch
 from lamina.data.locks import file_lock
 
 __all__ = ["URLs", "untar_data", "download_url", "extract_archive", "resolve_url", "DownloadError"]
@@ -165,10 +159,6 @@ _CHECKS: dict[str, tuple[int, str | None]] = {
 _MIRRORED = (URLs.S3, "https://files.grouplens.org/datasets/", f"{URLs.GOOGLE}ml-animal-sounds-datasets/")
 _ARCHIVE_SUFFIX = re.compile(r"\.(tgz|tar\.gz|tar|zip|tar\.bz2|tbz2|tar\.xz|txz)$", re.IGNORECASE)
 _FOLDERS = {"data": "data", "archive": "archive", "model": "models", "models": "models"}
-_CHUNK = 1 << 20  # 1 MiB reads: few Python calls per second even at 1 GB/s
-_DEFAULT_TIMEOUT = 30.0  # seconds to connect and per read; a stalled mirror fails instead of hanging
-_ATTEMPTS = 3  # a dropped connection is resumed this many times within one call
-_RETRY_DELAY = 0.5  # seconds, times the attempt number
 
 
 def _file_name(url: str) -> str:
@@ -202,7 +192,7 @@ def resolve_url(url: str) -> str:
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(_CHUNK), b""):
+        for block in iter(lambda: fh.read(CHUNK), b""):
             digest.update(block)
     return digest.hexdigest()
 
@@ -219,115 +209,6 @@ def _check_problem(url: str, path: Path) -> str | None:
     if sha256 is not None and (got_sha := _sha256(path)) != sha256:
         return f"expected sha256 {sha256}, got {got_sha}"
     return None
-
-
-class _Dropped(Exception):
-    """The connection ended before the whole file arrived (resumable)."""
-
-    def __init__(self, got: int, total: int | None) -> None:
-        super().__init__(f"got {got:,} of {'?' if total is None else f'{total:,}'} bytes")
-        self.got = got
-
-
-def _copy_stream(src: BinaryIO, dst: BinaryIO, bar: tqdm) -> int:
-    """Copy ``src`` to ``dst`` in chunks; read errors mean a dropped connection, write errors propagate."""
-    written = 0
-    while True:
-        try:
-            chunk = src.read(_CHUNK)
-        except (OSError, http.client.HTTPException) as e:
-            raise _Dropped(written, None) from e
-        if not chunk:
-            return written
-        dst.write(chunk)
-        bar.update(len(chunk))
-        written += len(chunk)
-
-
-def _progress(name: str, total: int | None, initial: int, show: bool) -> tqdm:
-    return tqdm(total=total, initial=initial, desc=name, unit="B", unit_scale=True, unit_divisor=1024,
-                disable=not show)
-
-
-def _open_url(url: str, have: int, timeout: float) -> http.client.HTTPResponse:
-    """Open ``url``, asking for the bytes from ``have`` on; HTTP and connection errors become DownloadError."""
-    headers = {"User-Agent": "lamina", "Accept-Encoding": "identity"}
-    if have:
-        headers["Range"] = f"bytes={have}-"
-    try:
-        return urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
-    except urllib.error.HTTPError as e:
-        if e.code == 416 and have:
-            raise  # the caller decides whether the partial file is complete
-        hint = ("the file is not there: check the URL" if e.code == 404 else "the server failed: try again later")
-        raise DownloadError(f"HTTP {e.code} ({e.reason}) while downloading {url}; {hint}, or set LAMINA_DATA_URL "
-                            "to a mirror that has it.") from e
-    except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
-        reason = getattr(e, "reason", e)
-        raise DownloadError(f"could not connect to download {url} ({reason}). Check the network connection "
-                            "and proxy settings, set LAMINA_DATA_URL to a reachable mirror, or put the file "
-                            "in lamina's archive folder yourself.") from e
-
-
-def _fetch_once(url: str, part: Path, timeout: float, show_progress: bool) -> int | None:
-    """Fetch ``url`` into ``part`` from its current size; raises _Dropped when cut short; returns the size
-    the server announced (None: it sent no length, so a cut connection looked like the end)."""
-    have = part.stat().st_size if part.exists() else 0
-    try:
-        response = _open_url(url, have, timeout)
-    except urllib.error.HTTPError as e:  # 416: nothing left after byte `have`
-        e.close()
-        complete = e.headers.get("Content-Range", "") == f"bytes */{have}"
-        if not complete:  # the partial file is longer than the file: it belongs to something else
-            part.unlink()
-            return _fetch_once(url, part, timeout, show_progress)
-        return have
-    with response:
-        resumed = have > 0 and response.status == 206
-        if resumed and not response.headers.get("Content-Range", "").startswith(f"bytes {have}-"):
-            response.close()  # some other range came back: start over rather than splice wrong bytes
-            part.unlink()
-            return _fetch_once(url, part, timeout, show_progress)
-        if not resumed:  # a fresh download, or a server that ignores Range and sends everything
-            have = 0
-        length = response.headers.get("Content-Length")
-        total = have + int(length) if length and length.isdigit() else None
-        bar = _progress(part.name[: -len(".part")], total, have, show_progress)
-        with open(part, "ab" if resumed else "wb") as fh, bar:
-            try:
-                got = _copy_stream(response, fh, bar)
-            except _Dropped as e:
-                raise _Dropped(have + e.got, total) from e.__cause__
-    if total is not None and have + got < total:
-        raise _Dropped(have + got, total)
-    return total
-
-
-def _fetch(url: str, part: Path, timeout: float, show_progress: bool) -> int | None:
-    """``_fetch_once``, resuming after dropped connections up to ``_ATTEMPTS`` times."""
-    for attempt in range(1, _ATTEMPTS + 1):
-        try:
-            return _fetch_once(url, part, timeout, show_progress)
-        except _Dropped as e:
-            if attempt == _ATTEMPTS:
-                raise DownloadError(f"the connection dropped {attempt} times while downloading {url} (last: {e}). "
-                                    f"The partial file is kept at {part}: call again to resume, or check the "
-                                    "network / LAMINA_DATA_URL mirror.") from e
-            time.sleep(_RETRY_DELAY * attempt)
-
-
-def _copy_local(url: str, part: Path, show_progress: bool) -> int:
-    """'Download' a ``file://`` URL by copying the file, so local archives take the same path as remote ones."""
-    source = Path(urllib.request.url2pathname(urlsplit(url).path))
-    if not source.is_file():
-        raise DownloadError(f"{url} points at {source}, which does not exist; check the path "
-                            "(for URLs.PETS_SAMPLE: reinstall lamina, the file ships with it).")
-    with open(source, "rb") as src, open(part, "wb") as dst, \
-            _progress(source.name, source.stat().st_size, 0, show_progress) as bar:
-        try:
-            return _copy_stream(src, dst, bar)
-        except _Dropped as e:
-            raise DownloadError(f"could not read {source} ({e.__cause__}); check the file and try again.") from e
 
 
 def download_url(url: str, dest: str | Path | None = None, timeout: float | None = None,
@@ -371,9 +252,9 @@ def _download(url: str, dest: Path, timeout: float | None, show_progress: bool) 
     name, part, source = _file_name(url), dest.with_name(dest.name + ".part"), resolve_url(url)
     with disk_errors(part):
         if urlsplit(source).scheme == "file":
-            total = _copy_local(source, part, show_progress)
+            total = copy_local(source, part, show_progress)
         else:
-            total = _fetch(source, part, timeout or _DEFAULT_TIMEOUT, show_progress)
+            total = fetch(source, part, timeout or DEFAULT_TIMEOUT, show_progress)
     problem = _check_problem(url, part)
     if problem is not None:
         part.unlink()

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .loaders import BatchTransform
+from .transforms import BatchTransform, members_of, register_tfm
 
 __all__ = ["Normalize"]
 
@@ -46,10 +46,7 @@ def _stat_shape(stat: Any, axes: tuple[int, ...]) -> Tensor:
     return stat.reshape(shape)
 
 
-def _images(kinds: Sequence[str], n: int) -> list[int]:
-    return [i for i, kind in enumerate(kinds[:n]) if kind == "image"]
-
-
+@register_tfm
 class Normalize(BatchTransform):
     """Standardise the images of a batch, or (as a tabular proc) the continuous columns of a table.
 
@@ -117,7 +114,7 @@ class Normalize(BatchTransform):
 
     def encodes(self, batch: tuple, kinds: Sequence[str], split_idx: int) -> tuple:
         out = list(batch)
-        for i in _images(kinds, len(batch)):
+        for i in members_of(batch, kinds, "image"):
             if not batch[i].is_floating_point():
                 raise TypeError(f"Normalize expects float images but received {batch[i].dtype}: put "
                                 "IntToFloatTensor() before it in batch_tfms")
@@ -129,7 +126,7 @@ class Normalize(BatchTransform):
         if self.mean is None:
             return batch
         out = list(batch)
-        for i in _images(kinds, len(batch)):
+        for i in members_of(batch, kinds, "image"):
             mean, std = self._stats(batch[i])
             out[i] = batch[i] * std + mean
         return tuple(out)

@@ -9,7 +9,9 @@ import torch
 from torch.utils.data import default_collate
 
 from ..core import to_device
-from .datasets import Datasets, apply_item_tfms, fuse_tfms, step_name
+from .datasets import Datasets
+from .errors import step_name
+from .transforms import apply_item_tfms, fuse_tfms
 
 __all__ = ["print_summary", "describe_value"]
 

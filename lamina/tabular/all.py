@@ -24,9 +24,9 @@ from ..data.splitters import IndexSplitter, RandomSplitter, range_of
 from ..interpret import ClassificationInterpretation
 from ..models.layers import Embedding, LinBnDrop, SigmoidRange, emb_sz_rule
 from ..models.tabular import TabularModel, tabular_config
-from .data import TabularDataLoaders
+from .data import TabularDataLoaders, TabularPandas, cont_cat_split
 from .learner import TabularLearner, TabularRow, get_emb_sz, tabular_learner
-from .preprocess import TabularPandas, TabularProcessor, cont_cat_split
+from .processor import TabularProcessor
 from .procs import PROCS, Categorify, FillMissing, FillStrategy, Normalize, TabularProc
 from .synth import adult_like
 

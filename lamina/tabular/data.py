@@ -1,4 +1,8 @@
-"""`TabularDataLoaders`: a DataFrame (or CSV) → processed once → tensors → batches by index slicing.
+"""`TabularPandas` and `TabularDataLoaders`: a DataFrame (or CSV) → processed once → tensors → batches by slicing.
+
+`TabularPandas` is fastai's object around a fitted `TabularProcessor`: the processed frame, the split,
+``.train`` / ``.valid``, ``.classes``, ``.show()``, ``.new(df)`` and ``.dataloaders()``. It lives here, beside
+the loaders it builds and that build it.
 
 The processed table becomes three tensors once (int64 category codes, float32 continuous values, the
 targets); a batch is an index slice of them (a fresh permutation each training epoch), so the epoch loop
@@ -18,21 +22,195 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
+import torch
 
 from ..data.csvfiles import read_csv
 from ..data.loaders import DataLoaders, TensorDataLoader
 from ..data.splitters import RandomSplitter
-from ..losses import BCEWithLogitsLossFlat, CrossEntropyLossFlat, MSELossFlat
+from ..data.transforms import target_loss_config
+from ..losses import loss_from_config
 from ..registry import register
-from .preprocess import TabularPandas, TabularProcessor, _as_names
+from .processor import TabularProcessor, as_names
 from .procs import TabularProc
-from .tables import show_frame
+from .tables import show_frame, target_kind
 
-__all__ = ["TabularDataLoaders", "show_tabular_batch", "tabular_inference_dls"]
+__all__ = ["TabularPandas", "TabularDataLoaders", "cont_cat_split", "show_tabular_batch", "tabular_inference_dls"]
 
 _IGNORED = ("num_workers", "pin_memory", "persistent_workers")  # fastai loader options with no meaning here
-_LOSSES = {"category": CrossEntropyLossFlat, "regression": MSELossFlat, "multicategory": BCEWithLogitsLossFlat}
+
+
+def _split_order(n: int, splits: Sequence[Sequence[int]] | None) -> tuple[np.ndarray | None, int]:
+    """Row positions with the training rows first (None: keep the order), and the number of training rows."""
+    if splits is None:
+        return None, n
+    if len(splits) != 2:
+        raise ValueError(f"`splits` must be (train_positions, valid_positions); received {len(splits)} parts")
+    train, valid = (np.asarray(s, dtype=np.int64).reshape(-1) for s in splits)
+    order = np.concatenate([train, valid])
+    if len(order) and (order.min() < 0 or order.max() >= n):
+        raise ValueError(f"`splits` holds row positions outside 0..{n - 1}; pass positions (as from "
+                         "`df.index.get_indexer`), not index labels")
+    if len(np.unique(order)) != len(order):
+        raise ValueError("`splits` lists some rows twice (or in both splits); each row must appear once")
+    return order, len(train)
+
+
+
+class TabularPandas:
+    """A DataFrame processed for a tabular model: procs fitted on the training rows, training rows first.
+
+    The procs run once, eagerly, when the object is built; only the named columns are read, so the
+    original DataFrame is never copied whole (``inplace`` and ``reduce_memory`` are accepted for fastai
+    compatibility and change nothing).
+
+    Args:
+        df: the data.
+        procs: procs (classes or instances): `FillMissing`, `Categorify`, `Normalize`.
+        cat_names, cont_names, y_names: categorical inputs, continuous inputs, targets (name or list).
+        y_block: ``'category'``, ``'regression'``, ``'multicategory'`` (several 0/1 columns), a block of the
+            same name (``CategoryBlock()``...), or None: classification when a target is non-numeric.
+        splits: ``(train_positions, valid_positions)``; None makes every row a training row.
+        do_setup: fit the procs now.
+
+    Example:
+        >>> to = TabularPandas(df, [Categorify, FillMissing, Normalize], cat_names=['workclass'],
+        ...                    cont_names=['age'], y_names='salary', splits=([0, 1, 2], [3]))
+        >>> dls = to.dataloaders(bs=64)
+
+    Raises:
+        ValueError/KeyError: for missing columns, a column in two roles, or unusable targets.
+    """
+
+    def __init__(self, df: pd.DataFrame, procs: Sequence[TabularProc | type] | None = None,
+                 cat_names: str | Sequence[str] | None = None, cont_names: str | Sequence[str] | None = None,
+                 y_names: str | Sequence[str] | None = None, y_block: Any = None,
+                 splits: Sequence[Sequence[int]] | None = None, do_setup: bool = True, device: Any = None,
+                 inplace: bool = False, reduce_memory: bool = True):
+        if not isinstance(df, pd.DataFrame):
+            raise TypeError(f"`df` must be a pandas DataFrame; received {type(df).__name__}")
+        cats, conts, ys = as_names(cat_names, "cat_names"), as_names(cont_names, "cont_names"), \
+            as_names(y_names, "y_names")
+        _check_roles(cats, conts, ys)
+        kind, vocab = target_kind(y_block, df, ys)
+        self.processor = TabularProcessor(procs, cats, conts, ys, kind, vocab)
+        self._order, self.n_train = _split_order(len(df), splits)
+        self.device, self._raw, self.items = device, df, None
+        if do_setup:
+            self.setup()
+
+    def _read(self, with_labels: bool | None) -> tuple[dict, bool, pd.Index]:
+        """The needed columns of the raw rows, training rows first (only those columns are copied)."""
+        table, labelled = self.processor.read(self._raw, with_labels)
+        if self._order is None:
+            return table, labelled, self._raw.index
+        return {c: v[self._order] for c, v in table.items()}, labelled, self._raw.index[self._order]
+
+    def setup(self) -> "TabularPandas":
+        """Fit the procs on the training rows and process every row."""
+        table, _, index = self._read(with_labels=bool(self.y_names))
+        self._set_items(self.processor.setup(table, self.n_train), index)
+        return self
+
+    def process(self) -> "TabularPandas":
+        """Process the rows with the already fitted procs (after `new`)."""
+        table, labelled, index = self._read(with_labels=None)
+        self._set_items(self.processor.process(table, labelled), index)
+        return self
+
+    def _set_items(self, table: dict, index: pd.Index) -> None:
+        cols = [c for c in self.cat_names + self.cont_names + self.y_names if c in table]
+        self.items = pd.DataFrame({c: table[c] for c in cols}, index=index)
+        self._raw, self._order = self._raw.iloc[:0], None  # the processed frame replaces the raw rows
+
+    def new(self, df: pd.DataFrame) -> "TabularPandas":
+        """Rows to process with these fitted procs (call `.process()` next)."""
+        to = object.__new__(TabularPandas)
+        to.processor, to.n_train, to.device, to._raw, to.items = self.processor, len(df), self.device, df, None
+        to._order = None
+        return to
+
+    def _view(self, rows: slice) -> "TabularPandas":
+        to = object.__new__(TabularPandas)
+        to.processor, to.device, to._raw, to._order = self.processor, self.device, self._raw, None
+        to.items = self.items.iloc[rows]
+        to.n_train = len(to.items)
+        return to
+
+    # --- fastai's accessors --------------------------------------------------------------------------
+    train = property(lambda self: self._view(slice(0, self.n_train)), doc="The training rows.")
+    valid = property(lambda self: self._view(slice(self.n_train, None)), doc="The validation rows.")
+    procs = property(lambda self: self.processor.procs, doc="The fitted procs, in the order they run.")
+    cat_names = property(lambda self: self.processor.cat_names, doc="Categorical inputs (with `<col>_na`).")
+    cont_names = property(lambda self: self.processor.cont_names, doc="Continuous inputs.")
+    y_names = property(lambda self: self.processor.y_names, doc="Target columns.")
+    classes = property(lambda self: self.processor.classes, doc="Vocabulary of each categorical column.")
+    vocab = property(lambda self: self.processor.y_vocab, doc="The target classes (classification).")
+    xs = property(lambda self: self.items[self.cat_names + self.cont_names], doc="Processed inputs.")
+    ys = property(lambda self: self.items[self.y_names], doc="Encoded targets.")
+    cats = property(lambda self: self.items[self.cat_names], doc="Category codes.")
+    conts = property(lambda self: self.items[self.cont_names], doc="Normalised continuous values.")
+    y = property(lambda self: self.items[self.y_names[0]], doc="The first target column.")
+
+    def __len__(self) -> int:
+        return len(self.items) if self.items is not None else len(self._raw)
+
+    def tensors(self) -> tuple[torch.Tensor, ...]:
+        """The processed rows as ``(cats, conts, targets?)`` tensors."""
+        table = {c: self.items[c].to_numpy() for c in self.items.columns}
+        return self.processor.tensors(table, labelled=all(c in table for c in self.y_names) and bool(self.y_names))
+
+    def decode(self) -> pd.DataFrame:
+        """The processed rows decoded: category names and unnormalised continuous values."""
+        cats, conts, *ys = self.tensors()
+        return self.processor.decode(cats, conts, ys[0] if ys else None, index=self.items.index)
+
+    def show(self, max_n: int = 10) -> None:
+        """Show the first ``max_n`` rows, decoded (displayed in a notebook, else printed)."""
+        show_frame(self._view(slice(0, max_n)).decode())
+
+    def dataloaders(self, bs: int = 64, val_bs: int | None = None, shuffle: bool = True, device: Any = None,
+                    path: str = ".", seed: int | None = None, **kwargs: Any) -> "TabularDataLoaders":
+        """`TabularDataLoaders` over these rows (the validation loader is empty without a split).
+
+        ``kwargs`` are the other loader arguments of `TabularDataLoaders.from_tabular` (``drop_last``,
+        ``shuffle_train``, and fastai's ``num_workers``/``pin_memory``/``persistent_workers``, ignored).
+        """
+        return TabularDataLoaders.from_tabular(self, bs=bs, val_bs=val_bs, shuffle=shuffle,
+                                               device=device if device is not None else self.device,
+                                               path=path, seed=seed, **kwargs)
+
+
+def _check_roles(cats: list[str], conts: list[str], ys: list[str]) -> None:
+    roles = {"cat_names": cats, "cont_names": conts, "y_names": ys}
+    seen: dict[str, str] = {}
+    for role, names in roles.items():
+        for name in names:
+            if name in seen:
+                raise ValueError(f"Column {name!r} is in both `{seen[name]}` and `{role}`; give each column one role")
+            seen[name] = role
+
+
+
+def cont_cat_split(df: pd.DataFrame, max_card: int = 20, dep_var: str | Sequence[str] | None = None
+                   ) -> tuple[list[str], list[str]]:
+    """Split columns into continuous and categorical: floats, and integers with more than ``max_card``
+    distinct values, are continuous; the rest (text, booleans, small integers) categorical.
+
+    Returns:
+        ``(cont_names, cat_names)``, leaving out ``dep_var``.
+    """
+    skip = set(as_names(dep_var, "dep_var"))
+    conts, cats = [], []
+    for col in df.columns:
+        if col in skip:
+            continue
+        dtype = df[col].dtype
+        is_cont = pd.api.types.is_float_dtype(dtype) or (
+            pd.api.types.is_integer_dtype(dtype) and df[col].nunique() > max_card)
+        (conts if is_cont else cats).append(col)
+    return conts, cats
 
 
 def _check_loader_kwargs(kwargs: dict) -> None:
@@ -62,10 +240,12 @@ def show_tabular_batch(dls: "TabularDataLoaders", batch: tuple, max_n: int = 9, 
 class TabularDataLoaders(DataLoaders):
     """Training and validation loaders over a processed table, plus the fitted procs (``processor``).
 
-    Batches are ``(cats, conts, y)``; ``n_inp`` is 2. ``vocab`` holds the target classes, ``loss_func`` is
-    `CrossEntropyLossFlat` (classification), `MSELossFlat` (regression) or `BCEWithLogitsLossFlat`
-    (several 0/1 label columns).
+    Batches are ``(cats, conts, y)``; ``n_inp`` is 2. ``vocab`` holds the target classes, ``loss_func`` is the
+    loss the target's kind implies (`lamina.data.transforms.TARGET_LOSSES`): `CrossEntropyLossFlat`
+    (classification), `MSELossFlat` (regression) or `BCEWithLogitsLossFlat` (several 0/1 label columns).
     """
+
+    build_loss = staticmethod(loss_from_config)
 
     def __init__(self, *loaders: TensorDataLoader, processor: TabularProcessor, **kwargs: Any):
         super().__init__(*loaders, **kwargs)
@@ -107,11 +287,11 @@ class TabularDataLoaders(DataLoaders):
             raise TypeError(f"`df` must be a pandas DataFrame; received {type(df).__name__}")
         if len(df) == 0:
             raise ValueError(f"`df` has no rows (its columns: {list(df.columns)[:10]}): there is nothing to learn from")
-        ys = _as_names(y_names, "y_names")
+        ys = as_names(y_names, "y_names")
         if not ys:
             raise ValueError("`y_names` is required: name the target column, e.g. y_names='salary'")
         _check_loader_kwargs(kwargs)
-        cats = _as_names(cat_names, "cat_names")
+        cats = as_names(cat_names, "cat_names")
         if cont_names is None:
             cont_names = [c for c in df.columns if c not in cats and c not in ys]
         splits = _index_split(len(df), valid_idx) if valid_idx is not None else \
@@ -171,7 +351,7 @@ class TabularDataLoaders(DataLoaders):
                      "kwargs": {"processor": processor.to_config(), "bs": bs, "val_bs": val_bs}}
         train.show = valid.show = show_tabular_batch
         return cls(train, valid, path=str(path), vocab=vocab, n_out=n_out,
-                   loss_func=_LOSSES[kind]() if kind is not None else None, n_inp=2, inference=inference,
+                   loss_func=target_loss_config(kind), n_inp=2, inference=inference,
                    processor=processor)
 
     def test_dl(self, test_items: Any, rm_type_tfms: Any = None, process: bool = True, inplace: bool = False,

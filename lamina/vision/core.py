@@ -23,28 +23,18 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..data.loaders import DLS_TYPES
+from ..data.transforms import TypeTransform, jsonable
+
 __all__ = ["PILBase", "PILImage", "PILImageBW", "PILMask", "imagenet_stats", "cifar_stats", "mnist_stats",
-           "load_image", "image2tensor", "image_class", "ImageReader", "MaskReader", "jsonable"]
+           "load_image", "image2tensor", "image_class", "ImageReader", "MaskReader",
+           "jsonable"]  # re-exported from its home, lamina.data.transforms
 
 imagenet_stats = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
 cifar_stats = ([0.491, 0.482, 0.447], [0.247, 0.243, 0.261])
 mnist_stats = ([0.131], [0.308])
 
 ImageSource = Any  # Path | str | bytes | PIL.Image | np.ndarray | torch.Tensor
-
-
-def jsonable(value: Any) -> Any:
-    """A JSON-safe copy of a value for an export description: tensors, arrays and tuples become lists, numpy
-    scalars Python numbers, transforms their ``to_config()``."""
-    if isinstance(value, (torch.Tensor, np.ndarray)):
-        return value.tolist() if isinstance(value, np.ndarray) else value.detach().cpu().tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, (tuple, list)):
-        return [jsonable(v) for v in value]
-    if hasattr(value, "to_config") and not isinstance(value, type):
-        return value.to_config()
-    return value
 
 
 def load_image(fn: str | os.PathLike | bytes, mode: str | None = None,
@@ -296,7 +286,7 @@ def image_class(name: str) -> type:
     return _IMAGE_CLASSES[name]
 
 
-class ImageReader:
+class ImageReader(TypeTransform):
     """The loading step of `ImageBlock`: ``cls.create(source, draft=self.draft)`` (picklable for workers).
 
     Attributes:
@@ -318,10 +308,9 @@ class ImageReader:
         return isinstance(item, (str, os.PathLike, bytes, bytearray, Image.Image, np.ndarray, torch.Tensor))
 
     @property
-    def dls_type(self) -> type:
-        """The DataLoaders class for image inputs (`Datasets.dataloaders` builds it: show_batch, export ...)."""
-        from .data import ImageDataLoaders  # imported here: lamina.vision.data imports this module
-        return ImageDataLoaders
+    def dls_type(self) -> type | None:
+        """The DataLoaders class of image inputs (``ImageDataLoaders``, once `lamina.vision.data` registered it)."""
+        return DLS_TYPES.get(self.kind)
 
     def show(self, x: Any, ctx: Any = None, **kwargs: Any) -> Any:
         """Draw an image (Pillow or a CxHxW tensor) on ``ctx``; see `show_image`."""
@@ -332,7 +321,7 @@ class ImageReader:
         return f"ImageReader({self.cls.__name__}, draft={self.draft})"
 
 
-class MaskReader:
+class MaskReader(TypeTransform):
     """The loading step of `MaskBlock`: reads a mask and checks its values against ``codes``.
 
     Args:
@@ -353,10 +342,9 @@ class MaskReader:
         self.ignore_index = ignore_index
 
     @property
-    def loss_config(self) -> dict:
-        """The loss masks imply: per-pixel cross-entropy over the class axis, void pixels left out."""
-        extra = {} if self.ignore_index is None else {"ignore_index": int(self.ignore_index)}
-        return {"name": "CrossEntropyLossFlat", "kwargs": {"axis": 1, **extra}}
+    def loss_kwargs(self) -> dict:
+        """The mask loss's extra arguments (its kind's loss, in `TARGET_LOSSES`): void pixels are left out."""
+        return {} if self.ignore_index is None else {"ignore_index": int(self.ignore_index)}
 
     @property
     def vocab(self) -> list | None:

@@ -22,20 +22,21 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..data.block import (CategoryBlock, Categorize, DataBlock, MultiCategorize, MultiCategoryBlock,
-                          RegressionBlock, RegressionSetup, TransformBlock)
+from ..data.block import CategoryBlock, DataBlock, MultiCategoryBlock, RegressionBlock, TransformBlock
 from ..data.csvfiles import read_csv
 from ..data.datasets import Datasets, default_num_workers
 from ..data.files import ImageGetter, describe_empty_listing, get_image_files
-from ..data.loaders import DataLoader, DataLoaders
+from ..data.loaders import DataLoader, DataLoaders, register_dls_type
 from ..data.splitters import (ColReader, ColSplitter, GrandparentSplitter, RandomSplitter,
                               RegexLabeller, parent_label, using_attr)
+from ..data.transforms import (BATCH_TFMS, ITEM_TFMS, Categorize, MultiCategorize, RegressionSetup,
+                               batch_tfm_from_config, declares, item_tfm_from_config, jsonable, tfm_hook)
 from ..losses import loss_from_config
 from ..registry import register
-from .augment import IntToFloatTensor, batch_tfm_from_config
-from .core import ImageReader, MaskReader, PILImage, image_class, jsonable
+from .core import ImageReader, MaskReader, PILImage, image_class
+from .lighting import IntToFloatTensor
 from .show import show_batch, show_results
-from .transforms import ToTensor, item_tfm_from_config
+from .transforms import ToTensor
 
 __all__ = ["ImageBlock", "MaskBlock", "ImageDataLoaders", "SegmentationDataLoaders", "inference_dls"]
 
@@ -70,45 +71,32 @@ class MaskBlock(TransformBlock):
 
     Args:
         codes: the class names; a mask value ``>= len(codes)`` is an error naming the file and the value...
-        ignore_index: ...except this "void" value (e.g. 255: unlabelled pixels), which the loss,
+        ignore_index: ...except this "void" value (e.g. 255: unlabelled pixels), which the loss a mask implies,
             ``CrossEntropyLossFlat(axis=1, ignore_index=ignore_index)``, leaves out. Pass the same value to
             metrics that take it (``MeanIoU(ignore_index=255)``).
     """
 
     def __init__(self, codes: Sequence | None = None, ignore_index: int | None = None):
-        reader = MaskReader(codes, ignore_index=ignore_index)
-        super().__init__(type_tfms=reader, item_tfms=ToTensor(), batch_tfms=IntToFloatTensor(), kind="mask",
-                         loss_func=reader.loss_config)
+        super().__init__(type_tfms=MaskReader(codes, ignore_index=ignore_index), item_tfms=ToTensor(),
+                         batch_tfms=IntToFloatTensor(), kind="mask")
 
 
+@register_dls_type("image")
 class ImageDataLoaders(DataLoaders):
     """`DataLoaders` for images, with factories (``from_folder``, ``from_name_func`` ...).
 
-    A ``loss_func`` given as a config dict (what blocks carry), or set later as ``loss_config``, is built here
-    when there is no loss object yet.
+    A ``loss_func`` given as a config dict (what blocks carry), or set later as ``loss_config``, is built at once
+    (``build_loss``) when there is no loss object yet. Data whose first input is an image is built as this class
+    (it is registered for ``'image'`` in `lamina.data.loaders.DLS_TYPES`).
     """
 
+    build_loss = staticmethod(loss_from_config)
+
     def __init__(self, *loaders: Any, **kwargs: Any):
-        config = kwargs.get("loss_func") if isinstance(kwargs.get("loss_func"), dict) else None
-        if config is not None:
-            kwargs["loss_func"] = loss_from_config(config)
-        self._inference, self._loss_config = None, None
+        self._inference = None
         super().__init__(*loaders, **kwargs)
-        loss = self.loss_func
-        self.loss_config = config or self._loss_config or (loss.to_config() if hasattr(loss, "to_config") else None)
         for dl in self.loaders:
             dl.show, dl.show_results = show_batch, show_results
-
-    @property
-    def loss_config(self) -> dict | None:
-        """The loss the targets imply, as a config ``{"name", "kwargs"}``."""
-        return self._loss_config
-
-    @loss_config.setter
-    def loss_config(self, value: dict | None) -> None:
-        self._loss_config = value
-        if value is not None and getattr(self, "loss_func", None) is None:
-            self.loss_func = loss_from_config(value)
 
     @property
     def target_kind(self) -> str | None:
@@ -259,15 +247,20 @@ class SegmentationDataLoaders(ImageDataLoaders):
 
 def _configs(tfms: Sequence, what: str) -> list[dict]:
     """Configs of the transforms that run on validation (training-only ones do not matter for inference)."""
+    table = ITEM_TFMS if what == "item" else BATCH_TFMS
     out = []
     for tfm in tfms:
-        if getattr(tfm, "split_idx", None) == 0:
+        if tfm_hook(tfm, "split_idx") == 0:
             continue
-        if not hasattr(tfm, "to_config"):
+        if not declares(tfm, "to_config"):
             raise ValueError(f"Cannot export the {what} transform {tfm!r}: it runs on validation data but has no "
-                             "to_config(). Give it to_config() and register its class (ITEM_TFMS in "
-                             "lamina.vision.transforms, BATCH_TFMS in lamina.vision.augment)")
-        out.append(tfm.to_config())
+                             "to_config(). Give it to_config() and register its class with @register_tfm "
+                             "(lamina.data.transforms)")
+        config = tfm.to_config()
+        if table.get(config.get("name")) is not type(tfm):
+            raise ValueError(f"Cannot export the {what} transform {tfm!r}: its class is not registered, so a loaded "
+                             "learner could not rebuild it. Register it with @register_tfm (lamina.data.transforms)")
+        out.append(config)
     return out
 
 
@@ -276,7 +269,7 @@ def _inference_kwargs(dls: ImageDataLoaders) -> dict:
     reader = ds.lazy_steps[0][0] if isinstance(ds, Datasets) and ds.lazy_steps and ds.lazy_steps[0] else None
     if not isinstance(reader, ImageReader):
         raise ValueError("Only DataLoaders whose first input is an ImageBlock can be exported by lamina.vision")
-    loss = dls.loss_func.to_config() if hasattr(dls.loss_func, "to_config") else None
+    loss = dls.loss_func.to_config() if declares(dls.loss_func, "to_config") else None
     masks = [s for steps in ds.lazy_steps for s in steps if isinstance(s, MaskReader)]
     return {"kinds": list(dls.valid.kinds), "n_inp": dls.n_inp or 1, "img_cls": reader.cls.__name__,
             "draft": list(reader.draft) if reader.draft else None, "vocab": jsonable(dls.vocab),

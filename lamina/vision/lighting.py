@@ -17,93 +17,32 @@ one per image (``batch=True``: one for the whole batch), with no host-device syn
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from ..data.loaders import BatchTransform
 from ..data.normalize import Normalize  # shared with the tabular procs: one class for both
-from .core import jsonable
+from ..data.transforms import BatchTransform, members_of, register_tfm, replace_members
+from .draws import check_p, coin, drawn, uniform
 
 __all__ = ["IntToFloatTensor", "Normalize", "LightingTfm", "Brightness", "Contrast", "Saturation", "Hue",
            "RandomErasing"]
+
+# The older name of the base class of exportable batch transforms: every `BatchTransform` describes itself now.
+ConfigTransform = BatchTransform
 
 _LOGIT_EPS = 1e-6  # pixels are clamped to [eps, 1 - eps] before the logit, so 0 and 1 stay finite
 _LUMA = (0.299, 0.587, 0.114)  # ITU-R 601 weights: the grey that Saturation moves towards
 
 
 # ------------------------------------------------------------------------------------------------------------
-# Shared helpers (also used by lamina.vision.augment)
-
-
-class ConfigTransform(BatchTransform):
-    """A batch transform that can describe itself as JSON (for `Learner.export`).
-
-    ``_config_keys`` names the constructor arguments that `to_config` saves; each must be an attribute of
-    the same name. ``lamina.vision.augment.batch_tfm_from_config`` rebuilds the transform.
-    """
-
-    _config_keys: tuple[str, ...] = ()
-
-    def to_config(self) -> dict[str, Any]:
-        """``{"name": class name, "kwargs": constructor arguments}``, JSON-safe."""
-        return {"name": type(self).__name__, "kwargs": {k: jsonable(getattr(self, k)) for k in self._config_keys}}
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={getattr(self, k)!r}" for k in self._config_keys)
-        return f"{type(self).__name__}({args})"
-
-
-def _check_p(p: float, name: str = "p") -> float:
-    if not 0 <= p <= 1:
-        raise ValueError(f"`{name}` is a probability and must be in [0, 1]; received: {name}={p!r}")
-    return float(p)
-
-
-def _check_lighting(max_lighting: float, name: str = "max_lighting") -> float:
-    if not 0 <= max_lighting < 1:
-        raise ValueError(f"`{name}` must be in [0, 1) (the default is 0.2); received: {name}={max_lighting!r}")
-    return float(max_lighting)
-
-
-def _coin(bs: int, p: float, device: torch.device, batch: bool) -> Tensor:
-    """Which images a transform applies to: True with probability ``p``, per image or for the whole batch."""
-    return (torch.rand(1 if batch else bs, device=device) < p).expand(bs)
-
-
-def _uniform(low: float, high: float, bs: int, device: torch.device, batch: bool) -> Tensor:
-    """``bs`` draws from U(low, high), or one draw repeated when ``batch``."""
-    return (low + (high - low) * torch.rand(1 if batch else bs, device=device)).expand(bs)
-
-
-def _drawn(draw: float | Sequence[float] | Callable | None, ref: Tensor, default: Tensor, name: str = "draw") -> Tensor:
-    """The user's fixed draw (a number, one value per image, or a function of the batch) or ``default``."""
-    if draw is None:
-        return default
-    value = torch.as_tensor(draw(ref) if callable(draw) else draw, dtype=torch.float32, device=ref.device)
-    if value.ndim == 0:
-        return value.expand(len(ref))
-    if value.shape != (len(ref),):
-        raise ValueError(f"`{name}` must be a number, one value per image ({len(ref)}) or a function returning "
-                         f"them; received a value of shape {tuple(value.shape)}")
-    return value
-
-
-def _members(batch: tuple, kinds: Sequence[str], wanted: str) -> list[int]:
-    return [i for i, kind in enumerate(kinds[:len(batch)]) if kind == wanted]
-
-
-def _replace(batch: tuple, updates: dict[int, Tensor]) -> tuple:
-    return tuple(updates.get(i, member) for i, member in enumerate(batch))
-
-
-# ------------------------------------------------------------------------------------------------------------
 # Conversion and normalisation
 
 
-class IntToFloatTensor(ConfigTransform):
+@register_tfm
+class IntToFloatTensor(BatchTransform):
     """Integer images to float32 divided by ``div``; masks to int64 (divided by ``div_mask``).
 
     Images that are already floating point pass through (they are taken as scaled). ``decodes`` clamps
@@ -121,22 +60,23 @@ class IntToFloatTensor(ConfigTransform):
         self.div, self.div_mask = div, div_mask
 
     def encodes(self, batch: tuple, kinds: Sequence[str], split_idx: int) -> tuple:
-        updates = {i: batch[i].float().div_(self.div) for i in _members(batch, kinds, "image")
+        updates = {i: batch[i].float().div_(self.div) for i in members_of(batch, kinds, "image")
                    if not batch[i].is_floating_point()}
-        for i in _members(batch, kinds, "mask"):
+        for i in members_of(batch, kinds, "mask"):
             mask = batch[i].long()
             updates[i] = mask if self.div_mask == 1 else torch.div(mask, int(self.div_mask), rounding_mode="floor")
-        return _replace(batch, updates)
+        return replace_members(batch, updates)
 
     def decodes(self, batch: tuple, kinds: Sequence[str]) -> tuple:
-        return _replace(batch, {i: batch[i].float().clamp(0, 1) for i in _members(batch, kinds, "image")})
+        return replace_members(batch, {i: batch[i].float().clamp(0, 1) for i in members_of(batch, kinds, "image")})
 
 
 # ------------------------------------------------------------------------------------------------------------
 # Lighting: composed affine maps of the channel logits
 
 
-class LightingTfm(ConfigTransform):
+@register_tfm
+class LightingTfm(BatchTransform):
     """Lighting transforms fused into one: ``x = sigmoid(A @ logit(x) + b)`` per image (training only).
 
     Each piece contributes a matrix and a bias (identity and zero for the images it skips); they are
@@ -148,7 +88,7 @@ class LightingTfm(ConfigTransform):
 
     order = 40
     split_idx = 0
-    fuse_group = "lighting"  # neighbours in a batch_tfms list are fused (`lamina.data.datasets.fuse_tfms`)
+    fuse_group = "lighting"  # neighbours in a batch_tfms list are fused (`lamina.data.transforms.fuse_tfms`)
     _config_keys = ("tfms",)
 
     def __init__(self, tfms: Sequence["LightingTfm"] = ()):
@@ -167,7 +107,7 @@ class LightingTfm(ConfigTransform):
         pieces = [piece for piece in self.tfms if piece.p > 0]
         if not pieces:
             return batch
-        return _replace(batch, {i: self._light(batch[i], pieces) for i in _members(batch, kinds, "image")})
+        return replace_members(batch, {i: self._light(batch[i], pieces) for i in members_of(batch, kinds, "image")})
 
     @staticmethod
     def _light(x: Tensor, pieces: Sequence["LightingTfm"]) -> Tensor:
@@ -190,10 +130,16 @@ def _eye(bs: int, channels: int, device: torch.device) -> Tensor:
     return torch.eye(channels, device=device).expand(bs, channels, channels)
 
 
+def _check_lighting(max_lighting: float, name: str = "max_lighting") -> float:
+    if not 0 <= max_lighting < 1:
+        raise ValueError(f"`{name}` must be in [0, 1) (the default is 0.2); received: {name}={max_lighting!r}")
+    return float(max_lighting)
+
+
 def _log_uniform_factor(max_lighting: float, bs: int, device: torch.device, batch: bool) -> Tensor:
     """exp(U(log(1 - L), -log(1 - L))): a factor in [1 - L, 1 / (1 - L)], as likely to shrink as to grow."""
     bound = -math.log(1 - max_lighting)
-    return torch.exp(_uniform(-bound, bound, bs, device, batch))
+    return torch.exp(uniform(-bound, bound, bs, device, batch))
 
 
 class _LightingPiece(LightingTfm):
@@ -202,15 +148,16 @@ class _LightingPiece(LightingTfm):
     _config_keys = ("max_lighting", "p", "batch")
 
     def __init__(self, max_lighting: float, p: float, draw: Any, batch: bool):
-        self.max_lighting, self.p = _check_lighting(max_lighting), _check_p(p)
+        self.max_lighting, self.p = _check_lighting(max_lighting), check_p(p)
         self.draw, self.batch = draw, batch
         self.tfms = [self]
 
     def _value(self, x: Tensor, default: Tensor, neutral: float) -> tuple[Tensor, Tensor]:
-        on = _coin(len(x), self.p, x.device, self.batch)
-        return torch.where(on, _drawn(self.draw, x, default), neutral), on
+        on = coin(len(x), self.p, x.device, self.batch)
+        return torch.where(on, drawn(self.draw, x, default), neutral), on
 
 
+@register_tfm
 class Brightness(_LightingPiece):
     """Brightness change: adds ``logit(t)`` to every logit, with the target ``t`` ~ U(0.5(1-L), 0.5(1+L)).
 
@@ -227,11 +174,12 @@ class Brightness(_LightingPiece):
     def _logit_map(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         bs, channels = x.shape[:2]
         low, high = 0.5 * (1 - self.max_lighting), 0.5 * (1 + self.max_lighting)
-        target, on = self._value(x, _uniform(low, high, bs, x.device, self.batch), 0.5)
+        target, on = self._value(x, uniform(low, high, bs, x.device, self.batch), 0.5)
         shift = torch.logit(target, eps=_LOGIT_EPS)
         return _eye(bs, channels, x.device), shift[:, None].expand(bs, channels), on
 
 
+@register_tfm
 class Contrast(_LightingPiece):
     """Contrast change: multiplies the logits by a factor ~ exp(U(log(1-L), -log(1-L))).
 
@@ -247,6 +195,7 @@ class Contrast(_LightingPiece):
         return factor[:, None, None] * _eye(bs, channels, x.device), x.new_zeros(bs, channels, dtype=torch.float32), on
 
 
+@register_tfm
 class Saturation(_LightingPiece):
     """Saturation change: moves the logits away from (factor > 1) or towards (< 1) their luma grey.
 
@@ -269,6 +218,7 @@ class Saturation(_LightingPiece):
         return torch.stack(entries, dim=1).view(bs, 3, 3), zeros, on
 
 
+@register_tfm
 class Hue(_LightingPiece):
     """Hue change: turns the logit vector about the grey axis (1, 1, 1) by ``h`` of a full turn.
 
@@ -290,7 +240,7 @@ class Hue(_LightingPiece):
 
     def _logit_map(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         bs, channels = x.shape[:2]
-        shift, on = self._value(x, _uniform(-self.max_hue, self.max_hue, bs, x.device, self.batch), 0.0)
+        shift, on = self._value(x, uniform(-self.max_hue, self.max_hue, bs, x.device, self.batch), 0.0)
         zeros = x.new_zeros(bs, channels, dtype=torch.float32)
         if channels != 3:
             return _eye(bs, channels, x.device), zeros, torch.zeros_like(on)
@@ -305,7 +255,8 @@ class Hue(_LightingPiece):
 # Random erasing
 
 
-class RandomErasing(ConfigTransform):
+@register_tfm
+class RandomErasing(BatchTransform):
     """Replace random rectangles of the (normalised) images with Gaussian noise (training only).
 
     Each chosen image gets 1 to ``max_count`` rectangles; each covers a fraction U(sl, sh) of the image,
@@ -328,26 +279,26 @@ class RandomErasing(ConfigTransform):
         if not (0 <= sl <= sh <= 1 and 0 < min_aspect <= 1 and max_count >= 1):
             raise ValueError("RandomErasing needs 0 <= sl <= sh <= 1, 0 < min_aspect <= 1 and max_count >= 1; "
                              f"received: sl={sl!r}, sh={sh!r}, min_aspect={min_aspect!r}, max_count={max_count!r}")
-        self.p, self.sl, self.sh = _check_p(p), sl, sh
+        self.p, self.sl, self.sh = check_p(p), sl, sh
         self.min_aspect, self.max_count = min_aspect, int(max_count)
 
     def encodes(self, batch: tuple, kinds: Sequence[str], split_idx: int) -> tuple:
         if self.p == 0:
             return batch
-        return _replace(batch, {i: self._erase(batch[i]) for i in _members(batch, kinds, "image")})
+        return replace_members(batch, {i: self._erase(batch[i]) for i in members_of(batch, kinds, "image")})
 
     def _erase(self, x: Tensor) -> Tensor:
         bs, _, height, width = x.shape
         dev = x.device
         count = torch.randint(1, self.max_count + 1, (bs,), device=dev)
-        chosen = _coin(bs, self.p, dev, False)
+        chosen = coin(bs, self.p, dev, False)
         rows = torch.arange(height, device=dev).view(1, height, 1)
         cols = torch.arange(width, device=dev).view(1, 1, width)
         erase = torch.zeros(bs, height, width, dtype=torch.bool, device=dev)
         bound = -math.log(self.min_aspect)
         for k in range(self.max_count):  # a loop over rectangles; every image is handled at once
-            area = _uniform(self.sl, self.sh, bs, dev, False) * height * width
-            aspect = torch.exp(_uniform(-bound, bound, bs, dev, False))
+            area = uniform(self.sl, self.sh, bs, dev, False) * height * width
+            aspect = torch.exp(uniform(-bound, bound, bs, dev, False))
             size_h = torch.sqrt(area * aspect).round().clamp(max=height)
             size_w = torch.sqrt(area / aspect).round().clamp(max=width)
             top = (torch.rand(bs, device=dev) * (height - size_h + 1)).floor()

@@ -5,8 +5,9 @@ image, and applies the same geometry to every image and mask in it (masks with n
 resampling, so class indices are never blended); other members (labels) pass through. On the training
 split (``split_idx=0``, or None outside a split) positions are random; on validation (1) they are centred.
 
-Every transform has ``to_config()``; `item_tfm_from_config` rebuilds it from `ITEM_TFMS`, so an export
-can recreate the validation pipeline without pickling code.
+Every transform has ``to_config()``; `item_tfm_from_config` rebuilds it from `ITEM_TFMS` (both in
+`lamina.data.transforms`, re-exported here), so an export can recreate the validation pipeline without
+pickling code.
 
 Example:
     >>> Resize(224)(img, split_idx=1)                  # centre crop to 224x224
@@ -23,11 +24,13 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from ..data.transforms import ITEM_TFMS, ItemTransform, item_tfm_from_config, register_tfm
 from .core import PILBase, PILMask, image2tensor
 
-__all__ = ["ItemTransform", "Resize", "RandomResizedCrop", "RandomCrop", "CropPad", "RatioResize", "FlipItem",
-           "DihedralItem", "ToTensor", "AddMaskCodes", "ResizeMethod", "PadMode", "ITEM_TFMS", "item_tfm_from_config",
-           "clamp_box"]
+__all__ = ["Resize", "RandomResizedCrop", "RandomCrop", "CropPad", "RatioResize", "FlipItem", "DihedralItem",
+           "ToTensor", "AddMaskCodes", "ResizeMethod", "PadMode", "clamp_box",
+           # re-exported from their home, lamina.data.transforms, for older imports
+           "ItemTransform", "ITEM_TFMS", "item_tfm_from_config"]
 
 BILINEAR, NEAREST = Image.Resampling.BILINEAR, Image.Resampling.NEAREST
 
@@ -101,44 +104,6 @@ def clamp_box(box: Sequence[float], size: tuple[int, int]) -> tuple[float, float
     return left, top, min(max(box[2], left + 1e-3), float(width)), min(max(box[3], top + 1e-3), float(height))
 
 
-class ItemTransform:
-    """Base class: ``order``, ``split_idx`` (None: both splits, 0: training only, 1: validation only).
-
-    Call it on a sample tuple, or on one image: ``tfm(img, split_idx=1)``. Subclasses implement
-    ``encodes(sample, split_idx)`` and ``_config()`` (their constructor arguments, JSON-safe).
-    """
-
-    order: int = 0
-    split_idx: int | None = None
-    random_on_train: bool = False  # draws random numbers on the training split (validation never does)
-
-    def is_random(self, split_idx: int | None) -> bool:
-        """Whether the output can differ between two calls on split ``split_idx`` (a sample cache needs False)."""
-        applies = self.split_idx is None or split_idx is None or self.split_idx == split_idx
-        return applies and split_idx != 1 and self.random_on_train
-
-    def __call__(self, sample: Any, split_idx: int | None = None) -> Any:
-        single = not isinstance(sample, tuple)
-        items = (sample,) if single else sample
-        if self.split_idx is None or split_idx is None or self.split_idx == split_idx:
-            items = self.encodes(items, split_idx)
-        return items[0] if single else items
-
-    def encodes(self, sample: tuple, split_idx: int | None) -> tuple:
-        return sample
-
-    def _config(self) -> dict:
-        return {}
-
-    def to_config(self) -> dict:
-        """``{"name": class name, "kwargs": constructor arguments}`` (see `item_tfm_from_config`)."""
-        return {"name": type(self).__name__, "kwargs": self._config()}
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self._config().items())
-        return f"{type(self).__name__}({args})"
-
-
 class _Geometric(ItemTransform):
     """Draws a plan from the first image's size, then applies it to every image and mask of the sample."""
 
@@ -165,6 +130,7 @@ class _Geometric(ItemTransform):
         raise NotImplementedError
 
 
+@register_tfm
 class Resize(_Geometric):
     """Resize to ``size`` by cropping, squishing or padding (random window on training, centred on validation).
 
@@ -175,6 +141,8 @@ class Resize(_Geometric):
         pad_mode: ``'reflection'``, ``'zeros'`` or ``'border'`` (for ``'pad'``).
         resamples: Pillow filters for images and for masks.
     """
+
+    _config_keys = ("size", "method", "pad_mode", "resamples")
 
     def __init__(self, size: int | Sequence[int], method: str = "crop", pad_mode: str = "reflection",
                  resamples: Sequence[int] = (BILINEAR, NEAREST), **kwargs: Any):
@@ -204,11 +172,8 @@ class Resize(_Geometric):
         """A JPEG decoded at least this big (h, w) loses nothing: the output is that size."""
         return self.size
 
-    def _config(self) -> dict:
-        return {"size": list(self.size), "method": self.method, "pad_mode": self.pad_mode,
-                "resamples": list(self.resamples)}
 
-
+@register_tfm
 class RandomResizedCrop(_Geometric):
     """A random crop of random area and aspect, resized to ``size`` (training); squish then centre-crop (validation).
 
@@ -217,6 +182,8 @@ class RandomResizedCrop(_Geometric):
     clamped to ``ratio``. Validation: the whole image squished to ``size + xtra`` with
     ``xtra = ceil(max(size) * val_xtra / 8) * 8``, then the centre ``size`` kept.
     """
+
+    _config_keys = ("size", "min_scale", "ratio", "resamples", "val_xtra", "max_scale")
 
     def __init__(self, size: int | Sequence[int], min_scale: float = 0.08, ratio: Sequence[float] = (3 / 4, 4 / 3),
                  resamples: Sequence[int] = (BILINEAR, NEAREST), val_xtra: float = 0.14, max_scale: float = 1.0,
@@ -258,13 +225,12 @@ class RandomResizedCrop(_Geometric):
         factor = 1 / math.sqrt(self.min_scale * self.ratio[0] / self.ratio[1])
         return math.ceil(self.size[0] * factor), math.ceil(self.size[1] * factor)
 
-    def _config(self) -> dict:
-        return {"size": list(self.size), "min_scale": self.min_scale, "ratio": list(self.ratio),
-                "resamples": list(self.resamples), "val_xtra": self.val_xtra, "max_scale": self.max_scale}
 
-
+@register_tfm
 class RandomCrop(_Geometric):
     """Crop ``size`` at a random position (training) or the centre (validation); smaller images are zero-padded."""
+
+    _config_keys = ("size",)
 
     def __init__(self, size: int | Sequence[int], **kwargs: Any):
         self.size = _pair(size)
@@ -281,14 +247,13 @@ class RandomCrop(_Geometric):
     def apply(self, img: Image.Image, box: Any, resample: int) -> Image.Image:
         return img.crop(box)  # exact pixels; Pillow fills outside the image with zeros
 
-    def _config(self) -> dict:
-        return {"size": list(self.size)}
 
-
+@register_tfm
 class CropPad(_Geometric):
     """Centre crop or pad to ``size`` on both splits (no resampling); padding filled per ``pad_mode``."""
 
     random_on_train = False
+    _config_keys = ("size", "pad_mode")
 
     def __init__(self, size: int | Sequence[int], pad_mode: str = "zeros", **kwargs: Any):
         _check_choice("pad_mode", pad_mode, _NUMPY_PAD)
@@ -304,14 +269,13 @@ class CropPad(_Geometric):
             return img.crop(box)
         return resample_box(img, box, (self.size[1], self.size[0]), Image.Resampling.NEAREST, self.pad_mode)
 
-    def _config(self) -> dict:
-        return {"size": list(self.size), "pad_mode": self.pad_mode}
 
-
+@register_tfm
 class RatioResize(_Geometric):
     """Resize so that the longer side is ``max_sz``, keeping the aspect."""
 
     random_on_train = False
+    _config_keys = ("max_sz", "resamples")
 
     def __init__(self, max_sz: int, resamples: Sequence[int] = (BILINEAR, NEAREST), **kwargs: Any):
         self.max_sz, self.resamples = int(max_sz), (int(resamples[0]), int(resamples[1]))
@@ -327,14 +291,13 @@ class RatioResize(_Geometric):
     def draft_size(self) -> tuple[int, int]:
         return self.max_sz, self.max_sz
 
-    def _config(self) -> dict:
-        return {"max_sz": self.max_sz, "resamples": list(self.resamples)}
 
-
+@register_tfm
 class FlipItem(_Geometric):
     """Flip left-right with probability ``p`` (training only)."""
 
     order, split_idx = 2, 0
+    _config_keys = ("p",)
 
     def __init__(self, p: float = 0.5):
         self.p = p
@@ -345,19 +308,18 @@ class FlipItem(_Geometric):
     def apply(self, img: Image.Image, flip: Any, resample: int) -> Image.Image:
         return img.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if flip else img
 
-    def _config(self) -> dict:
-        return {"p": self.p}
-
 
 _DIHEDRAL = (None, Image.Transpose.FLIP_LEFT_RIGHT, Image.Transpose.FLIP_TOP_BOTTOM, Image.Transpose.ROTATE_90,
              Image.Transpose.ROTATE_180, Image.Transpose.ROTATE_270, Image.Transpose.TRANSPOSE,
              Image.Transpose.TRANSVERSE)
 
 
+@register_tfm
 class DihedralItem(_Geometric):
     """With probability ``p``, one of the 8 flips/rotations by multiples of 90° (training only)."""
 
     order, split_idx = 2, 0
+    _config_keys = ("p",)
 
     def __init__(self, p: float = 1.0):
         self.p = p
@@ -368,10 +330,8 @@ class DihedralItem(_Geometric):
     def apply(self, img: Image.Image, op: Any, resample: int) -> Image.Image:
         return img if op is None else img.transpose(op)
 
-    def _config(self) -> dict:
-        return {"p": self.p}
 
-
+@register_tfm
 class ToTensor(ItemTransform):
     """Pillow images → uint8 tensors: images CxHxW (grayscale 1xHxW), masks HxW.
 
@@ -385,10 +345,13 @@ class ToTensor(ItemTransform):
         return tuple(image2tensor(x) if _is_image(x) else x for x in sample)
 
 
+@register_tfm
 class AddMaskCodes(ItemTransform):
     """Names the classes of segmentation masks for a `Datasets` built by hand (``after_item=[AddMaskCodes(codes),
     ...]``): it sets the DataLoaders' ``vocab`` and ``n_out``; samples pass unchanged. (`MaskBlock` takes the
     codes itself.)"""
+
+    _config_keys = ("codes",)
 
     def __init__(self, codes: Sequence | None = None):
         self.codes = None if codes is None else [str(c) if isinstance(c, np.str_) else c for c in codes]
@@ -400,26 +363,3 @@ class AddMaskCodes(ItemTransform):
     @property
     def c(self) -> int | None:
         return None if self.codes is None else len(self.codes)
-
-    def _config(self) -> dict:
-        return {"codes": self.codes}
-
-
-ITEM_TFMS: dict[str, type[ItemTransform]] = {
-    cls.__name__: cls for cls in (Resize, RandomResizedCrop, RandomCrop, CropPad, RatioResize, FlipItem,
-                                  DihedralItem, ToTensor, AddMaskCodes)}
-
-
-def item_tfm_from_config(cfg: dict) -> ItemTransform:
-    """Rebuild an item transform from its ``to_config()``.
-
-    To make your own transform exportable, give it ``to_config`` and register it: ``ITEM_TFMS['MyTfm'] = MyTfm``.
-
-    Raises:
-        ValueError: for a name that is not in `ITEM_TFMS`.
-    """
-    name = cfg.get("name") if isinstance(cfg, dict) else None
-    if name not in ITEM_TFMS:
-        raise ValueError(f"Unknown item transform {name!r}: known ones are {sorted(ITEM_TFMS)}. Register a custom "
-                         f"one with ITEM_TFMS[{name!r}] = YourTransform")
-    return ITEM_TFMS[name](**dict(cfg.get("kwargs") or {}))

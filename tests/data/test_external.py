@@ -1,152 +1,16 @@
-"""untar_data / download_url against a local HTTP server on 127.0.0.1 (no internet)."""
+"""untar_data / download_url against a local HTTP server on 127.0.0.1 (no internet): download once and reuse,
+checks of what arrived, unsafe archives, URLs and mirrors. Transfers that go wrong: test_fetch.py."""
 
 from __future__ import annotations
 
-import errno
 import hashlib
-import io
-import os
 import socket
-import tarfile
-import threading
-import zipfile
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 
 from lamina.data import external
 from lamina.data.external import DownloadError, URLs, download_url, extract_archive, resolve_url, untar_data
-
-PAYLOAD = os.urandom(200_000)  # incompressible, so the archive is big enough to cut in the middle
-
-
-# ----------------------------------------------------------------------------------------------------------
-# A small HTTP server whose misbehaviour the tests choose
-
-
-@dataclass
-class ServerState:
-    files: dict[str, bytes] = field(default_factory=dict)
-    drops: int = 0  # how many of the next responses are cut off after `drop_after` bytes
-    drop_after: int = 50_000
-    status: int | None = None  # answer every request with this error code
-    ignore_range: bool = False
-    wrong_range: bool = False  # answer a range request with 206 but the bytes from 0
-    send_length: bool = True  # False: no Content-Length, the body ends when the connection closes
-    hold: threading.Event | None = None  # pause each body after `hold_after` bytes until this is set
-    hold_after: int = 0
-    requests: list[tuple[str, str | None]] = field(default_factory=list)
-
-
-class Handler(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
-        state: ServerState = self.server.state
-        byte_range = self.headers.get("Range")
-        state.requests.append((self.path, byte_range))
-        data = state.files.get(self.path)
-        if state.status or data is None:
-            self.send_error(state.status or 404)
-            return
-        start = 0
-        if byte_range and not state.ignore_range:
-            start = 0 if state.wrong_range else int(byte_range.split("=")[1].split("-")[0])
-            if start >= len(data):
-                self.send_response(416)
-                self.send_header("Content-Range", f"bytes */{len(data)}")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-            self.send_response(206)
-            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-        else:
-            self.send_response(200)
-        body = data[start:]
-        if state.send_length:
-            self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if state.drops > 0:
-            state.drops -= 1
-            body = body[: state.drop_after]  # then the connection closes (HTTP/1.0)
-        if state.hold is not None:
-            self.wfile.write(body[: state.hold_after])
-            self.wfile.flush()
-            state.hold.wait(timeout=30)  # bounded: a test that forgets to release it still ends
-            body = body[state.hold_after:]
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-class Server:
-    def __init__(self) -> None:
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.state = ServerState()
-        self.state = self.httpd.state
-        self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.02,), daemon=True)
-        self.thread.start()
-
-    def serve(self, path: str, data: bytes) -> str:
-        self.state.files[path] = data
-        return self.base + path
-
-    def stop(self) -> None:
-        if self.thread.is_alive():
-            self.httpd.shutdown()
-            self.httpd.server_close()
-            self.thread.join()
-
-
-@pytest.fixture
-def server():
-    srv = Server()
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    path = tmp_path / "home"
-    monkeypatch.setenv("LAMINA_HOME", str(path))
-    monkeypatch.delenv("LAMINA_DATA_URL", raising=False)
-    monkeypatch.setattr(external, "_RETRY_DELAY", 0.0)
-    return path
-
-
-def make_tar(files: dict[str, bytes], links: dict[str, str] | None = None, hardlinks: dict[str, str] | None = None,
-             mode: str = "w:gz") -> bytes:
-    """A tar archive (gzip by default) with these regular files, symlinks and hard links (name -> target)."""
-    out = io.BytesIO()
-    with tarfile.open(fileobj=out, mode=mode) as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-        for kind, table in ((tarfile.SYMTYPE, links or {}), (tarfile.LNKTYPE, hardlinks or {})):
-            for name, target in table.items():
-                info = tarfile.TarInfo(name)
-                info.type, info.linkname = kind, target
-                tar.addfile(info)
-    return out.getvalue()
-
-
-def make_zip(files: dict[str, bytes]) -> bytes:
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w") as zf:
-        for name, data in files.items():
-            zf.writestr(name, data)
-    return out.getvalue()
-
-
-TINY = {"tiny/a.txt": b"hello", "tiny/sub/payload.bin": PAYLOAD}
-
-
-def leftovers(folder: Path) -> list[str]:
-    """Hidden temporary folders or .part files left in ``folder``."""
-    return sorted(p.name for p in folder.iterdir() if p.name.startswith(".") or p.name.endswith(".part"))
+from tests.data.http_server import PAYLOAD, TINY, leftovers, make_tar, make_zip
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -212,61 +76,6 @@ def test_progress_bar_and_download_url_dest(server, home, tmp_path, capsys):
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Interrupted downloads
-
-
-def test_resume_after_connection_drop(server, home):
-    archive = make_tar(TINY)
-    url = server.serve("/d/tiny.tgz", archive)
-    server.state.drops, server.state.drop_after = 1, 30_000
-    path = untar_data(url)
-    assert server.state.requests == [("/d/tiny.tgz", None), ("/d/tiny.tgz", "bytes=30000-")]
-    assert (home / "archive" / "tiny.tgz").read_bytes() == archive
-    assert (path / "sub" / "payload.bin").read_bytes() == PAYLOAD
-
-
-def test_resume_in_a_later_call(server, home):
-    url = server.serve("/d/file.bin", PAYLOAD)
-    server.state.drops, server.state.drop_after = 99, 20_000
-    dest = home / "file.bin"
-    with pytest.raises(DownloadError, match=r"dropped 3 times.*file\.bin.*call again to resume"):
-        download_url(url, dest)
-    part = home / "file.bin.part"
-    assert part.stat().st_size == 60_000 and not dest.exists()  # 3 attempts, each resumed
-    server.state.drops = 0
-    assert download_url(url, dest).read_bytes() == PAYLOAD
-    assert server.state.requests[-1][1] == "bytes=60000-" and not part.exists()
-
-
-def test_server_ignoring_range_restarts_from_zero(server, home):
-    url = server.serve("/d/file.bin", PAYLOAD)
-    (home / "file.bin.part").parent.mkdir(parents=True)
-    (home / "file.bin.part").write_bytes(b"junk" * 100)
-    server.state.ignore_range = True
-    assert download_url(url, home / "file.bin").read_bytes() == PAYLOAD
-    assert server.state.requests == [("/d/file.bin", "bytes=400-")]
-
-
-def test_wrong_range_answer_restarts_from_zero(server, home):
-    url = server.serve("/d/file.bin", PAYLOAD)
-    home.mkdir()
-    (home / "file.bin.part").write_bytes(PAYLOAD[:1000])
-    server.state.wrong_range = True
-    assert download_url(url, home / "file.bin").read_bytes() == PAYLOAD
-    assert server.state.requests == [("/d/file.bin", "bytes=1000-"), ("/d/file.bin", None)]
-
-
-@pytest.mark.parametrize("part_bytes", [PAYLOAD, PAYLOAD + b"extra"], ids=["complete", "too-long"])
-def test_range_not_satisfiable(server, home, part_bytes):
-    url = server.serve("/d/file.bin", PAYLOAD)
-    home.mkdir()
-    (home / "file.bin.part").write_bytes(part_bytes)
-    assert download_url(url, home / "file.bin").read_bytes() == PAYLOAD
-    fresh = [] if part_bytes == PAYLOAD else [("/d/file.bin", None)]  # a complete part is not fetched again
-    assert server.state.requests == [("/d/file.bin", f"bytes={len(part_bytes)}-")] + fresh
-
-
-# ----------------------------------------------------------------------------------------------------------
 # Checks and errors
 
 
@@ -298,36 +107,6 @@ def test_bad_archive_on_disk_is_downloaded_again(server, home, monkeypatch, caps
     assert (untar_data(url) / "a.txt").exists()
     assert "downloading a new version" in capsys.readouterr().out
 
-
-@pytest.mark.parametrize("status", [404, 500, 503])
-def test_http_errors_name_the_url(server, home, status):
-    url = server.serve("/d/tiny.tgz", b"x")
-    server.state.status = status if status != 404 else None
-    if status == 404:
-        url = server.base + "/d/missing.tgz"
-    with pytest.raises(DownloadError, match=f"HTTP {status}.*{url}"):
-        untar_data(url)
-    assert not (home / "data" / "tiny").exists() and leftovers(home / "archive") == []
-
-
-def test_connection_refused(home):
-    with socket.socket() as sock:  # a port that was free a moment ago: nothing listens there
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    url = f"http://127.0.0.1:{port}/tiny.tgz"
-    with pytest.raises(DownloadError, match=f"could not connect to download {url}.*LAMINA_DATA_URL"):
-        untar_data(url)
-
-
-def test_disk_full_is_explained(server, home, monkeypatch):
-    url = server.serve("/d/tiny.tgz", make_tar(TINY))
-
-    def full(*args):
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    monkeypatch.setattr(external, "_copy_stream", full)
-    with pytest.raises(DownloadError, match=r"no space left.*tiny\.tgz\.part.*LAMINA_HOME"):
-        untar_data(url)
 
 
 @pytest.mark.parametrize("data", [make_tar(TINY)[:5_000], b"this is not an archive"], ids=["truncated", "junk"])

@@ -4,7 +4,9 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
-from lamina.data.loaders import BatchTransform, DataLoader, DataLoaders, TensorDataLoader
+from lamina.data import dataloader, transforms
+from lamina.data.loaders import BatchTransform, DataLoader, DataLoaders, TensorDataLoader, apply_batch_tfms
+from lamina.losses import CrossEntropyLossFlat, loss_from_config
 
 
 def test_tensor_loader_sees_every_row_once_per_epoch():
@@ -87,3 +89,29 @@ def test_dataloaders_from_tensors_and_test_dl():
         dls.show_batch()
     with pytest.raises(ValueError, match="`event` must be 'after_batch'"):
         dls.add_tfms([AddOne()], "after_item")
+
+
+def test_dataloaders_take_a_loss_or_its_config_and_build_it_only_when_told_how():
+    x, y = torch.randn(8, 2), torch.randint(0, 2, (8,))
+    config = {"name": "CrossEntropyLossFlat", "kwargs": {"axis": -1}}
+    plain = DataLoaders.from_tensors(x, y, x, y, bs=4, loss_func=config)
+    assert plain.loss_func is None and plain.loss_config == config  # the data layer only describes the loss
+
+    class Building(DataLoaders):
+        build_loss = staticmethod(loss_from_config)
+
+    built = Building(*plain.loaders, loss_func=config)
+    assert isinstance(built.loss_func, CrossEntropyLossFlat) and built.loss_config == config
+    given = DataLoaders(*plain.loaders, loss_func=CrossEntropyLossFlat(axis=1))
+    assert given.loss_config == {"name": "CrossEntropyLossFlat", "kwargs": {"weight": None, "axis": 1,
+                                 "ignore_index": -100, "reduction": "mean", "label_smoothing": 0.0}}
+    given.loss_func = None
+    assert given.loss_config is None  # a config read from the loss follows it
+    later = Building(*plain.loaders)
+    later.loss_config = config
+    assert isinstance(later.loss_func, CrossEntropyLossFlat)
+
+
+def test_old_import_locations_still_work():
+    assert DataLoader is dataloader.DataLoader and TensorDataLoader is dataloader.TensorDataLoader
+    assert BatchTransform is transforms.BatchTransform and apply_batch_tfms is transforms.apply_batch_tfms

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from lamina.data import archives, external
+from lamina.data import archives, external, fetch
 from lamina.data.external import DownloadError, download_url, extract_archive, untar_data
-from tests.data.test_external import Server, leftovers, make_tar
+from tests.data.http_server import Server, leftovers, make_tar
 
 FILES = {"tiny/a.txt": b"hello", "tiny/sub/b.bin": os.urandom(30_000), "tiny/c.bin": os.urandom(30_000)}
 ZEROS = 20_000_000  # bytes of zeros: about 20 KB once gzipped, 1000x smaller
@@ -37,7 +37,7 @@ def server():
 def home(tmp_path, monkeypatch):
     path = tmp_path / "home"
     monkeypatch.setenv("LAMINA_HOME", str(path))
-    monkeypatch.setattr(external, "_RETRY_DELAY", 0.0)
+    monkeypatch.setattr(fetch, "RETRY_DELAY", 0.0)
     return path
 
 

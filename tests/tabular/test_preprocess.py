@@ -124,3 +124,10 @@ def test_cont_cat_split():
                        "b": [True] * 30, "y": range(30)})
     assert cont_cat_split(df, max_card=20, dep_var="y") == (["f", "big"], ["small", "s", "b"])
     assert cont_cat_split(df, max_card=40, dep_var=["y"]) == (["f"], ["big", "small", "s", "b"])
+
+
+def test_the_older_module_gives_the_objects_of_their_homes():
+    from lamina.tabular import data, preprocess, processor
+
+    assert preprocess.TabularPandas is data.TabularPandas and preprocess.cont_cat_split is data.cont_cat_split
+    assert preprocess.TabularProcessor is processor.TabularProcessor

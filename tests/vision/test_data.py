@@ -385,3 +385,13 @@ def test_segmentation_datasets_by_hand_with_add_mask_codes(camvid):
     assert dls.loss_func.axis == 1 and dls.train.kinds == ("image", "mask")
     rebuilt = inference_dls(**json.loads(json.dumps(dls.inference["kwargs"])))
     assert rebuilt.vocab == ["a", "b", "c"]
+
+
+def test_inference_refuses_a_transform_whose_class_is_not_registered(pets):
+    class Unregistered(Resize):  # a subclass inherits to_config, but a loaded learner could not rebuild it
+        pass
+
+    dls = ImageDataLoaders.from_name_func(pets[0].parent, pets, label_func=is_cat, num_workers=0,
+                                          item_tfms=Unregistered(16))
+    with pytest.raises(ValueError, match="Cannot export the item transform Unregistered.*not registered.*register_tfm"):
+        dls.inference  # noqa: B018
