@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -22,7 +23,7 @@ from torch import nn
 
 from .optim_fused import FusedAdam, fused_kernels_available
 
-__all__ = ["OptimWrapper", "FusedAdam", "Adam", "SGD", "RAdam", "RMSProp", "norm_bias_params", "params_of",
+__all__ = ["OptimWrapper", "OptimizerMixin", "FusedAdam", "Adam", "SGD", "RAdam", "RMSProp", "norm_bias_params", "params_of",
            "trainable_params", "NORM_TYPES"]
 
 NORM_TYPES = (nn.modules.batchnorm._BatchNorm, nn.LayerNorm, nn.GroupNorm, nn.modules.instancenorm._InstanceNorm)
@@ -287,3 +288,58 @@ def RAdam(params: Iterable, lr: float = 1e-3, mom: float = 0.9, sqr_mom: float =
         raise ValueError(f"`beta` (fastai's RAdam smoothing) is not supported; received: beta={beta}. Use beta=0.")
     return OptimWrapper(params, torch.optim.RAdam, lr=lr, betas=(mom, sqr_mom), eps=eps, weight_decay=wd,
                         manual_wd=decouple_wd, **kwargs)
+
+
+class OptimizerMixin:
+    """The Learner's optimizer: built over the splitter's groups, frozen and unfrozen by group, lrs per group."""
+
+    def param_groups(self) -> list[list[nn.Parameter]]:
+        """The splitter's groups as lists of parameters."""
+        return [params_of(g) for g in self.splitter(self.model)]
+
+    def create_opt(self) -> None:
+        """Build the optimizer over the splitter's groups (norm/bias params kept out of weight decay).
+
+        ``opt_func`` is a lamina optimizer factory (`Adam`, `SGD` ...); a ``torch.optim`` class works too,
+        wrapped in `OptimWrapper` (its own defaults then apply, e.g. AdamW's weight decay 0.01).
+        """
+        no_wd = [] if self.wd_bn_bias else norm_bias_params(self.model)
+        force_train = norm_bias_params(self.model, with_bias=False) if self.train_bn else []
+        opt_func = self.opt_func
+        if isinstance(opt_func, type) and issubclass(opt_func, torch.optim.Optimizer):
+            opt_func = functools.partial(OptimWrapper, opt=opt_func)
+        self.opt = opt_func(self.param_groups(), lr=self.lr, no_wd=no_wd, force_train=force_train)
+
+    def freeze_to(self, n: int) -> None:
+        """Freeze the param groups before ``n`` (norm layers stay trainable when ``train_bn``)."""
+        if self.opt is None:
+            self.create_opt()
+        n_groups = len(self.opt.param_lists)
+        if n >= n_groups:
+            warnings.warn(f"freeze_to({n}) freezes all {n_groups} param groups: nothing will train")
+        self.opt.freeze_to(n)
+        self.opt.clear_state()
+
+    def freeze(self) -> None:
+        """Train only the last param group (the head)."""
+        self.freeze_to(-1)
+
+    def unfreeze(self) -> None:
+        """Train every param group."""
+        self.freeze_to(0)
+
+    def lr_per_group(self, lr: float | slice | list) -> list[float]:
+        """One learning rate per param group: ``slice(a, b)`` spaced geometrically, ``slice(b)`` = b/10 then b."""
+        n = len(self.opt.param_lists) if self.opt is not None else len(self.param_groups())
+        if isinstance(lr, slice):
+            if lr.start is None:
+                return [lr.stop / 10] * (n - 1) + [lr.stop]
+            if n == 1:
+                return [lr.stop]
+            step = (lr.stop / lr.start) ** (1 / (n - 1))
+            return [lr.start * step ** i for i in range(n)]
+        if isinstance(lr, (list, tuple)):
+            if len(lr) != n:
+                raise ValueError(f"`lr` needs one value per param group ({n}); received {len(lr)}: {list(lr)}")
+            return [float(v) for v in lr]
+        return [float(lr)] * n

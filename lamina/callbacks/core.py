@@ -12,13 +12,16 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-__all__ = ["EVENTS", "INNER_EVENTS", "Callback", "CancelBatchException", "CancelTrainException",
+from ..core import listify
+
+__all__ = ["EVENTS", "INNER_EVENTS", "CANCEL_EXCEPTIONS", "Callback", "CancelBatchException", "CancelTrainException",
            "CancelValidException", "CancelEpochException", "CancelFitException", "CancelStepException",
-           "CancelBackwardException", "snake_name", "noop"]
+           "CancelBackwardException", "CallbackListMixin", "snake_name", "noop"]
 
 # Every event in the order a fit with one training and one validation batch fires them.
 EVENTS = ("after_create", "before_fit", "before_epoch", "before_train", "before_batch", "after_pred",
@@ -60,6 +63,14 @@ class CancelStepException(Exception):
 
 class CancelBackwardException(Exception):
     """Skip this backward pass."""
+
+
+# The part of the loop each cancel exception ends: ``after_cancel_<part>`` then ``after_<part>`` fire.
+CANCEL_EXCEPTIONS: dict[str, type[Exception]] = {
+    "fit": CancelFitException, "epoch": CancelEpochException, "train": CancelTrainException,
+    "validate": CancelValidException, "batch": CancelBatchException, "backward": CancelBackwardException,
+    "step": CancelStepException}
+_CANCELS = tuple(CANCEL_EXCEPTIONS.values())
 
 
 def noop(*args: Any, **kwargs: Any) -> None:
@@ -125,8 +136,7 @@ class Callback:
         if self.run and inner_ok:
             try:
                 method()
-            except (CancelBatchException, CancelTrainException, CancelValidException, CancelEpochException,
-                    CancelFitException, CancelStepException, CancelBackwardException):
+            except _CANCELS:
                 raise
             except Exception as e:
                 if hasattr(e, "add_note"):
@@ -135,3 +145,83 @@ class Callback:
 
     def __repr__(self) -> str:
         return type(self).__name__
+
+
+class CallbackListMixin:
+    """The Learner's callbacks: adding and removing them (each reachable as ``learn.<name>``), and listing
+    which ones handle each event."""
+
+    def add_cb(self, cb: Callback | type) -> Any:
+        """Add a callback (a class is instantiated); it becomes ``learn.<cb.name>``.
+
+        A second callback with the same name joins the first; ``learn.<name>`` is the newest until it is removed.
+        """
+        if isinstance(cb, type):
+            cb = cb()
+        if not isinstance(cb, Callback):
+            raise TypeError(f"Callbacks must be Callback instances or classes; received {cb!r}")
+        existing = getattr(self, cb.name, None)
+        if existing is not None and not isinstance(existing, Callback):
+            raise ValueError(f"Callback name {cb.name!r} would hide the Learner attribute of the same name; "
+                             "rename the callback class or set its `name`")
+        cb.learn = self
+        setattr(self, cb.name, cb)
+        self.cbs.append(cb)
+        self._handlers = None  # the learner's per-event lists are rebuilt at the next event
+        return self
+
+    def add_cbs(self, cbs: Callback | Iterable[Callback] | None) -> Any:
+        """Add several callbacks (see `add_cb`)."""
+        for cb in listify(cbs):
+            self.add_cb(cb)
+        return self
+
+    def remove_cb(self, cb: Callback | type) -> Any:
+        """Remove a callback instance, or every callback of a class."""
+        found = [c for c in self.cbs if (isinstance(c, cb) if isinstance(cb, type) else c is cb)]
+        for c in found:
+            self.cbs.remove(c)
+            if getattr(self, c.name, None) is c:
+                same = [other for other in self.cbs if other.name == c.name]
+                if same:
+                    setattr(self, c.name, same[-1])  # the one it had joined is reachable again
+                else:
+                    delattr(self, c.name)
+            c.learn = None
+        self._handlers = None
+        return self
+
+    def remove_cbs(self, cbs: Iterable) -> Any:
+        """Remove several callbacks (see `remove_cb`)."""
+        for cb in listify(cbs):
+            self.remove_cb(cb)
+        return self
+
+    @contextlib.contextmanager
+    def added_cbs(self, cbs: Callback | Iterable[Callback] | None) -> Iterator[Any]:
+        """Callbacks present only inside the ``with`` block."""
+        cbs = listify(cbs)
+        self.add_cbs(cbs)
+        try:
+            yield self
+        finally:
+            self.remove_cbs(cbs)
+
+    @contextlib.contextmanager
+    def removed_cbs(self, cbs: Iterable[Callback]) -> Iterator[Any]:
+        """Callbacks absent inside the ``with`` block."""
+        cbs = listify(cbs)
+        self.remove_cbs(cbs)
+        try:
+            yield self
+        finally:
+            self.add_cbs(cbs)
+
+    def show_training_loop(self) -> None:
+        """Print every event and the callbacks that handle it, in firing order."""
+        for event in EVENTS:
+            names = [type(cb).__name__ for cb in sorted(self.cbs, key=lambda c: c.order) if hasattr(cb, event)]
+            indent = 0 if event in ("after_create", "before_fit", "after_cancel_fit", "after_fit") else (
+                2 if event in ("before_epoch", "after_cancel_epoch", "after_epoch") else (
+                    4 if "train" in event or "validate" in event else 6))
+            print(f"{' ' * indent}{event:<22} {names if names else ''}")
