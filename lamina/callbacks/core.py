@@ -1,12 +1,13 @@
 """The callback base class, the training events (named once, here) and the cancel exceptions.
 
 A callback is an object with methods named after events. The Learner calls every callback, in
-ascending ``order``, at each event; a callback reads and writes training state through
-``self.learn`` (``self.learn.pred``, ``self.learn.loss`` ...).
+ascending ``order``, at each event. A callback reads the loop's state by fastai's names
+(``self.loss``, ``self.pred``, ``self.epoch`` ... : the names in `LEARNER_ATTRS`, read from the
+learner at that moment) and changes it through the learner (``self.learn.pred = ...``).
 
 Example:
     >>> class PrintLoss(Callback):
-    ...     def after_batch(self): print(self.learn.loss.item())
+    ...     def after_batch(self): print(self.loss.item())
     >>> learn.fit(1, cbs=PrintLoss())
 """
 
@@ -19,9 +20,9 @@ from typing import Any
 
 from ..core import listify
 
-__all__ = ["EVENTS", "INNER_EVENTS", "CANCEL_EXCEPTIONS", "Callback", "CancelBatchException", "CancelTrainException",
-           "CancelValidException", "CancelEpochException", "CancelFitException", "CancelStepException",
-           "CancelBackwardException", "CallbackListMixin", "snake_name", "noop"]
+__all__ = ["EVENTS", "INNER_EVENTS", "CANCEL_EXCEPTIONS", "LEARNER_ATTRS", "Callback", "CancelBatchException",
+           "CancelTrainException", "CancelValidException", "CancelEpochException", "CancelFitException",
+           "CancelStepException", "CancelBackwardException", "CallbackListMixin", "snake_name", "noop"]
 
 # Every event in the order a fit with one training and one validation batch fires them.
 EVENTS = ("after_create", "before_fit", "before_epoch", "before_train", "before_batch", "after_pred",
@@ -72,6 +73,13 @@ CANCEL_EXCEPTIONS: dict[str, type[Exception]] = {
     "step": CancelStepException}
 _CANCELS = tuple(CANCEL_EXCEPTIONS.values())
 
+# The learner's state a callback reads by fastai's names: ``self.loss`` is ``self.learn.loss`` at that moment.
+# The list is fastai's "attributes available to callbacks", plus `metrics`, `final_record`, `path`, `model_dir`.
+LEARNER_ATTRS = ("model", "dls", "loss_func", "opt", "opt_func", "cbs", "metrics", "dl", "x", "xb", "y", "yb",
+                 "pred", "loss_grad", "loss", "smooth_loss", "n_epoch", "epoch", "n_iter", "iter", "train_iter",
+                 "pct_train", "training", "final_record", "path", "model_dir")
+_LEARNER_ATTRS = frozenset(LEARNER_ATTRS)  # for the membership test made at every attribute write
+
 
 def noop(*args: Any, **kwargs: Any) -> None:
     """Does nothing: the learner's logger inside ``no_logging()``."""
@@ -92,6 +100,13 @@ class Callback:
         run: set False to silence the callback until the end of the fit.
         run_train / run_valid: whether the inner-loop events of training / validation reach it.
         learn: the Learner, set when the callback is added.
+
+    Reading the loop's state: each name of `LEARNER_ATTRS` (``self.loss``, ``self.pred``, ``self.model``,
+    ``self.training``, ``self.iter`` ...) reads the learner's current value; assigning one raises an error
+    that says to assign ``self.learn.<name>``. A callback may keep a value of its own under such a name by
+    setting it before it joins a learner (in its ``__init__``, as `Recorder` does with ``self.loss``) or
+    as a class attribute: its own value then wins, for reads and writes. Any other missing name is an
+    error that points to ``self.learn``.
 
     ``Callback(before_batch=fn)`` makes a callback from functions (each called with the learner).
     A callback may define ``cleanup()``: it is called when a fit ends with an error (not a cancel), to
@@ -121,11 +136,24 @@ class Callback:
         self._name = value
 
     def __getattr__(self, attr: str) -> Any:
-        # Only reached for missing attributes: say where training state lives instead of forwarding to it.
+        # Only reached for names the callback lacks: the listed loop state is read from the learner.
+        if attr in _LEARNER_ATTRS:
+            if self.learn is None:
+                raise AttributeError(f"{type(self).__name__}.{attr} reads the learner's {attr}, but the callback "
+                                     "is not attached to a learner: add it with learn.add_cb(cb) or fit(..., cbs=cb)")
+            return getattr(self.learn, attr)
         if not attr.startswith("_") and attr not in EVENTS and attr != "cleanup":
             raise AttributeError(f"{type(self).__name__} has no attribute {attr!r}. Callbacks read and write the "
                                  f"training state through the learner: use self.learn.{attr}")
         raise AttributeError(attr)
+
+    def __setattr__(self, attr: str, value: Any) -> None:
+        if attr in _LEARNER_ATTRS and self.learn is not None and attr not in self.__dict__ \
+                and not hasattr(type(self), attr):
+            raise AttributeError(f"{type(self).__name__}.{attr} is the learner's {attr}, read-only in a callback: "
+                                 f"assign self.learn.{attr} = ... to change it (or, for a value of the callback's "
+                                 f"own, set self.{attr} in its __init__)")
+        object.__setattr__(self, attr, value)
 
     def __call__(self, event: str) -> None:
         method = getattr(self, event, None)

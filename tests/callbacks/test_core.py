@@ -1,8 +1,12 @@
-"""The Callback base: events by name, order and run flags, attaching to a learner."""
+"""The Callback base: events by name, order and run flags, attaching to a learner, reading the loop's state
+by fastai's names."""
 
 import pytest
+import torch
 
-from lamina.callbacks.core import CANCEL_EXCEPTIONS, EVENTS, Callback, snake_name
+from lamina.callbacks.core import (CANCEL_EXCEPTIONS, EVENTS, LEARNER_ATTRS, Callback, CancelFitException,
+                                   snake_name)
+from lamina.callbacks.recorder import Recorder
 from lamina.learner import Learner
 from lamina.metrics import accuracy
 from lamina.testing import synth_classification, tiny_mlp
@@ -13,11 +17,97 @@ def tiny_learner(**kwargs):
     return Learner(dls, tiny_mlp(), metrics=accuracy, **kwargs)
 
 
+def quiet_fit(learn, *args, **kwargs):
+    with learn.no_bar(), learn.no_logging():
+        learn.fit(*args, **kwargs)
+
+
 def test_snake_name_and_cancel_table():
     assert snake_name("SaveModelCallback") == "save_model" and snake_name("MixedPrecision") == "mixed_precision"
     assert snake_name("Recorder") == "recorder" and snake_name("TerminateOnNaNCallback") == "terminate_on_na_n"
     for part in CANCEL_EXCEPTIONS:  # every part of the loop has its two events
         assert f"after_cancel_{part}" in EVENTS and f"after_{part}" in EVENTS
+
+
+# --- fastai-style reading of the loop's state -------------------------------------------------
+class TerminateOnNaN(Callback):
+    """As fastai's book writes it: reads ``self.loss`` and stops the fit."""
+
+    def after_batch(self):
+        if torch.isinf(self.loss) or torch.isnan(self.loss):
+            raise CancelFitException
+
+
+def test_a_book_style_nan_guard_runs_unchanged():
+    from lamina.optim import SGD
+    learn = Learner(synth_classification(n=64, bs=16), tiny_mlp(), lr=1e30, opt_func=SGD)
+    seen = []
+    quiet_fit(learn, 3, cbs=[TerminateOnNaN(), Callback(after_cancel_fit=lambda l: seen.append(l.iter))])
+    assert len(learn.recorder.values) == 0 and seen  # stopped within the first epoch
+
+
+def test_before_batch_reads_training_iter_and_the_batch():
+    class Spy(Callback):
+        def __init__(self):
+            self.seen = []
+
+        def before_batch(self):
+            self.seen.append((self.training, self.iter, self.n_iter, self.epoch, self.n_epoch, len(self.x),
+                              self.y is self.yb[0], self.model is self.learn.model, self.dl is self.dls.train
+                              or self.dl is self.dls.valid))
+
+        def after_batch(self):
+            assert self.pred is self.learn.pred and self.loss is self.learn.loss and self.opt is self.learn.opt
+
+    learn = tiny_learner()
+    spy = Spy()
+    quiet_fit(learn, 2, cbs=spy)
+    # 48 train rows / bs 16 = 3 batches, 16 valid rows = 1 batch, for each of 2 epochs
+    one_epoch = [(True, 0, 3), (True, 1, 3), (True, 2, 3), (False, 0, 1)]  # (training, iter, n_iter)
+    assert [s[:5] for s in spy.seen] == [(*row, epoch, 2) for epoch in (0, 1) for row in one_epoch]
+    assert all(s[5] == 16 and all(s[6:]) for s in spy.seen)
+
+
+def test_the_forwarded_names_are_one_explicit_list():
+    learn = tiny_learner()
+    cb = Callback()
+    learn.add_cb(cb)
+    for name in LEARNER_ATTRS:  # every listed name answers the learner's value outside a fit too
+        assert getattr(cb, name) is getattr(learn, name), name
+    with pytest.raises(AttributeError, match="use self.learn.moms"):
+        cb.moms  # a learner attribute, but not a listed one: no open-ended forwarding
+    detached = Callback()
+    with pytest.raises(AttributeError, match="not attached to a learner"):
+        detached.loss
+
+
+def test_assigning_a_forwarded_name_says_to_assign_through_the_learner():
+    class Shadow(Callback):
+        def after_pred(self):
+            self.pred = self.pred * 2  # fastai would shadow the learner's pred silently
+
+    learn = tiny_learner()
+    with pytest.raises(AttributeError, match=r"assign self\.learn\.pred = "):
+        quiet_fit(learn, 1, cbs=Shadow())
+
+
+def test_a_callbacks_own_attribute_of_a_forwarded_name_wins():
+    class OwnEpoch(Callback):
+        model = "a class attribute of the callback"
+
+        def __init__(self):
+            self.epoch = 100  # its own counter, set before it joins a learner
+
+        def after_epoch(self):
+            self.epoch += 1  # reads and writes its own value
+
+    cb = OwnEpoch()
+    learn = tiny_learner()
+    quiet_fit(learn, 2, cbs=cb)
+    assert cb.epoch == 102 and learn.epoch == 1
+    assert cb.model == "a class attribute of the callback"
+    rec = learn.recorder  # the Recorder keeps its own `loss` and `smooth_loss` meters the same way
+    assert isinstance(rec, Recorder) and rec.loss is not learn.loss and rec.smooth_loss is not learn.smooth_loss
 
 
 # --- attaching, order, run flags (moved here with the callback list handling) -------------------
@@ -106,11 +196,11 @@ def test_callback_without_super_init_and_helpful_attribute_error():
             self.n += 1
 
         def after_epoch(self):
-            self.pred  # fastai callbacks read learner state this way
+            self.prediction  # not a name of the learner's loop state (those are in LEARNER_ATTRS)
 
     learn = tiny_learner()
     cb = Counter(2)
-    with pytest.raises(AttributeError, match="use self.learn.pred"):
+    with pytest.raises(AttributeError, match="use self.learn.prediction"):
         learn.fit(1, cbs=cb)
     assert cb.n == 4
 
