@@ -23,8 +23,8 @@ from torch import nn
 
 from .optim_fused import FusedAdam, fused_kernels_available
 
-__all__ = ["OptimWrapper", "OptimizerMixin", "FusedAdam", "Adam", "SGD", "RAdam", "RMSProp", "norm_bias_params", "params_of",
-           "trainable_params", "NORM_TYPES"]
+__all__ = ["OptimWrapper", "OptimizerMixin", "FusedAdam", "Adam", "SGD", "RAdam", "RMSProp", "norm_bias_params",
+           "params_of", "trainable_params", "NORM_TYPES"]
 
 NORM_TYPES = (nn.modules.batchnorm._BatchNorm, nn.LayerNorm, nn.GroupNorm, nn.modules.instancenorm._InstanceNorm)
 HYPERS = ("lr", "mom", "sqr_mom", "wd", "eps")
@@ -95,6 +95,7 @@ class OptimWrapper:
         self.force_train = {id(p) for p in force_train}
         self.manual_wd = manual_wd
         self.opt_cls = opt
+        self._unscaled_by: Any = None  # the grad scaler that has unscaled this step's gradients
         # with manual decay, the parameters to decay per logical group (the rest: norm layers, biases)
         self.decayed = [[p for p in plist if id(p) not in self.no_wd] for plist in self.param_lists]
         torch_groups = []
@@ -198,7 +199,8 @@ class OptimWrapper:
         skips the step, and the decay is skipped with it (the weights stay exactly as they were).
         """
         if scaler is not None and scaler.is_enabled():
-            scaler.unscale_(self.opt)
+            self.unscale_grads(scaler)
+            self._unscaled_by = None  # the next step's gradients come scaled again
             if any(found.item() for found in scaler._found_inf_per_device(self.opt).values()):
                 scaler.step(self.opt)  # records the skipped step for scaler.update()
                 return
@@ -215,8 +217,18 @@ class OptimWrapper:
         else:
             self.opt.step()
 
+    def unscale_grads(self, scaler: Any) -> None:
+        """Divide the gradients by ``scaler``'s loss scale (fp16), once per step: a callback that clips or
+        reads the gradients before the step needs their true values. `step` then does not unscale again
+        (torch refuses a second ``unscale_`` before the scaler's ``update``). A disabled scaler does nothing.
+        """
+        if scaler.is_enabled() and self._unscaled_by is not scaler:
+            scaler.unscale_(self.opt)
+            self._unscaled_by = scaler
+
     def zero_grad(self) -> None:
         """Drop the gradients (set to None: cheaper than zeroing, and no trip through torch's wrapper)."""
+        self._unscaled_by = None
         for group in self.opt.param_groups:
             for p in group["params"]:
                 p.grad = None

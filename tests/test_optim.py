@@ -112,3 +112,23 @@ def test_a_scaler_step_with_inf_gradients_changes_nothing_not_even_decay(opt_fun
     scaler.scale(model(torch.ones(1, 3)).sum()).backward()  # finite now: a real step, decay included
     opt.step(scaler=scaler)
     assert not any(torch.equal(p, b) for p, b in zip(model.parameters(), before))
+
+
+def test_unscale_grads_before_the_step_is_not_repeated_by_it():
+    # a callback that clips gradients unscales them first; the scaler's step must then not unscale again
+    model = nn.Linear(3, 2)
+    twin = nn.Linear(3, 2)
+    twin.load_state_dict(model.state_dict())
+    results = []
+    for m, unscale_first in ((model, True), (twin, False)):
+        opt = SGD(list(m.parameters()), lr=0.1)
+        scaler = torch.amp.GradScaler("cpu", init_scale=8.0)
+        scaler.scale(m(torch.ones(1, 3)).sum()).backward()
+        if unscale_first:
+            opt.unscale_grads(scaler)
+            opt.unscale_grads(scaler)  # a second call (another callback) does nothing
+            assert torch.allclose(m.bias.grad, torch.ones(2))  # true gradients, not 8x
+        opt.step(scaler=scaler)  # torch would raise if it unscaled twice before update()
+        scaler.update()
+        results.append([p.detach().clone() for p in m.parameters()])
+    assert all(torch.equal(a, b) for a, b in zip(*results))

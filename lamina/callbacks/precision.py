@@ -74,15 +74,20 @@ class MixedPrecision(Callback):
         if self.scaler.is_enabled():
             self.learn.loss_grad = self.scaler.scale(self.learn.loss_grad)
 
+    def unscale_grads(self) -> None:
+        """Divide this step's gradients by the loss scale, so they hold their true values (fp16 with a grad
+        scaler; otherwise they already do and nothing happens). A callback that clips or reads gradients in
+        ``before_step`` calls it first (as `GradientClip` does); the step then does not unscale again."""
+        if self.scaler is not None and self.scaler.is_enabled():
+            self.learn.opt.unscale_grads(self.scaler)
+
     def before_step(self) -> None:
         if not self.scaler.is_enabled():
             return
-        scale = self.scaler.get_scale()
+        # the scaler steps (or skips a step with inf/NaN gradients, lowering its scale); the plain step is skipped
         self.learn.opt.step(scaler=self.scaler)
         self.scaler.update()
-        if self.scaler.get_scale() < scale:  # inf/NaN gradients: the scaler skipped the step
-            raise CancelStepException()
-        raise CancelStepException()  # the scaler already stepped; skip the plain step
+        raise CancelStepException()
 
     def state_dict(self) -> dict:
         """The grad scaler's state (empty without a scaler)."""
