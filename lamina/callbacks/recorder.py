@@ -51,7 +51,7 @@ class Recorder(Callback):
         self.metric_names = ["epoch", *train_names, *valid_names] + (["time"] if self.add_time else [])
 
     def before_epoch(self) -> None:
-        self.start_epoch = time.time()
+        self.epoch_start_time = time.time()
         self.log = [self.learn.epoch]
         self.cancelled = False
 
@@ -106,7 +106,7 @@ class Recorder(Callback):
         self.values.append(self.log[1:])
         self.learn.final_record = self.values[-1]
         if self.add_time:
-            self.log.append(_format_time(time.time() - self.start_epoch))
+            self.log.append(_format_time(time.time() - self.epoch_start_time))
         self.iters.append(len(self._losses))
         self.learn.logger(list(self.log))
 
