@@ -186,6 +186,7 @@ class Learner(CallbackListMixin, OptimizerMixin, ScheduleMixin, PredictMixin, Ch
             try:
                 with self.events("fit"):
                     self("before_fit")
+                    self._restore_callback_states()  # a resumed fit: the checkpoint's callback state
                     for epoch in range(self.start_epoch, self.n_epoch):
                         self.epoch = epoch
                         with self.events("epoch"):

@@ -111,6 +111,11 @@ class Callback:
     ``Callback(before_batch=fn)`` makes a callback from functions (each called with the learner).
     A callback may define ``cleanup()``: it is called when a fit ends with an error (not a cancel), to
     release what it holds (autocast, files, progress bars). ``run`` is set back to True after every fit.
+
+    State: a callback whose values must survive an interrupted fit returns them from `state_dict` (plain
+    numbers, lists, tensors) and takes them back in `load_state_dict`; ``learn.save(...)`` stores them by
+    callback name, and a fit resumed with ``learn.load(..., resume=True)`` hands them back after
+    ``before_fit``.
     """
 
     order: int = 0
@@ -134,6 +139,13 @@ class Callback:
     @name.setter
     def name(self, value: str) -> None:
         self._name = value
+
+    def state_dict(self) -> dict:
+        """What a checkpoint keeps of this callback to resume a fit; empty (nothing) by default."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Take back what `state_dict` returned; called after ``before_fit`` of a resumed fit."""
 
     def __getattr__(self, attr: str) -> Any:
         # Only reached for names the callback lacks: the listed loop state is read from the learner.

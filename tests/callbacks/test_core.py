@@ -1,5 +1,7 @@
 """The Callback base: events by name, order and run flags, attaching to a learner, reading the loop's state
-by fastai's names."""
+by fastai's names, state for checkpoints."""
+
+import math
 
 import pytest
 import torch
@@ -108,6 +110,25 @@ def test_a_callbacks_own_attribute_of_a_forwarded_name_wins():
     assert cb.model == "a class attribute of the callback"
     rec = learn.recorder  # the Recorder keeps its own `loss` and `smooth_loss` meters the same way
     assert isinstance(rec, Recorder) and rec.loss is not learn.loss and rec.smooth_loss is not learn.smooth_loss
+
+
+# --- state for checkpoints ----------------------------------------------------------------------
+def test_state_dict_is_empty_by_default_and_load_is_a_no_op():
+    cb = Callback()
+    assert cb.state_dict() == {}
+    cb.load_state_dict({"anything": 1})
+    assert cb.state_dict() == {}
+
+
+def test_callbacks_with_state_report_it():
+    from lamina.callbacks.tracker import EarlyStoppingCallback
+    learn = tiny_learner(cbs=EarlyStoppingCallback(monitor="accuracy", patience=5))
+    assert learn.early_stopping.state_dict() == {}  # nothing tracked before a fit
+    quiet_fit(learn, 2)
+    state = learn.early_stopping.state_dict()
+    assert set(state) == {"best", "wait"} and not math.isinf(state["best"])
+    count, val = learn.recorder.state_dict()["smooth_loss"]
+    assert count == 6 and val == pytest.approx(float(learn.recorder.smooth_loss.val))
 
 
 # --- attaching, order, run flags (moved here with the callback list handling) -------------------

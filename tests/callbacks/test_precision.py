@@ -1,5 +1,5 @@
 """Mixed precision on the CPU: bf16 autocast, the grad-scaler path (an enabled CPU scaler stands in for fp16 on a
-GPU), channels-last switching."""
+GPU), the scaler's state in checkpoints, channels-last switching."""
 
 import pytest
 import torch
@@ -89,6 +89,22 @@ def test_a_step_with_inf_gradients_is_skipped_and_the_scale_lowered():
     learn.fit(1, cbs=InfGrads())
     assert learn.mixed_precision.scaler.get_scale() < 1024.0
     assert all(torch.equal(a, b) for a, b in zip(before, learn.model.parameters()))
+
+
+def test_the_loss_scale_survives_a_checkpoint(tmp_path):
+    learn = quiet(Learner(synth_classification(n=64, bs=16), tiny_mlp(), path=tmp_path))
+    learn.add_cb(ScaledPrecision(init_scale=1024.0))
+    learn.fit(1)
+    learn.mixed_precision.scaler.update(new_scale=64.0)
+    assert learn.mixed_precision.state_dict()["scaler"]["scale"] == 64.0
+    learn.save("ckpt")
+    resumed = quiet(Learner(synth_classification(n=64, bs=16), tiny_mlp(), path=tmp_path))
+    resumed.add_cb(ScaledPrecision(init_scale=1024.0))
+    resumed.load("ckpt", resume=True)
+    scales = []
+    resumed.fit(2, start_epoch=resumed.epochs_done,
+                cbs=Callback(before_epoch=lambda l: scales.append(l.mixed_precision.scaler.get_scale())))
+    assert scales == [64.0]  # handed back after before_fit made the fresh scaler
 
 
 def test_precision_switches():
