@@ -86,7 +86,7 @@ def test_the_forwarded_names_are_one_explicit_list():
 def test_assigning_a_forwarded_name_says_to_assign_through_the_learner():
     class Shadow(Callback):
         def after_pred(self):
-            self.pred = self.pred * 2  # fastai would shadow the learner's pred silently
+            self.pred = self.pred * 2  # fastai warns and shadows the learner's pred
 
     learn = tiny_learner()
     with pytest.raises(AttributeError, match=r"assign self\.learn\.pred = "):
