@@ -1,8 +1,8 @@
 """Checkpoints: `save` / `load` of everything needed to resume a fit exactly, written atomically.
 
-A checkpoint holds the model, the optimizer (state and per-group hypers), the grad scaler, the
-random states (Python, numpy, torch CPU and CUDA), the loaders' epoch counters and the number of
-epochs done. It is written to a temporary file in the same folder, flushed to disk, then renamed
+A checkpoint holds the model, the optimizer (state and per-group hypers), the random states (Python,
+numpy, torch CPU and CUDA), the loaders' epoch counters, the number of epochs done, and each callback's
+own state by callback name (the Recorder's smoothed loss, the grad scaler, the trackers' best value). It is written to a temporary file in the same folder, flushed to disk, then renamed
 over the old one: a crash mid-write leaves the previous checkpoint intact, and the next write into
 that folder removes the temporary file the crashed writer left.
 """
@@ -256,6 +256,8 @@ def _tuples(obj: Any) -> Any:
 class CheckpointMixin:
     """`save` and `load` for the Learner."""
 
+    _resume_states: dict | None = None  # callback states from `load(..., resume=True)`, for the next fit
+
     def _checkpoint_path(self, file: str | Path) -> Path:
         file = Path(file)
         if file.suffix != ".pth":
@@ -280,14 +282,10 @@ class CheckpointMixin:
             return None
         state = {"model": self.model.state_dict(), "epoch": getattr(self, "epochs_done", 0),
                  "rng": rng_states(), "loaders": [[dl.seed, dl.epochs_seen] for dl in self.dls.loaders]}
-        recorder = getattr(self, "recorder", None)
-        if recorder is not None and recorder.smooth_loss.count:
-            state["smooth_loss"] = [recorder.smooth_loss.count, float(recorder.smooth_loss.val)]
         if with_opt and self.opt is not None:
             state["opt"] = self.opt.state_dict()
-        mixed = getattr(self, "mixed_precision", None)
-        if mixed is not None and mixed.scaler is not None:
-            state["scaler"] = mixed.scaler.state_dict()
+        callbacks = {cb.name: cb.state_dict() for cb in self.cbs if getattr(self, cb.name, None) is cb}
+        state["callbacks"] = {name: cb_state for name, cb_state in callbacks.items() if cb_state}
         path = self._checkpoint_path(file)
         return atomic_write(path, lambda f: torch.save(state, f), size_hint=_tensor_bytes(state), what="checkpoint")
 
@@ -300,8 +298,9 @@ class CheckpointMixin:
             device: where the weights go (default: the data's device).
             with_opt: also restore the optimizer's state and hypers.
             strict: the checkpoint's keys must match the model's exactly.
-            resume: also restore the training position (random states, the loaders' shuffles, the epochs done
-                and the smoothed loss), to continue an interrupted fit exactly with
+            resume: also restore the training position (random states, the loaders' shuffles, the epochs done;
+                the callbacks' state — smoothed loss, grad scale, trackers' best value and patience — goes to
+                the callbacks of the same name in the next fit), to continue an interrupted fit exactly with
                 ``fit_one_cycle(n, start_epoch=learn.epochs_done)``. The file must hold the optimizer's state:
                 ``learn.save(name, with_opt=True)`` (the default) or ``SaveModelCallback(with_opt=True)``
                 (its default, as fastai's, is ``with_opt=False``).
@@ -353,7 +352,27 @@ class CheckpointMixin:
         for dl, (seed, seen) in zip(self.dls.loaders, state.get("loaders", [])):
             dl.seed, dl.epochs_seen = seed, seen  # the same shuffles as the interrupted run
         self.epochs_done = state.get("epoch", 0)
-        if "smooth_loss" in state and getattr(self, "recorder", None) is not None:
-            self.recorder.resume_smooth_loss = state["smooth_loss"]
-        if "scaler" in state and getattr(self, "mixed_precision", None) is not None:
-            self.mixed_precision.pending_scaler_state = state["scaler"]
+        self._resume_states = state.get("callbacks", _legacy_callback_states(state))
+
+    def _restore_callback_states(self) -> None:
+        """Give the callbacks of a resumed fit (``start_epoch > 0``) their state from the checkpoint, once.
+
+        Called by `fit` after ``before_fit``, which sets the callbacks up afresh; callbacks are matched by
+        name, and a callback the checkpoint does not name keeps its fresh state.
+        """
+        states, self._resume_states = self._resume_states, None
+        if not states or self.start_epoch == 0:
+            return
+        for cb in self.cbs:
+            if cb.name in states and getattr(self, cb.name, None) is cb:
+                cb.load_state_dict(states[cb.name])
+
+
+def _legacy_callback_states(state: dict) -> dict:
+    """The callback states of a checkpoint written before callbacks kept their own (top-level keys)."""
+    states = {}
+    if "smooth_loss" in state:
+        states["recorder"] = {"smooth_loss": state["smooth_loss"]}
+    if state.get("scaler"):
+        states["mixed_precision"] = {"scaler": state["scaler"]}
+    return states

@@ -1,11 +1,11 @@
 """The Learner: a model, its data, a loss and an optimizer, and the training loop that fires events.
 
-The loop reads top to bottom: `fit` → epochs → `_train_pass`/`_valid_pass` → `_one_batch`. Around
-each part, `_with_events` fires ``before_<name>``, runs it, turns the matching cancel exception into
-``after_cancel_<name>``, and always fires ``after_<name>``. Everything else (progress, recording,
-schedules, mixed precision, checkpoints) is a callback. Fitting policies (``fit_one_cycle``,
-``fine_tune``, ``lr_find``), prediction, saving and precision live in the mixins this class
-inherits, one concern per file.
+The loop reads as nested loops: `fit` → epochs → `_one_pass` (train, then validate) → `one_batch` →
+`train_step`. Each part runs inside ``with self.events(name):``, which turns the part's cancel
+exception into ``after_cancel_<name>`` and always fires ``after_<name>``. Everything else (progress,
+recording, schedules, mixed precision, checkpoints) is a callback. Callbacks, the optimizer, fitting
+policies (``fit_one_cycle``, ``fine_tune``, ``lr_find``), prediction, saving and precision live in the
+mixins this class inherits, one concern per file.
 
 Example:
     >>> learn = Learner(dls, model, loss_func=CrossEntropyLossFlat(), metrics=accuracy)
@@ -15,7 +15,6 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import functools
 import numbers
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -24,29 +23,50 @@ from typing import Any
 import torch
 from torch import nn
 
-from .callbacks.core import (EVENTS, Callback, CancelBackwardException, CancelBatchException,
-                             CancelEpochException, CancelFitException, CancelStepException,
-                             CancelTrainException, CancelValidException, noop)
+from .callbacks.core import CANCEL_EXCEPTIONS, EVENTS, Callback, CallbackListMixin, noop
+from .callbacks.precision import PrecisionMixin
 from .callbacks.progress import ProgressCallback
 from .callbacks.recorder import Recorder
 from .callbacks.schedule import ScheduleMixin
 from .callbacks.training import TrainEvalCallback
 from .checkpoint import CheckpointMixin
-from .core import listify
-from .metrics import as_metric
 from .losses import loss_from_config, loss_not_reduced
-from .optim import Adam, OptimWrapper, norm_bias_params, params_of, trainable_params
+from .metrics import as_metric
+from .optim import Adam, OptimizerMixin, trainable_params
 from .predict import PredictMixin
-from .callbacks.precision import PrecisionMixin
 from .registry import register
 
 __all__ = ["Learner", "DEFAULT_CALLBACKS"]
 
 DEFAULT_CALLBACKS = (TrainEvalCallback, Recorder, ProgressCallback)
 
+# ``after_cancel_<name>``, ``after_<name>`` and the cancel exception of each part of the loop, built once
+_AFTER = {name: (f"after_cancel_{name}", f"after_{name}", cancel) for name, cancel in CANCEL_EXCEPTIONS.items()}
+
+
+class _EventScope:
+    """The ``with`` block of `Learner.events`: a cancel becomes ``after_cancel_<name>``, then ``after_<name>``."""
+
+    __slots__ = ("learn", "after_cancel", "after", "cancel")
+
+    def __init__(self, learn: "Learner", name: str):
+        self.learn = learn
+        self.after_cancel, self.after, self.cancel = _AFTER[name]
+
+    def __enter__(self) -> "_EventScope":
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, traceback: Any) -> bool:
+        if kind is not None:
+            if not issubclass(kind, self.cancel):
+                return False  # an error (or another part's cancel) goes on up, without after_<name>
+            self.learn(self.after_cancel)
+        self.learn(self.after)
+        return True
+
 
 @register("learner")
-class Learner(ScheduleMixin, PredictMixin, CheckpointMixin, PrecisionMixin):
+class Learner(CallbackListMixin, OptimizerMixin, ScheduleMixin, PredictMixin, CheckpointMixin, PrecisionMixin):
     """Train ``model`` on ``dls`` with ``loss_func`` and ``opt_func``.
 
     Args:
@@ -68,6 +88,21 @@ class Learner(ScheduleMixin, PredictMixin, CheckpointMixin, PrecisionMixin):
 
     Raises:
         ValueError: when no loss is given and the data carries none.
+
+    Extending the step: override `compute_loss` to change the loss of a batch, or `train_step` to change the
+    step itself (its body is the template: keep the events of the parts you keep, and callbacks go on
+    working)::
+
+        class L1Learner(Learner):
+            def compute_loss(self, pred, *yb):
+                penalty = sum(p.abs().sum() for p in self.model.parameters())
+                return self.loss_func(pred, *yb) + 1e-5 * penalty
+
+        class FrozenStatsLearner(Learner):   # batch-norm statistics stay fixed while training
+            def train_step(self):
+                if self.training:
+                    self.model.apply(lambda m: m.eval() if isinstance(m, nn.BatchNorm1d) else None)
+                super().train_step()
     """
 
     def __init__(self, dls: Any, model: nn.Module, loss_func: Callable | None = None,
@@ -90,14 +125,16 @@ class Learner(ScheduleMixin, PredictMixin, CheckpointMixin, PrecisionMixin):
         self.cbs: list[Callback] = []
         self._handlers: dict[str, list[Callback]] | None = None  # per-event callbacks, rebuilt on change
         self.training, self.epoch, self.n_epoch, self.iter, self.n_iter = False, 0, 1, 0, 0
-        self.train_iter, self.pct_train = 0, 0.0
+        self.train_iter, self.pct_train, self.start_epoch = 0, 0.0, 0
+        self.smooth_loss, self.final_record = None, None  # set by the Recorder
+        self._end_cleanup()  # dl, xb, yb, pred, loss, loss_grad: empty outside a fit
         self.logger: Callable = print
         self.model_config: dict | None = None  # how `export` rebuilds the model; set by the learner factories
         self.add_cbs([cb() for cb in DEFAULT_CALLBACKS] if default_cbs else [])
         self.add_cbs(cbs)
         self("after_create")
 
-    # --- metrics and callbacks ---------------------------------------------------------------
+    # --- metrics and events --------------------------------------------------------------------
     @property
     def metrics(self) -> list:
         return self._metrics
@@ -110,72 +147,6 @@ class Learner(ScheduleMixin, PredictMixin, CheckpointMixin, PrecisionMixin):
             metrics = [metrics]
         self._metrics = [as_metric(m) for m in metrics]
 
-    def add_cb(self, cb: Callback | type) -> "Learner":
-        """Add a callback (a class is instantiated); it becomes ``learn.<cb.name>``.
-
-        A second callback with the same name joins the first; ``learn.<name>`` is the newest until it is removed.
-        """
-        if isinstance(cb, type):
-            cb = cb()
-        if not isinstance(cb, Callback):
-            raise TypeError(f"Callbacks must be Callback instances or classes; received {cb!r}")
-        existing = getattr(self, cb.name, None)
-        if existing is not None and not isinstance(existing, Callback):
-            raise ValueError(f"Callback name {cb.name!r} would hide the Learner attribute of the same name; "
-                             "rename the callback class or set its `name`")
-        cb.learn = self
-        setattr(self, cb.name, cb)
-        self.cbs.append(cb)
-        self._handlers = None
-        return self
-
-    def add_cbs(self, cbs: Callback | Iterable[Callback] | None) -> "Learner":
-        """Add several callbacks (see `add_cb`)."""
-        for cb in listify(cbs):
-            self.add_cb(cb)
-        return self
-
-    def remove_cb(self, cb: Callback | type) -> "Learner":
-        """Remove a callback instance, or every callback of a class."""
-        found = [c for c in self.cbs if (isinstance(c, cb) if isinstance(cb, type) else c is cb)]
-        for c in found:
-            self.cbs.remove(c)
-            if getattr(self, c.name, None) is c:
-                same = [other for other in self.cbs if other.name == c.name]
-                if same:
-                    setattr(self, c.name, same[-1])  # the one it had joined is reachable again
-                else:
-                    delattr(self, c.name)
-            c.learn = None
-        self._handlers = None
-        return self
-
-    def remove_cbs(self, cbs: Iterable) -> "Learner":
-        """Remove several callbacks (see `remove_cb`)."""
-        for cb in listify(cbs):
-            self.remove_cb(cb)
-        return self
-
-    @contextlib.contextmanager
-    def added_cbs(self, cbs: Callback | Iterable[Callback] | None) -> Iterator["Learner"]:
-        """Callbacks present only inside the ``with`` block."""
-        cbs = listify(cbs)
-        self.add_cbs(cbs)
-        try:
-            yield self
-        finally:
-            self.remove_cbs(cbs)
-
-    @contextlib.contextmanager
-    def removed_cbs(self, cbs: Iterable[Callback]) -> Iterator["Learner"]:
-        """Callbacks absent inside the ``with`` block."""
-        cbs = listify(cbs)
-        self.remove_cbs(cbs)
-        try:
-            yield self
-        finally:
-            self.add_cbs(cbs)
-
     def __call__(self, event: str) -> None:
         """Fire ``event`` on every callback that handles it, in ascending order."""
         if self._handlers is None:  # rebuilt only when the callbacks change
@@ -183,67 +154,20 @@ class Learner(ScheduleMixin, PredictMixin, CheckpointMixin, PrecisionMixin):
             self._handlers = {e: [cb for cb in ordered if hasattr(cb, e)] for e in EVENTS}
         for cb in self._handlers[event]:
             cb(event)
-        if event == "after_fit":
-            for cb in self.cbs:  # a callback silenced for one fit (run=False) runs again in the next
-                cb.run = True
-
-    def show_training_loop(self) -> None:
-        """Print every event and the callbacks that handle it, in firing order."""
-        for event in EVENTS:
-            names = [type(cb).__name__ for cb in sorted(self.cbs, key=lambda c: c.order) if hasattr(cb, event)]
-            indent = 0 if event in ("after_create", "before_fit", "after_cancel_fit", "after_fit") else (
-                2 if event in ("before_epoch", "after_cancel_epoch", "after_epoch") else (
-                    4 if "train" in event or "validate" in event else 6))
-            print(f"{' ' * indent}{event:<22} {names if names else ''}")
-
-    # --- optimizer and freezing ----------------------------------------------------------------
-    def param_groups(self) -> list[list[nn.Parameter]]:
-        """The splitter's groups as lists of parameters."""
-        return [params_of(g) for g in self.splitter(self.model)]
-
-    def create_opt(self) -> None:
-        """Build the optimizer over the splitter's groups (norm/bias params kept out of weight decay).
-
-        ``opt_func`` is a lamina optimizer factory (`Adam`, `SGD` ...); a ``torch.optim`` class works too,
-        wrapped in `OptimWrapper` (its own defaults then apply, e.g. AdamW's weight decay 0.01).
-        """
-        no_wd = [] if self.wd_bn_bias else norm_bias_params(self.model)
-        force_train = norm_bias_params(self.model, with_bias=False) if self.train_bn else []
-        opt_func = self.opt_func
-        if isinstance(opt_func, type) and issubclass(opt_func, torch.optim.Optimizer):
-            opt_func = functools.partial(OptimWrapper, opt=opt_func)
-        self.opt = opt_func(self.param_groups(), lr=self.lr, no_wd=no_wd, force_train=force_train)
-
-    def freeze_to(self, n: int) -> None:
-        """Freeze the param groups before ``n`` (norm layers stay trainable when ``train_bn``)."""
-        if self.opt is None:
-            self.create_opt()
-        n_groups = len(self.opt.param_lists)
-        if n >= n_groups:
-            import warnings
-            warnings.warn(f"freeze_to({n}) freezes all {n_groups} param groups: nothing will train")
-        self.opt.freeze_to(n)
-        self.opt.clear_state()
-
-    def freeze(self) -> None:
-        """Train only the last param group (the head)."""
-        self.freeze_to(-1)
-
-    def unfreeze(self) -> None:
-        """Train every param group."""
-        self.freeze_to(0)
 
     # --- the loop ------------------------------------------------------------------------------
-    def _with_events(self, fn: Callable[[], None], name: str, cancel: type[Exception],
-                     final: Callable[[], None] | None = None) -> None:
-        try:
-            self(f"before_{name}")
-            fn()
-        except cancel:
-            self(f"after_cancel_{name}")
-        self(f"after_{name}")
-        if final is not None:
-            final()
+    def events(self, name: str) -> "_EventScope":
+        """A ``with`` block for one part of the loop (``'fit'``, ``'epoch'``, ``'train'``, ``'validate'``,
+        ``'batch'``, ``'backward'``, ``'step'``): its cancel exception becomes ``after_cancel_<name>``, and
+        ``after_<name>`` fires when the block ends, cancelled or not (not on an error). The block fires
+        ``before_<name>`` itself, first thing, so that a cancel raised there skips the block.
+
+        Example:
+            >>> with learn.events("backward"):
+            ...     learn("before_backward")
+            ...     learn.loss_grad.backward()
+        """
+        return _EventScope(self, name)
 
     def fit(self, n_epoch: int, lr: float | slice | list | None = None, wd: float | None = None,
             cbs: Callback | Iterable[Callback] | None = None, reset_opt: bool = False, start_epoch: int = 0) -> None:
@@ -257,9 +181,31 @@ class Learner(ScheduleMixin, PredictMixin, CheckpointMixin, PrecisionMixin):
             reset_opt: build a new optimizer (fresh state).
             start_epoch: skip the epochs before this one (to resume from a checkpoint).
         """
+        self._prepare_fit(n_epoch, lr, wd, reset_opt, start_epoch)
+        with self.added_cbs(cbs):
+            try:
+                with self.events("fit"):
+                    self("before_fit")
+                    self._restore_callback_states()  # a resumed fit: the checkpoint's callback state
+                    for epoch in range(self.start_epoch, self.n_epoch):
+                        self.epoch = epoch
+                        with self.events("epoch"):
+                            self("before_epoch")
+                            self._one_pass(self.dls.train, "train")
+                            self._one_pass(self.dls.valid, "validate")
+            except BaseException:  # an error or Ctrl-C: let callbacks release autocast, files, bars
+                for cb in self.cbs:
+                    if hasattr(cb, "cleanup"):
+                        cb.cleanup()
+                    cb.run = True
+                raise
+            for cb in self.cbs:  # a callback silenced for one fit (run=False) runs again in the next
+                cb.run = True
+            self._end_cleanup()
+
+    def _prepare_fit(self, n_epoch: int, lr: Any, wd: float | None, reset_opt: bool, start_epoch: int) -> None:
         if not isinstance(n_epoch, numbers.Integral) or isinstance(n_epoch, bool) or n_epoch < 0:
             raise ValueError(f"`n_epoch` must be a non-negative integer; received: n_epoch={n_epoch!r}")
-        n_epoch = int(n_epoch)
         if n_epoch and len(self.dls.train) == 0:
             raise ValueError(f"The training loader has no batches: {len(self.dls.train.dataset)} training items with "
                              f"bs={self.dls.train.bs} and drop_last={self.dls.train.drop_last}. Use a smaller batch "
@@ -270,74 +216,64 @@ class Learner(ScheduleMixin, PredictMixin, CheckpointMixin, PrecisionMixin):
         if wd is not None:
             self.opt.set_hyper("wd", wd)
         self.opt.set_hyper("lr", self.lr_per_group(self.lr if lr is None else lr))
-        self.n_epoch, self.start_epoch = n_epoch, start_epoch
-        with self.added_cbs(cbs):
-            try:
-                self._with_events(self._do_fit, "fit", CancelFitException, self._end_cleanup)
-            except BaseException:  # an error or Ctrl-C: let callbacks release autocast, files, bars
-                for cb in self.cbs:
-                    if hasattr(cb, "cleanup"):
-                        cb.cleanup()
-                    cb.run = True
-                raise
+        self.n_epoch, self.start_epoch = int(n_epoch), start_epoch
 
-    def lr_per_group(self, lr: float | slice | list) -> list[float]:
-        """One learning rate per param group: ``slice(a, b)`` spaced geometrically, ``slice(b)`` = b/10 then b."""
-        n = len(self.opt.param_lists) if self.opt is not None else len(self.param_groups())
-        if isinstance(lr, slice):
-            if lr.start is None:
-                return [lr.stop / 10] * (n - 1) + [lr.stop]
-            if n == 1:
-                return [lr.stop]
-            step = (lr.stop / lr.start) ** (1 / (n - 1))
-            return [lr.start * step ** i for i in range(n)]
-        if isinstance(lr, (list, tuple)):
-            if len(lr) != n:
-                raise ValueError(f"`lr` needs one value per param group ({n}); received {len(lr)}: {list(lr)}")
-            return [float(v) for v in lr]
-        return [float(lr)] * n
-
-    def _do_fit(self) -> None:
-        for epoch in range(self.start_epoch, self.n_epoch):
-            self.epoch = epoch
-            self._with_events(self._do_epoch, "epoch", CancelEpochException)
-
-    def _do_epoch(self) -> None:
-        self.dl = self.dls.train
-        self._with_events(self._all_batches, "train", CancelTrainException)
-        self._valid_pass(self.dls.valid)
-
-    def _valid_pass(self, dl: Any) -> None:
+    def _one_pass(self, dl: Any, name: str) -> None:
+        """One pass over ``dl``: ``name`` is ``'train'`` or ``'validate'`` (without gradients)."""
         self.dl = dl
-        with torch.no_grad():
-            self._with_events(self._all_batches, "validate", CancelValidException)
+        with torch.no_grad() if name == "validate" else contextlib.nullcontext(), self.events(name):
+            self(f"before_{name}")
+            self.n_iter = len(dl)
+            for i, batch in enumerate(dl):
+                self.one_batch(i, batch)
 
-    def _all_batches(self) -> None:
-        self.n_iter = len(self.dl)
-        for i, batch in enumerate(self.dl):
-            self.iter = i
-            self._one_batch(batch)
-
-    def _one_batch(self, batch: tuple) -> None:
+    def one_batch(self, i: int, batch: tuple) -> None:
+        """Run batch number ``i``: split it into ``xb``/``yb`` (``dls.n_inp`` inputs), then `train_step`
+        between ``before_batch`` and ``after_batch``."""
+        self.iter = i
         n_inp = self.dls.n_inp if getattr(self.dls, "n_inp", None) else max(1, len(batch) - 1)
         self.xb, self.yb = tuple(batch[:n_inp]), tuple(batch[n_inp:])
-        self._with_events(self._do_one_batch, "batch", CancelBatchException)
+        with self.events("batch"):
+            self("before_batch")
+            self.train_step()
 
-    def _do_one_batch(self) -> None:
+    def train_step(self) -> None:
+        """The step of one batch: forward, `compute_loss`, and in training backward and the optimizer step.
+
+        It runs for validation batches too (``self.training`` is False), stopping after the loss. Callbacks
+        hear ``after_pred``, ``after_loss``, ``before_backward``/``after_backward`` and
+        ``before_step``/``after_step``; an override keeps those events where it keeps those parts (see the
+        class docstring for an example).
+        """
         self.pred = self.model(*self.xb)
         self("after_pred")
         if self.yb:
-            self.loss_grad = self.loss_func(self.pred, *self.yb)
+            self.loss_grad = self.compute_loss(self.pred, *self.yb)
             self.loss = self.loss_grad.detach()
         self("after_loss")
         if not self.training or not self.yb:
             return
-        self._with_events(self._backward, "backward", CancelBackwardException)
-        self._with_events(self.opt.step, "step", CancelStepException)
+        with self.events("backward"):
+            self("before_backward")
+            self.loss_grad.backward()
+        with self.events("step"):
+            self("before_step")
+            self.opt.step()
         self.opt.zero_grad()
 
-    def _backward(self) -> None:
-        self.loss_grad.backward()
+    def compute_loss(self, pred: Any, *yb: Any) -> torch.Tensor:
+        """The loss of a batch, to backpropagate: ``loss_func(pred, *yb)``. Override for extra terms."""
+        return self.loss_func(pred, *yb)
+
+    @property
+    def x(self) -> Any:
+        """The batch's input (``xb[0]`` when there is one input, else the tuple ``xb``)."""
+        return self.xb[0] if len(self.xb) == 1 else self.xb
+
+    @property
+    def y(self) -> Any:
+        """The batch's target (``yb[0]`` when there is one target, else the tuple ``yb``)."""
+        return self.yb[0] if len(self.yb) == 1 else self.yb
 
     def _end_cleanup(self) -> None:
         self.dl, self.xb, self.yb, self.pred, self.loss, self.loss_grad = None, (), (), None, None, None

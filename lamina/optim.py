@@ -12,16 +12,19 @@ Example:
 
 from __future__ import annotations
 
+import functools
+import warnings
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import torch
 from torch import nn
-from torch.optim import optimizer as _torch_optimizer
 
-__all__ = ["OptimWrapper", "FusedAdam", "Adam", "SGD", "RAdam", "RMSProp", "norm_bias_params", "params_of",
-           "trainable_params", "NORM_TYPES"]
+from .optim_fused import FusedAdam, fused_kernels_available
+
+__all__ = ["OptimWrapper", "OptimizerMixin", "FusedAdam", "Adam", "SGD", "RAdam", "RMSProp", "norm_bias_params",
+           "params_of", "trainable_params", "NORM_TYPES"]
 
 NORM_TYPES = (nn.modules.batchnorm._BatchNorm, nn.LayerNorm, nn.GroupNorm, nn.modules.instancenorm._InstanceNorm)
 HYPERS = ("lr", "mom", "sqr_mom", "wd", "eps")
@@ -92,6 +95,7 @@ class OptimWrapper:
         self.force_train = {id(p) for p in force_train}
         self.manual_wd = manual_wd
         self.opt_cls = opt
+        self._unscaled_by: Any = None  # the grad scaler that has unscaled this step's gradients
         # with manual decay, the parameters to decay per logical group (the rest: norm layers, biases)
         self.decayed = [[p for p in plist if id(p) not in self.no_wd] for plist in self.param_lists]
         torch_groups = []
@@ -195,7 +199,8 @@ class OptimWrapper:
         skips the step, and the decay is skipped with it (the weights stay exactly as they were).
         """
         if scaler is not None and scaler.is_enabled():
-            scaler.unscale_(self.opt)
+            self.unscale_grads(scaler)
+            self._unscaled_by = None  # the next step's gradients come scaled again
             if any(found.item() for found in scaler._found_inf_per_device(self.opt).values()):
                 scaler.step(self.opt)  # records the skipped step for scaler.update()
                 return
@@ -212,8 +217,18 @@ class OptimWrapper:
         else:
             self.opt.step()
 
+    def unscale_grads(self, scaler: Any) -> None:
+        """Divide the gradients by ``scaler``'s loss scale (fp16), once per step: a callback that clips or
+        reads the gradients before the step needs their true values. `step` then does not unscale again
+        (torch refuses a second ``unscale_`` before the scaler's ``update``). A disabled scaler does nothing.
+        """
+        if scaler.is_enabled() and self._unscaled_by is not scaler:
+            scaler.unscale_(self.opt)
+            self._unscaled_by = scaler
+
     def zero_grad(self) -> None:
         """Drop the gradients (set to None: cheaper than zeroing, and no trip through torch's wrapper)."""
+        self._unscaled_by = None
         for group in self.opt.param_groups:
             for p in group["params"]:
                 p.grad = None
@@ -237,106 +252,6 @@ class OptimWrapper:
         return f"OptimWrapper({self.opt_cls.__name__}, {len(self.param_lists)} groups, hypers={self.hypers[0]})"
 
 
-class FusedAdam(torch.optim.Optimizer):
-    """Adam through torch's fused kernel, with one kernel call and one step counter per param group.
-
-    ``torch.optim.Adam(fused=True)`` runs the same kernel, but each step it gathers every parameter's state
-    again, sorts the tensors by device and increments one step counter per parameter: on a small model (a
-    tabular MLP) that bookkeeping costs more than the arithmetic. Here each group's tensor lists are kept
-    between steps, and the parameters that step together share one counter. The state (``exp_avg``,
-    ``exp_avg_sq``, ``step`` per parameter) and the results are those of torch's Adam.
-
-    Args:
-        params: parameters or param-group dicts.
-        lr: learning rate.
-        betas: ``(beta1, beta2)``, fastai's ``(mom, sqr_mom)``.
-        eps: added to the denominator.
-        weight_decay: weight decay: an L2 penalty added to the gradient, or with ``decoupled_weight_decay``
-            (AdamW) the weights shrunk by ``lr * weight_decay`` in the same kernel.
-        decoupled_weight_decay: decay the weights directly instead of through the gradient.
-
-    Raises:
-        ValueError: for a gradient that is sparse (use ``torch.optim.SparseAdam``).
-    """
-
-    def __init__(self, params: Iterable, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: float = 0.0, decoupled_weight_decay: bool = False):
-        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
-                                      decoupled_weight_decay=decoupled_weight_decay))
-        self._plans: dict[int, tuple] = {}
-
-    def __setstate__(self, state: dict) -> None:
-        # `load_state_dict` (and unpickling) come through here with new groups and state: plans start afresh
-        super().__setstate__(state)
-        self._plans = {}
-
-    def step(self, closure: Any = None) -> Any:
-        """One Adam step for every parameter that has a gradient (``closure`` re-evaluates the loss first)."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        self.update()
-        return loss
-
-    def has_step_hooks(self) -> bool:
-        """Whether step hooks are registered (on this optimizer or globally): `update` would skip them."""
-        hook_dicts = (getattr(self, "_optimizer_step_pre_hooks", None),
-                      getattr(self, "_optimizer_step_post_hooks", None),
-                      getattr(_torch_optimizer, "_global_optimizer_pre_hooks", None),
-                      getattr(_torch_optimizer, "_global_optimizer_post_hooks", None))
-        return any(hooks is None or len(hooks) > 0 for hooks in hook_dicts)  # not found: assume there are
-
-    @torch.no_grad()
-    def update(self) -> None:
-        """The step itself, without torch's step wrapper (hooks, profiler label): `OptimWrapper` calls it
-        directly when no hook is registered, which saves a noticeable share of a small model's step."""
-        for group in self.param_groups:
-            beta1, beta2 = group["betas"]
-            decoupled = group.get("decoupled_weight_decay", self.defaults["decoupled_weight_decay"])
-            kernel = torch._fused_adamw_ if decoupled else torch._fused_adam_
-            for params, exp_avgs, exp_avg_sqs, steps in self._plan(group):
-                steps[0].add_(1)  # the counter the group's parameters share
-                kernel(params, [p.grad for p in params], exp_avgs, exp_avg_sqs, [], steps, lr=group["lr"],
-                       beta1=beta1, beta2=beta2, weight_decay=group["weight_decay"], eps=group["eps"],
-                       amsgrad=False, maximize=False)
-
-    def _plan(self, group: dict) -> list[tuple]:
-        """The group's tensor lists, rebuilt when its parameters with gradients or the state object change."""
-        params = [p for p in group["params"] if p.grad is not None]
-        ids = tuple(map(id, params))  # compared by identity: tensors' == is elementwise
-        cached = self._plans.get(id(group))
-        if cached is not None and cached[0] is self.state and cached[1] == ids:
-            return cached[2]
-        # forget the plans of replaced groups or state: they hold tensors of the old state
-        self._plans = {key: cached for key, cached in self._plans.items()
-                       if cached[0] is self.state and any(cached[3] is g for g in self.param_groups)}
-        plan = self._build_plan(params)
-        self._plans[id(group)] = (self.state, ids, plan, group)  # the group is kept so its id stays unique
-        return plan
-
-    def _build_plan(self, params: list[nn.Parameter]) -> list[tuple]:
-        """Bucket the parameters by device, dtype and step count; each bucket shares one step tensor."""
-        buckets: dict[tuple, list] = {}
-        for p in params:
-            if p.grad.is_sparse:
-                raise ValueError("FusedAdam does not support sparse gradients: use torch.optim.SparseAdam, or an "
-                                 "embedding with sparse=False")
-            state = self.state[p]
-            if not state:  # lazily, as torch's Adam does
-                state.update(step=0.0, exp_avg=torch.zeros_like(p, memory_format=torch.preserve_format),
-                             exp_avg_sq=torch.zeros_like(p, memory_format=torch.preserve_format))
-            buckets.setdefault((p.device, p.dtype, float(state["step"])), []).append(p)
-        plan = []
-        for (device, _, count), ps in buckets.items():
-            shared = torch.tensor(count, dtype=torch.float32, device=device)
-            for p in ps:
-                self.state[p]["step"] = shared
-            plan.append((list(ps), [self.state[p]["exp_avg"] for p in ps],
-                         [self.state[p]["exp_avg_sq"] for p in ps], [shared] * len(ps)))
-        return plan
-
-
 def Adam(params: Iterable, lr: float = 1e-3, mom: float = 0.9, sqr_mom: float = 0.99, eps: float = 1e-5,
          wd: float = 0.01, decouple_wd: bool = True, **kwargs: Any) -> OptimWrapper:
     """Adam with fastai's defaults: decoupled weight decay 0.01 (AdamW), betas (0.9, 0.99), eps 1e-5.
@@ -345,11 +260,17 @@ def Adam(params: Iterable, lr: float = 1e-3, mom: float = 0.9, sqr_mom: float = 
     ``force_train``) and torch. By default the step is `FusedAdam` (torch's fused kernel, about 2.5x
     faster than the per-tensor step on CPU for the same arithmetic, without torch's per-parameter
     bookkeeping); ``fused=False`` or another torch Adam argument (``amsgrad``, ``foreach`` ...) uses
-    ``torch.optim.Adam`` itself.
+    ``torch.optim.Adam`` itself. A torch without the fused kernels gets ``torch.optim.AdamW`` (or ``Adam``
+    with ``decouple_wd=False``), the same arithmetic, with a warning.
     """
     torch_kwargs = {k: v for k, v in kwargs.items() if k not in ("no_wd", "force_train", "fused")}
     if kwargs.get("fused", True) and not torch_kwargs:
         kwargs.pop("fused", None)
+        if not fused_kernels_available():
+            warnings.warn(f"torch {torch.__version__} lacks the fused Adam kernels FusedAdam calls: lamina's Adam "
+                          "uses torch.optim.AdamW/Adam instead (same results, slower steps on small models)")
+            opt = torch.optim.AdamW if decouple_wd else torch.optim.Adam  # both decay norm/bias groups by 0
+            return OptimWrapper(params, opt, lr=lr, betas=(mom, sqr_mom), eps=eps, weight_decay=wd, **kwargs)
         # the kernel decays the weights itself (decoupled): norm and bias parameters go in groups with wd 0
         return OptimWrapper(params, FusedAdam, lr=lr, betas=(mom, sqr_mom), eps=eps, weight_decay=wd,
                             decoupled_weight_decay=decouple_wd, **kwargs)
@@ -379,3 +300,58 @@ def RAdam(params: Iterable, lr: float = 1e-3, mom: float = 0.9, sqr_mom: float =
         raise ValueError(f"`beta` (fastai's RAdam smoothing) is not supported; received: beta={beta}. Use beta=0.")
     return OptimWrapper(params, torch.optim.RAdam, lr=lr, betas=(mom, sqr_mom), eps=eps, weight_decay=wd,
                         manual_wd=decouple_wd, **kwargs)
+
+
+class OptimizerMixin:
+    """The Learner's optimizer: built over the splitter's groups, frozen and unfrozen by group, lrs per group."""
+
+    def param_groups(self) -> list[list[nn.Parameter]]:
+        """The splitter's groups as lists of parameters."""
+        return [params_of(g) for g in self.splitter(self.model)]
+
+    def create_opt(self) -> None:
+        """Build the optimizer over the splitter's groups (norm/bias params kept out of weight decay).
+
+        ``opt_func`` is a lamina optimizer factory (`Adam`, `SGD` ...); a ``torch.optim`` class works too,
+        wrapped in `OptimWrapper` (its own defaults then apply, e.g. AdamW's weight decay 0.01).
+        """
+        no_wd = [] if self.wd_bn_bias else norm_bias_params(self.model)
+        force_train = norm_bias_params(self.model, with_bias=False) if self.train_bn else []
+        opt_func = self.opt_func
+        if isinstance(opt_func, type) and issubclass(opt_func, torch.optim.Optimizer):
+            opt_func = functools.partial(OptimWrapper, opt=opt_func)
+        self.opt = opt_func(self.param_groups(), lr=self.lr, no_wd=no_wd, force_train=force_train)
+
+    def freeze_to(self, n: int) -> None:
+        """Freeze the param groups before ``n`` (norm layers stay trainable when ``train_bn``)."""
+        if self.opt is None:
+            self.create_opt()
+        n_groups = len(self.opt.param_lists)
+        if n >= n_groups:
+            warnings.warn(f"freeze_to({n}) freezes all {n_groups} param groups: nothing will train")
+        self.opt.freeze_to(n)
+        self.opt.clear_state()
+
+    def freeze(self) -> None:
+        """Train only the last param group (the head)."""
+        self.freeze_to(-1)
+
+    def unfreeze(self) -> None:
+        """Train every param group."""
+        self.freeze_to(0)
+
+    def lr_per_group(self, lr: float | slice | list) -> list[float]:
+        """One learning rate per param group: ``slice(a, b)`` spaced geometrically, ``slice(b)`` = b/10 then b."""
+        n = len(self.opt.param_lists) if self.opt is not None else len(self.param_groups())
+        if isinstance(lr, slice):
+            if lr.start is None:
+                return [lr.stop / 10] * (n - 1) + [lr.stop]
+            if n == 1:
+                return [lr.stop]
+            step = (lr.stop / lr.start) ** (1 / (n - 1))
+            return [lr.start * step ** i for i in range(n)]
+        if isinstance(lr, (list, tuple)):
+            if len(lr) != n:
+                raise ValueError(f"`lr` needs one value per param group ({n}); received {len(lr)}: {list(lr)}")
+            return [float(v) for v in lr]
+        return [float(lr)] * n

@@ -58,7 +58,7 @@ class PredictMixin:
         self.model.to(self.dls.device)
         self.epoch = getattr(self, "epoch", 0)
         with self.added_cbs(cbs), self.no_logging():
-            self._valid_pass(dl)
+            self._one_pass(dl, "validate")
         self._end_cleanup()
 
     def validate(self, ds_idx: int = 1, dl: Any = None, cbs: Any = None) -> list[float]:

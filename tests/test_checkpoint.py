@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from lamina.callbacks.core import Callback, CancelFitException
-from lamina.callbacks.tracker import SaveModelCallback
+from lamina.callbacks.tracker import EarlyStoppingCallback, SaveModelCallback
 from lamina.learner import Learner
 from lamina.testing import synth_classification, tiny_mlp
 
@@ -116,3 +116,90 @@ def test_checkpoint_is_readable_like_other_files(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+# --- callbacks keep their own state in checkpoints ---------------------------------------------
+class Probe(Callback):
+    """Records the early-stopping tracker's (best, wait) at the start and end of every epoch (the end of
+    the epoch that stops the fit is not seen: the tracker raises first)."""
+
+    order = 70  # after the trackers
+
+    def __init__(self):
+        self.starts, self.ends = {}, {}
+
+    def before_epoch(self):
+        self.starts[self.epoch] = (self.learn.early_stopping.best, self.learn.early_stopping.wait)
+
+    def after_epoch(self):
+        self.ends[self.epoch] = (self.learn.early_stopping.best, self.learn.early_stopping.wait)
+
+
+def test_a_resumed_early_stopping_keeps_best_and_wait_and_stops_where_it_would_have(tmp_path):
+    def stopper():  # epoch 0 sets the best; with min_delta 10 nothing improves after: stop after epoch 3
+        return EarlyStoppingCallback(monitor="valid_loss", min_delta=10.0, patience=3)
+
+    full = make_learner(tmp_path / "a")
+    full_probe = Probe()
+    full.fit_one_cycle(8, 1e-2, cbs=[stopper(), full_probe])
+    assert len(full.recorder.values) == 4
+
+    crashed = make_learner(tmp_path / "b")
+    # the checkpoint of epoch 1 is written (order 61) before early stopping (order 63) counts epoch 1
+    crashed.fit_one_cycle(8, 1e-2, cbs=[SaveModelCallback(every_epoch=True, with_opt=True), stopper(),
+                                        Crash(at_epoch=2)])
+    resumed = make_learner(tmp_path / "b", seed=123)
+    resumed.load("model_1", resume=True)
+    probe = Probe()
+    resumed.fit_one_cycle(8, 1e-2, start_epoch=resumed.epochs_done, cbs=[stopper(), probe])
+    assert probe.starts[2] == full_probe.ends[1]  # (best after epoch 0, waited 1 epoch)
+    assert list(probe.starts) == [2, 3]  # stopped after epoch 3, as the uninterrupted fit did
+    for got, want in zip(resumed.recorder.values, full.recorder.values[2:], strict=True):
+        assert got == pytest.approx(want, abs=1e-6)
+
+
+def test_a_resumed_save_model_keeps_its_best_and_saves_only_improvements(tmp_path):
+    def best_saver():  # epoch 0 is the best; with min_delta 10 no later epoch improves on it
+        return SaveModelCallback(monitor="valid_loss", min_delta=10.0, fname="best", with_opt=True)
+
+    crashed = make_learner(tmp_path)
+    checkpoints = SaveModelCallback(every_epoch=True, with_opt=True, fname="epoch")
+    checkpoints.name = "checkpoints"  # two savers on one learner: each under its own name
+    crashed.fit_one_cycle(4, 1e-2, cbs=[best_saver(), checkpoints, Crash(at_epoch=2)])
+    best_file = tmp_path / "models" / "best.pth"
+    written = best_file.stat().st_mtime_ns
+    best_weights = {k: v.clone() for k, v in crashed.model.state_dict().items()}  # reloaded at the fit's end
+
+    resumed = make_learner(tmp_path, seed=123)
+    resumed.load("epoch_1", resume=True)
+    saver = best_saver()
+    resumed.fit_one_cycle(4, 1e-2, start_epoch=resumed.epochs_done, cbs=saver)
+    assert saver.best == pytest.approx(crashed.recorder.values[0][1])  # the best of epoch 0, restored
+    assert best_file.stat().st_mtime_ns == written  # epochs 2 and 3 did not beat it: nothing overwritten
+    assert all(torch.equal(best_weights[k], v) for k, v in resumed.model.state_dict().items())
+
+
+def test_checkpoints_hold_callback_states_by_name(tmp_path):
+    learn = make_learner(tmp_path)
+    learn.add_cb(EarlyStoppingCallback(patience=5))
+    learn.fit(2, 1e-2)
+    state = torch.load(learn.save("ckpt"), weights_only=True)
+    assert set(state["callbacks"]) == {"recorder", "early_stopping"}  # callbacks without state are left out
+    assert state["callbacks"]["early_stopping"] == learn.early_stopping.state_dict()
+    assert "smooth_loss" not in state and "scaler" not in state
+
+
+def test_a_checkpoint_written_before_callback_states_still_resumes(tmp_path):
+    learn = make_learner(tmp_path)
+    learn.fit(1, 1e-2)
+    state = torch.load(learn.save("ckpt"), weights_only=True)
+    count, val = state.pop("callbacks")["recorder"]["smooth_loss"]
+    state["smooth_loss"] = [count, val]  # the earlier layout: the Recorder's average at the top level
+    torch.save(state, tmp_path / "models" / "old.pth")
+    resumed = make_learner(tmp_path, seed=3)
+    resumed.load("old", resume=True)
+    seen = []
+    resumed.fit(2, 1e-2, start_epoch=1,
+                cbs=Callback(before_epoch=lambda l: seen.append((l.recorder.smooth_loss.count,
+                                                                  float(l.recorder.smooth_loss.val)))))
+    assert seen == [(count, pytest.approx(val))]

@@ -43,10 +43,6 @@ class MixedPrecision(Callback):
         use_scaler = self.dtype == torch.float16 and device.type == "cuda"
         if self.scaler is None or not use_scaler:
             self.scaler = torch.amp.GradScaler(device.type, enabled=use_scaler, **self.scaler_kwargs)
-        pending = getattr(self, "pending_scaler_state", None)
-        if pending and use_scaler:  # a checkpoint's scale, set by learn.load
-            self.scaler.load_state_dict(pending)
-        self.pending_scaler_state = None
 
     def before_batch(self) -> None:
         if getattr(self, "device_type", None) is None:  # get_preds outside a fit
@@ -74,19 +70,31 @@ class MixedPrecision(Callback):
         if self.scaler.is_enabled():
             self.learn.loss_grad = self.scaler.scale(self.learn.loss_grad)
 
+    def unscale_grads(self) -> None:
+        """Divide this step's gradients by the loss scale, so they hold their true values (fp16 with a grad
+        scaler; otherwise they already do and nothing happens). A callback that clips or reads gradients in
+        ``before_step`` calls it first (as `GradientClip` does); the step then does not unscale again."""
+        if self.scaler is not None and self.scaler.is_enabled():
+            self.learn.opt.unscale_grads(self.scaler)
+
     def before_step(self) -> None:
         if not self.scaler.is_enabled():
             return
-        scale = self.scaler.get_scale()
+        # the scaler steps (or skips a step with inf/NaN gradients, lowering its scale); the plain step is skipped
         self.learn.opt.step(scaler=self.scaler)
         self.scaler.update()
-        if self.scaler.get_scale() < scale:  # inf/NaN gradients: the scaler skipped the step
-            raise CancelStepException()
-        raise CancelStepException()  # the scaler already stepped; skip the plain step
+        raise CancelStepException()
 
     def state_dict(self) -> dict:
-        """The grad scaler's state (empty without a scaler)."""
-        return self.scaler.state_dict() if self.scaler is not None else {}
+        """The grad scaler's state (``{}`` without an enabled scaler: bf16, or fp16 on the CPU)."""
+        if self.scaler is None or not self.scaler.is_enabled():
+            return {}
+        return {"scaler": self.scaler.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Take back the loss scale of a resumed fit (called after ``before_fit`` has made the scaler)."""
+        if state.get("scaler") and self.scaler is not None:
+            self.scaler.load_state_dict(state["scaler"])
 
 
 class ChannelsLast(Callback):

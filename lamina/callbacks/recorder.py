@@ -39,10 +39,6 @@ class Recorder(Callback):
     def before_fit(self) -> None:
         self.lrs, self._losses, self.iters, self.values, self.hps = [], [], [], [], {}
         self.smooth_loss.reset()
-        resumed = getattr(self, "resume_smooth_loss", None)
-        if resumed and self.learn.start_epoch > 0:  # continue the running average of a resumed fit
-            self.smooth_loss.count, self.smooth_loss.val = int(resumed[0]), float(resumed[1])
-        self.resume_smooth_loss = None
         self.learn.smooth_loss = None
         names = [m.name for m in self.learn.metrics]
         train_names = ["train_loss"] + ([f"train_{n}" for n in names] if self.train_metrics else [])
@@ -50,8 +46,20 @@ class Recorder(Callback):
             if self.valid_metrics else []
         self.metric_names = ["epoch", *train_names, *valid_names] + (["time"] if self.add_time else [])
 
+    def state_dict(self) -> dict:
+        """The running average of the training loss (``{}`` before any training batch)."""
+        if not self.smooth_loss.count:
+            return {}
+        return {"smooth_loss": [self.smooth_loss.count, float(self.smooth_loss.val)]}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue the running average of a resumed fit."""
+        if "smooth_loss" in state:
+            count, val = state["smooth_loss"]
+            self.smooth_loss.count, self.smooth_loss.val = int(count), float(val)
+
     def before_epoch(self) -> None:
-        self.start_epoch = time.time()
+        self.epoch_start_time = time.time()
         self.log = [self.learn.epoch]
         self.cancelled = False
 
@@ -106,7 +114,7 @@ class Recorder(Callback):
         self.values.append(self.log[1:])
         self.learn.final_record = self.values[-1]
         if self.add_time:
-            self.log.append(_format_time(time.time() - self.start_epoch))
+            self.log.append(_format_time(time.time() - self.epoch_start_time))
         self.iters.append(len(self._losses))
         self.learn.logger(list(self.log))
 
@@ -158,7 +166,6 @@ class Recorder(Callback):
             ax.plot(self.hps[key])
             ax.set_ylabel(key)
         return fig
-
 
 
 def _format_time(seconds: float) -> str:

@@ -21,6 +21,11 @@ class TrackerCallback(Callback):
             'loss' or 'error', higher otherwise.
         min_delta: the least change that counts as an improvement.
         reset_on_fit: forget the best value at each fit.
+
+    Its state (`state_dict`: the best value, and the epochs waited for patience callbacks) goes into
+    checkpoints, so a fit resumed with ``learn.load(..., resume=True)`` goes on from it. A checkpoint
+    written during ``after_epoch`` by a callback that runs before this one (`SaveModelCallback`) holds the
+    state as it will be once this epoch's value is counted, as a checkpoint written after the epoch would.
     """
 
     order = 60
@@ -34,6 +39,7 @@ class TrackerCallback(Callback):
             min_delta = -min_delta
         self.monitor, self.comp, self.min_delta, self.reset_on_fit = monitor, comp, min_delta, reset_on_fit
         self.best = None
+        self.rows_tracked = 0  # rows of the recorder's table counted so far in this fit
 
     def before_fit(self) -> None:
         if any(isinstance(c, LRFinder) for c in self.learn.cbs):  # lr_find is not training
@@ -45,13 +51,36 @@ class TrackerCallback(Callback):
                              f"monitor={self.monitor!r}")
         if self.reset_on_fit or self.best is None:
             self.best = math.inf if self.comp(0, 1) else -math.inf
-        self.new_best = False
+        self.new_best, self.rows_tracked = False, 0
 
     def after_epoch(self) -> None:
-        value = self.learn.recorder.metric_value(self.monitor)
-        self.new_best = value is not None and self.comp(value - self.min_delta, self.best)
+        state = self._next_state()
+        self.best, self.new_best = state["best"], state["new_best"]
+        self.rows_tracked = len(self.learn.recorder.values)
         if self.new_best:
-            self.best, self.new_best_epoch = value, self.learn.epoch
+            self.new_best_epoch = self.learn.epoch
+
+    def _next_state(self) -> dict:
+        """The state once the last row of the table is counted (computed, nothing changed)."""
+        value = self.learn.recorder.metric_value(self.monitor)
+        new_best = value is not None and self.comp(value - self.min_delta, self.best)
+        return {"best": value if new_best else self.best, "new_best": new_best}
+
+    def state_dict(self) -> dict:
+        """``{'best': ...}`` (and ``'wait'`` for patience callbacks); ``{}`` before any fit."""
+        if self.best is None:
+            return {}
+        pending = self.learn is not None and len(self.learn.recorder.values) > self.rows_tracked
+        state = self._next_state() if pending else self._current_state()
+        state.pop("new_best", None)
+        return state
+
+    def _current_state(self) -> dict:
+        return {"best": self.best}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Go on from a checkpoint's best value (called by a resumed fit after ``before_fit``)."""
+        self.best = float(state["best"])
 
 
 class _PatienceCallback(TrackerCallback):
@@ -59,7 +88,7 @@ class _PatienceCallback(TrackerCallback):
 
     def __init__(self, monitor: str, comp: Callable | None, min_delta: float, patience: int, reset_on_fit: bool):
         super().__init__(monitor, comp, min_delta, reset_on_fit)
-        self.patience = patience
+        self.patience, self.wait = patience, 0
 
     def before_fit(self) -> None:
         self.wait = 0
@@ -70,6 +99,19 @@ class _PatienceCallback(TrackerCallback):
         self.wait = 0 if self.new_best else self.wait + 1
         if self.wait >= self.patience:
             self.on_plateau()
+
+    def _next_state(self) -> dict:
+        state = super()._next_state()
+        state["wait"] = 0 if state["new_best"] else self.wait + 1
+        return state
+
+    def _current_state(self) -> dict:
+        return {"best": self.best, "wait": self.wait}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Go on from a checkpoint's best value and epochs waited."""
+        super().load_state_dict(state)
+        self.wait = int(state.get("wait", 0))
 
     def on_plateau(self) -> None:
         raise NotImplementedError
@@ -118,6 +160,10 @@ class SaveModelCallback(TrackerCallback):
         if self.new_best:
             self.learn.save(self.fname, with_opt=self.with_opt)
 
+    def state_dict(self) -> dict:
+        """The best value (``{}`` with ``every_epoch``, which saves every epoch and tracks nothing)."""
+        return {} if self.every_epoch else super().state_dict()
+
     def after_fit(self) -> None:
         if self.at_end:
             self.learn.save(self.fname, with_opt=self.with_opt)
@@ -134,6 +180,12 @@ class ReduceLROnPlateau(_PatienceCallback):
                  patience: int = 1, factor: float = 10.0, min_lr: float = 0.0, reset_on_fit: bool = True):
         super().__init__(monitor, comp, min_delta, patience, reset_on_fit)
         self.factor, self.min_lr = factor, min_lr
+
+    def _next_state(self) -> dict:
+        state = super()._next_state()
+        if state["wait"] >= self.patience:  # `on_plateau` starts the count again
+            state["wait"] = 0
+        return state
 
     def on_plateau(self) -> None:
         old = [h["lr"] for h in self.learn.opt.hypers]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 
-
 from torch import nn
 
 from .core import Callback, CancelBatchException, CancelEpochException, CancelFitException
@@ -83,7 +82,7 @@ class GradientAccumulation(Callback):
 
 
 class GradientClip(Callback):
-    """Clip the gradient norm to ``max_norm`` before each step."""
+    """Clip the gradient norm to ``max_norm`` before each step (the true gradients: with fp16, unscaled first)."""
 
     order = 0
 
@@ -93,8 +92,8 @@ class GradientClip(Callback):
 
     def before_step(self) -> None:
         mixed = getattr(self.learn, "mixed_precision", None)
-        if mixed is not None and mixed.scaler is not None and mixed.scaler.is_enabled():
-            mixed.scaler.unscale_(self.learn.opt.opt)  # clip the true gradients, not the scaled ones
+        if mixed is not None:
+            mixed.unscale_grads()
         nn.utils.clip_grad_norm_(self.learn.model.parameters(), self.max_norm, self.norm_type)
 
 

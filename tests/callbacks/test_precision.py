@@ -1,0 +1,133 @@
+"""Mixed precision on the CPU: bf16 autocast, the grad-scaler path (an enabled CPU scaler stands in for fp16 on a
+GPU), the scaler's state in checkpoints, channels-last switching."""
+
+import pytest
+import torch
+from torch import nn
+
+from lamina.callbacks.core import Callback
+from lamina.callbacks.precision import ChannelsLast, MixedPrecision
+from lamina.callbacks.training import GradientClip
+from lamina.data.loaders import DataLoaders
+from lamina.learner import Learner
+from lamina.testing import synth_classification, tiny_mlp
+
+
+class ScaledPrecision(MixedPrecision):
+    """bf16 autocast with an enabled grad scaler on the CPU: the fp16 scaler path, testable without a GPU."""
+
+    def __init__(self, init_scale: float = 2.0 ** 10):
+        super().__init__("bf16")
+        self.name, self.init_scale = "mixed_precision", init_scale
+
+    def before_fit(self):
+        super().before_fit()
+        self.scaler = torch.amp.GradScaler("cpu", init_scale=self.init_scale)
+
+
+def quiet(learn):
+    learn.progress.show_bars = False
+    learn.logger = lambda *a: None
+    return learn
+
+
+def test_predictions_are_cast_back_to_float32_after_the_forward():
+    seen = {}
+
+    class Dtypes(Callback):
+        order = 20  # after MixedPrecision (10) has handled after_pred
+
+        def after_pred(self):
+            seen.setdefault("pred", set()).add(self.pred.dtype)
+
+        def after_loss(self):
+            seen.setdefault("autocast", set()).add(torch.is_autocast_enabled("cpu"))
+
+    learn = quiet(Learner(synth_classification(n=64, bs=16), tiny_mlp())).to_bf16()
+    learn.fit(1, cbs=Dtypes())
+    assert seen == {"pred": {torch.float32}, "autocast": {False}}  # autocast ends with the loss
+
+
+def test_fp16_on_the_cpu_warns_and_uses_bf16_without_a_scaler():
+    learn = quiet(Learner(synth_classification(n=64, bs=16), tiny_mlp())).to_fp16()
+    with pytest.warns(UserWarning, match="lamina uses bf16 there"):
+        learn.fit(1)
+    mp = learn.mixed_precision
+    assert mp.dtype == torch.bfloat16 and not mp.scaler.is_enabled()
+    assert mp.state_dict() == {}  # nothing worth keeping without an enabled scaler
+    mp.unscale_grads()  # does nothing, and does not fail
+
+
+def test_scaled_steps_train_and_gradient_clip_sees_true_gradients():
+    norms = []
+
+    class Norm(Callback):
+        order = 5  # after GradientClip (0), before MixedPrecision steps (10)
+
+        def before_step(self):
+            norms.append(float(nn.utils.get_total_norm([p.grad for p in self.model.parameters()])))
+
+    learn = quiet(Learner(synth_classification(n=128, bs=16), tiny_mlp(), lr=1e-2))
+    learn.add_cb(ScaledPrecision())
+    before = [p.detach().clone() for p in learn.model.parameters()]
+    learn.fit(1, cbs=[GradientClip(max_norm=0.05), Norm()])  # the scaler's step must not unscale again
+    assert len(norms) == 6 and max(norms) <= 0.05 + 1e-6  # clipped true norms, not the 1024x scaled ones
+    assert all(not torch.equal(a, b) for a, b in zip(before, learn.model.parameters()))
+
+
+def test_a_step_with_inf_gradients_is_skipped_and_the_scale_lowered():
+    class InfGrads(Callback):
+        order = 5
+
+        def before_step(self):
+            for p in self.model.parameters():
+                p.grad.fill_(float("inf"))
+
+    learn = quiet(Learner(synth_classification(n=64, bs=16), tiny_mlp()))
+    learn.add_cb(ScaledPrecision(init_scale=1024.0))
+    before = [p.detach().clone() for p in learn.model.parameters()]
+    learn.fit(1, cbs=InfGrads())
+    assert learn.mixed_precision.scaler.get_scale() < 1024.0
+    assert all(torch.equal(a, b) for a, b in zip(before, learn.model.parameters()))
+
+
+def test_the_loss_scale_survives_a_checkpoint(tmp_path):
+    learn = quiet(Learner(synth_classification(n=64, bs=16), tiny_mlp(), path=tmp_path))
+    learn.add_cb(ScaledPrecision(init_scale=1024.0))
+    learn.fit(1)
+    learn.mixed_precision.scaler.update(new_scale=64.0)
+    assert learn.mixed_precision.state_dict()["scaler"]["scale"] == 64.0
+    learn.save("ckpt")
+    resumed = quiet(Learner(synth_classification(n=64, bs=16), tiny_mlp(), path=tmp_path))
+    resumed.add_cb(ScaledPrecision(init_scale=1024.0))
+    resumed.load("ckpt", resume=True)
+    scales = []
+    resumed.fit(2, start_epoch=resumed.epochs_done,
+                cbs=Callback(before_epoch=lambda l: scales.append(l.mixed_precision.scaler.get_scale())))
+    assert scales == [64.0]  # handed back after before_fit made the fresh scaler
+
+
+def test_precision_switches():
+    learn = Learner(synth_classification(n=64, bs=16), tiny_mlp())
+    learn.to_bf16()
+    assert learn.mixed_precision.amp_mode == "bf16"
+    learn.to_fp16()
+    assert [type(c) for c in learn.cbs].count(MixedPrecision) == 1  # replaced, not added twice
+    learn.to_fp32()
+    assert not hasattr(learn, "mixed_precision")
+    with pytest.raises(ValueError, match="amp_mode"):
+        MixedPrecision("fp8")
+
+
+def test_channels_last_and_back():
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.randn(32, 3, 8, 8, generator=gen), torch.randint(0, 2, (32,), generator=gen)
+    dls = DataLoaders.from_tensors(x[:24], y[:24], x[24:], y[24:], bs=8, device="cpu", vocab=["a", "b"])
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))
+    learn = quiet(Learner(dls, model, loss_func=nn.CrossEntropyLoss()))
+    learn.to_channelslast(use_amp=False)
+    assert isinstance(learn.channels_last, ChannelsLast) and not hasattr(learn, "mixed_precision")
+    learn.fit(1)
+    assert model[0].weight.is_contiguous(memory_format=torch.channels_last)
+    learn.to_contiguous()
+    assert model[0].weight.is_contiguous() and not hasattr(learn, "channels_last")
