@@ -184,7 +184,7 @@ def _describe(learn: Any) -> dict:
     model = {**model, "factory": _export_name(model.get("factory"), "model.factory")}
     data = {**data, "builder": _export_name(data.get("builder"), "data.builder")}
     desc = {"format": "lamina-export", "version": FORMAT_VERSION, "learner": _learner_name(learn),
-            "model": model, "data": data, "loss": to_config(), "splitter": getattr(learn, "splitter_name", None)}
+            "model": model, "data": data, "loss": to_config()}
     try:
         _check_json(desc, "")
     except ExportError as e:
@@ -316,6 +316,8 @@ def _field(parent: dict, field: str, kind: type, required: bool = True) -> Any:
 
 
 def _description(metadata: dict[str, str]) -> dict:
+    """The checked JSON description. Fields it does not know are not read: older exports also hold
+    ``"splitter": null`` (a field never filled in, no longer written)."""
     desc = _parse(metadata, _META_KEY)
     if not isinstance(desc, dict):
         raise ExportError(f"metadata {_META_KEY!r} must be a JSON object; received {type(desc).__name__}")

@@ -43,6 +43,7 @@ def test_export_file_is_safetensors_with_json_description(tmp_path):
         desc = json.loads(f.metadata()["lamina"])
     assert desc["format"] == "lamina-export" and desc["model"]["factory"] == "tiny_mlp"
     assert desc["loss"]["name"] == "CrossEntropyLossFlat"
+    assert "splitter" not in desc  # never filled in: exports no longer write it
     with pytest.raises(pickle.UnpicklingError):
         pickle.loads(path.read_bytes())
 
@@ -82,3 +83,18 @@ def test_trusted_package_for_a_custom_model(tmp_path, monkeypatch):
     loaded = load_learner(path, trusted=("mymodels",))
     x = torch.tensor([0.5, 0.5])
     assert torch.allclose(loaded.predict(x)[2], learn.predict(x)[2], atol=1e-6)
+
+
+def test_files_with_the_old_splitter_field_still_load(tmp_path):
+    learn = trained(tmp_path)
+    blob = learn.export().read_bytes()
+    n = int.from_bytes(blob[:8], "little")
+    header = json.loads(blob[8:8 + n])
+    desc = json.loads(header["__metadata__"]["lamina"])
+    header["__metadata__"]["lamina"] = json.dumps({**desc, "splitter": None})  # as exports used to write it
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    old = tmp_path / "old.pkl"
+    old.write_bytes(len(text).to_bytes(8, "little") + text + blob[8 + n:])
+    x = torch.tensor([0.5, -0.5])
+    assert torch.allclose(load_learner(old).predict(x)[2], learn.predict(x)[2], atol=1e-6)

@@ -1,20 +1,65 @@
-"""Classification heads that go on top of a CNN body.
+"""Classification heads that go on top of a CNN body, and `HeadConfig`: a head's options as one value.
 
 Example:
     >>> head = create_head(512, 10)          # a resnet34 body gives 512 features
     >>> head(torch.randn(2, 512, 7, 7)).shape
     torch.Size([2, 10])
+    >>> HeadConfig(lin_ftrs=[256], ps=0.2).create(512, 10)   # the same, with the options carried as one value
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from torch import nn
 
 from .layers import AdaptiveConcatPool2d, Flatten, LinBnDrop, SigmoidRange, _init_norm
 
-__all__ = ["create_head", "head_dropouts"]
+__all__ = ["create_head", "head_dropouts", "HeadConfig"]
+
+
+@dataclass(frozen=True)
+class HeadConfig:
+    """The options of `create_head` (everything but the sizes ``nf`` and ``n_out``), passed around as one value.
+
+    The vision builders take the options in fastai's flat spelling (``lin_ftrs=[256], ps=0.2``), as exports
+    also hold them; `HeadConfig.from_kwargs` gathers them once and the config travels down from there.
+
+    Attributes:
+        concat_pool, pool, lin_ftrs, ps, first_bn, bn_final, lin_first, y_range: see `create_head`.
+    """
+
+    concat_pool: bool = True
+    pool: bool = True
+    lin_ftrs: Sequence[int] | None = None
+    ps: float | Sequence[float] = 0.5
+    first_bn: bool = True
+    bn_final: bool = False
+    lin_first: bool = False
+    y_range: tuple[float, float] | None = None
+
+    @classmethod
+    def from_kwargs(cls, kwargs: dict[str, Any], base: HeadConfig | None = None) -> HeadConfig:
+        """``base`` (default: the defaults) with the head options found in ``kwargs``, which loses them.
+
+        Args:
+            kwargs: keyword arguments mixing head options and others (e.g. the architecture builder's);
+                the head options are removed from it, the others stay.
+            base: the options that ``kwargs`` does not set.
+        """
+        found = {field.name: kwargs.pop(field.name) for field in dataclasses.fields(cls) if field.name in kwargs}
+        return dataclasses.replace(base or cls(), **found)
+
+    def as_kwargs(self) -> dict[str, Any]:
+        """The options by name, in fastai's flat spelling (what `create_head` and exports take)."""
+        return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
+
+    def create(self, nf: int, n_out: int) -> nn.Sequential:
+        """`create_head` with these options, for ``nf`` body features and ``n_out`` outputs."""
+        return create_head(nf, n_out, **self.as_kwargs())
 
 
 def head_dropouts(ps: float | Sequence[float], n_linear: int) -> list[float]:

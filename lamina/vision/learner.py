@@ -1,10 +1,14 @@
 """Learners for images: `vision_learner` (a CNN body and a new head) and `unet_learner` (segmentation).
 
-Both build the model from an architecture of the registry (`lamina.models.bodies`: ``resnet34`` ...), a
-torchvision builder, a timm name (a string, with the ``timm`` extra) or your own callable; add the
-pretrained weights' `Normalize` to the data once; split the model into the architecture's param groups;
-freeze the body when it is pretrained; and record in ``learn.model_config`` how `Learner.export` rebuilds
-the model (architecture by name, ``pretrained=False``: the exported weights replace any download).
+The learners assemble; the models come from `lamina.models.vision`. Each learner resolves ``arch`` once
+(`VisionArch`: a registry entry such as ``resnet34``, a torchvision builder, a timm name with the ``timm``
+extra, or your own callable), builds the model, adds the pretrained weights' `Normalize` to the data once,
+splits the model into the architecture's param groups, freezes the body when it is pretrained, and records in
+``learn.model_config`` how `Learner.export` rebuilds the model (architecture by name, ``pretrained=False``:
+the exported weights replace any download).
+
+The model builders (`create_vision_model`, `create_timm_model`, `create_unet_model`, `add_head`) and
+`resolve_arch` / `arch_name` live in `lamina.models.vision` and are importable from here too.
 
 Example:
     >>> learn = vision_learner(dls, resnet34, metrics=error_rate)
@@ -13,7 +17,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -23,149 +26,14 @@ from torch import nn
 
 from ..callbacks.precision import ChannelsLast, MixedPrecision
 from ..learner import Learner
-from ..models.bodies import (ARCHS, Arch, arch_meta, build_arch, create_body, default_split, num_features_model,
-                             timm_body)
-from ..models.heads import create_head
-from ..models.layers import init_linear
-from ..models.unet import DynamicUnet
+from ..models.heads import HeadConfig
+from ..models.vision import (VisionArch, add_head, arch_name, build_vision_model, create_timm_model,
+                             create_unet_model, create_vision_model, resolve_arch)
 from ..optim import Adam
-from ..registry import register
 from .augment import Normalize
 
 __all__ = ["vision_learner", "cnn_learner", "unet_learner", "create_vision_model", "create_timm_model",
            "create_unet_model", "add_head", "resolve_arch", "arch_name"]
-
-_TORCHVISION = "torchvision:"
-
-
-# ------------------------------------------------------------------------------------------------------------
-# Architectures by name (what an export records)
-
-
-def arch_name(arch: Any) -> str | None:
-    """How an export names ``arch``: ``'torchvision:<name>'`` for torchvision architectures, the name itself
-    for a timm string; None for other callables (which cannot be rebuilt from a name)."""
-    if isinstance(arch, str):
-        return arch
-    if isinstance(arch, Arch):
-        return _TORCHVISION + arch.name
-    module = getattr(arch, "__module__", None) or ""
-    return _TORCHVISION + arch.__name__ if module.startswith("torchvision.models") else None
-
-
-def resolve_arch(arch: Any) -> Any:
-    """``'torchvision:<name>'`` to the registry entry (or torchvision's builder); anything else unchanged.
-
-    Raises:
-        ValueError: for a ``'torchvision:'`` name that torchvision does not have.
-    """
-    if not (isinstance(arch, str) and arch.startswith(_TORCHVISION)):
-        return arch
-    name = arch[len(_TORCHVISION):]
-    if name in ARCHS:
-        return ARCHS[name]
-    import torchvision.models as tvm
-    if name not in tvm.list_models(module=tvm):
-        raise ValueError(f"torchvision has no classification model named {name!r}; received: arch={arch!r}. "
-                         f"Known names: {', '.join(sorted(ARCHS))}, ...")
-    return getattr(tvm, name)
-
-
-def _model_config(factory: str, arch: Any, kwargs: dict) -> dict | None:
-    """``{"factory", "kwargs"}`` for `Learner.export`, or None when the model cannot be described in JSON
-    (your own architecture callable, a custom head, a cut function, a non-default activation class)."""
-    name = arch_name(arch)
-    if name is None:
-        return None
-    kwargs = {"arch": name, **kwargs, "pretrained": False}
-    try:
-        kwargs = json.loads(json.dumps(kwargs))  # tuples become lists: the config equals what an export reads back
-    except (TypeError, ValueError):
-        return None
-    return {"factory": factory, "kwargs": kwargs}
-
-
-# ------------------------------------------------------------------------------------------------------------
-# Models
-
-
-def add_head(body: nn.Module, nf: int, n_out: int, init: Callable | None = nn.init.kaiming_normal_,
-             head: nn.Module | None = None, **head_kwargs: Any) -> nn.Sequential:
-    """``nn.Sequential(body, head)``: ``head`` or `create_head(nf, n_out, **head_kwargs)`, initialised with ``init``."""
-    head = create_head(nf, n_out, **head_kwargs) if head is None else head
-    if init is not None:
-        init_linear(head, init)
-    return nn.Sequential(body, head)
-
-
-def create_timm_model(arch: str, n_out: int, cut: int | Callable | None = None, pretrained: bool = True,
-                      n_in: int = 3, init: Callable | None = nn.init.kaiming_normal_,
-                      custom_head: nn.Module | None = None, concat_pool: bool = True, pool: bool = True,
-                      lin_ftrs: Sequence[int] | None = None, ps: float | Sequence[float] = 0.5, first_bn: bool = True,
-                      bn_final: bool = False, lin_first: bool = False, y_range: tuple | None = None,
-                      **kwargs: Any) -> tuple[nn.Sequential, dict]:
-    """A timm body (``timm.create_model(arch, num_classes=0, ...)``) with a new head, and timm's config.
-
-    ``kwargs`` go to ``timm.create_model``. The head pools only when the body returns a feature map.
-    """
-    body, cfg = timm_body(arch, pretrained=pretrained, n_in=n_in, cut=cut, **kwargs)
-    model = add_head(body, body.model.num_features, n_out, init=init, head=custom_head, concat_pool=concat_pool,
-                     pool=body.needs_pool and pool, lin_ftrs=lin_ftrs, ps=ps, first_bn=first_bn, bn_final=bn_final,
-                     lin_first=lin_first, y_range=y_range)
-    return model, cfg
-
-
-@register("model")
-def create_vision_model(arch: Any, n_out: int, pretrained: bool = True, weights: Any = None,
-                        cut: int | Callable | None = None, n_in: int = 3,
-                        init: Callable | None = nn.init.kaiming_normal_, custom_head: nn.Module | None = None,
-                        concat_pool: bool = True, pool: bool = True, lin_ftrs: Sequence[int] | None = None,
-                        ps: float | Sequence[float] = 0.5, first_bn: bool = True, bn_final: bool = False,
-                        lin_first: bool = False, y_range: tuple | None = None, **kwargs: Any) -> nn.Sequential:
-    """``nn.Sequential(body, head)`` for ``arch``: the body cut per `model_meta` (or ``cut``), `create_head`'s head.
-
-    Args:
-        arch: a registry entry (``resnet34``), a torchvision builder, ``'torchvision:<name>'``, a timm name
-            (any other string) or a callable returning a model.
-        n_out: outputs of the head.
-        pretrained: load the default pretrained weights (torch-hub cache, else a download).
-        weights: a specific torchvision weights member or name (wins over ``pretrained``).
-        cut, n_in: see `create_body`.
-        init: initialiser of the head (None keeps torch's).
-        custom_head: a head to use instead of `create_head`'s.
-        concat_pool, pool, lin_ftrs, ps, first_bn, bn_final, lin_first, y_range: see `create_head`.
-        **kwargs: arguments of the architecture's builder (torchvision's or ``timm.create_model``).
-
-    Raises:
-        PretrainedWeightsError: when pretrained weights are neither cached nor downloadable.
-    """
-    head_kwargs = dict(concat_pool=concat_pool, pool=pool, lin_ftrs=lin_ftrs, ps=ps, first_bn=first_bn,
-                       bn_final=bn_final, lin_first=lin_first, y_range=y_range)
-    arch = resolve_arch(arch)
-    if isinstance(arch, str):
-        return create_timm_model(arch, n_out, cut, pretrained, n_in, init, custom_head, **head_kwargs, **kwargs)[0]
-    meta = arch_meta(arch)
-    model = build_arch(arch, pretrained=pretrained, weights=weights, **kwargs)
-    body = create_body(model, n_in, pretrained, cut if cut is not None else meta["cut"])
-    return add_head(body, num_features_model(body), n_out, init=init, head=custom_head, **head_kwargs)
-
-
-@register("model")
-def create_unet_model(arch: Any, n_out: int, img_size: Sequence[int], pretrained: bool = True, weights: Any = None,
-                      cut: int | Callable | None = None, n_in: int = 3, **kwargs: Any) -> DynamicUnet:
-    """A `DynamicUnet` on the body of ``arch`` (cut as in `create_vision_model`); ``kwargs`` go to `DynamicUnet`.
-
-    Raises:
-        ValueError: for a timm name (U-Nets need a torchvision-style sequential body).
-    """
-    arch = resolve_arch(arch)
-    if isinstance(arch, str):
-        raise ValueError(f"unet_learner needs a torchvision architecture (e.g. resnet34); received the timm name "
-                         f"arch={arch!r}, whose body cannot be run stage by stage")
-    meta = arch_meta(arch)
-    model = build_arch(arch, pretrained=pretrained, weights=weights)
-    body = create_body(model, n_in, pretrained, cut if cut is not None else meta["cut"])
-    return DynamicUnet(body, n_out, img_size, **kwargs)
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -286,8 +154,9 @@ def vision_learner(dls: Any, arch: Any, normalize: bool = True, n_out: int | Non
         arch: ``resnet34`` and the other registry entries, a torchvision builder, a timm name, or a callable.
         normalize: add ``Normalize`` with the pretrained weights' statistics to ``dls`` (once).
         n_out: outputs (default ``dls.n_out``).
-        pretrained, weights, cut, init, custom_head, concat_pool, pool, lin_ftrs, ps, first_bn, bn_final,
-            lin_first, y_range, n_in: see `create_vision_model` and `create_head`.
+        pretrained, weights, cut, init, custom_head, n_in: see `build_vision_model`.
+        concat_pool, pool, lin_ftrs, ps, first_bn, bn_final, lin_first, y_range: the head's options (see
+            `create_head`), forwarded together as one `HeadConfig`.
         loss_func, opt_func, lr, splitter, cbs, metrics, path, model_dir, wd, wd_bn_bias, train_bn, moms:
             see `Learner`; ``splitter`` defaults to the architecture's split (3 groups for a resnet).
         **kwargs: arguments of the architecture's builder (e.g. timm's ``drop_path_rate``).
@@ -303,26 +172,19 @@ def vision_learner(dls: Any, arch: Any, normalize: bool = True, n_out: int | Non
     n_out = _n_out(dls, n_out, "vision_learner")
     x = _first_input(dls)
     _check_channels(x, n_in, "vision_learner")
-    arch = resolve_arch(arch)
-    head_kwargs = dict(concat_pool=concat_pool, pool=pool, lin_ftrs=lin_ftrs, ps=ps, first_bn=first_bn,
-                       bn_final=bn_final, lin_first=lin_first, y_range=y_range)
-    if isinstance(arch, str):
-        model, cfg = create_timm_model(arch, n_out, cut, pretrained, n_in, init, custom_head, **head_kwargs, **kwargs)
-        stats, split = ((cfg["mean"], cfg["std"]) if "mean" in cfg else None), default_split
-    else:
-        model = create_vision_model(arch, n_out, pretrained, weights, cut, n_in, init, custom_head,
-                                    **head_kwargs, **kwargs)
-        meta = arch_meta(arch)
-        stats, split = meta.get("stats"), meta["split"]
+    arch = VisionArch.of(arch)
+    head = HeadConfig(concat_pool, pool, lin_ftrs, ps, first_bn, bn_final, lin_first, y_range)
+    model, stats = build_vision_model(arch, n_out, head, pretrained=pretrained, weights=weights, cut=cut, n_in=n_in,
+                                      init=init, custom_head=custom_head, **kwargs)
     if normalize and pretrained:
         _add_normalize(dls, stats, n_in)
-    learn = Learner(dls, model, loss_func=loss_func, opt_func=opt_func, lr=lr, splitter=splitter or split, cbs=cbs,
-                    metrics=metrics, path=path, model_dir=model_dir, wd=wd, wd_bn_bias=wd_bn_bias, train_bn=train_bn,
-                    moms=moms)
-    config_kwargs = dict(n_out=n_out, n_in=n_in, cut=cut, **head_kwargs, **kwargs)
+    learn = Learner(dls, model, loss_func=loss_func, opt_func=opt_func, lr=lr, splitter=splitter or arch.split,
+                    cbs=cbs, metrics=metrics, path=path, model_dir=model_dir, wd=wd, wd_bn_bias=wd_bn_bias,
+                    train_bn=train_bn, moms=moms)
+    config_kwargs = dict(n_out=n_out, n_in=n_in, cut=cut, **head.as_kwargs(), **kwargs)
     if custom_head is not None:  # a module is not JSON: the export will ask for a model_config
         config_kwargs["custom_head"] = custom_head
-    learn.model_config = _model_config("create_vision_model", arch, config_kwargs)
+    learn.model_config = arch.export_config("create_vision_model", config_kwargs)
     return _finish(learn, pretrained, x)
 
 
@@ -364,17 +226,16 @@ def unet_learner(dls: Any, arch: Any, normalize: bool = True, n_out: int | None 
                       DeprecationWarning, stacklevel=2)
         kwargs = {**config, **kwargs}
     n_out = _n_out(dls, n_out, "unet_learner")
-    arch = resolve_arch(arch)
+    arch = VisionArch.of(arch)
     xb = dls.one_batch()[0]
-    _check_channels(xb, kwargs.get("n_in", 3), "unet_learner")
+    n_in = kwargs.get("n_in", 3)
+    _check_channels(xb, n_in, "unet_learner")
     img_size = tuple(int(s) for s in xb.shape[-2:])
     model = create_unet_model(arch, n_out, img_size, pretrained=pretrained, weights=weights, **kwargs)
-    meta = arch_meta(arch)
     if normalize and pretrained:
-        _add_normalize(dls, meta.get("stats"), kwargs.get("n_in", 3))
-    learn = Learner(dls, model, loss_func=loss_func, opt_func=opt_func, lr=lr, splitter=splitter or meta["split"],
+        _add_normalize(dls, arch.stats, n_in)
+    learn = Learner(dls, model, loss_func=loss_func, opt_func=opt_func, lr=lr, splitter=splitter or arch.split,
                     cbs=cbs, metrics=metrics, path=path, model_dir=model_dir, wd=wd, wd_bn_bias=wd_bn_bias,
                     train_bn=train_bn, moms=moms)
-    learn.model_config = _model_config("create_unet_model", arch,
-                                       dict(n_out=n_out, img_size=list(img_size), **kwargs))
+    learn.model_config = arch.export_config("create_unet_model", dict(n_out=n_out, img_size=list(img_size), **kwargs))
     return _finish(learn, pretrained, xb, unet=True)

@@ -1,10 +1,10 @@
-"""create_head: the layers, dropouts and options of the classification head."""
+"""create_head and HeadConfig: the layers, dropouts and options of the classification head."""
 
 import pytest
 import torch
 from torch import nn
 
-from lamina.models.heads import create_head, head_dropouts
+from lamina.models.heads import HeadConfig, create_head, head_dropouts
 from lamina.models.layers import AdaptiveConcatPool2d, Flatten, SigmoidRange
 
 
@@ -90,3 +90,25 @@ def test_block_batch_norms_start_with_a_small_bias():
     assert torch.all(norms[2].bias == 0)  # bn_final is a plain BatchNorm1d
     lin_first = [m for m in create_head(8, 3, lin_first=True) if isinstance(m, nn.BatchNorm1d)]
     assert all(torch.allclose(bn.bias, torch.full_like(bn.bias, 1e-3)) for bn in lin_first)
+
+
+def test_head_config_defaults_are_create_heads():
+    import inspect
+    defaults = {name: p.default for name, p in inspect.signature(create_head).parameters.items()
+                if name not in ("nf", "n_out")}
+    assert HeadConfig().as_kwargs() == defaults
+
+
+def test_head_config_takes_its_options_out_of_mixed_kwargs():
+    kwargs = {"lin_ftrs": [6], "y_range": (0, 1), "drop_rate": 0.1}
+    config = HeadConfig.from_kwargs(kwargs, base=HeadConfig(ps=0.2, lin_ftrs=[99]))
+    assert kwargs == {"drop_rate": 0.1}  # what is left goes to the architecture's builder
+    assert (config.lin_ftrs, config.y_range, config.ps, config.pool) == ([6], (0, 1), 0.2, True)
+    assert HeadConfig.from_kwargs({}) == HeadConfig()
+
+
+def test_head_config_creates_the_head_create_head_makes():
+    config = HeadConfig(concat_pool=False, lin_ftrs=[6], ps=[0.1, 0.3], bn_final=True)
+    assert _describe(config.create(8, 3)) == _describe(create_head(8, 3, concat_pool=False, lin_ftrs=[6],
+                                                                    ps=[0.1, 0.3], bn_final=True))
+    assert _describe(config.create(8, 3))[0] == ("AdaptiveAvgPool2d",)

@@ -15,6 +15,7 @@ from lamina.export import load_learner
 from lamina.data.loaders import DataLoaders
 from lamina.losses import CrossEntropyLossFlat
 from lamina.models.bodies import PretrainedWeightsError, resnet18
+from lamina.models.heads import HeadConfig
 from lamina.models.layers import SigmoidRange
 from lamina.models.unet import DynamicUnet
 from lamina.vision.augment import Normalize
@@ -162,6 +163,20 @@ def test_head_options_custom_head_and_splitter(offline_hub):
     assert learn.model[1] is custom and learn.model_config is None  # a module cannot be rebuilt from JSON
     two = lambda m: [list(m[0].parameters()), list(m[1].parameters())]  # noqa: E731
     assert len(vision_learner(_dls(), resnet18, pretrained=False, splitter=two).param_groups()) == 2
+
+
+def test_arch_is_resolved_once_and_the_head_options_travel_as_one_config(offline_hub, monkeypatch):
+    import lamina.models.vision as models_vision
+    resolved, heads = [], []
+    resolve, build = models_vision.resolve_arch, models_vision.build_vision_model
+    monkeypatch.setattr(models_vision, "resolve_arch", lambda arch: resolved.append(arch) or resolve(arch))
+    monkeypatch.setattr(vision_learner_module, "build_vision_model",
+                        lambda arch, n_out, head, **kw: heads.append(head) or build(arch, n_out, head, **kw))
+    learn = vision_learner(_dls(), "torchvision:resnet18", pretrained=False, lin_ftrs=[16], ps=0.1)
+    assert resolved == ["torchvision:resnet18"] and heads == [HeadConfig(lin_ftrs=[16], ps=0.1)]
+    assert learn.model_config["kwargs"]["lin_ftrs"] == [16] and learn.model[1][-1].in_features == 16
+    unet_learner(_seg_dls(), resnet18, pretrained=False, cut=4)
+    assert resolved == ["torchvision:resnet18", resnet18]
 
 
 class _FakeTimmNet(nn.Module):
