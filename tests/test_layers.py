@@ -6,7 +6,7 @@ from pathlib import Path
 import lamina
 
 ROOT = Path(lamina.__file__).parent
-L0 = {"core", "config", "registry", "data", "optim", "schedules", "models"}
+L0 = {"core", "config", "registry", "foundation", "data", "optim", "optimizer", "steppers", "schedules", "models"}
 L1 = {"learner", "callbacks", "metrics", "losses", "export", "predict", "checkpoint"}
 APPS = {"vision", "tabular", "collab", "interpret"}
 SURFACES = {"vision/all.py", "tabular/all.py", "collab/__init__.py", "basics.py", "cli.py", "testing.py", "demo.py"}
