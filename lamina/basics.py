@@ -38,6 +38,10 @@ from .losses import __all__ as _losses_all
 from .metrics import *  # noqa: F403
 from .metrics import __all__ as _metrics_all
 from .optim import SGD, Adam, OptimWrapper, RAdam, RMSProp, trainable_params
+from .optimizer import (Lamb, Larc, Lookahead, Optimizer, QHAdam, StepperAdam, StepperRAdam, StepperRMSProp,
+                        StepperSGD, ranger)
+from .steppers import __all__ as _steppers_all
+from .steppers import *  # noqa: F403  (sgd_step, weight_decay, average_grad ...: the steppers module's __all__)
 from .schedules import (SchedCos, SchedExp, SchedLin, SchedNo, SchedPoly, combine_scheds, combined_cos)
 
 __all__ = ["partial", "Path", "np", "pd", "torch", "F", "nn",
@@ -52,8 +56,9 @@ __all__ = ["partial", "Path", "np", "pd", "torch", "F", "nn",
            "TensorDataLoader", "CategoryMap", "load_learner", "Learner", "SGD", "Adam", "OptimWrapper", "RAdam",
            "RMSProp", "trainable_params", "SchedCos", "SchedExp", "SchedLin", "SchedNo", "SchedPoly",
            "combine_scheds", "combined_cos", *_losses_all, *_metrics_all,
-           # fastai's foundations
-           "L", "Module"]
+           # fastai's foundations, and its stepper optimizer with its steppers
+           "L", "Module", "Optimizer", "Lookahead", "StepperSGD", "StepperRMSProp", "StepperAdam", "StepperRAdam",
+           "QHAdam", "Larc", "Lamb", "ranger", *_steppers_all]
 
 # The one change lamina makes to a class it does not own, made here so that only the fastai-style surfaces make
 # it: fastai code lists folders with `path.ls()` (see docs/decisions.md). Importing it again changes nothing.
