@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .upload import upload_bytes
+
 __all__ = ["PILBase", "PILImage", "PILImageBW", "PILMask", "imagenet_stats", "cifar_stats", "mnist_stats",
            "load_image", "image2tensor", "image_class", "ImageReader", "MaskReader", "jsonable"]
 
@@ -173,7 +175,7 @@ class PILBase(Image.Image):
 
     @classmethod
     def create(cls, fn: ImageSource, draft: tuple[int, int] | None = None, **kwargs: Any) -> "PILBase":
-        """An image from a path, str, bytes, Pillow image, numpy array or tensor.
+        """An image from a path, str, bytes, memoryview, BytesIO, notebook upload, Pillow image, array or tensor.
 
         Arrays and tensors may be HxW, HxWxC or CxHxW; float values in [0, 1] are scaled to [0, 255] and
         uint16 values divided by 257 (masks are cast as they are: their values are class indices). Files and
@@ -198,9 +200,8 @@ class PILBase(Image.Image):
         elif isinstance(fn, (np.ndarray, torch.Tensor)):
             array = fn.detach().cpu().numpy() if isinstance(fn, torch.Tensor) else fn
             img = cls._converted(_array_to_pil(array, scale=not is_mask, name="given as an array"))
-        else:
-            raise TypeError(f"{cls.__name__}.create takes a path, str, bytes, PIL image, numpy array or tensor; "
-                            f"received {type(fn).__name__}")
+        else:  # bytes held another way (memoryview, BytesIO, an upload widget's file), or a TypeError
+            return cls.create(upload_bytes(fn, f"{cls.__name__}.create"), draft)
         return cls.from_pil(img)
 
     @classmethod
