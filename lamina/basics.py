@@ -40,9 +40,9 @@ from .metrics import __all__ as _metrics_all
 from .optim import SGD, Adam, OptimWrapper, RAdam, RMSProp, trainable_params
 from .optimizer import (Lamb, Larc, Lookahead, Optimizer, QHAdam, StepperAdam, StepperRAdam, StepperRMSProp,
                         StepperSGD, ranger)
-from .steppers import __all__ as _steppers_all
-from .steppers import *  # noqa: F403  (sgd_step, weight_decay, average_grad ...: the steppers module's __all__)
 from .schedules import (SchedCos, SchedExp, SchedLin, SchedNo, SchedPoly, combine_scheds, combined_cos)
+from .steppers import *  # noqa: F403  (sgd_step, weight_decay, average_grad ...: the steppers module's __all__)
+from .steppers import __all__ as _steppers_all
 
 __all__ = ["partial", "Path", "np", "pd", "torch", "F", "nn",
            "Callback", "CancelBackwardException", "CancelBatchException", "CancelEpochException",

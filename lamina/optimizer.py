@@ -73,7 +73,7 @@ class Optimizer:
         state: each parameter's state (``grad_avg``, ``step`` ...), keyed by the parameter.
 
     Raises:
-        ValueError: when ``params`` holds no parameter.
+        ValueError: when ``params`` holds no parameter. TypeError: when it holds something else.
     """
 
     def __init__(self, params: Iterable, cbs: Callable | Iterable[Callable], no_wd: Iterable[nn.Parameter] = (),
@@ -83,6 +83,10 @@ class Optimizer:
         self.param_lists = [params_of(group) for group in groups]
         if not any(self.param_lists):
             raise ValueError("The optimizer got no parameters: the model (or the splitter's groups) is empty")
+        odd = next((p for plist in self.param_lists for p in plist if not isinstance(p, torch.Tensor)), None)
+        if odd is not None:
+            raise TypeError(f"`params` must hold parameters or modules (or lists of them, one per group); "
+                            f"received a {type(odd).__name__} (torch-style param-group dicts are not supported)")
         self.cbs = list(cbs) if isinstance(cbs, (list, tuple, L)) else [cbs]
         self.state: defaultdict = defaultdict(dict)
         self.hypers: list[dict] = [{} for _ in self.param_lists]

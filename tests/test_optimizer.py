@@ -121,6 +121,8 @@ def test_hypers_per_group_slices_and_errors():
         opt.set_hyper("lr", [1, 2])
     with pytest.raises(ValueError, match="no parameters"):
         Optimizer([], sgd_step)
+    with pytest.raises(TypeError, match="received a dict"):
+        Optimizer([{"params": [a]}], sgd_step)
 
 
 def test_no_wd_force_train_freezing_and_clear_state():

@@ -187,7 +187,7 @@ class PILBase(Image.Image):
 
         Raises:
             TypeError: for an unsupported source. FileNotFoundError / OSError: naming an unreadable file.
-            ValueError: for a mask, naming it, when a value is not a code from 0 to 255.
+            ValueError: for a mask, naming it, when a value is not a code from 0 to 255; for several uploads.
         """
         is_mask = issubclass(cls, PILMask)
         if isinstance(fn, (str, os.PathLike, bytes, bytearray)):
