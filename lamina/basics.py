@@ -1,5 +1,9 @@
 """``from lamina.basics import *``: the Learner, its callbacks, losses, metrics, optimizers, data loaders,
-data access, and the usual ``np``/``pd``/``torch``/``nn``/``F``/``Path``/``partial``."""
+data access, fastai's ``L`` and ``Module``, and the usual ``np``/``pd``/``torch``/``nn``/``F``/``Path``/``partial``.
+
+Importing this surface (or one built on it: ``lamina.vision.all``, ``lamina.tabular.all``, ``lamina.collab``)
+gives ``pathlib.Path`` the method ``ls()`` (`lamina.foundation.patch_path_ls`), as fastai code expects.
+"""
 
 from functools import partial
 from pathlib import Path
@@ -27,13 +31,18 @@ from .data.files import get_files, get_image_files, get_text_files, image_extens
 from .data.loaders import DataLoader, DataLoaders, TensorDataLoader
 from .data.transforms import CategoryMap
 from .export import load_learner
+from .foundation import L, Module, patch_path_ls
 from .learner import Learner
 from .losses import *  # noqa: F403  (the losses module's __all__)
 from .losses import __all__ as _losses_all
 from .metrics import *  # noqa: F403
 from .metrics import __all__ as _metrics_all
 from .optim import SGD, Adam, OptimWrapper, RAdam, RMSProp, trainable_params
+from .optimizer import (Lamb, Larc, Lookahead, Optimizer, QHAdam, StepperAdam, StepperRAdam, StepperRMSProp,
+                        StepperSGD, ranger)
 from .schedules import (SchedCos, SchedExp, SchedLin, SchedNo, SchedPoly, combine_scheds, combined_cos)
+from .steppers import *  # noqa: F403  (sgd_step, weight_decay, average_grad ...: the steppers module's __all__)
+from .steppers import __all__ as _steppers_all
 
 __all__ = ["partial", "Path", "np", "pd", "torch", "F", "nn",
            "Callback", "CancelBackwardException", "CancelBatchException", "CancelEpochException",
@@ -46,4 +55,11 @@ __all__ = ["partial", "Path", "np", "pd", "torch", "F", "nn",
            "get_image_files", "get_text_files", "image_extensions", "DataLoader", "DataLoaders",
            "TensorDataLoader", "CategoryMap", "load_learner", "Learner", "SGD", "Adam", "OptimWrapper", "RAdam",
            "RMSProp", "trainable_params", "SchedCos", "SchedExp", "SchedLin", "SchedNo", "SchedPoly",
-           "combine_scheds", "combined_cos", *_losses_all, *_metrics_all]
+           "combine_scheds", "combined_cos", *_losses_all, *_metrics_all,
+           # fastai's foundations, and its stepper optimizer with its steppers
+           "L", "Module", "Optimizer", "Lookahead", "StepperSGD", "StepperRMSProp", "StepperAdam", "StepperRAdam",
+           "QHAdam", "Larc", "Lamb", "ranger", *_steppers_all]
+
+# The one change lamina makes to a class it does not own, made here so that only the fastai-style surfaces make
+# it: fastai code lists folders with `path.ls()` (see docs/decisions.md). Importing it again changes nothing.
+patch_path_ls()

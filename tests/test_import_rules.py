@@ -13,7 +13,8 @@ import pytest
 import lamina
 
 ROOT = Path(lamina.__file__).parent
-L0 = {"core", "config", "registry", "data", "optim", "optim_fused", "schedules", "models"}
+L0 = {"core", "config", "registry", "foundation", "data", "optim", "optim_fused", "optimizer", "steppers",
+      "schedules", "models"}
 L1 = {"learner", "callbacks", "metrics", "losses", "export", "predict", "checkpoint"}
 APPS = {"vision", "tabular", "collab", "interpret"}
 SURFACES = {"vision/all.py", "tabular/all.py", "collab/__init__.py", "basics.py", "cli.py", "testing.py", "demo.py"}

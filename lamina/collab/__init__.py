@@ -1,9 +1,9 @@
 """``from lamina.collab import *``: collaborative filtering on ratings tables.
 
 Everything of `lamina.basics` (the Learner, callbacks, losses, metrics, optimizers, ``untar_data``/``URLs``,
-``np``/``pd``/``torch``/``nn``/``F``/``Path``/``partial``) plus the collab data, models and learner, and (as
-fastai's collab module re-exports its tabular names) `TabularModel`, `tabular_config`, the target blocks, the
-splitters, `range_of`, `ClassificationInterpretation` and ``tensor`` (``torch.tensor``, used in chapter 8).
+``np``/``pd``/``torch``/``nn``/``F``/``Path``/``partial``) plus the collab data, models and learner, `get_emb_sz`,
+and (as fastai's collab module re-exports its tabular names) `TabularModel`, `tabular_config`, the target blocks,
+the splitters, `range_of`, `ClassificationInterpretation` and ``tensor`` (``torch.tensor``, used in chapter 8).
 
 Example:
     >>> from lamina.collab import *
@@ -22,6 +22,7 @@ from ..data.block import CategoryBlock, MultiCategoryBlock, RegressionBlock
 from ..data.splitters import IndexSplitter, RandomSplitter, range_of
 from ..interpret import ClassificationInterpretation
 from ..models.collab import EmbeddingDotBias, EmbeddingNN
+from ..models.embedding_sizes import get_emb_sz
 from ..models.layers import Embedding, LinBnDrop, SigmoidRange, emb_sz_rule
 from ..models.tabular import TabularModel, tabular_config
 from .data import CollabDataLoaders
@@ -31,4 +32,4 @@ from .synth import synth_ratings
 __all__ = [*_basics_all, "CollabDataLoaders", "EmbeddingDotBias", "EmbeddingNN", "CollabLearner", "collab_learner",
            "Embedding", "LinBnDrop", "SigmoidRange", "emb_sz_rule", "synth_ratings", "TabularModel", "tabular_config",
            "CategoryBlock", "MultiCategoryBlock", "RegressionBlock", "IndexSplitter", "RandomSplitter", "range_of",
-           "ClassificationInterpretation", "tensor"]
+           "ClassificationInterpretation", "tensor", "get_emb_sz"]

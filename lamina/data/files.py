@@ -1,7 +1,8 @@
 """Listing the files of a dataset folder, and checking that images open.
 
 Every listing is sorted (folders walked in name order, files in name order within each folder), so the
-same folder gives the same list, and the same train/valid split, on every machine.
+same folder gives the same list, and the same train/valid split, on every machine. Listings are `L`s
+(lists with fastai's helpers): ``verify_images(files).map(Path.unlink)`` deletes the broken images.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+from ..foundation import L
 
 __all__ = ["get_files", "get_image_files", "get_text_files", "image_extensions", "FileGetter", "ImageGetter",
            "verify_image", "verify_images", "describe_empty_listing"]
@@ -38,7 +41,7 @@ def _keep(folder: Path, names: Iterable[str], extensions: set[str] | None) -> li
 
 
 def get_files(path: str | Path, extensions: str | Iterable[str] | None = None, recurse: bool = True,
-              folders: str | Iterable[str] | None = None, followlinks: bool = True) -> list[Path]:
+              folders: str | Iterable[str] | None = None, followlinks: bool = True) -> L:
     """The files under ``path``, sorted, optionally only those with the given extensions.
 
     Files whose names start with ``.`` are skipped, and so are ``.``-folders when recursing.
@@ -55,7 +58,7 @@ def get_files(path: str | Path, extensions: str | Iterable[str] | None = None, r
         followlinks: follow symbolic links to folders while walking.
 
     Returns:
-        The paths, sorted folder by folder.
+        The paths, sorted folder by folder, as an `L`.
 
     Raises:
         FileNotFoundError: ``path`` does not exist. NotADirectoryError: ``path`` is a file.
@@ -67,7 +70,7 @@ def get_files(path: str | Path, extensions: str | Iterable[str] | None = None, r
         raise NotADirectoryError(f"`path` must be a folder to list files from; received the file {path}")
     extensions = _normalise_extensions(extensions)
     if not recurse:
-        return _keep(path, (entry.name for entry in os.scandir(path) if entry.is_file()), extensions)
+        return L(_keep(path, (entry.name for entry in os.scandir(path) if entry.is_file()), extensions))
     wanted = [folders] if isinstance(folders, str) else list(folders or [])
     found: list[Path] = []
     for depth, (folder, subfolders, names) in enumerate(os.walk(path, followlinks=followlinks)):
@@ -79,10 +82,10 @@ def get_files(path: str | Path, extensions: str | Iterable[str] | None = None, r
         if top and wanted and "." not in wanted:
             continue
         found += _keep(Path(folder), names, extensions)
-    return found
+    return L(found)
 
 
-def get_image_files(path: str | Path, recurse: bool = True, folders: str | Iterable[str] | None = None) -> list[Path]:
+def get_image_files(path: str | Path, recurse: bool = True, folders: str | Iterable[str] | None = None) -> L:
     """The image files under ``path`` (extensions in ``image_extensions``), sorted; see ``get_files``.
 
     Example:
@@ -91,7 +94,7 @@ def get_image_files(path: str | Path, recurse: bool = True, folders: str | Itera
     return get_files(path, extensions=image_extensions, recurse=recurse, folders=folders)
 
 
-def get_text_files(path: str | Path, recurse: bool = True, folders: str | Iterable[str] | None = None) -> list[Path]:
+def get_text_files(path: str | Path, recurse: bool = True, folders: str | Iterable[str] | None = None) -> L:
     """The ``.txt`` files under ``path``, sorted; see ``get_files``."""
     return get_files(path, extensions=[".txt"], recurse=recurse, folders=folders)
 
@@ -182,7 +185,7 @@ class FileGetter:
                  folders: str | Iterable[str] | None = None) -> None:
         self.suf, self.extensions, self.recurse, self.folders = suf, extensions, recurse, folders
 
-    def __call__(self, path: str | Path) -> list[Path]:
+    def __call__(self, path: str | Path) -> L:
         return get_files(Path(path) / self.suf, self.extensions, self.recurse, self.folders)
 
     def __repr__(self) -> str:
@@ -212,13 +215,13 @@ def verify_image(fn: str | Path) -> bool:
     return True
 
 
-def verify_images(fns: Iterable[str | Path], max_workers: int | None = None) -> list[Path]:
-    """The files among ``fns`` that fail ``verify_image``, in input order. Nothing is deleted.
+def verify_images(fns: Iterable[str | Path], max_workers: int | None = None) -> L:
+    """The files among ``fns`` that fail ``verify_image``, in input order, as an `L`. Nothing is deleted.
 
     Decoding runs in a thread pool (Pillow releases the GIL while decoding).
 
     Example:
-        >>> bad = verify_images(get_image_files(path)); [f.unlink() for f in bad]
+        >>> verify_images(get_image_files(path)).map(Path.unlink)  # delete the broken images
 
     Args:
         fns: image files to check.
@@ -228,4 +231,4 @@ def verify_images(fns: Iterable[str | Path], max_workers: int | None = None) -> 
     workers = max_workers or min(32, os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=workers) as pool:
         results = list(pool.map(verify_image, fns))
-    return [fn for fn, ok in zip(fns, results) if not ok]
+    return L([fn for fn, ok in zip(fns, results) if not ok])

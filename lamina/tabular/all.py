@@ -1,9 +1,10 @@
 """``from lamina.tabular.all import *``: tables (procs, `TabularPandas`, `TabularDataLoaders`, `tabular_learner`).
 
 Everything of `lamina.basics` (the Learner, callbacks, losses, metrics, optimizers, ``untar_data``/``URLs``,
-``load_learner``, ``np``/``pd``/``torch``/``nn``/``F``/``Path``/``partial``) plus the tabular names, the target
-blocks (``y_block=RegressionBlock()``), the splitters (``splits=RandomSplitter()(range_of(df))``),
-`ClassificationInterpretation` and ``tensor`` (``torch.tensor``).
+``load_learner``, ``np``/``pd``/``torch``/``nn``/``F``/``Path``/``partial``) plus the tabular names (with
+``add_datepart``, ``add_elapsed_times`` and ``df_shrink``), the target blocks (``y_block=RegressionBlock()``),
+the splitters (``splits=RandomSplitter()(range_of(df))``), `ClassificationInterpretation` and ``tensor``
+(``torch.tensor``).
 
 Example:
     >>> from lamina.tabular.all import *
@@ -25,9 +26,11 @@ from ..interpret import ClassificationInterpretation
 from ..models.layers import Embedding, LinBnDrop, SigmoidRange, emb_sz_rule
 from ..models.tabular import TabularModel, tabular_config
 from .data import TabularDataLoaders, TabularPandas, cont_cat_split
+from .dates import add_datepart, add_elapsed_times, make_date
 from .learner import TabularLearner, TabularRow, get_emb_sz, tabular_learner
 from .processor import TabularProcessor
 from .procs import PROCS, Categorify, FillMissing, FillStrategy, Normalize, TabularProc
+from .shrink import df_shrink, df_shrink_dtypes
 from .synth import adult_like
 
 __all__ = [*_basics_all, "TabularPandas", "TabularProcessor", "TabularProc", "Categorify", "FillMissing",
@@ -35,4 +38,6 @@ __all__ = [*_basics_all, "TabularPandas", "TabularProcessor", "TabularProc", "Ca
            "TabularLearner", "TabularRow", "tabular_learner", "get_emb_sz", "TabularModel", "tabular_config",
            "Embedding", "LinBnDrop", "SigmoidRange", "emb_sz_rule", "adult_like",
            "CategoryBlock", "MultiCategoryBlock", "RegressionBlock", "IndexSplitter", "RandomSplitter", "range_of",
-           "ClassificationInterpretation", "tensor"]
+           "ClassificationInterpretation", "tensor",
+           # table helpers: date features, smaller dtypes
+           "make_date", "add_datepart", "add_elapsed_times", "df_shrink", "df_shrink_dtypes"]

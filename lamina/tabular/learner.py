@@ -27,7 +27,7 @@ import torch
 from ..export import ExportError
 from ..learner import Learner
 from ..models.activations import activation_config
-from ..models.layers import emb_sz_rule
+from ..models.embedding_sizes import get_emb_sz  # its home; still importable from here
 from ..models.tabular import TabularModel, tabular_config
 from ..registry import register
 from .tables import decode_targets, show_frame
@@ -41,31 +41,6 @@ class TabularRow(pd.DataFrame):
     def show(self) -> None:
         """Show the row as a table: displayed in a notebook, printed elsewhere (returns None, as in fastai)."""
         show_frame(self)
-
-
-def get_emb_sz(to: Any, sz_dict: Mapping[str, int] | None = None) -> list[tuple[int, int]]:
-    """``(n_categories, width)`` per categorical column, in ``cat_names`` order.
-
-    Args:
-        to: a `TabularPandas` or `TabularDataLoaders` (anything with ``classes`` and ``cat_names``).
-        sz_dict: widths that override `emb_sz_rule` for some columns.
-
-    Raises:
-        ValueError: when a categorical column has no vocabulary (no `Categorify` among the procs), or
-            ``sz_dict`` names a column that is not categorical.
-    """
-    sz_dict = dict(sz_dict or {})
-    unknown = [c for c in sz_dict if c not in to.cat_names]
-    if unknown:
-        raise ValueError(f"`emb_szs` names columns that are not categorical inputs: {unknown}; "
-                         f"categorical columns: {to.cat_names}")
-    classes, sizes = to.classes, []
-    for col in to.cat_names:
-        if col not in classes:
-            raise ValueError(f"Categorical column {col!r} has no vocabulary: add Categorify to `procs`")
-        n_cat = len(classes[col])
-        sizes.append((n_cat, int(sz_dict.get(col, emb_sz_rule(n_cat)))))
-    return sizes
 
 
 @register("learner")

@@ -7,8 +7,8 @@ the architectures (``resnet34`` ...), ``vision_learner``/``cnn_learner``/``unet_
 and ``plt`` (``matplotlib.pyplot``, as fastai's surface has it: notebooks plot with it). torchvision is not
 imported here: it loads when a model is built.
 
-Not provided: fastai's ``L`` (lamina uses plain lists); fastai's typed tensors (``TensorImage`` ...), since
-batches here are plain tensors whose meaning is in the loaders' ``kinds``.
+Not provided: fastai's typed tensors (``TensorImage`` ...), since batches here are plain tensors whose meaning is
+in the loaders' ``kinds``.
 
 Example:
     >>> from lamina.vision.all import *

@@ -25,6 +25,7 @@ from PIL import Image
 
 from ..data.loaders import DLS_TYPES
 from ..data.transforms import TypeTransform, jsonable
+from .upload import upload_bytes
 
 __all__ = ["PILBase", "PILImage", "PILImageBW", "PILMask", "imagenet_stats", "cifar_stats", "mnist_stats",
            "load_image", "image2tensor", "image_class", "ImageReader", "MaskReader",
@@ -163,7 +164,7 @@ class PILBase(Image.Image):
 
     @classmethod
     def create(cls, fn: ImageSource, draft: tuple[int, int] | None = None, **kwargs: Any) -> "PILBase":
-        """An image from a path, str, bytes, Pillow image, numpy array or tensor.
+        """An image from a path, str, bytes, memoryview, BytesIO, notebook upload, Pillow image, array or tensor.
 
         Arrays and tensors may be HxW, HxWxC or CxHxW; float values in [0, 1] are scaled to [0, 255] and
         uint16 values divided by 257 (masks are cast as they are: their values are class indices). Files and
@@ -175,7 +176,7 @@ class PILBase(Image.Image):
 
         Raises:
             TypeError: for an unsupported source. FileNotFoundError / OSError: naming an unreadable file.
-            ValueError: for a mask, naming it, when a value is not a code from 0 to 255.
+            ValueError: for a mask, naming it, when a value is not a code from 0 to 255; for several uploads.
         """
         is_mask = issubclass(cls, PILMask)
         if isinstance(fn, (str, os.PathLike, bytes, bytearray)):
@@ -188,9 +189,8 @@ class PILBase(Image.Image):
         elif isinstance(fn, (np.ndarray, torch.Tensor)):
             array = fn.detach().cpu().numpy() if isinstance(fn, torch.Tensor) else fn
             img = cls._converted(_array_to_pil(array, scale=not is_mask, name="given as an array"))
-        else:
-            raise TypeError(f"{cls.__name__}.create takes a path, str, bytes, PIL image, numpy array or tensor; "
-                            f"received {type(fn).__name__}")
+        else:  # bytes held another way (memoryview, BytesIO, an upload widget's file), or a TypeError
+            return cls.create(upload_bytes(fn, f"{cls.__name__}.create"), draft)
         return cls.from_pil(img)
 
     @classmethod

@@ -1,4 +1,4 @@
-"""CollabDataLoaders: columns, the seeded split, vocabularies fitted on training rows, tensor batching, new pairs."""
+"""CollabDataLoaders: columns, the seeded split, vocabularies from all rows, tensor batching, new pairs."""
 
 import json
 from collections import Counter
@@ -47,15 +47,16 @@ def test_seeded_split_is_torch_randperm_and_repeats(ratings):
     assert got == list(zip(expected.userId, expected.movieId, expected.rating.astype(float)))
 
 
-def test_vocab_is_fitted_on_training_rows_and_unseen_ids_get_na():
+def test_vocab_is_built_from_all_rows_so_validation_only_ids_get_their_own_code():
     first_valid = torch.randperm(5, generator=torch.Generator().manual_seed(3))[0].item()
     rows = [("u1", "b", 1.0), ("u2", "a", 2.0), ("u1", "a", 3.0), ("u2", "b", 4.0)]
     rows.insert(first_valid, ("u9", "zz", 5.0))  # the only validation row (valid_pct=0.2 of 5 rows)
     ratings = pd.DataFrame(rows, columns=["user", "film", "stars"]).assign(extra=0)
     dls = CollabDataLoaders.from_df(ratings, valid_pct=0.2, seed=3, bs=2)
-    assert list(dls.classes["user"]) == ["#na#", "u1", "u2"]
-    assert list(dls.classes["film"]) == ["#na#", "a", "b"]
-    assert dls.valid.tensors[0].tolist() == [[0, 0]] and dls.valid.tensors[1].tolist() == [[5.0]]
+    assert list(dls.classes["user"]) == ["#na#", "u1", "u2", "u9"]  # as fastai's: from every row
+    assert list(dls.classes["film"]) == ["#na#", "a", "b", "zz"]
+    assert dls.valid.tensors[0].tolist() == [[3, 3]] and dls.valid.tensors[1].tolist() == [[5.0]]
+    assert 3 not in dls.train.tensors[0].flatten().tolist()
 
 
 def test_columns_by_name():
