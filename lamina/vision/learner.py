@@ -28,6 +28,7 @@ from ..models.bodies import (ARCHS, Arch, arch_meta, build_arch, create_body, de
 from ..models.heads import create_head
 from ..models.layers import init_linear
 from ..models.unet import DynamicUnet
+from ..models.xresnet import XRESNETS
 from ..optim import Adam
 from ..registry import register
 from .augment import Normalize
@@ -36,6 +37,7 @@ __all__ = ["vision_learner", "cnn_learner", "unet_learner", "create_vision_model
            "create_unet_model", "add_head", "resolve_arch", "arch_name"]
 
 _TORCHVISION = "torchvision:"
+_LAMINA = "lamina:"  # lamina's own architectures (the xresnets), by name
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -49,6 +51,8 @@ def arch_name(arch: Any) -> str | None:
         return arch
     if isinstance(arch, Arch):
         return _TORCHVISION + arch.name
+    if XRESNETS.get(getattr(arch, "__name__", None)) is arch:
+        return _LAMINA + arch.__name__
     module = getattr(arch, "__module__", None) or ""
     return _TORCHVISION + arch.__name__ if module.startswith("torchvision.models") else None
 
@@ -57,8 +61,13 @@ def resolve_arch(arch: Any) -> Any:
     """``'torchvision:<name>'`` to the registry entry (or torchvision's builder); anything else unchanged.
 
     Raises:
-        ValueError: for a ``'torchvision:'`` name that torchvision does not have.
+        ValueError: for a ``'torchvision:'`` name that torchvision does not have (or a ``'lamina:'`` one).
     """
+    if isinstance(arch, str) and arch.startswith(_LAMINA):
+        if arch[len(_LAMINA):] not in XRESNETS:
+            raise ValueError(f"`arch` names no lamina architecture; received: arch={arch!r}. Known: "
+                             f"{', '.join(_LAMINA + n for n in XRESNETS)}")
+        return XRESNETS[arch[len(_LAMINA):]]
     if not (isinstance(arch, str) and arch.startswith(_TORCHVISION)):
         return arch
     name = arch[len(_TORCHVISION):]
