@@ -13,7 +13,10 @@ from torch import nn
 from .callbacks.core import (Callback, CancelBackwardException, CancelBatchException, CancelEpochException,
                              CancelFitException, CancelStepException, CancelTrainException,
                              CancelValidException)
+from .callbacks.hook import (ActivationStats, Hook, HookCallback, Hooks, dummy_eval, has_params, hook_output,
+                             hook_outputs, model_sizes, num_features_model)
 from .callbacks.logging import CSVLogger
+from .callbacks.mixup import CutMix, MixHandler, MixUp
 from .callbacks.precision import ChannelsLast, MixedPrecision
 from .callbacks.progress import ProgressCallback
 from .callbacks.recorder import Recorder
@@ -46,4 +49,6 @@ __all__ = ["partial", "Path", "np", "pd", "torch", "F", "nn",
            "get_image_files", "get_text_files", "image_extensions", "DataLoader", "DataLoaders",
            "TensorDataLoader", "CategoryMap", "load_learner", "Learner", "SGD", "Adam", "OptimWrapper", "RAdam",
            "RMSProp", "trainable_params", "SchedCos", "SchedExp", "SchedLin", "SchedNo", "SchedPoly",
-           "combine_scheds", "combined_cos", *_losses_all, *_metrics_all]
+           "combine_scheds", "combined_cos", *_losses_all, *_metrics_all,
+           "Hook", "Hooks", "hook_output", "hook_outputs", "HookCallback", "ActivationStats", "dummy_eval",
+           "model_sizes", "num_features_model", "has_params", "MixHandler", "MixUp", "CutMix"]
