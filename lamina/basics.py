@@ -17,7 +17,10 @@ from torch import nn
 from .callbacks.core import (Callback, CancelBackwardException, CancelBatchException, CancelEpochException,
                              CancelFitException, CancelStepException, CancelTrainException,
                              CancelValidException)
+from .callbacks.hook import (ActivationStats, Hook, HookCallback, Hooks, dummy_eval, has_params, hook_output,
+                             hook_outputs, model_sizes, num_features_model)
 from .callbacks.logging import CSVLogger
+from .callbacks.mixup import CutMix, MixHandler, MixUp
 from .callbacks.precision import ChannelsLast, MixedPrecision
 from .callbacks.progress import ProgressCallback
 from .callbacks.recorder import Recorder
@@ -58,7 +61,9 @@ __all__ = ["partial", "Path", "np", "pd", "torch", "F", "nn",
            "combine_scheds", "combined_cos", *_losses_all, *_metrics_all,
            # fastai's foundations, and its stepper optimizer with its steppers
            "L", "Module", "Optimizer", "Lookahead", "StepperSGD", "StepperRMSProp", "StepperAdam", "StepperRAdam",
-           "QHAdam", "Larc", "Lamb", "ranger", *_steppers_all]
+           "QHAdam", "Larc", "Lamb", "ranger", *_steppers_all,
+           "Hook", "Hooks", "hook_output", "hook_outputs", "HookCallback", "ActivationStats", "dummy_eval",
+           "model_sizes", "num_features_model", "has_params", "MixHandler", "MixUp", "CutMix"]
 
 # The one change lamina makes to a class it does not own, made here so that only the fastai-style surfaces make
 # it: fastai code lists folders with `path.ls()` (see docs/decisions.md). Importing it again changes nothing.

@@ -317,6 +317,11 @@ class Learner(CallbackListMixin, OptimizerMixin, ScheduleMixin, PredictMixin, Ch
         from .export import export_learner
         return export_learner(self, fname)
 
+    def summary(self) -> str:
+        """A table of the model's layers, output shapes and parameters, then optimizer, loss and callbacks."""
+        from .callbacks.summary import learner_summary
+        return learner_summary(self)
+
     def __repr__(self) -> str:
         return f"Learner(model={type(self.model).__name__}, loss={type(self.loss_func).__name__}, cbs={self.cbs})"
 

@@ -33,6 +33,7 @@ from torch import nn
 
 from ..optim import params_of
 from .layers import MaxPool2d
+from .xresnet import XRESNETS
 
 __all__ = ["Arch", "ARCHS", "model_meta", "arch_meta", "BodySplit", "default_split", "build_arch", "create_body",
            "num_features_model", "in_channels", "dummy_eval", "weights_file", "PretrainedWeightsError", "TimmBody",
@@ -193,6 +194,8 @@ __all__ += list(ARCHS)
 
 # fastai's table, keyed by architecture; users may add their own entries.
 model_meta: dict[Any, dict] = {a: {"cut": a.cut, "split": a.split, "stats": a.stats} for a in ARCHS.values()}
+# fastai's xresnets (lamina.models.xresnet): the body stops before the pool; groups: stem | stages | head.
+model_meta.update({a: {"cut": -4, "split": BodySplit(3), "stats": IMAGENET_STATS} for a in XRESNETS.values()})
 
 
 def _torchvision_name(arch: Any) -> str | None:

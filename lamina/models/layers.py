@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .attention import SEModule, SimpleSelfAttention
+
 __all__ = ["Embedding", "MaxPool2d", "LinBnDrop", "SigmoidRange", "Flatten", "AdaptiveConcatPool2d", "emb_sz_rule",
            "init_linear", "default_init", "NormType", "BatchNorm", "InstanceNorm", "ConvLayer", "icnr_init",
            "PixelShuffle_ICNR", "ResBlock", "SelfAttention", "MergeLayer", "ResizeToOrig"]
@@ -284,42 +286,58 @@ class PixelShuffle_ICNR(nn.Sequential):
 class ResBlock(nn.Module):
     """A residual block: ``act(convs(x) + shortcut(x))``.
 
-    ``expansion=1`` gives two 3×3 convs (``ni → nf → nf``); ``expansion>1`` a bottleneck
-    ``1×1 → 3×3 → 1×1`` with ``ni * expansion`` inputs and ``nf * expansion`` outputs. The last conv's
-    norm starts at zero (``BatchZero``) so the block starts as the identity. The shortcut is an
-    average pool when ``stride > 1`` and a 1×1 conv when the channels differ.
+    ``expansion=1`` gives two ``ks×ks`` convs (``ni → nh2 → nf``); ``expansion>1`` a bottleneck
+    ``1×1 → ks×ks → 1×1`` (``ni → nh1 → nh2 → nf``) with ``ni * expansion`` inputs and ``nf * expansion``
+    outputs. The last conv's norm starts at zero (``BatchZero``) so the block starts as the identity. The
+    shortcut is a pool when ``stride > 1`` and a 1×1 conv when the channels differ.
 
     Args:
         expansion: 1 (basic block) or the bottleneck factor.
         ni: input channels (before expansion).
         nf: output channels (before expansion).
-        stride: stride of the first 3×3 conv.
+        stride: stride of the ``ks×ks`` conv.
         ks: kernel size.
         act_cls: activation class.
         norm_type: norm of the convs (None for none).
         ndim: spatial dimensions.
+        groups: groups of the ``ks×ks`` conv (ResNeXt); ``dw`` makes it depthwise.
+        reduction: add a squeeze-and-excitation `SEModule` with this reduction (None: none).
+        nh1, nh2: hidden widths (default ``nf``).
+        g2: groups of the last conv.
+        sa, sym: add a `SimpleSelfAttention` (symmetric with ``sym``).
+        pool: the shortcut's pool, called as ``pool(stride, ndim=ndim, ceil_mode=True)`` (default average).
+        pool_first: pool before the shortcut's conv.
         **kwargs: more arguments of every `ConvLayer` of the block (``init``, ``bias_std``, ``bn_1st`` ...).
     """
 
     def __init__(self, expansion: int, ni: int, nf: int, stride: int = 1, ks: int = 3,
                  act_cls: type[nn.Module] = nn.ReLU, norm_type: NormType | None = NormType.Batch, ndim: int = 2,
-                 **kwargs: Any):
+                 groups: int = 1, reduction: int | None = None, nh1: int | None = None, nh2: int | None = None,
+                 dw: bool = False, g2: int = 1, sa: bool = False, sym: bool = False, pool: Callable | None = None,
+                 pool_first: bool = True, **kwargs: Any):
         super().__init__()
         last_norm = {NormType.Batch: NormType.BatchZero, NormType.Instance: NormType.InstanceZero}.get(
             norm_type, norm_type)
-        hidden = nf
+        nh2 = nf if nh2 is None else nh2
+        nh1 = nh2 if nh1 is None else nh1
         ni, nf = ni * expansion, nf * expansion
         common = dict(ndim=ndim, act_cls=act_cls, norm_type=norm_type, **kwargs)
-        last = dict(ndim=ndim, act_cls=None, norm_type=last_norm, **kwargs)
+        last = dict(ndim=ndim, act_cls=None, norm_type=last_norm, groups=g2, **kwargs)
         if expansion == 1:
-            convs = [ConvLayer(ni, hidden, ks, stride=stride, **common), ConvLayer(hidden, nf, ks, **last)]
+            convs = [ConvLayer(ni, nh2, ks, stride=stride, groups=ni if dw else groups, **common),
+                     ConvLayer(nh2, nf, ks, **last)]
         else:
-            convs = [ConvLayer(ni, hidden, 1, **common), ConvLayer(hidden, hidden, ks, stride=stride, **common),
-                     ConvLayer(hidden, nf, 1, **last)]
+            convs = [ConvLayer(ni, nh1, 1, **common),
+                     ConvLayer(nh1, nh2, ks, stride=stride, groups=nh1 if dw else groups, **common),
+                     ConvLayer(nh2, nf, 1, **last)]
+        convs += [SEModule(nf, reduction, act_cls, ndim)] if reduction else []
+        convs += [SimpleSelfAttention(nf, ks=1, sym=sym)] if sa else []
         self.convpath = nn.Sequential(*convs)
-        shortcut = [getattr(nn, f"AvgPool{ndim}d")(stride, ceil_mode=True)] if stride != 1 else []
-        if ni != nf:
-            shortcut.append(ConvLayer(ni, nf, 1, ndim=ndim, act_cls=None, norm_type=norm_type, **kwargs))
+        shortcut = [ConvLayer(ni, nf, 1, ndim=ndim, act_cls=None, norm_type=norm_type, **kwargs)] if ni != nf else []
+        if stride != 1:
+            down = pool(stride, ndim=ndim, ceil_mode=True) if pool is not None else \
+                getattr(nn, f"AvgPool{ndim}d")(stride, ceil_mode=True)
+            shortcut.insert(0 if pool_first else len(shortcut), down)
         self.idpath = nn.Sequential(*shortcut)
         self.act = act_cls()
 

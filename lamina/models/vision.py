@@ -29,11 +29,13 @@ from .bodies import ARCHS, Arch, arch_meta, build_arch, create_body, default_spl
 from .heads import HeadConfig
 from .layers import init_linear
 from .unet import DynamicUnet
+from .xresnet import XRESNETS
 
 __all__ = ["VisionArch", "arch_name", "resolve_arch", "add_head", "build_vision_model", "create_vision_model",
            "create_timm_model", "create_unet_model"]
 
 _TORCHVISION = "torchvision:"
+_LAMINA = "lamina:"  # lamina's own architectures (the xresnets), by name
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -47,6 +49,8 @@ def arch_name(arch: Any) -> str | None:
         return arch
     if isinstance(arch, Arch):
         return _TORCHVISION + arch.name
+    if XRESNETS.get(getattr(arch, "__name__", None)) is arch:
+        return _LAMINA + arch.__name__
     module = getattr(arch, "__module__", None) or ""
     return _TORCHVISION + arch.__name__ if module.startswith("torchvision.models") else None
 
@@ -55,8 +59,13 @@ def resolve_arch(arch: Any) -> Any:
     """``'torchvision:<name>'`` to the registry entry (or torchvision's builder); anything else unchanged.
 
     Raises:
-        ValueError: for a ``'torchvision:'`` name that torchvision does not have.
+        ValueError: for a ``'torchvision:'`` name that torchvision does not have (or a ``'lamina:'`` one).
     """
+    if isinstance(arch, str) and arch.startswith(_LAMINA):
+        if arch[len(_LAMINA):] not in XRESNETS:
+            raise ValueError(f"`arch` names no lamina architecture; received: arch={arch!r}. Known: "
+                             f"{', '.join(_LAMINA + n for n in XRESNETS)}")
+        return XRESNETS[arch[len(_LAMINA):]]
     if not (isinstance(arch, str) and arch.startswith(_TORCHVISION)):
         return arch
     name = arch[len(_TORCHVISION):]
@@ -93,7 +102,7 @@ class VisionArch:
         """Resolve ``arch`` (see the module's docstring); a `VisionArch` is returned as it is.
 
         Raises:
-            ValueError: for a ``'torchvision:'`` name that torchvision does not have.
+            ValueError: for a ``'torchvision:'`` name that torchvision does not have (or a ``'lamina:'`` one).
         """
         if isinstance(arch, VisionArch):
             return arch

@@ -38,6 +38,10 @@ from ..models.heads import create_head
 from ..models.layers import (AdaptiveConcatPool2d, BatchNorm, ConvLayer, Flatten, LinBnDrop, MergeLayer, NormType,
                              PixelShuffle_ICNR, ResBlock, ResizeToOrig, SelfAttention, SigmoidRange)
 from ..models.unet import DynamicUnet, UnetBlock
+from ..models.attention import SEModule, SimpleSelfAttention
+from ..models.xresnet import (XRESNETS, AdaptiveAvgPool, AvgPool, MaxPool, SEBlock, SEResNeXtBlock, SeparableBlock,
+                              XResNet, init_cnn)
+from ..models.xresnet import *  # noqa: F403  (the xresnets: xresnet18 ... xse_resnext50_deeper)
 from .augment import (AffineCoordTfm, Brightness, Contrast, Dihedral, Flip, Hue, IntToFloatTensor, LightingTfm,
                       Normalize, RandomErasing, RandomResizedCropGPU, Rotate, Saturation, Warp, Zoom, aug_transforms,
                       setup_aug_tfms)
@@ -67,10 +71,13 @@ __all__ = [
     "Saturation", "Hue", "RandomErasing", "ImageBlock", "MaskBlock", "ImageDataLoaders", "SegmentationDataLoaders",
     "show_image", "show_images",
     # models and learners
-    "ARCHS", "model_meta", "create_body", "num_features_model", "PretrainedWeightsError", "create_head",
+    "ARCHS", "model_meta", "create_body", "PretrainedWeightsError", "create_head",  # num_features_model: basics
     "AdaptiveConcatPool2d", "Flatten", "LinBnDrop", "SigmoidRange", "BatchNorm", "ConvLayer", "NormType",
     "PixelShuffle_ICNR", "ResBlock", "SelfAttention", "MergeLayer", "ResizeToOrig", "DynamicUnet", "UnetBlock",
     "vision_learner", "cnn_learner", "unet_learner", "create_vision_model", "create_timm_model", "create_unet_model",
     "Interpretation", "ClassificationInterpretation", "SegmentationInterpretation",
     *ARCHS,
+    # xresnets and their blocks
+    "XResNet", "init_cnn", "SEBlock", "SEResNeXtBlock", "SeparableBlock", "SEModule", "SimpleSelfAttention",
+    "AvgPool", "MaxPool", "AdaptiveAvgPool", *XRESNETS,
 ]
