@@ -14,13 +14,16 @@ from .callbacks.core import (Callback, CancelBackwardException, CancelBatchExcep
                              CancelFitException, CancelStepException, CancelTrainException,
                              CancelValidException)
 from .callbacks.logging import CSVLogger
+from .callbacks.mlflow import MLFlowCallback
 from .callbacks.precision import ChannelsLast, MixedPrecision
 from .callbacks.progress import ProgressCallback
 from .callbacks.recorder import Recorder
 from .callbacks.schedule import LRFinder, ParamScheduler, SuggestionMethod, minimum, slide, steep, valley
+from .callbacks.tensorboard import TensorBoardCallback
 from .callbacks.tracker import EarlyStoppingCallback, ReduceLROnPlateau, SaveModelCallback, TrackerCallback
 from .callbacks.training import (BnFreeze, GradientAccumulation, GradientClip, ShortEpochCallback, SkipToEpoch,
                                  TerminateOnNaNCallback, TrainEvalCallback)
+from .callbacks.wandb import WandbCallback
 from .core import default_device, set_seed, to_device
 from .data.external import URLs, download_url, untar_data
 from .data.files import get_files, get_image_files, get_text_files, image_extensions
@@ -46,4 +49,5 @@ __all__ = ["partial", "Path", "np", "pd", "torch", "F", "nn",
            "get_image_files", "get_text_files", "image_extensions", "DataLoader", "DataLoaders",
            "TensorDataLoader", "CategoryMap", "load_learner", "Learner", "SGD", "Adam", "OptimWrapper", "RAdam",
            "RMSProp", "trainable_params", "SchedCos", "SchedExp", "SchedLin", "SchedNo", "SchedPoly",
-           "combine_scheds", "combined_cos", *_losses_all, *_metrics_all]
+           "combine_scheds", "combined_cos", *_losses_all, *_metrics_all,
+           "TensorBoardCallback", "WandbCallback", "MLFlowCallback"]
