@@ -21,13 +21,16 @@ from .callbacks.hook import (ActivationStats, Hook, HookCallback, Hooks, dummy_e
                              hook_outputs, model_sizes, num_features_model)
 from .callbacks.logging import CSVLogger
 from .callbacks.mixup import CutMix, MixHandler, MixUp
+from .callbacks.mlflow import MLFlowCallback
 from .callbacks.precision import ChannelsLast, MixedPrecision
 from .callbacks.progress import ProgressCallback
 from .callbacks.recorder import Recorder
 from .callbacks.schedule import LRFinder, ParamScheduler, SuggestionMethod, minimum, slide, steep, valley
+from .callbacks.tensorboard import TensorBoardCallback
 from .callbacks.tracker import EarlyStoppingCallback, ReduceLROnPlateau, SaveModelCallback, TrackerCallback
 from .callbacks.training import (BnFreeze, GradientAccumulation, GradientClip, ShortEpochCallback, SkipToEpoch,
                                  TerminateOnNaNCallback, TrainEvalCallback)
+from .callbacks.wandb import WandbCallback
 from .core import default_device, set_seed, to_device
 from .data.external import URLs, download_url, untar_data
 from .data.files import get_files, get_image_files, get_text_files, image_extensions
@@ -63,7 +66,8 @@ __all__ = ["partial", "Path", "np", "pd", "torch", "F", "nn",
            "L", "Module", "Optimizer", "Lookahead", "StepperSGD", "StepperRMSProp", "StepperAdam", "StepperRAdam",
            "QHAdam", "Larc", "Lamb", "ranger", *_steppers_all,
            "Hook", "Hooks", "hook_output", "hook_outputs", "HookCallback", "ActivationStats", "dummy_eval",
-           "model_sizes", "num_features_model", "has_params", "MixHandler", "MixUp", "CutMix"]
+           "model_sizes", "num_features_model", "has_params", "MixHandler", "MixUp", "CutMix",
+           "TensorBoardCallback", "WandbCallback", "MLFlowCallback"]
 
 # The one change lamina makes to a class it does not own, made here so that only the fastai-style surfaces make
 # it: fastai code lists folders with `path.ls()` (see docs/decisions.md). Importing it again changes nothing.
