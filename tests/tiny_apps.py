@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import torch
 
 from lamina.collab import CollabDataLoaders, collab_learner, synth_ratings
@@ -63,7 +64,8 @@ def segmenter(folder: Path):
 def tabular():
     """An Adult-like salary classifier (two categorical columns, two continuous ones with gaps)."""
     torch.manual_seed(0)
-    df = adult_like(200, seed=0)
+    raw = adult_like(200, seed=0)  # its text has the Adult CSV's leading spaces, which read_csv(skipinitialspace) drops
+    df = raw.apply(lambda col: col.str.strip() if pd.api.types.is_string_dtype(col) else col)
     dls = TabularDataLoaders.from_df(df, y_names="salary", cat_names=["workclass", "education"],
                                      cont_names=["age", "education-num"],
                                      procs=[Categorify, FillMissing, TabularNormalize], bs=32, seed=0, device="cpu")
