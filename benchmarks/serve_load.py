@@ -166,6 +166,12 @@ def report(rows: list[dict], args: argparse.Namespace) -> str:
     for r in rows:
         lines.append(f"| {r['app']} | {'on' if r['batching'] else 'off'} | {r['requests']} | {r['errors']} | "
                      f"{r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['req_per_s']:.0f} | {r['mean_batch']:.1f} |")
+    lines += ["", "How to read it: a request's latency is its wait for the passes ahead of it plus its own pass. "
+              "Batching pays when a pass costs more than the work around it (decoding, HTTP), as for the image "
+              "model: fewer, larger passes. For a model cheaper than that work (the tabular MLP) there is little to "
+              "save, and the wait for company can cost more than it saves. `mean batch` is the number of requests "
+              "per pass; with the clients in the same process as the server, fewer requests are in flight at once "
+              "than there are clients."]
     return "\n".join(lines) + "\n"
 
 
