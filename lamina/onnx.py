@@ -69,7 +69,7 @@ def to_onnx(learn: Any, path: str | Path, dynamic_batch: bool = True, opset: int
         learn: a Learner of the vision (classifier, U-Net), tabular or collab application, trained or loaded
             with ``load_learner``.
         path: the file; a relative path is under ``learn.path`` (as for ``learn.export``).
-        dynamic_batch: the batch dimension is free; otherwise the graph takes batches of 2 only.
+        dynamic_batch: the batch dimension is free; otherwise every dimension is fixed (batches of 2).
         opset: the ONNX opset (default: torch's).
 
     Returns:
@@ -89,8 +89,10 @@ def to_onnx(learn: Any, path: str | Path, dynamic_batch: bool = True, opset: int
     spec = graph_spec(learn)
     path = Path(path)
     path = path if path.is_absolute() else Path(learn.path) / path
-    axes = spec.dynamic_axes if dynamic_batch else {}
-    proto = onnx.load_from_string(_trace(learn.model, spec, axes, opset))
+    if not dynamic_batch:
+        spec.dynamic_axes = {}
+        spec.metadata["lamina.inputs"] = _describe_inputs(spec)
+    proto = onnx.load_from_string(_trace(learn.model, spec, opset))
     for key, value in spec.metadata.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value if isinstance(value, str) else json.dumps(value, default=str)
@@ -101,7 +103,7 @@ def to_onnx(learn: Any, path: str | Path, dynamic_batch: bool = True, opset: int
     return atomic_write(path, lambda f: f.write(data), size_hint=len(data), what="ONNX export")
 
 
-def _trace(model: nn.Module, spec: GraphSpec, axes: dict, opset: int | None) -> bytes:
+def _trace(model: nn.Module, spec: GraphSpec, opset: int | None) -> bytes:
     """The ONNX bytes of ``spec.module`` traced on its examples, with ``model`` in eval mode meanwhile."""
     was_training = model.training
     model.eval()
@@ -114,7 +116,8 @@ def _trace(model: nn.Module, spec: GraphSpec, axes: dict, opset: int | None) -> 
             if _fixed_sizes(spec):  # lamina's Python shape checks then compare sizes that cannot change
                 warnings.filterwarnings("ignore", category=torch.jit.TracerWarning, module=r"lamina\.")
             torch.onnx.export(spec.module, spec.examples, buffer, dynamo=False, input_names=spec.input_names,
-                              output_names=[spec.output_name], dynamic_axes=axes or None, opset_version=opset)
+                              output_names=[spec.output_name], dynamic_axes=spec.dynamic_axes or None,
+                              opset_version=opset)
     finally:
         model.train(was_training)
     return buffer.getvalue()
@@ -347,7 +350,7 @@ def _describe_inputs(spec: GraphSpec) -> list[dict]:
     out = []
     for name, example in zip(spec.input_names, spec.examples):
         axes = spec.dynamic_axes.get(name, {})
-        shape = [axes.get(i, int(d)) if i else "batch" for i, d in enumerate(example.shape)]
+        shape = [axes.get(i, int(d)) for i, d in enumerate(example.shape)]
         out.append({"name": name, "dtype": names.get(example.dtype, str(example.dtype)), "shape": shape})
     return out
 

@@ -41,7 +41,7 @@ class Batcher:
     Args:
         predict: the batch function.
         max_batch: the largest batch (1: no batching).
-        max_wait_ms: how long the first request of a batch waits for others.
+        max_wait_ms: how long a request that finds the worker idle waits for others to join it.
     """
 
     def __init__(self, predict: Callable[[list], list], max_batch: int = 32, max_wait_ms: float = 5.0):
@@ -50,13 +50,14 @@ class Batcher:
         self.batch_sizes: list[int] = []  # for tests and benchmarks
         self._loop: asyncio.AbstractEventLoop | None = None
         self._queue: asyncio.Queue | None = None
+        self._task: asyncio.Task | None = None
 
     async def submit(self, item: Any) -> Any:
         """The prediction of ``item``, batched with concurrent ones. Raises what the prediction raised."""
         loop = asyncio.get_running_loop()
-        if self._loop is not loop:  # first call, or a new event loop (test clients start one per session)
+        if self._loop is not loop:  # first call, or a new event loop (a test client starts its own)
             self._loop, self._queue = loop, asyncio.Queue()
-            loop.create_task(self._run(self._queue))
+            self._task = loop.create_task(self._run(self._queue))  # kept: the loop holds tasks weakly
         future = loop.create_future()
         await self._queue.put((item, future))
         return await future
@@ -64,8 +65,11 @@ class Batcher:
     async def _run(self, queue: asyncio.Queue) -> None:
         loop = asyncio.get_running_loop()
         while True:
+            # Wait for company only when a request finds the worker idle: requests that queued up during the
+            # previous pass go at once (their clients are already waiting; more would come only after answers).
+            idle = queue.empty()
             batch = [await queue.get()]
-            deadline = loop.time() + self.max_wait
+            deadline = loop.time() + (self.max_wait if idle else 0.0)
             while len(batch) < self.max_batch:
                 try:
                     batch.append(queue.get_nowait() if not queue.empty() else
@@ -99,16 +103,16 @@ class _BodyLimit:
         length = dict(scope["headers"]).get(b"content-length", b"0")
         if length.isdigit() and int(length) > self.limit:
             return await self._too_large(send, int(length))
-        body, more = b"", True
+        chunks, size, more = [], 0, True
         while more:
             message = await receive()
-            if message["type"] != "http.request":
+            if message["type"] != "http.request":  # the client went away
                 return
-            body += message.get("body", b"")
-            more = message.get("more_body", False)
-            if len(body) > self.limit:
-                return await self._too_large(send, len(body))
-        replayed = False
+            chunks.append(message.get("body", b""))
+            size, more = size + len(chunks[-1]), message.get("more_body", False)
+            if size > self.limit:
+                return await self._too_large(send, size)
+        body, replayed = b"".join(chunks), False
 
         async def replay() -> dict:
             nonlocal replayed

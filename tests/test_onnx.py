@@ -107,7 +107,8 @@ def test_fixed_batch_when_asked(apps, tmp_path):
     learn, rows = apps["tab"]
     path = learn.to_onnx(tmp_path / "fixed.onnx", dynamic_batch=False)
     dims = onnx.load(str(path)).graph.input[0].type.tensor_type.shape.dim
-    assert [d.dim_value for d in dims][0] == 2
+    assert [d.dim_value for d in dims] == [2, 3]
+    assert json.loads(metadata(path)["lamina.inputs"])[0]["shape"] == [2, 3]
     feed, _ = onnx_inputs(learn, rows)
     with pytest.raises(Exception, match="(?i)dimension|shape"):
         onnxruntime.InferenceSession(str(path)).run(None, feed)

@@ -126,6 +126,28 @@ def test_concurrent_requests_share_batches_and_failures_stay_their_own():
     assert [len(c) for c in calls] == [1] * 10
 
 
+def test_a_body_without_length_is_counted_and_stopped_at_the_limit():
+    from lamina.serve import _BodyLimit
+    called, sent = [], []
+
+    async def app(scope, receive, send):
+        called.append(await receive())
+
+    async def send(message):
+        sent.append(message)
+
+    def receiver(chunks):
+        messages = iter([{"type": "http.request", "body": c, "more_body": i < len(chunks) - 1}
+                         for i, c in enumerate(chunks)])
+        return lambda: asyncio.sleep(0, next(messages))
+
+    scope = {"type": "http", "method": "POST", "headers": []}  # chunked: no content-length
+    asyncio.run(_BodyLimit(app, limit=10)(scope, receiver([b"12345", b"67890", b"x"]), send))
+    assert called == [] and sent[0]["status"] == 413
+    asyncio.run(_BodyLimit(app, limit=10)(scope, receiver([b"12345", b"678"]), send))
+    assert called == [{"type": "http.request", "body": b"12345678", "more_body": False}]
+
+
 def test_bounded_load_on_loopback_has_no_errors(apps):
     """200 requests from 8 concurrent clients against real uvicorn (timings go to benchmarks/SERVE.md)."""
     from benchmarks.serve_load import load, running
