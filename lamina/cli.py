@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
 
 from .cli_predict import CommandError, add_parser as add_predict_parser, one_line, positive_int
 
@@ -106,7 +105,7 @@ def _verify_images(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _serve(args: argparse.Namespace) -> Any:
+def _serve(args: argparse.Namespace) -> int:
     from .serve import serve
     return serve(args.model, host=args.host, port=args.port, device=args.device, max_batch=args.max_batch,
                  max_wait_ms=args.max_wait_ms, batching=not args.no_batching, max_upload_mb=args.max_upload_mb)
