@@ -2,16 +2,17 @@
 
 It runs the chapter-1 code on the small Oxford-IIIT Pets sample bundled with lamina (extracted by
 `untar_data`, as a download would be): cat or dog from the file name, `fine_tune`, the epoch tables,
-a prediction on an image held out of training, then export and reload in a safe file. With ImageNet
+a prediction on an image held out of training, then export (to ``$LAMINA_HOME/models/pets.pkl``, for
+``lamina predict`` and ``lamina serve``) and reload in a safe file. With ImageNet
 resnet34 weights in the torch-hub cache it fine-tunes them; without (no download here) it says so and
 trains a resnet18 from scratch at a smaller size, so the demo stays a couple of minutes on two CPU cores.
 """
 
 from __future__ import annotations
 
-import tempfile
 import time
-from pathlib import Path
+
+from .config import lamina_path
 
 
 def is_cat(name: str) -> bool:
@@ -53,14 +54,13 @@ def main() -> None:
     cat, _, probs = learn.predict(img)
     print(f"{held_out.name}: is this a cat? {cat}. Probability it's a cat: {probs[1].item():.6f}")
 
-    with tempfile.TemporaryDirectory() as tmp:
-        exported = learn.export(Path(tmp) / "pets.pkl")
-        reloaded = load_learner(exported)
-        cat_again, _, again = reloaded.predict(img)
-        # the reloaded learner predicts in fp32; the trained one may use bf16 autocast (see default_formats)
-        same = cat_again == cat and bool((again - probs).abs().max() < 1e-2)
-        print(f"exported to a safe file ({exported.stat().st_size / 1e6:.1f} MB) and reloaded: "
-              f"same prediction: {same}")
+    exported = learn.export(lamina_path("models") / "pets.pkl")  # kept: `lamina predict/serve` take it
+    reloaded = load_learner(exported)
+    cat_again, _, again = reloaded.predict(img)
+    # the reloaded learner predicts in fp32; the trained one may use bf16 autocast (see default_formats)
+    same = cat_again == cat and bool((again - probs).abs().max() < 1e-2)
+    print(f"exported to {exported}, a safe file ({exported.stat().st_size / 1e6:.1f} MB), and reloaded: "
+          f"same prediction: {same}")
     print(f"done in {time.time() - start:.0f} s")
 
 

@@ -322,6 +322,11 @@ class Learner(CallbackListMixin, OptimizerMixin, ScheduleMixin, PredictMixin, Ch
         from .callbacks.summary import learner_summary
         return learner_summary(self)
 
+    def to_onnx(self, path: str | Path, dynamic_batch: bool = True, opset: int | None = None) -> Path:
+        """Write the model and its tensor preprocessing to an ONNX file: see `lamina.onnx.to_onnx`."""
+        from .onnx import to_onnx
+        return to_onnx(self, path, dynamic_batch=dynamic_batch, opset=opset)
+
     def __repr__(self) -> str:
         return f"Learner(model={type(self.model).__name__}, loss={type(self.loss_func).__name__}, cbs={self.cbs})"
 

@@ -15,7 +15,7 @@ import lamina
 ROOT = Path(lamina.__file__).parent
 L0 = {"core", "config", "registry", "foundation", "data", "optim", "optim_fused", "optimizer", "steppers",
       "schedules", "models"}
-L1 = {"learner", "callbacks", "metrics", "losses", "export", "predict", "checkpoint"}
+L1 = {"learner", "callbacks", "metrics", "losses", "export", "predict", "checkpoint", "onnx"}
 APPS = {"vision", "tabular", "collab", "interpret"}
 SURFACES = {"vision/all.py", "tabular/all.py", "collab/__init__.py", "basics.py", "cli.py", "testing.py", "demo.py"}
 
