@@ -18,19 +18,15 @@ Example:
 from __future__ import annotations
 
 import asyncio
-import base64
-import io
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from .cli_predict import one_line
-from .inference import application, mask_png, overlay_png, predict_each, target_kind
+from .inference import application, predict_each, target_kind
 
-__all__ = ["Batcher", "create_app", "serve", "MAX_IMAGE_PIXELS"]
+__all__ = ["Batcher", "create_app", "serve"]
 
-MAX_IMAGE_PIXELS = 40_000_000  # 40 megapixels: a 6000×6000 photo, not a decompression bomb
 ROW_BODY_LIMIT = 64 * 1024  # a table row or a pair is a few hundred bytes
 
 
@@ -165,40 +161,6 @@ def create_app(learn: Any, max_batch: int = 32, max_wait_ms: float = 5.0, batchi
     app.state.batcher, app.state.learn = batcher, learn
     app.add_middleware(_BodyLimit, limit=limit)
     return app
-
-
-def result_json(result: Any) -> dict:
-    """The JSON of a `Prediction`; masks as base64 PNGs (codes, and an overlay when the input image is known)."""
-    out = result.to_dict()
-    if result.mask is not None:
-        out["mask_png"] = base64.b64encode(mask_png(result.mask)).decode()
-        if result.image is not None:
-            out["overlay_png"] = base64.b64encode(overlay_png(result.image, result.mask)).decode()
-    return out
-
-
-def check_image(data: bytes, filename: str | None) -> None:
-    """Check an upload before it joins a batch.
-
-    Raises:
-        ValueError: when ``data`` is not an image PIL can open (the server's 415).
-        OverflowError: when it has more than `MAX_IMAGE_PIXELS` pixels (the server's 413).
-    """
-    from PIL import Image, UnidentifiedImageError
-    name = repr(filename) if filename else "the upload"
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            size = image.size
-            image.verify()
-    except Image.DecompressionBombError as e:
-        raise OverflowError(f"{name} has too many pixels ({one_line(e)}): send a smaller image") from e
-    except (UnidentifiedImageError, OSError, SyntaxError) as e:
-        why = "not in an image format PIL reads" if isinstance(e, UnidentifiedImageError) else one_line(e)
-        raise ValueError(f"{name} is not an image lamina can read ({why}); send a JPEG, PNG, WebP, BMP or GIF "
-                         "file in the multipart field 'file'") from e
-    if size[0] * size[1] > MAX_IMAGE_PIXELS:
-        raise OverflowError(f"{name} is {size[0]}×{size[1]} pixels; this server takes at most "
-                            f"{MAX_IMAGE_PIXELS:,} pixels: send a smaller image")
 
 
 def serve(model: str | Path, host: str = "127.0.0.1", port: int = 8000, device: str = "cpu",

@@ -4,6 +4,8 @@ request models that put the model's own fields (a table's columns, collab's ids)
 No ``from __future__ import annotations`` here: FastAPI reads the routes' annotations at run time, and the
 request models are local to the functions that build them."""
 
+import base64
+import io
 import numbers
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -15,12 +17,13 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from starlette.concurrency import run_in_threadpool
 
 from .cli_predict import one_line
-from .serve import check_image, result_json
+from .inference import mask_png, overlay_png
 
-__all__ = ["add_routes", "PredictionOut"]
+__all__ = ["add_routes", "PredictionOut", "MAX_IMAGE_PIXELS"]
 
 SHOWN_VALUES = 1000  # category values and ids listed by /info for the page's suggestions
 INPUT_ERRORS = (ValueError, LookupError, TypeError, OSError)  # a bad input (422), not a server fault (500)
+MAX_IMAGE_PIXELS = 40_000_000  # 40 megapixels: a 6000×6000 photo, not a decompression bomb
 HINTS = {"image": "send the image as the multipart/form-data field 'file'",
          "tabular": "send a JSON object with every column (null for a missing value); GET /info lists them",
          "collab": 'send a JSON object {"user": ..., "item": ...}'}
@@ -167,3 +170,37 @@ def _plain(values: Any) -> list:
         v = v.item() if hasattr(v, "item") and not isinstance(v, (str, bytes)) else v
         out.append(v if isinstance(v, (str, int, float, bool)) or v is None else str(v))
     return out
+
+
+def result_json(result: Any) -> dict:
+    """The JSON of a `Prediction`; masks as base64 PNGs (codes, and an overlay when the input image is known)."""
+    out = result.to_dict()
+    if result.mask is not None:
+        out["mask_png"] = base64.b64encode(mask_png(result.mask)).decode()
+        if result.image is not None:
+            out["overlay_png"] = base64.b64encode(overlay_png(result.image, result.mask)).decode()
+    return out
+
+
+def check_image(data: bytes, filename: str | None) -> None:
+    """Check an upload before it joins a batch.
+
+    Raises:
+        ValueError: when ``data`` is not an image PIL can open (the server's 415).
+        OverflowError: when it has more than `MAX_IMAGE_PIXELS` pixels (the server's 413).
+    """
+    from PIL import Image, UnidentifiedImageError
+    name = repr(filename) if filename else "the upload"
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            size = image.size
+            image.verify()
+    except Image.DecompressionBombError as e:
+        raise OverflowError(f"{name} has too many pixels ({one_line(e)}): send a smaller image") from e
+    except (UnidentifiedImageError, OSError, SyntaxError) as e:
+        why = "not in an image format PIL reads" if isinstance(e, UnidentifiedImageError) else one_line(e)
+        raise ValueError(f"{name} is not an image lamina can read ({why}); send a JPEG, PNG, WebP, BMP or GIF "
+                         "file in the multipart field 'file'") from e
+    if size[0] * size[1] > MAX_IMAGE_PIXELS:
+        raise OverflowError(f"{name} is {size[0]}×{size[1]} pixels; this server takes at most "
+                            f"{MAX_IMAGE_PIXELS:,} pixels: send a smaller image")

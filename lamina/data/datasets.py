@@ -19,7 +19,6 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import torch
 from torch.utils.data import Dataset, get_worker_info
 
 from .cache import SampleCache, samples_are_fixed

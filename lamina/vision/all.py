@@ -32,7 +32,7 @@ from ..data.splitters import (AttrGetter, ColReader, ColSplitter, EndSplitter, F
                               GrandparentSplitter, IndexSplitter, ItemGetter, MaskSplitter, RandomSplitter,
                               RandomSubsetSplitter, RegexLabeller, TrainTestSplitter, parent_label, using_attr)
 from ..interpret import ClassificationInterpretation, Interpretation, SegmentationInterpretation
-from ..models.bodies import ARCHS, PretrainedWeightsError, create_body, model_meta, num_features_model
+from ..models.bodies import ARCHS, PretrainedWeightsError, create_body, model_meta
 from ..models.bodies import *  # noqa: F403  (the architectures: resnet18 ... regnet_x_32gf)
 from ..models.heads import create_head
 from ..models.layers import (AdaptiveConcatPool2d, BatchNorm, ConvLayer, Flatten, LinBnDrop, MergeLayer, NormType,
