@@ -27,6 +27,7 @@ from ..data.splitters import (ColReader, ColSplitter, EndSplitter, FileSplitter,
                               parent_label, range_of)
 from ..models.awd_lstm import (AWD_LSTM, EmbeddingDropout, RNNDropout, WeightDropout, awd_lstm_clas_config,
                                awd_lstm_clas_split, awd_lstm_lm_config, awd_lstm_lm_split, dropout_mask)
+from ..models.bodies import PretrainedWeightsError
 from ..models.text import (LinearDecoder, PoolingLinearClassifier, SentenceEncoder, SequentialRNN,
                            get_language_model, get_text_classifier, masked_concat_pool)
 from .callbacks import ModelResetter, RNNRegularizer, rnn_cbs
@@ -63,5 +64,5 @@ __all__ = [
     "SentenceEncoder", "PoolingLinearClassifier", "masked_concat_pool", "get_language_model", "get_text_classifier",
     # learners
     "TextLearner", "LMLearner", "language_model_learner", "text_classifier_learner", "ModelResetter",
-    "RNNRegularizer", "rnn_cbs", "match_embeds", "read_vocab",
+    "RNNRegularizer", "rnn_cbs", "match_embeds", "read_vocab", "PretrainedWeightsError",
 ]

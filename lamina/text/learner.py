@@ -21,6 +21,7 @@ from torch import nn
 from ..checkpoint import atomic_write
 from ..core import to_cpu
 from ..data.block import get_c
+from ..export import ExportError
 from ..learner import Learner
 from ..losses import CrossEntropyLossFlat
 from ..models.text import TEXT_ARCHS, get_language_model, get_text_classifier, model_meta_text, text_arch_name
@@ -118,6 +119,17 @@ class TextLearner(Learner):
         target.to(self.dls.device)
         self.freeze()
         return self
+
+    def export(self, fname: str | Path = "export.pkl") -> Path | None:
+        """Write this learner for inference (see `Learner.export`); the tokenizer and vocabularies go in its JSON.
+
+        Raises:
+            ExportError: when the data cannot be described by name (a custom tokenizer or rule).
+        """
+        reason = getattr(self.dls, "unexportable", None)
+        if reason:
+            raise ExportError(f"learn.export() cannot describe the text pipeline: {reason}")
+        return super().export(fname)
 
     def get_preds(self, ds_idx: int = 1, dl: Any = None, with_input: bool = False, with_decoded: bool = False,
                   with_loss: bool = False, act: Any = None, inner: bool = False, reorder: bool = True,

@@ -49,7 +49,7 @@ def synth_review_folder(path: str | Path, n: int = 120, seed: int = 0, valid: st
     """Write reviews as IMDB lays them out: ``path/train/{pos,neg}/*.txt``, ``path/<valid>/{pos,neg}/*.txt``
     (a quarter of them) and ``unsup`` unlabelled ones in ``path/unsup``. Returns ``path``."""
     path = Path(path)
-    df = synth_reviews(n + unsup, seed=seed)
+    df = pd.concat([synth_reviews(n, seed=seed), synth_reviews(unsup, seed=seed + 1)], ignore_index=True)
     for i, row in df.iterrows():
         split = "unsup" if i >= n else (valid if row.is_valid else "train")
         folder = path / split if split == "unsup" else path / split / ("pos" if row.label == "positive" else "neg")
