@@ -19,6 +19,7 @@ Example:
 from __future__ import annotations
 
 import copy
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -146,7 +147,11 @@ class Tokenizer:
             corpus = tokenize_corpus(texts, self.tok, self.rules, self.post_rules, table=self.table,
                                      n_workers=self.n_workers)
             if key is not None:
-                save_corpus(self.cache_dir, key, corpus, names)
+                try:
+                    save_corpus(self.cache_dir, key, corpus, names)
+                except OSError as e:  # a read-only data folder: the tokens are still returned, just not kept
+                    warnings.warn(f"Could not write the tokenization cache in {self.cache_dir} ({e}); the texts will "
+                                  "be tokenized again next time. Pass a writable output_dir=/cache_dir=")
         return [corpus.doc(i) for i in range(len(corpus))]
 
     def prepare(self, texts: Sequence[str]) -> None:

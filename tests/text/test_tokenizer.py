@@ -163,3 +163,12 @@ def test_numericalize_with_a_given_vocab_keeps_it():
     assert num(["hello", "world", "xxfake"]).tolist() == [9, 10, 0]
     with pytest.raises(RuntimeError, match="no vocabulary"):
         Numericalize()(["a"])
+
+
+def test_an_unwritable_cache_folder_only_warns(tmp_path, reviews):
+    blocker = tmp_path / "cache"
+    blocker.write_text("a file where the cache folder should be")
+    tok = Tokenizer.from_df("text", cache_dir=blocker / "sub")
+    with pytest.warns(UserWarning, match="Could not write the tokenization cache"):
+        tok.setup(reviews.text.tolist()[:5])
+    assert list(tok(reviews.text[0]))[0] == "xxbos"
