@@ -193,7 +193,7 @@ class AWD_LSTM(nn.Module):
 
 
 def _unique_params(*modules: nn.Module) -> list[nn.Parameter]:
-    """The parameters of ``modules``, each once (the embedding is shared by the encoder, its dropout and the decoder)."""
+    """The parameters of ``modules``, each once (the encoder, its dropout and the decoder share the embedding)."""
     seen: dict[int, nn.Parameter] = {}
     for m in modules:
         for p in m.parameters():

@@ -154,7 +154,8 @@ class SentenceEncoder(nn.Module):
         real = ~mask
         # rows in the order they start: the rows running at chunk i are then always the first ones, and a row
         # joining the batch gets a zero state (rows that have ended run on over their trailing padding, masked)
-        first = torch.where(real.any(1), real.to(torch.int8).argmax(1), torch.full_like(real[:, 0], sl, dtype=torch.long))
+        never = torch.full_like(real[:, 0], sl, dtype=torch.long)  # a row of padding only starts after the end
+        first = torch.where(real.any(1), real.to(torch.int8).argmax(1), never)
         order = torch.argsort(first, stable=True)
         inp, mask, first = inp[order], mask[order], first[order]
         starts = torch.arange(0, sl, self.bptt, device=inp.device)

@@ -47,8 +47,8 @@ class TextColumns:
     def __call__(self, row: Any) -> str:
         parts = []
         for i, col in enumerate(self.cols, start=1):
-            lead = (f"{FLD} {i} " if self.mark_fields else "") if i == 1 else (f" {FLD} {i} " if self.mark_fields else " ")
-            parts.append(lead + str(row[col]))
+            marker = f"{FLD} {i} " if self.mark_fields else ""
+            parts.append((marker if i == 1 else " " + marker) + str(row[col]))
         return "".join(parts)
 
     def __repr__(self) -> str:
@@ -189,7 +189,8 @@ class TextDataLoaders(DataLoaders):
         folders = [train, valid] if valid_pct is None else None
         splitter = GrandparentSplitter(train, valid) if valid_pct is None else RandomSplitter(valid_pct, seed=seed)
         tok = tok_tfm if tok_tfm is not None else Tokenizer.from_folder(path, folders=folders)
-        blocks = [TextBlock(tok, text_vocab, is_lm, seq_len, backwards)] + ([] if is_lm else [CategoryBlock(vocab=vocab)])
+        blocks = [TextBlock(tok, text_vocab, is_lm, seq_len, backwards)]
+        blocks += [] if is_lm else [CategoryBlock(vocab=vocab)]
         dblock = DataBlock(blocks=blocks, get_items=functools.partial(get_text_files, folders=folders),
                            splitter=splitter, get_y=None if is_lm else parent_label)
         return dblock.dataloaders(path, path=path, seq_len=seq_len, **kwargs)
@@ -234,8 +235,8 @@ class TextDataLoaders(DataLoaders):
         return dblock.dataloaders(df, path=path, seq_len=seq_len, **kwargs)
 
     @classmethod
-    def from_csv(cls, path: str | Path, csv_fname: str = "labels.csv", header: Any = "infer", delimiter: str | None = None,
-                 **kwargs: Any) -> "TextDataLoaders":
+    def from_csv(cls, path: str | Path, csv_fname: str = "labels.csv", header: Any = "infer",
+                 delimiter: str | None = None, **kwargs: Any) -> "TextDataLoaders":
         """`from_df` on the CSV file ``path/csv_fname``; the tokens are cached beside it (``<csv stem>_tok/``)."""
         path = Path(path)
         csv = path / csv_fname
@@ -267,7 +268,7 @@ class TextDataLoaders(DataLoaders):
 
     def test_dl(self, items: Any, with_labels: bool = False, bs: int | None = None, **kwargs: Any) -> Any:
         """A loader over new texts (a text, a list of texts or text files, or a DataFrame with the text columns),
-        in their order. ``with_labels`` takes ``(text, label)`` pairs. ``kwargs`` such as ``num_workers`` are ignored."""
+        in their order. ``with_labels`` takes ``(text, label)`` pairs. ``kwargs`` (``num_workers`` ...) are ignored."""
         if with_labels:
             pairs = list(items)
             texts, labels = [p[0] for p in pairs], [p[1] for p in pairs]

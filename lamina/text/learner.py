@@ -93,12 +93,14 @@ class TextLearner(Learner):
             encoder.load_state_dict(state)
         except RuntimeError as e:
             raise ValueError(f"The encoder {path} does not fit this model ({e}). An encoder moves between learners "
-                             "built on the same token vocabulary (TextBlock(..., vocab=dls_lm.vocab)) and config") from e
+                             "built on the same token vocabulary (TextBlock(..., vocab=dls_lm.vocab)) and config"
+                             ) from e
         encoder.to(device if device is not None else self.dls.device)
         self.freeze()
         return self
 
-    def load_pretrained(self, wgts_fname: str | Path, vocab_fname: str | Path, model: nn.Module | None = None) -> "TextLearner":
+    def load_pretrained(self, wgts_fname: str | Path, vocab_fname: str | Path,
+                        model: nn.Module | None = None) -> "TextLearner":
         """Load language-model weights trained on another vocabulary (new tokens get the mean embedding), then
         `freeze`. ``model`` (default the whole model) is the module to load into: a classifier passes its encoder.
 

@@ -26,7 +26,8 @@ def _label(dls: Any, y: torch.Tensor) -> Any:
     if y.ndim == 0 and not y.is_floating_point() and 0 <= int(y) < len(classes):
         return classes[int(y)]
     if y.ndim == 1 and classes:  # multi-label: a one-hot (or boolean) vector
-        return ";".join(str(classes[i]) for i in torch.nonzero(y > 0.5 if y.is_floating_point() else y).flatten().tolist())
+        on = torch.nonzero(y > 0.5 if y.is_floating_point() else y).flatten().tolist()
+        return ";".join(str(classes[i]) for i in on)
     return y.tolist()
 
 

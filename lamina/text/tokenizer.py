@@ -52,7 +52,9 @@ def join_texts(df: pd.DataFrame, text_cols: Sequence[Any], mark_fields: bool = F
 
 def _rule_id(rule: Callable) -> str:
     name = rule_name(rule)
-    return name if name is not None else f"{getattr(rule, '__module__', '?')}:{getattr(rule, '__qualname__', repr(rule))}"
+    if name is not None:
+        return name
+    return f"{getattr(rule, '__module__', '?')}:{getattr(rule, '__qualname__', repr(rule))}"
 
 
 class Tokenizer:
@@ -241,4 +243,5 @@ class Tokenizer:
         return res
 
     def __repr__(self) -> str:
-        return f"Tokenizer(tok={type(self.tok).__name__}, rules={[_rule_id(r) for r in self.rules]}, mode={self.mode!r})"
+        rules = [_rule_id(r) for r in self.rules]
+        return f"Tokenizer(tok={type(self.tok).__name__}, rules={rules}, mode={self.mode!r})"

@@ -58,9 +58,10 @@ def test_chapter_10_ulmfit(tmp_path, lm_config, clas_config, capsys):
     text = learn.predict("The film was", 8, temperature=0.75)
     assert text.startswith("The film was") and len(text.split()) > 3
 
-    dls_clas = DataBlock(blocks=(TextBlock.from_folder(path, vocab=dls_lm.vocab), CategoryBlock), get_y=parent_label,
-                         get_items=partial(get_text_files, folders=["train", "test"]),
-                         splitter=GrandparentSplitter(valid_name="test")).dataloaders(path, path=path, bs=16, seq_len=16)
+    dblock = DataBlock(blocks=(TextBlock.from_folder(path, vocab=dls_lm.vocab), CategoryBlock), get_y=parent_label,
+                       get_items=partial(get_text_files, folders=["train", "test"]),
+                       splitter=GrandparentSplitter(valid_name="test"))
+    dls_clas = dblock.dataloaders(path, path=path, bs=16, seq_len=16)
     assert dls_clas.vocab[0] == dls_lm.vocab
     clas = _quiet(text_classifier_learner(dls_clas, AWD_LSTM, drop_mult=0.5, metrics=accuracy, pretrained=False,
                                           config=clas_config)).load_encoder("finetuned")

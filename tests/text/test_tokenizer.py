@@ -1,7 +1,6 @@
 """Tokenizer (folder and DataFrame modes), the disk cache and its invalidation, parallel tokenization,
 Numericalize's vocabulary."""
 
-import os
 from collections import Counter
 
 import numpy as np
@@ -112,7 +111,8 @@ def test_lists_of_tokens_pass_through_and_non_text_becomes_text():
 def test_parallel_tokenization_matches_serial(monkeypatch):
     pools = []
     real_map = corpus_module.ProcessPoolExecutor.map
-    monkeypatch.setattr(corpus_module.ProcessPoolExecutor, "map", lambda self, *a: pools.append(1) or real_map(self, *a))
+    monkeypatch.setattr(corpus_module.ProcessPoolExecutor, "map",
+                        lambda self, *a: pools.append(1) or real_map(self, *a))
     texts = [f"Review {i}: The FILM was great!!! Really really really good." for i in range(40)]
     rules, post = defaults.text_proc_rules, defaults.text_postproc_rules
     serial = tokenize_corpus(texts, SpacyTokenizer(), rules, post, n_workers=0)
