@@ -243,7 +243,8 @@ class TextDataLoaders(DataLoaders):
         if not csv.exists():
             raise FileNotFoundError(f"No CSV file at {csv}: pass the folder as `path` and the file name as `csv_fname`")
         kwargs.setdefault("cache_dir", path / f"{Path(csv_fname).stem}_tok")
-        return cls.from_df(read_csv(csv, arg="csv_fname", header=header, delimiter=delimiter), path=path, **kwargs)
+        sep = {} if delimiter is None else {"delimiter": delimiter}
+        return cls.from_df(read_csv(csv, arg="csv_fname", header=header, **sep), path=path, **kwargs)
 
     # --- new texts ---------------------------------------------------------------------------------------
     def encode_text(self, text: Any) -> torch.Tensor:

@@ -13,7 +13,8 @@ Example:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import nn
