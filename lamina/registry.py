@@ -37,7 +37,8 @@ _TABLES = {"model": MODELS, "data": DATA, "learner": LEARNERS}
 # The modules whose import fills the tables (fixed names, never names read from a file).
 REGISTERING_MODULES = ("lamina.learner", "lamina.testing", "lamina.data.loaders", "lamina.models.tabular",
                        "lamina.models.collab", "lamina.models.vision", "lamina.models.xresnet", "lamina.vision.data",
-                       "lamina.tabular.data", "lamina.tabular.learner", "lamina.collab.data", "lamina.collab.learner")
+                       "lamina.tabular.data", "lamina.tabular.learner", "lamina.collab.data", "lamina.collab.learner",
+                       "lamina.models.text", "lamina.text.data", "lamina.text.learner")
 
 # The exact strings that exports held before plain names ('module:name'), mapped to the plain names.
 # Only ever read by dict lookup: an old file loads, and no string is ever followed as a path. The vision

@@ -16,8 +16,9 @@ ROOT = Path(lamina.__file__).parent
 L0 = {"core", "config", "registry", "foundation", "data", "optim", "optim_fused", "optimizer", "steppers",
       "schedules", "models"}
 L1 = {"learner", "callbacks", "metrics", "losses", "export", "predict", "checkpoint", "onnx"}
-APPS = {"vision", "tabular", "collab", "interpret"}
-SURFACES = {"vision/all.py", "tabular/all.py", "collab/__init__.py", "basics.py", "cli.py", "testing.py", "demo.py"}
+APPS = {"vision", "tabular", "collab", "text", "interpret"}
+SURFACES = {"vision/all.py", "tabular/all.py", "text/all.py", "collab/__init__.py", "basics.py", "cli.py", "testing.py",
+            "demo.py"}
 
 
 def layer_of(top: str) -> int:

@@ -258,13 +258,16 @@ class DataBlock:
         else `DataLoaders`. The loss the target block implies is set as ``dls.loss_config`` (a config dict:
         building a loss belongs to the training layer, which does it when the Learner gets no ``loss_func``);
         application DataLoaders also build it as ``dls.loss_func``. Batch transforms that can be fused are
-        (`fuse_tfms`: e.g. ``[Rotate(), Flip()]`` interpolate once).
+        (`fuse_tfms`: e.g. ``[Rotate(), Flip()]`` interpolate once). A DataLoaders class with a ``from_datasets``
+        classmethod (text) builds its loaders itself from the `Datasets` and the options.
         """
         dsets = self.datasets(source, verbose=verbose)
         dls_type = dls_type or next((b.dls_type for b in self.blocks if b.dls_type is not None), DataLoaders)
         loss = self._loss()
         options = {k: v for b in self.blocks for k, v in b.dls_kwargs.items()}
         options.update(kwargs)
+        if hasattr(dls_type, "from_datasets"):  # loaders that batch whole splits (text streams) build themselves
+            return dls_type.from_datasets(dsets, path=path, after_batch=self.batch_tfms, loss_func=loss, **options)
         return dsets.dataloaders(path=path, after_batch=self.batch_tfms, dls_type=dls_type, loss_func=loss, **options)
 
     def new(self, item_tfms: Any = None, batch_tfms: Any = None) -> "DataBlock":

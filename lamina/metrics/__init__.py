@@ -29,6 +29,7 @@ from .functions import (accuracy, accuracy_multi, error_rate, exp_rmspe, foregro
                         top_k_accuracy)
 from .regression import ExplainedVariance, PearsonCorrCoef, R2Score, SpearmanCorrCoef
 from .segmentation import Dice, DiceMulti, JaccardCoeff, JaccardCoeffMulti, MeanIoU
+from .text import Perplexity
 
 __all__ = [
     "Metric", "AvgMetric", "AvgLoss", "AvgSmoothLoss", "AccumMetric", "ValueMetric", "as_metric", "skm_to_fastai",
@@ -36,5 +37,5 @@ __all__ = [
     "foreground_acc", "R2Score", "ExplainedVariance", "PearsonCorrCoef", "SpearmanCorrCoef",
     "F1Score", "FBeta", "Precision", "Recall", "BalancedAccuracy", "MatthewsCorrCoef", "CohenKappa",
     "RocAuc", "RocAucBinary", "F1ScoreMulti", "FBetaMulti", "PrecisionMulti", "RecallMulti", "RocAucMulti",
-    "Dice", "DiceMulti", "JaccardCoeff", "JaccardCoeffMulti", "MeanIoU",
+    "Dice", "DiceMulti", "JaccardCoeff", "JaccardCoeffMulti", "MeanIoU", "Perplexity",
 ]

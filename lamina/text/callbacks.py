@@ -1,0 +1,83 @@
+"""Callbacks of recurrent text models: resetting their state, and AR/TAR regularisation.
+
+Example:
+    >>> learn = Learner(dls, model, cbs=rnn_cbs(alpha=2., beta=1.))   # what the text learners add themselves
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from ..callbacks.core import Callback
+
+__all__ = ["ModelResetter", "RNNRegularizer", "rnn_cbs"]
+
+
+def _reset(model: nn.Module) -> None:
+    reset = getattr(model, "reset", None)
+    if callable(reset):
+        reset()
+
+
+class ModelResetter(Callback):
+    """Reset the model's recurrent state before each training and validation pass, and after the fit
+    (a language model's rows would otherwise continue the previous pass's text)."""
+
+    def before_train(self) -> None:
+        _reset(self.learn.model)
+
+    def before_validate(self) -> None:
+        _reset(self.learn.model)
+
+    def after_fit(self) -> None:
+        _reset(self.learn.model)
+
+
+class RNNRegularizer(Callback):
+    """Activation regularisation (AR) and temporal activation regularisation (TAR), training only.
+
+    ``loss += alpha · mean(dropped_out²) + beta · mean((raw_out[:, t+1] − raw_out[:, t])²)``, read from the
+    last recurrent layer's outputs that the model's head keeps (``rnn_outputs``). AR keeps activations small,
+    TAR keeps them from jumping between time steps (Merity et al. 2017).
+
+    Args:
+        alpha: the AR weight.
+        beta: the TAR weight.
+    """
+
+    order = 1
+    run_valid = False
+
+    def __init__(self, alpha: float = 0.0, beta: float = 0.0):
+        super().__init__()
+        self.alpha, self.beta = alpha, beta
+        self._head: Any = None
+
+    def before_fit(self) -> None:
+        self._head = next((m for m in self.learn.model.modules() if hasattr(m, "rnn_outputs")), None)
+
+    def after_loss(self) -> None:
+        outputs = getattr(self._head, "rnn_outputs", None)
+        if outputs is None or not self.learn.training or not (self.alpha or self.beta):
+            return
+        raw, dropped = outputs
+        extra = 0.0
+        if self.alpha:
+            extra = extra + self.alpha * dropped.float().pow(2).mean()
+        if self.beta and raw.shape[1] > 1:  # TAR needs two time steps
+            extra = extra + self.beta * (raw[:, 1:] - raw[:, :-1]).float().pow(2).mean()
+        self.learn.loss_grad = self.learn.loss_grad + extra
+
+    def after_batch(self) -> None:
+        if self._head is not None:
+            self._head.rnn_outputs = None  # the activations are not needed past the step
+
+    def after_fit(self) -> None:
+        self._head = None
+
+
+def rnn_cbs(alpha: float = 0.0, beta: float = 0.0) -> list[Callback]:
+    """The callbacks a recurrent text model trains with: `ModelResetter` and `RNNRegularizer`."""
+    return [ModelResetter(), RNNRegularizer(alpha=alpha, beta=beta)]

@@ -1,0 +1,277 @@
+"""Text pre-processing: the special tokens, the rules applied around word tokenization, and the word tokenizers.
+
+A text becomes tokens in three steps (fastai's defaults, kept so pretrained vocabularies line up):
+
+1. the *rules* (`defaults.text_proc_rules`) rewrite the raw string: HTML debris fixed, character and word
+   repetitions replaced by ``xxrep``/``xxwrep`` markers, ``/`` ``#`` ``\\`` spaced out, capitalised words
+   lower-cased behind ``xxup``/``xxmaj`` markers, ``xxbos`` put in front;
+2. a *word tokenizer* splits it: spaCy's rule-based English tokenizer (``spacy.blank('en')``, no model
+   download) with the special tokens kept whole;
+3. the *post rules* (`defaults.text_postproc_rules`) rewrite each token (spaces inside a token become ``▁``).
+
+`decode_spec_tokens` undoes the markers for display (``xxmaj the`` → ``The``).
+
+Example:
+    >>> tokenize1("This is a TEST!!!")
+    ['xxbos', 'xxmaj', 'this', 'is', 'a', 'xxup', 'test', 'xxrep', '3', '!']
+"""
+
+from __future__ import annotations
+
+import functools
+import html
+import re
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
+
+__all__ = ["UNK", "PAD", "BOS", "EOS", "FLD", "TK_REP", "TK_WREP", "TK_UP", "TK_MAJ", "defaults", "TextDefaults",
+           "spec_add_spaces", "rm_useless_spaces", "replace_rep", "replace_wrep", "fix_html", "replace_all_caps",
+           "replace_maj", "lowercase", "replace_space", "TEXT_RULES", "rule_name", "rules_from_names",
+           "BaseTokenizer", "SpacyTokenizer", "WordTokenizer", "TokenizeWithRules", "tokenize1", "apply_rules",
+           "decode_spec_tokens"]
+
+# The special tokens, in the order they head every vocabulary (so xxunk is 0 and xxpad is 1).
+UNK, PAD, BOS, EOS, FLD, TK_REP, TK_WREP, TK_UP, TK_MAJ = (
+    "xxunk", "xxpad", "xxbos", "xxeos", "xxfld", "xxrep", "xxwrep", "xxup", "xxmaj")
+
+# --- pre-tokenization rules (str -> str) --------------------------------------------------------------------
+
+_SPECIAL_CHARS = re.compile(r"([/#\\])")
+_MULTI_SPACES = re.compile(" {2,}")
+_CHAR_REPEAT = re.compile(r"(\S)(\1{2,})")  # a non-space character and at least two more copies of it
+_WORD_REPEAT = re.compile(r"(?:\s|^)(\w+)\s+((?:\1\s+)+)\1(\s|\W|$)")  # a word, then >= 2 more copies of it
+_ALL_CAPS = re.compile(r"(\s|^)([A-Z]+[^a-z\s]*)(?=(\s|$))")
+_CAPITALISED = re.compile(r"(\s|^)([A-Z][^A-Z\s]*)(?=(\s|$))")
+# Debris seen in scraped corpora (IMDB reviews, WikiText): (what, replacement), applied in this order.
+_HTML_DEBRIS = (("#39;", "'"), ("amp;", "&"), ("#146;", "'"), ("nbsp;", " "), ("#36;", "$"), ("\\n", "\n"),
+                ("quot;", "'"), ("<br />", "\n"), ('\\"', '"'), ("<unk>", UNK), (" @.@ ", "."), (" @-@ ", "-"),
+                ("...", " …"))
+
+
+def spec_add_spaces(t: str) -> str:
+    """Put spaces around ``/``, ``#`` and ``\\`` so they become tokens of their own."""
+    return _SPECIAL_CHARS.sub(r" \1 ", t)
+
+
+def rm_useless_spaces(t: str) -> str:
+    """Collapse runs of spaces into one."""
+    return _MULTI_SPACES.sub(" ", t)
+
+
+def replace_rep(t: str) -> str:
+    """A character repeated 3+ times → ``xxrep <count> <char>`` (``'cccc'`` → ``' xxrep 4 c '``)."""
+    def marker(m: re.Match) -> str:
+        char, repeats = m.groups()
+        return f" {TK_REP} {len(repeats) + 1} {char} "
+    return _CHAR_REPEAT.sub(marker, t)
+
+
+def replace_wrep(t: str) -> str:
+    """A word repeated 3+ times → ``xxwrep <count> <word>`` (``'a a a a'`` → ``' xxwrep 4 a '``)."""
+    def marker(m: re.Match) -> str:
+        word, repeats, end = m.groups()
+        return f" {TK_WREP} {len(repeats.split()) + 2} {word} {end}"
+    return _WORD_REPEAT.sub(marker, t)
+
+
+def fix_html(x: str) -> str:
+    """Fix the HTML debris of scraped text (``<br />``, ``&amp;`` fragments, WikiText's ``@-@`` ...), then
+    unescape HTML entities."""
+    for bad, good in _HTML_DEBRIS:
+        x = x.replace(bad, good)
+    return html.unescape(x)
+
+
+def replace_all_caps(t: str) -> str:
+    """A word in capitals → ``xxup`` + the word in lower case (single letters are only lower-cased)."""
+    def marker(m: re.Match) -> str:
+        space, word = m.group(1), m.group(2)
+        return f"{space}{TK_UP + ' ' if len(word) > 1 else ''}{word.lower()}"
+    return _ALL_CAPS.sub(marker, t)
+
+
+def replace_maj(t: str) -> str:
+    """A capitalised word → ``xxmaj`` + the word in lower case (single letters are only lower-cased)."""
+    def marker(m: re.Match) -> str:
+        space, word = m.group(1), m.group(2)
+        return f"{space}{TK_MAJ + ' ' if len(word) > 1 else ''}{word.lower()}"
+    return _CAPITALISED.sub(marker, t)
+
+
+def lowercase(t: str, add_bos: bool = True, add_eos: bool = False) -> str:
+    """Lower-case ``t`` and strip it; ``xxbos`` in front (and ``xxeos`` at the end if ``add_eos``)."""
+    return f"{BOS + ' ' if add_bos else ''}{t.lower().strip()}{' ' + EOS if add_eos else ''}"
+
+
+def replace_space(t: str) -> str:
+    """(post rule, per token) Spaces inside a token become ``▁``, so joining tokens with spaces is reversible."""
+    return t.replace(" ", "▁")
+
+
+class TextDefaults:
+    """The default rules and special tokens (``defaults.text_proc_rules`` ... as in fastai).
+
+    Attributes are read when a tokenizer is built, so assigning new lists changes the defaults of
+    tokenizers built afterwards.
+    """
+
+    def __init__(self) -> None:
+        self.text_spec_tok: list[str] = [UNK, PAD, BOS, EOS, FLD, TK_REP, TK_WREP, TK_UP, TK_MAJ]
+        self.text_proc_rules: list[Callable[[str], str]] = [
+            fix_html, replace_rep, replace_wrep, spec_add_spaces, rm_useless_spaces, replace_all_caps,
+            replace_maj, lowercase]
+        self.text_postproc_rules: list[Callable[[str], str]] = [replace_space]
+
+
+defaults = TextDefaults()
+
+# Rules by plain name: what an export may name (a file can only ask for these functions).
+TEXT_RULES: dict[str, Callable[[str], str]] = {f.__name__: f for f in (
+    fix_html, replace_rep, replace_wrep, spec_add_spaces, rm_useless_spaces, replace_all_caps, replace_maj,
+    lowercase, replace_space)}
+
+
+def rule_name(rule: Callable) -> str | None:
+    """The plain name of one of lamina's rules (`TEXT_RULES`), or None for any other function."""
+    name = getattr(rule, "__name__", None)
+    return name if name is not None and TEXT_RULES.get(name) is rule else None
+
+
+def rules_from_names(names: Sequence[str]) -> list[Callable[[str], str]]:
+    """The rule functions named ``names`` (from `TEXT_RULES` only).
+
+    Raises:
+        ValueError: naming a name that is not one of lamina's rules.
+    """
+    unknown = [n for n in names if n not in TEXT_RULES]
+    if unknown:
+        raise ValueError(f"Unknown text rules {unknown}: rules are named among {sorted(TEXT_RULES)}")
+    return [TEXT_RULES[n] for n in names]
+
+
+def apply_rules(text: str, rules: Sequence[Callable[[str], str]]) -> str:
+    """``text`` through each rule in turn."""
+    for rule in rules:
+        text = rule(text)
+    return text
+
+
+# --- word tokenizers -------------------------------------------------------------------------------------
+
+
+class BaseTokenizer:
+    """Split on one character (a space by default): fast, for text that is already tokenized.
+
+    Args:
+        split_char: the separator.
+    """
+
+    def __init__(self, split_char: str = " ", **kwargs: Any):
+        self.split_char = split_char
+
+    def __call__(self, items: Iterable[str]) -> Iterator[list[str]]:
+        return (t.split(self.split_char) for t in items)
+
+    def spec(self) -> dict:
+        """What identifies this tokenizer's output (for the tokenization cache and exports)."""
+        return {"name": "BaseTokenizer", "split_char": self.split_char}
+
+
+@functools.lru_cache(maxsize=4)
+def _spacy_tokenizer(lang: str, special_toks: tuple[str, ...]) -> Any:
+    """spaCy's rule-based tokenizer for ``lang`` with ``special_toks`` kept whole, built once per process."""
+    try:
+        import spacy
+        from spacy.symbols import ORTH
+    except ImportError as e:
+        raise ImportError("Tokenizing text needs spaCy: pip install 'lamina[text]' (or pip install spacy)") from e
+    nlp = spacy.blank(lang)
+    for tok in special_toks:
+        nlp.tokenizer.add_special_case(tok, [{ORTH: tok}])
+    return nlp.tokenizer
+
+
+class SpacyTokenizer:
+    """spaCy's rule-based tokenizer (``spacy.blank(lang)``: no model to download), special tokens kept whole.
+
+    The spaCy object is built on first use in each process (worker processes build their own), so the
+    tokenizer is cheap to copy and to send to workers.
+
+    Args:
+        lang: the spaCy language code.
+        special_toks: tokens never split (default ``defaults.text_spec_tok``).
+        buf_sz: how many texts spaCy takes at once.
+    """
+
+    def __init__(self, lang: str = "en", special_toks: Sequence[str] | None = None, buf_sz: int = 5000):
+        self.lang, self.buf_sz = lang, buf_sz
+        self.special_toks = list(defaults.text_spec_tok if special_toks is None else special_toks)
+
+    def __call__(self, items: Iterable[str]) -> Iterator[list[str]]:
+        tokenizer = _spacy_tokenizer(self.lang, tuple(self.special_toks))
+        return ([tok.text for tok in doc] for doc in tokenizer.pipe(map(str, items), batch_size=self.buf_sz))
+
+    def spec(self) -> dict:
+        """What identifies this tokenizer's output (for the tokenization cache and exports)."""
+        import spacy
+        return {"name": "SpacyTokenizer", "lang": self.lang, "special_toks": self.special_toks,
+                "spacy": spacy.__version__}
+
+
+WordTokenizer = SpacyTokenizer
+
+
+class TokenizeWithRules:
+    """``tok`` wrapped: the rules on each text, then ``tok``, then the post rules on each token.
+
+    Args:
+        tok: a word tokenizer (called with a list of texts, yields lists of tokens).
+        rules: the rules (default ``defaults.text_proc_rules``).
+        post_rules: per-token rules (default ``defaults.text_postproc_rules``).
+    """
+
+    def __init__(self, tok: Any, rules: Sequence[Callable] | None = None, post_rules: Sequence[Callable] | None = None):
+        self.tok = tok
+        self.rules = list(defaults.text_proc_rules if rules is None else rules)
+        self.post_rules = list(defaults.text_postproc_rules if post_rules is None else post_rules)
+
+    def __call__(self, batch: Iterable[str]) -> Iterator[list[str]]:
+        texts = [apply_rules(str(t), self.rules) for t in batch]
+        for tokens in self.tok(texts):
+            yield [apply_rules(t, self.post_rules) for t in tokens] if self.post_rules else list(tokens)
+
+
+def tokenize1(text: str, tok: Any = None, rules: Sequence[Callable] | None = None,
+              post_rules: Sequence[Callable] | None = None) -> list[str]:
+    """The tokens of one text (rules, then ``tok`` (default `WordTokenizer`), then post rules)."""
+    return next(TokenizeWithRules(tok if tok is not None else WordTokenizer(), rules, post_rules)([text]))
+
+
+def decode_spec_tokens(tokens: Sequence[str]) -> list[str]:
+    """Undo the markers for display: ``xxmaj w`` → ``W``, ``xxup w`` → ``W...``, ``xxrep n c`` → ``c*n``,
+    ``xxwrep n w`` → ``w`` n times. A marker without what it needs is dropped.
+
+    Example:
+        >>> decode_spec_tokens(['xxmaj', 'hello', 'xxrep', '3', '!'])
+        ['Hello', '!!!']
+    """
+    out: list[str] = []
+    rule, count = None, None
+    for tok in tokens:
+        if tok in (TK_MAJ, TK_UP, TK_REP, TK_WREP):
+            rule, count = tok, None
+        elif rule is None:
+            out.append(tok)
+        elif rule in (TK_MAJ, TK_UP):
+            out.append(tok[:1].upper() + tok[1:] if rule == TK_MAJ else tok.upper())
+            rule = None
+        elif count is None:
+            if tok.isdigit():
+                count = int(tok)
+            else:  # a repetition marker without its count: keep the token as it is
+                out.append(tok)
+                rule = None
+        else:
+            out.extend([tok * count] if rule == TK_REP else [tok] * count)
+            rule, count = None, None
+    return out
