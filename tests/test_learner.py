@@ -6,7 +6,6 @@ from torch import nn
 
 from lamina.callbacks.core import EVENTS, Callback, CancelBatchException, CancelEpochException, CancelFitException
 from lamina.learner import Learner
-from lamina.losses import CrossEntropyLossFlat
 from lamina.metrics import accuracy
 from lamina.testing import body_head_splitter, synth_classification, tiny_mlp
 
