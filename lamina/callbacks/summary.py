@@ -17,14 +17,13 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from typing import Any
 
 import torch
 from torch import nn
 
 from ..core import to_device
+from ..models.bodies import eval_mode
 from .hook import Hooks
 
 __all__ = ["PrettyString", "total_params", "layer_info", "module_summary", "learner_summary"]
@@ -43,17 +42,6 @@ def total_params(m: nn.Module) -> tuple[int, bool]:
     """``(number of parameters of m, whether its first parameter is trainable)``; ``(0, False)`` without any."""
     params = list(m.parameters())
     return sum(p.numel() for p in params), bool(params and params[0].requires_grad)
-
-
-@contextlib.contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[None]:
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield
-    finally:
-        for m, training in modes:
-            m.training = training
 
 
 def _shape(o: Any) -> Any:
@@ -78,7 +66,7 @@ def layer_info(learn: Any, *xb: torch.Tensor) -> list[tuple[str, int | str, bool
     leaves = [m for m in model.modules() if next(m.children(), None) is None and not isinstance(m, containers)]
     p = next(iter(model.parameters()), None)
     first = to_device(tuple(x[:1] for x in xb), p.device if p is not None else "cpu")
-    with Hooks(leaves, track), _eval_mode(model), torch.no_grad():
+    with Hooks(leaves, track), eval_mode(model), torch.no_grad():
         model(*first)
     return rows
 

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .bodies import _eval_mode, in_channels
+from .bodies import eval_mode, in_channels
 from .layers import (BatchNorm, ConvLayer, MergeLayer, NormType, PixelShuffle_ICNR, ResBlock, ResizeToOrig,
                      SelfAttention, SigmoidRange)
 
@@ -54,7 +54,7 @@ def model_sizes(encoder: nn.Module, size: Sequence[int] = (64, 64)) -> list[torc
     """The output shape of each encoder stage for one image of ``size`` (eval mode, no gradients)."""
     p = next(iter(encoder.parameters()))
     x = torch.zeros(1, in_channels(encoder), *size, device=p.device, dtype=p.dtype)
-    with _eval_mode(encoder), torch.no_grad():
+    with eval_mode(encoder), torch.no_grad():
         return [o.shape for o in _stage_outputs(encoder, x)]
 
 
@@ -102,7 +102,7 @@ class UnetBlock(nn.Module):
 def _dummy(module: nn.Module, device: torch.device, *args: torch.Tensor) -> torch.Tensor:
     """Run a freshly built module once (eval mode, no gradients) to learn its output shape."""
     module.to(device)
-    with _eval_mode(module), torch.no_grad():
+    with eval_mode(module), torch.no_grad():
         return module(*args)
 
 
@@ -136,7 +136,7 @@ class DynamicUnet(nn.Sequential):
         p = next(iter(encoder.parameters()))
         device, n_in = p.device, in_channels(encoder)
         x = torch.zeros(1, n_in, *img_size, device=device, dtype=p.dtype)
-        with _eval_mode(encoder), torch.no_grad():
+        with eval_mode(encoder), torch.no_grad():
             feats = _stage_outputs(encoder, x)
         skip_idxs = size_change_indices([f.shape for f in feats])
         ni = feats[-1].shape[1]

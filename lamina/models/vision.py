@@ -1,6 +1,6 @@
 """Vision models from an architecture: a classifier (a cut body and a new head) and a U-Net.
 
-``arch`` is whatever a user passes: an entry of the registry (``resnet34``, see `lamina.models.bodies`),
+``arch`` is whatever a user passes: an entry of the registry (``resnet34``, see `lamina.models.archs`),
 a torchvision builder, ``'torchvision:<name>'`` (how an export names a torchvision architecture), a timm
 name (any other string, with the ``timm`` extra) or a callable of your own that returns a model.
 `VisionArch.of` resolves it once into everything the builders and the learners need: the builder, the name
@@ -25,7 +25,8 @@ from typing import Any
 from torch import nn
 
 from ..registry import register
-from .bodies import ARCHS, Arch, arch_meta, build_arch, create_body, default_split, num_features_model, timm_body
+from .archs import ARCHS, Arch, arch_meta, build_arch, default_split
+from .bodies import create_body, num_features_model, timm_body
 from .heads import HeadConfig
 from .layers import init_linear
 from .unet import DynamicUnet
