@@ -281,15 +281,7 @@ def collab_learner(dls: CollabDataLoaders, n_factors: int = 50, use_nn: bool = F
     if not isinstance(dls, CollabDataLoaders):
         raise TypeError(f"`dls` must be CollabDataLoaders (from CollabDataLoaders.from_df or from_csv); received: "
                         f"{type(dls).__name__}")
-    y_range = [float(v) for v in y_range] if y_range is not None else None
-    if use_nn:
-        kwargs = _nn_kwargs(dls, n_factors, emb_szs, layers, config, y_range)
-        model, factory = EmbeddingNN(**kwargs), "EmbeddingNN"
-    else:
-        kwargs = {"n_factors": n_factors, "user_name": dls.user_name, "item_name": dls.item_name,
-                  "user_classes": dls.classes[dls.user_name].to_list(),
-                  "item_classes": dls.classes[dls.item_name].to_list(), "y_range": y_range}
-        model, factory = embedding_dot_bias(**kwargs), "embedding_dot_bias"
+    model, factory, kwargs = _collab_model(dls, n_factors, use_nn, emb_szs, layers, config, y_range)
     _warn_ratings_outside(dls, kwargs.get("y_range"))
     # The step updates every row of the embedding tables (dense gradients, as in fastai), so the optimizer's
     # arithmetic dominates a collab batch: torch's fused AdamW kernel does it ~2.5x faster than the per-tensor
@@ -305,6 +297,20 @@ def collab_learner(dls: CollabDataLoaders, n_factors: int = 50, use_nn: bool = F
             return learn
     learn.model_config = {"factory": factory, "kwargs": kwargs}
     return learn
+
+
+def _collab_model(dls: CollabDataLoaders, n_factors: int, use_nn: bool, emb_szs: Mapping[Any, int] | None,
+                  layers: Sequence[int] | None, config: Mapping[str, Any] | None,
+                  y_range: tuple[float, float] | None) -> tuple[torch.nn.Module, str, dict]:
+    """The model of `collab_learner`, its factory's name and the arguments an export rebuilds it from."""
+    y_range = [float(v) for v in y_range] if y_range is not None else None
+    if use_nn:
+        kwargs = _nn_kwargs(dls, n_factors, emb_szs, layers, config, y_range)
+        return EmbeddingNN(**kwargs), "EmbeddingNN", kwargs
+    kwargs = {"n_factors": n_factors, "user_name": dls.user_name, "item_name": dls.item_name,
+              "user_classes": dls.classes[dls.user_name].to_list(),
+              "item_classes": dls.classes[dls.item_name].to_list(), "y_range": y_range}
+    return embedding_dot_bias(**kwargs), "embedding_dot_bias", kwargs
 
 
 def _warn_ratings_outside(dls: CollabDataLoaders, y_range: Sequence[float] | None) -> None:

@@ -343,14 +343,7 @@ class Datasets(Dataset):
         workers = default_num_workers() if num_workers is None else num_workers
         base = dict(device=device, num_workers=workers, after_batch=fuse_tfms(as_steps(after_batch)),
                     kinds=self.kinds)
-        train_ds, valid_ds = self.train, self.valid
-        if after_item is not None:
-            train_ds.item_tfms = valid_ds.item_tfms = _sorted_tfms(after_item)
-        if n is not None:
-            if not 0 < n <= len(train_ds):
-                raise ValueError(f"`n` must be between 1 and the number of training items ({len(train_ds)}); "
-                                 f"received: n={n!r}")
-            train_ds.idxs = train_ds.idxs[:n]
+        train_ds, valid_ds = self._loader_splits(after_item, n)
         extra = [dict(d or {}) for d in (dl_kwargs or [])] + [{}, {}]
         train = DataLoader(train_ds, **{**base, "bs": bs, "shuffle": shuffle, "split_idx": 0, **common,
                                         "drop_last": shuffle if drop_last is None else drop_last, **extra[0]})
@@ -360,6 +353,18 @@ class Datasets(Dataset):
         return (dls_type or self.dls_type or DataLoaders)(
             train, valid, path=path, vocab=list(vocab) if vocab is not None else None, n_out=train_ds.c,
             loss_func=self.loss_config if loss_func is None else loss_func, n_inp=self.n_inp)
+
+    def _loader_splits(self, after_item: Sequence | None, n: int | None) -> tuple["Datasets", "Datasets"]:
+        """The two split views for `dataloaders`: ``after_item`` replaces their item transforms, ``n`` cuts training."""
+        train_ds, valid_ds = self.train, self.valid
+        if after_item is not None:
+            train_ds.item_tfms = valid_ds.item_tfms = _sorted_tfms(after_item)
+        if n is not None:
+            if not 0 < n <= len(train_ds):
+                raise ValueError(f"`n` must be between 1 and the number of training items ({len(train_ds)}); "
+                                 f"received: n={n!r}")
+            train_ds.idxs = train_ds.idxs[:n]
+        return train_ds, valid_ds
 
     @property
     def loss_config(self) -> dict | None:
