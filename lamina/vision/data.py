@@ -34,6 +34,7 @@ from ..data.transforms import (BATCH_TFMS, ITEM_TFMS, Categorize, MultiCategoriz
 from ..losses import loss_from_config
 from ..registry import register
 from .core import ImageReader, MaskReader, PILImage, image_class
+from .device_decode import choose_decode
 from .lighting import IntToFloatTensor
 from .show import show_batch, show_results
 from .transforms import ToTensor
@@ -131,9 +132,15 @@ class ImageDataLoaders(DataLoaders):
         self._inference = value
 
     @classmethod
-    def from_dblock(cls, dblock: DataBlock, source: Any, path: str | Path = ".", **kwargs: Any) -> "ImageDataLoaders":
-        """``dblock.dataloaders(source, path=path, **kwargs)`` as this class."""
-        return dblock.dataloaders(source, path=path, dls_type=cls, **kwargs)
+    def from_dblock(cls, dblock: DataBlock, source: Any, path: str | Path = ".", decode: str = "cpu",
+                    **kwargs: Any) -> "ImageDataLoaders":
+        """``dblock.dataloaders(source, path=path, **kwargs)`` as this class.
+
+        ``decode`` (every factory takes it): ``'cpu'`` decodes images in the loading workers; ``'device'``
+        decodes JPEGs on the loaders' device (`lamina.vision.device_decode`); ``'auto'`` does so on a CUDA
+        device when the data allow it, else decodes on the CPU.
+        """
+        return choose_decode(dblock.dataloaders(source, path=path, dls_type=cls, **kwargs), decode)
 
     @classmethod
     def from_folder(cls, path: str | Path, train: str = "train", valid: str = "valid", valid_pct: float | None = None,
@@ -250,7 +257,7 @@ def _configs(tfms: Sequence, what: str) -> list[dict]:
     table = ITEM_TFMS if what == "item" else BATCH_TFMS
     out = []
     for tfm in tfms:
-        if tfm_hook(tfm, "split_idx") == 0:
+        if tfm_hook(tfm, "split_idx") == 0 or getattr(tfm, "exported", True) is False:
             continue
         if not declares(tfm, "to_config"):
             raise ValueError(f"Cannot export the {what} transform {tfm!r}: it runs on validation data but has no "
