@@ -23,16 +23,7 @@ from torch import nn
 
 from .archs import (ARCHS, IMAGENET_STATS, Arch, BodySplit, PretrainedWeightsError, arch_meta, build_arch,
                     default_split, model_meta, weights_file)
-from .archs import (  # noqa: F401  (the architectures, re-exported through __all__)
-    resnet18, resnet34, resnet50, resnet101, resnet152, resnext50_32x4d, resnext101_32x8d, resnext101_64x4d,
-    wide_resnet50_2, wide_resnet101_2, densenet121, densenet169, densenet201, densenet161, vgg11_bn, vgg13_bn,
-    vgg16_bn, vgg19_bn, alexnet, squeezenet1_0, squeezenet1_1, convnext_tiny, convnext_small, convnext_base,
-    convnext_large, efficientnet_b0, efficientnet_b1, efficientnet_b2, efficientnet_b3, efficientnet_b4,
-    efficientnet_b5, efficientnet_b6, efficientnet_b7, efficientnet_v2_s, efficientnet_v2_m, efficientnet_v2_l,
-    mobilenet_v2, mobilenet_v3_large, mobilenet_v3_small, regnet_y_400mf, regnet_y_800mf, regnet_y_1_6gf,
-    regnet_y_3_2gf, regnet_y_8gf, regnet_y_16gf, regnet_y_32gf, regnet_x_400mf, regnet_x_800mf, regnet_x_1_6gf,
-    regnet_x_3_2gf, regnet_x_8gf, regnet_x_16gf, regnet_x_32gf
-)
+from .archs import *  # noqa: F401,F403  (the architectures: resnet18 ... regnet_x_32gf, in ARCHS)
 from .layers import MaxPool2d
 
 __all__ = ["create_body", "num_features_model", "in_channels", "dummy_eval", "TimmBody", "timm_body",

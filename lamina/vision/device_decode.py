@@ -170,7 +170,8 @@ def _read_jpeg(source: Any, window_tfm: Any, train: bool) -> EncodedImage | None
         return None
     try:
         with open(source, "rb") as f:
-            data = f.read()
+            data = bytearray(os.fstat(f.fileno()).st_size)  # read once, into the buffer the tensor will share
+            del data[f.readinto(data):]  # in place: a file that shrank since fstat
     except OSError:
         return None  # the CPU reader raises its own error, naming the file
     if not data.startswith(JPEG_MAGIC):
@@ -184,7 +185,7 @@ def _read_jpeg(source: Any, window_tfm: Any, train: bool) -> EncodedImage | None
     if mode not in ("RGB", "L"):
         return None
     window = tuple(float(v) for v in window_tfm.plan(size, train=train))
-    return EncodedImage(torch.frombuffer(bytearray(data), dtype=torch.uint8), None, window, str(source))
+    return EncodedImage(torch.frombuffer(data, dtype=torch.uint8), None, window, str(source))
 
 
 def collate_encoded(samples: Sequence[tuple]) -> tuple:
