@@ -95,3 +95,19 @@ def test_guide_has_the_pages_the_nav_names():
 
 def test_install_page_says_how_to_get_a_cpu_only_torch():
     assert "pip install torch --index-url https://download.pytorch.org/whl/cpu" in (DOCS / "install.md").read_text()
+
+
+def test_license_is_the_one_pyproject_names():
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    text = (ROOT / "LICENSE").read_text()
+    assert 'license = {text = "Apache-2.0"}' in pyproject
+    assert "Apache License" in text and "Version 2.0, January 2004" in text
+    assert "END OF TERMS AND CONDITIONS" in text  # the full text, not a pointer to it
+
+
+def test_readme_keeps_its_two_commands_first_and_points_to_the_docs():
+    readme = (ROOT / "README.md").read_text()
+    first_block = readme.split("```bash\n", 1)[1].split("```", 1)[0]
+    assert "python -m lamina.demo" in first_block and "python -m pytest -q" in first_block
+    assert readme.index("## Start here") < readme.index("## Documentation")
+    assert all((ROOT / name).exists() for name in ("CHANGELOG.md", "CONTRIBUTING.md", "docs/index.md"))
