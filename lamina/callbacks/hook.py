@@ -152,7 +152,7 @@ def hook_outputs(modules: Iterable[nn.Module], detach: bool = True, cpu: bool = 
 def model_sizes(m: nn.Module, size: tuple[int, ...] = (64, 64)) -> list[torch.Size]:
     """The output shape of each child of ``m`` for one dummy input of spatial ``size`` (see `dummy_eval`).
 
-    Example:
+    Examples:
         >>> [s[1:] for s in model_sizes(create_body(resnet18(), pretrained=False), (64, 64))][-1]
         torch.Size([512, 2, 2])
     """

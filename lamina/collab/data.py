@@ -10,7 +10,7 @@ no per-row Python run in the training loop.
 A user or item rated only in validation rows has its own code (its embedding keeps its initial values,
 since no training row moves it); only new pairs given later (`test_dl`) can hold ids with no code.
 
-Example:
+Examples:
     >>> dls = CollabDataLoaders.from_csv(path/'ratings.csv')
     >>> xb, yb = dls.one_batch()          # xb: (64, 2) codes, yb: (64, 1) ratings
     >>> dls.classes['movieId'][:3]

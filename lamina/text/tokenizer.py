@@ -10,7 +10,7 @@ the per-item step of a `Datasets` is a lookup:
 * `Tokenizer.from_df(text_cols)` tokenizes the training texts in one batch when the `Datasets` sets it up
   (the `TextDataLoaders` factories tokenize every row up front); with ``cache_dir`` the batch is cached too.
 
-Example:
+Examples:
     >>> tok = Tokenizer.from_folder(path)            # tokenizes (or reads the cache) now
     >>> tok(path/'train'/'pos'/'0_9.txt')[:5]
     ['xxbos', 'xxmaj', 'bromwell', 'xxmaj', 'high']
