@@ -183,7 +183,7 @@ class CompileMixin:
         return self
 
     def uncompile(self) -> Any:
-        """Run ``learn.model`` eagerly again (undoes ``compile`` and a ``torch.compile`` wrapper); returns the learner."""
+        """Run ``learn.model`` eagerly again (undoes ``compile`` and a ``torch.compile`` wrapper); returns ``self``."""
         self.model = uncompile_model(self.model)
         return self
 
