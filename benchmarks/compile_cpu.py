@@ -80,7 +80,9 @@ def tabular_learner_of(steps: int, seed: int = 0) -> Any:
     return tabular_learner(dls)
 
 
-MODELS = {"cnn": ("small CNN, 64 px, bs 64", cnn_learner), "tabular": ("tabular MLP, bs 256", tabular_learner_of)}
+# name: (title, learner factory, training batches per epoch: a tabular step takes about 1 ms, so more of them)
+MODELS = {"cnn": ("small CNN, 64 px, bs 64", cnn_learner, 10),
+          "tabular": ("tabular MLP, bs 256", tabular_learner_of, 40)}
 
 
 def step_timer() -> Any:
@@ -120,8 +122,9 @@ def compile_seconds(first: dict, steady: dict) -> dict[str, float]:
     return {split: first[split][0] - statistics.median(steady[split]) for split in ("train", "valid")}
 
 
-def measure(name: str, steps: int, rounds: int, compile_kwargs: dict) -> dict:
+def measure(name: str, steps: int | None, rounds: int, compile_kwargs: dict) -> dict:
     """Eager and compiled learners of model ``name``: warm-up epoch, then ``rounds`` alternating epochs each."""
+    steps = steps or MODELS[name][2]
     eager, compiled = make(name, steps, None), make(name, steps, compile_kwargs)
     n_params = sum(p.numel() for p in eager.model.parameters())
     first = {"eager": one_epoch(eager), "compiled": one_epoch(compiled)}
@@ -131,8 +134,11 @@ def measure(name: str, steps: int, rounds: int, compile_kwargs: dict) -> dict:
             times = one_epoch(eager if side == "eager" else compiled)
             steady[side]["train"] += times["train"]
             steady[side]["valid"] += times["valid"]
+    import torch
+    torch.compiler.reset()  # forget the compiled graphs, as a new process would; inductor's disk cache stays
     warm = one_epoch(make(name, steps, compile_kwargs))
-    return {"model": MODELS[name][0], "params": n_params, "steady": steady,
+    return {"model": MODELS[name][0], "params": n_params, "steady": steady, "steps": steps,
+            "threads": torch.get_num_threads(),
             "compile_cold": compile_seconds(first["compiled"], steady["compiled"]),
             "compile_warm": compile_seconds(warm, steady["compiled"]),
             "valid_loss": {side: first[side]["valid_loss"] for side in first}}
@@ -145,20 +151,20 @@ def summary(values: list[float]) -> str:
 
 def table_row(result: dict) -> str:
     if "error" in result:
-        return f"| {result['model']} | – | failed: `{result['error']}` | | | | | | |"
-    eager, compiled = (statistics.median(result["steady"][s]["train"]) for s in ("eager", "compiled"))
+        return f"| {result['model']} | {result['threads']} | – | failed: `{result['error']}` | | | | | | | |"
+    steady, cold, warm = result["steady"], result["compile_cold"], result["compile_warm"]
+    eager, compiled = (statistics.median(steady[side]["train"]) for side in ("eager", "compiled"))
+    fastest = min(steady["eager"]["train"]) / min(steady["compiled"]["train"])
     gain = eager - compiled
-    cold = result["compile_cold"]["train"] + result["compile_cold"]["valid"]
-    warm = result["compile_warm"]["train"] + result["compile_warm"]["valid"]
-    even = f"{cold / gain:,.0f}" if gain > 0 else "never"
-    return (f"| {result['model']} | {result['params'] / 1e6:.2f}M | {summary(result['steady']['eager']['train'])} | "
-            f"{summary(result['steady']['compiled']['train'])} | **{eager / compiled:.2f}×** | "
-            f"{summary(result['steady']['eager']['valid'])} / {summary(result['steady']['compiled']['valid'])} | "
-            f"{result['compile_cold']['train']:.1f} + {result['compile_cold']['valid']:.1f} | "
-            f"{warm:.1f} | {even} |")
+    even = f"{(cold['train'] + cold['valid']) / gain:,.0f}" if gain > 0 else "never"
+    cells = [result["model"], result["threads"], f"{result['params'] / 1e6:.2f}M", summary(steady["eager"]["train"]),
+             summary(steady["compiled"]["train"]), f"**{eager / compiled:.2f}×**", f"{fastest:.2f}×",
+             f"{summary(steady['eager']['valid'])} / {summary(steady['compiled']['valid'])}",
+             f"{cold['train']:.1f} + {cold['valid']:.1f}", f"{warm['train'] + warm['valid']:.1f}", even]
+    return "| " + " | ".join(str(c) for c in cells) + " |"
 
 
-def environment() -> list[str]:
+def environment(default_threads: int) -> list[str]:
     import torch
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else "?"
@@ -166,7 +172,7 @@ def environment() -> list[str]:
         if shutil.which("gcc") else "no gcc"
     return [f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; torch {torch.__version__}, "
             f"Python {platform.python_version()}, {gcc}",
-            f"- CPU: {cpu}, {os.cpu_count()} logical cores, torch threads {torch.get_num_threads()} (the default)"]
+            f"- CPU: {cpu}, {os.cpu_count()} logical cores; torch's default is {default_threads} threads"]
 
 
 def load_average() -> str:
@@ -174,19 +180,22 @@ def load_average() -> str:
 
 
 def report(results: list[dict], args: argparse.Namespace, load_before: str, load_after: str) -> str:
+    steps = ", ".join(f"{model} {n}" for model, n in {r["model"]: r["steps"] for r in results if "steps" in r}.items())
     lines = ["# learn.compile on the CPU: training speed", "",
-             f"`python benchmarks/compile_cpu.py {' '.join(sys.argv[1:])}`".replace("` `", "``"), "",
-             *environment(),
+             f"`{' '.join(['python benchmarks/compile_cpu.py', *sys.argv[1:]])}`", "",
+             *environment(args.default_threads),
              f"- machine load (uptime's 1, 5, 15-minute averages): {load_before} before, {load_after} after; the "
              "machine is shared, so every figure is a median of one run with its min–max",
-             f"- backend {args.backend!r}{f', mode {args.mode!r}' if args.mode else ''}; {args.steps} training "
-             f"batches and 2 validation batches an epoch; {args.rounds} timed epochs per side after one warm-up "
+             f"- backend {args.backend!r}{f', mode {args.mode!r}' if args.mode else ''}; training batches an "
+             f"epoch: {steps}, and 2 validation batches; {args.rounds} timed epochs per side after one warm-up "
              "epoch", "",
-             "| model | weights | eager train step, ms | compiled train step, ms | speed-up | valid batch, ms "
-             "(eager / compiled) | compile s, cold (train + eval) | compile s, warm cache | break-even steps |",
-             "|---|---|---|---|---|---|---|---|---|",
+             "| model | threads | weights | eager train step, ms | compiled train step, ms | speed-up (medians) "
+             "| speed-up (fastest steps) | valid batch, ms (eager / compiled) | compile s, cold (train + eval) "
+             "| compile s, warm cache | break-even steps |",
+             "|---|---|---|---|---|---|---|---|---|---|---|",
              *[table_row(r) for r in results], ""]
-    losses = [f"{r['model']}: eager {r['valid_loss']['eager']:.4f}, compiled {r['valid_loss']['compiled']:.4f}"
+    losses = [f"{r['model']}, {r['threads']} threads: eager {r['valid_loss']['eager']:.4f}, compiled "
+              f"{r['valid_loss']['compiled']:.4f}"
               for r in results if "valid_loss" in r]
     if losses:
         lines += ["Validation loss after the warm-up epoch (same seed, same batches): " + "; ".join(losses) + ".", ""]
@@ -197,13 +206,42 @@ NOTES = """## Reading it
 
 - A train step is the whole step (forward, loss, backward, optimizer step, callbacks); `learn.compile` compiles
   the model's forward (and so its backward graph), not the optimizer step or the loss.
+- On a loaded machine (the load above, on 2 cores) a step waits for the CPU as often as it computes, and both
+  threads of torch's default wait for each other: the medians carry that wait, while the fastest steps are
+  those that ran uncontended, which is what an idle machine sees. Both speed-ups are given for that reason.
 - Compile time is paid once per process (per input shape, training and eval apart): it is the first batch's
   time less a steady batch. "Break-even steps" is the cold compile time over the time saved per training step.
-- A warm cache is what a second run of the same script on the same machine sees (inductor keeps its kernels
-  under `TORCHINDUCTOR_CACHE_DIR`, by default a folder in `/tmp`); dynamo still traces the model each time.
+- "Warm cache" is a third learner compiled after `torch.compiler.reset()`, as a second run of the same script
+  on the same machine would: dynamo traces the model again, inductor finds the kernels in its disk cache
+  (`TORCHINDUCTOR_CACHE_DIR`, by default a folder in `/tmp`). Within one process a second learner of the same
+  architecture reuses the compiled graphs outright (dynamo's guards check the structure, not the module).
+- The 1-thread rows keep the two threads of a 2-core machine from waiting on each other; each thread count
+  starts from an empty inductor cache and `torch.compiler.reset()`.
 - Inductor generates and builds C++ on the CPU, so it needs a C++ compiler (`g++`); without one,
   `learn.compile()` says so and suggests `backend="aot_eager"`.
 """.splitlines()
+
+
+def measure_all(names: list[str], args: argparse.Namespace, compile_kwargs: dict, threads: int) -> list:
+    """Every model with ``threads`` torch threads, from an empty inductor cache."""
+    import torch
+    torch.set_num_threads(threads)
+    torch.compiler.reset()  # graphs compiled for another thread count must not be reused
+    cache = tempfile.mkdtemp(prefix="lamina-compile-bench-")
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache  # an empty cache: the cold compile time
+    results = []
+    try:
+        for name in names:
+            print(f"{name}, {torch.get_num_threads()} threads ...", file=sys.stderr, flush=True)
+            try:
+                results.append(measure(name, args.steps, args.rounds, compile_kwargs))
+            except Exception as e:  # noqa: BLE001 - a backend that cannot build here is a result to report
+                results.append({"model": MODELS[name][0], "threads": torch.get_num_threads(),
+                                "error": f"{type(e).__name__}: {str(e)[:300]}"})
+            print(table_row(results[-1]), file=sys.stderr, flush=True)
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
+    return results
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -211,28 +249,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", default="cnn,tabular", help="comma-separated: " + ", ".join(MODELS))
     parser.add_argument("--backend", default="inductor")
     parser.add_argument("--mode", default=None, help="torch.compile's mode (default: its default)")
-    parser.add_argument("--steps", type=int, default=10, help="training batches per epoch")
+    parser.add_argument("--steps", type=int, default=None, help="training batches per epoch (default: 10 for "
+                        "the CNN, 40 for the tabular model)")
     parser.add_argument("--rounds", type=int, default=3, help="timed epochs per side after the warm-up")
+    parser.add_argument("--threads", default="default,1", help="torch thread counts to measure, comma-separated "
+                        "('default': torch's own choice, one per core)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "COMPILE.md")
     args = parser.parse_args(argv)
     names = [n.strip() for n in args.models.split(",") if n.strip()]
     unknown = [n for n in names if n not in MODELS]
     if unknown:
         parser.error(f"--models: unknown {', '.join(unknown)}; choose from {', '.join(MODELS)}")
-    cache = tempfile.mkdtemp(prefix="lamina-compile-bench-")
-    os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache  # an empty cache: the cold compile time
     compile_kwargs = {"backend": args.backend, **({"mode": args.mode} if args.mode else {})}
-    load_before, results = load_average(), []
-    try:
-        for name in names:
-            print(f"{name} ...", file=sys.stderr, flush=True)
-            try:
-                results.append(measure(name, args.steps, args.rounds, compile_kwargs))
-            except Exception as e:  # noqa: BLE001 - a backend that cannot build here is a result to report
-                results.append({"model": MODELS[name][0], "error": f"{type(e).__name__}: {str(e)[:300]}"})
-            print(table_row(results[-1]), file=sys.stderr, flush=True)
-    finally:
-        shutil.rmtree(cache, ignore_errors=True)
+    import torch
+    args.default_threads, load_before, results = torch.get_num_threads(), load_average(), []
+    for threads in args.threads.split(","):
+        threads = args.default_threads if threads.strip() == "default" else int(threads)
+        results += measure_all(names, args, compile_kwargs, threads)
     args.out.write_text(report(results, args, load_before, load_average()))
     print(f"wrote {args.out}", file=sys.stderr)
     return 1 if any("error" in r for r in results) else 0
