@@ -214,7 +214,7 @@ def test_an_export_holding_orig_mod_keys_loads(tmp_path):
     learn.fit(1, 1e-2)
     path = learn.export("plain.pkl")
     with safe_open(str(path), "pt") as f:
-        metadata, state = f.metadata(), {"_orig_mod." + k: f.get_tensor(k) for k in f}
+        metadata, state = f.metadata(), {"_orig_mod." + k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
     save_file(state, str(tmp_path / "old.pkl"), metadata=metadata)
     torch.testing.assert_close(probs(load_learner(tmp_path / "old.pkl")), probs(learn))
 
