@@ -170,8 +170,8 @@ def environment(default_threads: int) -> list[str]:
                 if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else "?"
     gcc = subprocess.run(["gcc", "--version"], capture_output=True, text=True, check=False).stdout.split("\n")[0] \
         if shutil.which("gcc") else "no gcc"
-    return [f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; torch {torch.__version__}, "
-            f"Python {platform.python_version()}, {gcc}",
+    return [(f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; torch {torch.__version__}, "
+             f"Python {platform.python_version()}, {gcc}"),
             f"- CPU: {cpu}, {os.cpu_count()} logical cores; torch's default is {default_threads} threads"]
 
 
@@ -180,18 +180,18 @@ def load_average() -> str:
 
 
 def report(results: list[dict], args: argparse.Namespace, load_before: str, load_after: str) -> str:
-    steps = ", ".join(f"{model} {n}" for model, n in {r["model"]: r["steps"] for r in results if "steps" in r}.items())
+    steps = ", ".join(f"{model}: {n}" for model, n in {r["model"]: r["steps"] for r in results if "steps" in r}.items())
     lines = ["# learn.compile on the CPU: training speed", "",
              f"`{' '.join(['python benchmarks/compile_cpu.py', *sys.argv[1:]])}`", "",
              *environment(args.default_threads),
-             f"- machine load (uptime's 1, 5, 15-minute averages): {load_before} before, {load_after} after; the "
-             "machine is shared, so every figure is a median of one run with its min–max",
-             f"- backend {args.backend!r}{f', mode {args.mode!r}' if args.mode else ''}; training batches an "
-             f"epoch: {steps}, and 2 validation batches; {args.rounds} timed epochs per side after one warm-up "
-             "epoch", "",
-             "| model | threads | weights | eager train step, ms | compiled train step, ms | speed-up (medians) "
-             "| speed-up (fastest steps) | valid batch, ms (eager / compiled) | compile s, cold (train + eval) "
-             "| compile s, warm cache | break-even steps |",
+             (f"- machine load (uptime's 1, 5, 15-minute averages): {load_before} before, {load_after} after; the "
+              "machine is shared, so every figure is a median of one run with its min–max"),
+             (f"- backend {args.backend!r}{f', mode {args.mode!r}' if args.mode else ''}; training batches an "
+              f"epoch: {steps}, and 2 validation batches; {args.rounds} timed epochs per side after one warm-up "
+              "epoch"), "",
+             ("| model | threads | weights | eager train step, ms | compiled train step, ms | speed-up (medians) "
+              "| speed-up (fastest steps) | valid batch, ms (eager / compiled) | compile s, cold (train + eval) "
+              "| compile s, warm cache | break-even steps |"),
              "|---|---|---|---|---|---|---|---|---|---|---|",
              *[table_row(r) for r in results], ""]
     losses = [f"{r['model']}, {r['threads']} threads: eager {r['valid_loss']['eager']:.4f}, compiled "
