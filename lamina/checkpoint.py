@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .compiled import fit_state_keys, plain_state_dict
 from .core import rank_distrib
 
 __all__ = ["CheckpointMixin", "atomic_write", "rng_states", "set_rng_states"]
@@ -280,7 +281,7 @@ class CheckpointMixin:
         """
         if rank_distrib() != 0:
             return None
-        state = {"model": self.model.state_dict(), "epoch": getattr(self, "epochs_done", 0),
+        state = {"model": plain_state_dict(self.model), "epoch": getattr(self, "epochs_done", 0),
                  "rng": rng_states(), "loaders": [[dl.seed, dl.epochs_seen] for dl in self.dls.loaders]}
         if with_opt and self.opt is not None:
             state["opt"] = self.opt.state_dict()
@@ -333,7 +334,7 @@ class CheckpointMixin:
     def _load_weights_and_opt(self, path: Path, state: dict, with_opt: bool, strict: bool) -> None:
         backup = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         try:
-            self.model.load_state_dict(state["model"], strict=strict)
+            self.model.load_state_dict(fit_state_keys(state["model"], self.model), strict=strict)
             if with_opt and "opt" in state:
                 if self.opt is None:
                     self.create_opt()

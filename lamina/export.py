@@ -26,6 +26,7 @@ from typing import Any
 import torch
 
 from .checkpoint import atomic_write
+from .compiled import fit_state_keys, plain_state_dict
 from .core import rank_distrib
 from .registry import lookup, registered
 
@@ -216,7 +217,7 @@ def export_learner(learn: Any, fname: str | Path = "export.pkl") -> Path | None:
     if rank_distrib() != 0:
         return None
     description = json.dumps(_describe(learn))
-    state = {k: v.detach().cpu().contiguous() for k, v in learn.model.state_dict().items()}
+    state = {k: v.detach().cpu().contiguous() for k, v in plain_state_dict(learn.model).items()}
     shared = _dedupe_shared(state)
     blob = save(state, metadata={_META_KEY: description, "shared": json.dumps(shared)})
     path = Path(fname)
@@ -386,7 +387,7 @@ def _load(path: Path, cpu: bool, trusted: tuple[str, ...]) -> Any:
     try:
         state = load_file(str(path), device="cpu")
         state.update({alias: state[key] for alias, key in shared.items()})
-        model.load_state_dict(state)
+        model.load_state_dict(fit_state_keys(state, model))
     except SafetensorError as e:
         raise ExportError(f"the file is damaged (its tensors cannot be read: {e})") from e
     except (KeyError, RuntimeError) as e:

@@ -30,6 +30,7 @@ from .callbacks.recorder import Recorder
 from .callbacks.schedule import ScheduleMixin
 from .callbacks.training import TrainEvalCallback
 from .checkpoint import CheckpointMixin
+from .compiled import CompileMixin, uncompiled
 from .losses import loss_from_config, loss_not_reduced
 from .metrics import as_metric
 from .optim import Adam, OptimizerMixin, trainable_params
@@ -66,7 +67,8 @@ class _EventScope:
 
 
 @register("learner")
-class Learner(CallbackListMixin, OptimizerMixin, ScheduleMixin, PredictMixin, CheckpointMixin, PrecisionMixin):
+class Learner(CallbackListMixin, OptimizerMixin, ScheduleMixin, PredictMixin, CheckpointMixin, PrecisionMixin,
+              CompileMixin):
     """Train ``model`` on ``dls`` with ``loss_func`` and ``opt_func``.
 
     Args:
@@ -320,12 +322,14 @@ class Learner(CallbackListMixin, OptimizerMixin, ScheduleMixin, PredictMixin, Ch
     def summary(self) -> str:
         """A table of the model's layers, output shapes and parameters, then optimizer, loss and callbacks."""
         from .callbacks.summary import learner_summary
-        return learner_summary(self)
+        with uncompiled(self):
+            return learner_summary(self)
 
     def to_onnx(self, path: str | Path, dynamic_batch: bool = True, opset: int | None = None) -> Path:
         """Write the model and its tensor preprocessing to an ONNX file: see `lamina.onnx.to_onnx`."""
         from .onnx import to_onnx
-        return to_onnx(self, path, dynamic_batch=dynamic_batch, opset=opset)
+        with uncompiled(self):
+            return to_onnx(self, path, dynamic_batch=dynamic_batch, opset=opset)
 
     def __repr__(self) -> str:
         return f"Learner(model={type(self.model).__name__}, loss={type(self.loss_func).__name__}, cbs={self.cbs})"

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .compiled import plain_model
 from .optim_fused import FusedAdam, fused_kernels_available
 
 __all__ = ["OptimWrapper", "OptimizerMixin", "FusedAdam", "Adam", "SGD", "RAdam", "RMSProp", "norm_bias_params",
@@ -307,7 +308,7 @@ class OptimizerMixin:
 
     def param_groups(self) -> list[list[nn.Parameter]]:
         """The splitter's groups as lists of parameters."""
-        return [params_of(g) for g in self.splitter(self.model)]
+        return [params_of(g) for g in self.splitter(plain_model(self.model))]
 
     def create_opt(self) -> None:
         """Build the optimizer over the splitter's groups (norm/bias params kept out of weight decay).
