@@ -70,7 +70,7 @@ def test_chapter6_pascal_call_shapes(pascal, hub_resnet18, tmp_path):
     idxs = torch.where(dsets.train[0][1] == 1.)[0]
     assert list(dsets.train.vocab[idxs]) == df['labels'][1].split(' ')  # row 0 is in validation
 
-    dls = dblock.dataloaders(df, bs=4)
+    dls = dblock.dataloaders(df, bs=4, num_workers=0)
     axes = dls.show_batch(nrows=1, ncols=3)
     first = dls.decode_prediction(dls.one_batch()[1][0])
     assert axes[0].get_title() == ";".join(first)  # label lists as titles
@@ -101,7 +101,7 @@ def test_chapter6_pascal_call_shapes(pascal, hub_resnet18, tmp_path):
 @pytest.mark.slow
 def test_thresh_of_the_loss_decides_predict_and_export_keeps_it(pascal, tmp_path):
     path, df = pascal
-    dls = _book_dblock(path).dataloaders(df, bs=4)
+    dls = _book_dblock(path).dataloaders(df, bs=4, num_workers=0)
     learn = vision_learner(dls, resnet18, pretrained=False, loss_func=BCEWithLogitsLossFlat(thresh=0.2),
                            metrics=partial(accuracy_multi, thresh=0.2))
     learn.fit(1)
@@ -149,7 +149,7 @@ def test_encoded_labels_with_vocab(pascal):
     dblock = DataBlock(blocks=(ImageBlock, MultiCategoryBlock(encoded=True, vocab=list(CLASSES))),
                        get_x=ColReader('fname', pref=f'{path}/train/'), get_y=ColReader(list(CLASSES)),
                        splitter=ColSplitter('is_valid'), item_tfms=Resize(16))
-    dls = dblock.dataloaders(df, bs=4)
+    dls = dblock.dataloaders(df, bs=4, num_workers=0)
     _, y = dls.valid.one_batch()
     assert dls.vocab == list(CLASSES) and dls.n_out == 3
     assert y.tolist() == df.loc[df.is_valid, list(CLASSES)].to_numpy().astype(float).tolist()
