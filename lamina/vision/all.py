@@ -42,7 +42,7 @@ from ..models.attention import SEModule, SimpleSelfAttention
 from ..models.xresnet import (XRESNETS, AdaptiveAvgPool, AvgPool, MaxPool, SEBlock, SEResNeXtBlock, SeparableBlock,
                               XResNet, init_cnn)
 from ..models.xresnet import *  # noqa: F403  (the xresnets: xresnet18 ... xse_resnext50_deeper)
-from .bboxes import BBoxBlock, BBoxLabeler, BBoxLblBlock, TensorBBox, bb_pad, clip_remove_empty
+from .bboxes import BBoxBlock, BBoxLabeler, BBoxLblBlock, TensorBBox, bb_pad, clip_remove_empty, get_annotations
 from .augment import (AffineCoordTfm, Brightness, Contrast, Dihedral, Flip, Hue, IntToFloatTensor, LightingTfm,
                       Normalize, RandomErasing, RandomResizedCropGPU, Rotate, Saturation, Warp, Zoom, aug_transforms,
                       setup_aug_tfms)
@@ -74,7 +74,7 @@ __all__ = [
     "show_image", "show_images",
     # keypoints and boxes
     "PointBlock", "PointScaler", "TensorPoint", "BBoxBlock", "BBoxLblBlock", "BBoxLabeler", "TensorBBox", "bb_pad",
-    "clip_remove_empty",
+    "clip_remove_empty", "get_annotations",
     # models and learners
     "ARCHS", "model_meta", "create_body", "PretrainedWeightsError", "create_head",  # num_features_model: basics
     "AdaptiveConcatPool2d", "Flatten", "LinBnDrop", "SigmoidRange", "BatchNorm", "ConvLayer", "NormType",

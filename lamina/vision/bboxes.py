@@ -15,6 +15,8 @@ Example:
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,7 +30,7 @@ from ..data.errors import ReadableKeyError
 from .points import PointScaler, TensorPoint
 
 __all__ = ["TensorBBox", "BBoxSetup", "BBoxLabeler", "BBoxBlock", "BBoxLblBlock", "bb_pad", "clip_remove_empty",
-           "show_boxes"]
+           "show_boxes", "get_annotations"]
 
 
 class TensorBBox(TensorPoint):
@@ -154,3 +156,32 @@ def show_boxes(boxes: Any, ctx: Any = None, labels: Sequence | None = None, hw: 
         if labels is not None and n < len(labels):
             ctx.text(x0, y0, str(labels[n]), color="white", fontsize=8, backgroundcolor=color, va="top")
     return ctx
+
+
+def get_annotations(fname: str | os.PathLike, prefix: str | None = None) -> tuple[list, list]:
+    """The images and boxes of a COCO-style JSON file: ``(file names, [(boxes, labels), ...])``, one entry per
+    image that has boxes, boxes as ``[left, top, right, bottom]`` (COCO stores left, top, width, height).
+
+    Args:
+        fname: the JSON file (``images``, ``annotations`` with ``bbox`` and ``category_id``, ``categories``).
+        prefix: put before each file name (e.g. the images' folder).
+
+    Raises:
+        ValueError: naming the file when a section or field is missing.
+    """
+    with open(fname, encoding="utf-8") as f:
+        data = json.load(f)
+    try:
+        names = {c["id"]: c["name"] for c in data["categories"]}
+        files = {im["id"]: im["file_name"] for im in data["images"]}
+        boxes: dict = {}
+        for a in data["annotations"]:
+            left, top, width, height = a["bbox"]
+            entry = boxes.setdefault(a["image_id"], ([], []))
+            entry[0].append([left, top, left + width, top + height])
+            entry[1].append(names[a["category_id"]])
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"{fname} is not a COCO annotation file: missing or malformed {e}. It needs 'images' "
+                         "(id, file_name), 'annotations' (image_id, bbox, category_id) and 'categories' (id, name)") from e
+    ids = list(boxes)
+    return [(prefix or "") + files[i] for i in ids], [boxes[i] for i in ids]

@@ -35,6 +35,7 @@ from ..losses import loss_from_config
 from ..registry import register
 from .core import ImageReader, MaskReader, PILImage, image_class
 from .device_decode import choose_decode
+from .bboxes import BBoxLabeler, BBoxSetup
 from .lighting import IntToFloatTensor
 from .points import PointSetup, TensorPoint, unscale_points
 from .show import show_batch, show_results
@@ -300,6 +301,10 @@ def _target_step(kind: str, vocab: list | None, n_out: int | None, ignore_index:
         return MaskReader(codes=vocab, ignore_index=ignore_index)
     if kind == "point":
         return PointSetup(c=n_out)
+    if kind == "bbox":
+        return BBoxSetup()
+    if kind == "bbox_label":
+        return BBoxLabeler(vocab=[v for v in vocab or [] if v != "#na#"])
     return RegressionSetup(c=n_out)
 
 
