@@ -330,8 +330,7 @@ class Datasets(Dataset):
             loss_func: the loss (an object, or a config dict); default: the one the targets' kind implies
                 (`TARGET_LOSSES`). It is ``dls.loss_config`` either way, so that the training layer can build it.
             timeout: accepted for fastai compatibility and ignored: lamina's loaders wait for their workers.
-            before_batch: ``samples -> samples``, run on each batch's list of samples before they are stacked
-                (e.g. `lamina.vision.bboxes.bb_pad`, which pads box lists to one length).
+            before_batch: ``samples -> samples`` before they are stacked (`bb_pad` pads box lists to one length).
             **kwargs: ``pin_memory``, ``persistent_workers``, ``seed``; a ``val_`` prefix (``val_num_workers=0``)
                 applies a value to the validation loader only.
 

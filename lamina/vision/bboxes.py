@@ -24,9 +24,9 @@ import torch
 from torch import Tensor
 
 from ..data.block import TransformBlock
+from ..data.errors import ReadableKeyError
 from ..data.transforms import TypeTransform
 from ..data.transforms.vocab import CategoryMap
-from ..data.errors import ReadableKeyError
 from .points import PointScaler, TensorPoint
 
 __all__ = ["TensorBBox", "BBoxSetup", "BBoxLabeler", "BBoxBlock", "BBoxLblBlock", "bb_pad", "clip_remove_empty",

@@ -21,13 +21,14 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import Tensor
 
 from ..data.block import TransformBlock
 from ..data.transforms import ItemTransform, TypeTransform, register_tfm
 
 __all__ = ["TensorPoint", "PointBlock", "PointScaler", "PointSetup", "move_points", "affine_points", "affine_boxes",
-           "scale_points", "unscale_points", "image_hw", "show_points"]
+           "scale_points", "unscale_points", "image_hw", "show_points", "TRANSPOSE_COORDS"]
 
 
 class TensorPoint(Tensor):
@@ -40,7 +41,7 @@ class TensorPoint(Tensor):
     n_cols = 2
 
     @classmethod
-    def create(cls, o: Any, img_size: Any = None) -> "TensorPoint":
+    def create(cls, o: Any, img_size: Any = None) -> TensorPoint:
         """Points from a list of pairs, an array or a tensor (anything with 2 values per point).
 
         Args:
@@ -166,6 +167,18 @@ def move_points(x: TensorPoint, fn: Callable[[Tensor], Tensor], out_hw: tuple[in
     height, width = out_hw
     limits = torch.tensor([width, height, width, height], dtype=boxes.dtype)
     return torch.minimum(boxes.clamp(min=0), limits).as_subclass(type(x))
+
+
+# Where Pillow's transposes send a position (x, y) of a width x height image (pixel edges at integers).
+TRANSPOSE_COORDS = {
+    Image.Transpose.FLIP_LEFT_RIGHT: lambda x, y, w, h: (w - x, y),
+    Image.Transpose.FLIP_TOP_BOTTOM: lambda x, y, w, h: (x, h - y),
+    Image.Transpose.ROTATE_90: lambda x, y, w, h: (y, w - x),  # counter-clockwise
+    Image.Transpose.ROTATE_180: lambda x, y, w, h: (w - x, h - y),
+    Image.Transpose.ROTATE_270: lambda x, y, w, h: (h - y, x),
+    Image.Transpose.TRANSPOSE: lambda x, y, w, h: (y, x),
+    Image.Transpose.TRANSVERSE: lambda x, y, w, h: (h - y, w - x),
+}
 
 
 def _corners(boxes: Tensor) -> Tensor:

@@ -28,7 +28,7 @@ from torch import Tensor
 
 from ..data.transforms import ITEM_TFMS, ItemTransform, item_tfm_from_config, register_tfm
 from .core import PILBase, PILMask, image2tensor
-from .points import TensorPoint, move_points
+from .points import TRANSPOSE_COORDS, TensorPoint, move_points
 
 __all__ = ["Resize", "RandomResizedCrop", "RandomCrop", "CropPad", "RatioResize", "FlipItem", "DihedralItem",
            "ToTensor", "AddMaskCodes", "ResizeMethod", "PadMode", "clamp_box",
@@ -339,18 +339,6 @@ _DIHEDRAL = (None, Image.Transpose.FLIP_LEFT_RIGHT, Image.Transpose.FLIP_TOP_BOT
              Image.Transpose.TRANSVERSE)
 
 
-# Where Pillow's transposes send a position (x, y) of a width x height image (pixel edges at integers).
-_DIHEDRAL_COORDS = {
-    Image.Transpose.FLIP_LEFT_RIGHT: lambda x, y, w, h: (w - x, y),
-    Image.Transpose.FLIP_TOP_BOTTOM: lambda x, y, w, h: (x, h - y),
-    Image.Transpose.ROTATE_90: lambda x, y, w, h: (y, w - x),  # counter-clockwise
-    Image.Transpose.ROTATE_180: lambda x, y, w, h: (w - x, h - y),
-    Image.Transpose.ROTATE_270: lambda x, y, w, h: (h - y, x),
-    Image.Transpose.TRANSPOSE: lambda x, y, w, h: (y, x),
-    Image.Transpose.TRANSVERSE: lambda x, y, w, h: (h - y, w - x),
-}
-
-
 @register_tfm
 class DihedralItem(_Geometric):
     """With probability ``p``, one of the 8 flips/rotations by multiples of 90° (training only)."""
@@ -371,7 +359,7 @@ class DihedralItem(_Geometric):
         if op is None:
             return xy
         (width, height), x, y = size, xy[:, 0], xy[:, 1]
-        return torch.stack(_DIHEDRAL_COORDS[op](x, y, width, height), dim=1)
+        return torch.stack(TRANSPOSE_COORDS[op](x, y, width, height), dim=1)
 
 
 @register_tfm

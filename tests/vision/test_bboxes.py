@@ -153,7 +153,7 @@ def test_coco_recipe_pads_boxes_and_labels(boxes_folder):
     assert torch.allclose(boxes[0, :counts[0]], expected, atol=0.07)  # within a pixel of 32
     axes = dls.valid.show_batch(b=(x, boxes, labels), max_n=4)
     assert len(axes[0].patches) == counts[0]  # one rectangle per real box, none for the padding
-    xb, bb, lb = dls.train.one_batch()
+    _, bb, lb = dls.train.one_batch()
     assert bb.shape[:2] == lb.shape and bb.abs().max() <= 1
 
 
@@ -171,7 +171,7 @@ def test_bad_annotations_name_the_file(tmp_path):
                     reason="needs the COCO-tiny folder (train/, train.json) named by LAMINA_COCO_TINY")
 def test_coco_tiny_real_boxes():
     source = Path(os.environ["LAMINA_COCO_TINY"])
-    dls, img2bbox = _coco_dls(source, 128, bs=8)
+    dls, _ = _coco_dls(source, 128, bs=8)
     x, boxes, labels = dls.train.one_batch()
     assert x.shape == (8, 3, 128, 128) and boxes.shape[:2] == labels.shape
     real = labels > 0

@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from lamina.vision.all import *  # noqa: F403  (the book's star import)
 from lamina.testing import synth_classification
+from lamina.vision.all import *  # noqa: F403  (the book's star import)
 
 RESNET18_FILE = "resnet18-f37072fd.pth"
 CLASSES = ("car", "cat", "dog")
@@ -65,7 +65,7 @@ def test_chapter6_pascal_call_shapes(pascal, hub_resnet18, tmp_path):
     path, df = pascal
     dblock = _book_dblock(path)
     dsets = dblock.datasets(df)
-    x, y = dsets.train[0]
+    _, y = dsets.train[0]
     assert y.dtype == torch.float32 and y.shape == (3,)
     idxs = torch.where(dsets.train[0][1] == 1.)[0]
     assert list(dsets.train.vocab[idxs]) == df['labels'][1].split(' ')  # row 0 is in validation
@@ -76,7 +76,7 @@ def test_chapter6_pascal_call_shapes(pascal, hub_resnet18, tmp_path):
     assert axes[0].get_title() == ";".join(first)  # label lists as titles
     learn = vision_learner(dls, resnet18, metrics=partial(accuracy_multi, thresh=0.2))
     assert isinstance(learn.loss_func, BCEWithLogitsLossFlat)
-    xb, yb = dls.train.one_batch()
+    xb, _ = dls.train.one_batch()
     activs = learn.model(xb)
     assert activs.shape == (4, 3)
     learn.fine_tune(1, base_lr=3e-3, freeze_epochs=1)
@@ -113,7 +113,7 @@ def test_thresh_of_the_loss_decides_predict_and_export_keeps_it(pascal, tmp_path
             f"learn = load_learner(r'{tmp_path/'multi.pkl'}')\n"
             f"labels, flags, probs = learn.predict(r'{path/'train'/'002.png'}')\n"
             "print(json.dumps([learn.loss_func.thresh, labels, flags.tolist(), probs.tolist()]))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    out = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     thresh, labels_again, flags_again, probs_again = json.loads(out.stdout.strip().splitlines()[-1])
     assert thresh == 0.2 and labels_again == labels and flags_again == flags.tolist()
