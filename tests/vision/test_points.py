@@ -159,6 +159,8 @@ def test_head_pose_chapter6(biwi, tmp_path):
     assert isinstance(learn.model[-1][-1], SigmoidRange)
     learn.fine_tune(1, 1e-2)
     learn.show_results(ds_idx=1, nrows=2, figsize=(6, 8))
+    with pytest.raises(ValueError, match="'point'"):
+        ClassificationInterpretation.from_learner(learn)
     frame = path/'13'/'frame_00000_rgb.png'
     pixels, scaled, _ = learn.predict(frame)
     assert isinstance(pixels, TensorPoint) and pixels.shape == (1, 2)
