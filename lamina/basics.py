@@ -31,7 +31,7 @@ from .callbacks.tracker import EarlyStoppingCallback, ReduceLROnPlateau, SaveMod
 from .callbacks.training import (BnFreeze, GradientAccumulation, GradientClip, ShortEpochCallback, SkipToEpoch,
                                  TerminateOnNaNCallback, TrainEvalCallback)
 from .callbacks.wandb import WandbCallback
-from .core import default_device, set_seed, to_device
+from .core import default_device, set_seed, tensor, to_device
 from .data.external import URLs, download_url, untar_data
 from .data.files import get_files, get_image_files, get_text_files, image_extensions
 from .data.loaders import DataLoader, DataLoaders, TensorDataLoader
@@ -50,7 +50,7 @@ from .schedules import (SchedCos, SchedExp, SchedLin, SchedNo, SchedPoly, combin
 from .steppers import *  # noqa: F403  (sgd_step, weight_decay, average_grad ...: the steppers module's __all__)
 from .steppers import __all__ as _steppers_all
 
-__all__ = ["partial", "Path", "np", "pd", "torch", "F", "nn",
+__all__ = ["partial", "Path", "np", "pd", "torch", "F", "nn", "tensor",
            "Callback", "CancelBackwardException", "CancelBatchException", "CancelEpochException",
            "CancelFitException", "CancelStepException", "CancelTrainException", "CancelValidException",
            "CSVLogger", "ChannelsLast", "MixedPrecision", "ProgressCallback", "Recorder", "LRFinder",

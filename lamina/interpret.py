@@ -65,7 +65,17 @@ class Interpretation:
 
 
 class ClassificationInterpretation(Interpretation):
-    """Adds the confusion matrix and the most confused pairs of classes."""
+    """Adds the confusion matrix and the most confused pairs of classes.
+
+    Raises:
+        ValueError: (when built) for targets that are not one class index per item (multi-label, regression,
+            points), where a table of actual against predicted class has no meaning; it names what to use instead.
+    """
+
+    def __init__(self, learn: Any, dl: Any, inputs: Any, preds: torch.Tensor, targs: torch.Tensor,
+                 decoded: torch.Tensor, losses: torch.Tensor):
+        _check_single_label(learn, targs)
+        super().__init__(learn, dl, inputs, preds, targs, decoded, losses)
 
     @property
     def vocab(self) -> list:
@@ -121,6 +131,21 @@ class ClassificationInterpretation(Interpretation):
         report = "\n".join(lines)
         print(report)
         return report
+
+
+def _check_single_label(learn: Any, targs: Any) -> None:
+    """Raise a ValueError unless the targets are class indices (integers), naming the kind they are instead."""
+    if not isinstance(targs, torch.Tensor) or not targs.is_floating_point():
+        return
+    kind = getattr(learn.dls, "target_kind", None)
+    if kind == "multicategory":
+        raise ValueError("ClassificationInterpretation needs one class per item, but these targets are multi-label "
+                         "(a yes/no per class), where a confusion matrix of actual against predicted class has no "
+                         "meaning. Use Interpretation.from_learner(learn) for the top losses (plot_top_losses), and "
+                         "per-class metrics such as accuracy_multi or F1ScoreMulti")
+    what = f"of kind {kind!r}" if kind else f"floats (shape {tuple(targs.shape)})"
+    raise ValueError(f"ClassificationInterpretation needs one class index per item, but these targets are {what}: "
+                     "there are no classes to confuse. Use Interpretation.from_learner(learn) for the top losses")
 
 
 class SegmentationInterpretation(Interpretation):

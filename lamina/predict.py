@@ -133,7 +133,8 @@ class PredictMixin:
         with self.no_bar():  # one item: a progress bar would be noise
             inputs, preds, _, decoded = self.get_preds(dl=dl, with_input=True, with_decoded=True)
         decoded, probs = decoded[0], preds[0]
-        full = self.decode_prediction(decoded)
+        image = inputs[0] if isinstance(inputs, tuple) else inputs
+        full = self.decode_prediction(decoded, input_hw=tuple(image.shape[-2:]) if image.ndim == 4 else None)
         if not with_input:
             return full, decoded, probs
         shown = dl.decode_batch(inputs if isinstance(inputs, tuple) else (inputs,))
@@ -169,11 +170,16 @@ class PredictMixin:
         targs = batch[n_inp] if len(batch) > n_inp else None
         return (to_cpu(inputs if n_inp > 1 else inputs[0]), to_cpu(preds), to_cpu(targs), to_cpu(decoded))
 
-    def decode_prediction(self, decoded: torch.Tensor) -> Any:
-        """The human-readable prediction: a class name, a list of labels, or the value itself."""
+    def decode_prediction(self, decoded: torch.Tensor, input_hw: tuple[int, int] | None = None) -> Any:
+        """The human-readable prediction: a class name, a list of labels, or the value itself.
+
+        Args:
+            decoded: the decoded prediction of one item.
+            input_hw: the (height, width) of the image the model saw, for predictions in its pixels (points).
+        """
         custom = getattr(self.dls, "decode_prediction", None)
         if custom is not None:
-            return custom(decoded)
+            return custom(decoded) if input_hw is None else custom(decoded, input_hw=input_hw)
         vocab = getattr(self.dls, "vocab", None)
         if vocab is None:
             return decoded

@@ -40,3 +40,13 @@ def test_to_device_nested():
     moved = to_device(batch, "cpu")
     assert moved["n"] == 3 and isinstance(moved["x"], tuple) and isinstance(moved["x"][1], list)
     assert moved["x"][0].device.type == "cpu"
+
+
+def test_tensor_as_fastai_writes_it():
+    from lamina.core import tensor
+    assert tensor(1, 2, 3).tolist() == [1, 2, 3]
+    assert tensor([1.5, 2.5]).dtype == torch.float32
+    stacked = tensor([np.array([1., 2.]), torch.tensor([3., 4.])])
+    assert stacked.shape == (2, 2) and stacked.tolist() == [[1., 2.], [3., 4.]]
+    t = torch.ones(2)
+    assert tensor(t) is t and tensor(np.arange(3)).tolist() == [0, 1, 2]

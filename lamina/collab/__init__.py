@@ -3,7 +3,7 @@
 Everything of `lamina.basics` (the Learner, callbacks, losses, metrics, optimizers, ``untar_data``/``URLs``,
 ``np``/``pd``/``torch``/``nn``/``F``/``Path``/``partial``) plus the collab data, models and learner, `get_emb_sz`,
 and (as fastai's collab module re-exports its tabular names) `TabularModel`, `tabular_config`, the target blocks,
-the splitters, `range_of`, `ClassificationInterpretation` and ``tensor`` (``torch.tensor``, used in chapter 8).
+the splitters, `range_of`, `ClassificationInterpretation` and ``tensor`` (from `lamina.basics`, used in chapter 8).
 
 Example:
     >>> from lamina.collab import *
@@ -14,7 +14,6 @@ Example:
     >>> learn.show_results()
 """
 
-from torch import tensor
 
 from ..basics import *  # noqa: F403  (the basics surface's __all__)
 from ..basics import __all__ as _basics_all
@@ -32,4 +31,4 @@ from .synth import synth_ratings
 __all__ = [*_basics_all, "CollabDataLoaders", "EmbeddingDotBias", "EmbeddingNN", "CollabLearner", "collab_learner",
            "Embedding", "LinBnDrop", "SigmoidRange", "emb_sz_rule", "synth_ratings", "TabularModel", "tabular_config",
            "CategoryBlock", "MultiCategoryBlock", "RegressionBlock", "IndexSplitter", "RandomSplitter", "range_of",
-           "ClassificationInterpretation", "tensor", "get_emb_sz"]
+           "ClassificationInterpretation", "get_emb_sz"]

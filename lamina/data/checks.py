@@ -51,9 +51,15 @@ def check_mask_sizes(dsets: Any, sample: Sequence, i: int) -> None:
                          "function, or fix the files")
 
 
+# Members whose length differs by item, padded to one length by a ``before_batch`` function (`bb_pad`).
+RAGGED_KINDS = ("bbox", "bbox_label")
+
+
 def check_batchable(dsets: Any, ks: Sequence[int], samples: Sequence[tuple]) -> None:
     """Raise a ValueError naming two items whose members differ in shape (they could not be stacked)."""
     for j in range(len(samples[0]) if samples else 0):
+        if j < len(dsets.kinds) and dsets.kinds[j] in RAGGED_KINDS:
+            continue
         shapes = [tuple(s[j].shape) if isinstance(s[j], torch.Tensor) else None for s in samples]
         first = shapes[0]
         odd = next((n for n, sh in enumerate(shapes) if sh != first and sh is not None), None)

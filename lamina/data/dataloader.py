@@ -16,12 +16,12 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, default_collate
 
 from ..core import default_device, seed_worker, to_device
 from .transforms import apply_batch_tfms, undo_batch_tfms
 
-__all__ = ["DataLoader", "TensorDataLoader", "GATHER_BATCHES", "default_num_workers", "split_loader_kwargs"]
+__all__ = ["DataLoader", "TensorDataLoader", "BeforeBatchCollate", "GATHER_BATCHES", "default_num_workers", "split_loader_kwargs"]
 
 
 def default_num_workers() -> int:
@@ -51,6 +51,17 @@ def split_loader_kwargs(kwargs: dict, dl_type: Any) -> tuple[dict, dict]:
                         "num_workers, device, drop_last, dl_kwargs, pin_memory, persistent_workers, seed, timeout "
                         "(and val_-prefixed versions)")
     return common, valid_only
+
+
+class BeforeBatchCollate:
+    """A loader's ``collate_fn``: ``before_batch`` on the list of samples, then torch's default stacking
+    (a class, not a closure, so that worker processes can receive it)."""
+
+    def __init__(self, before_batch: Callable):
+        self.before_batch = before_batch
+
+    def __call__(self, samples: list) -> Any:
+        return default_collate(self.before_batch(samples))
 
 
 class _LoaderBase:

@@ -23,7 +23,7 @@ from torch.utils.data import Dataset, get_worker_info
 
 from .cache import SampleCache, samples_are_fixed
 from .checks import check_batchable, check_classes, check_mask_sizes
-from .dataloader import default_num_workers, split_loader_kwargs
+from .dataloader import BeforeBatchCollate, default_num_workers, split_loader_kwargs
 from .errors import ReadableKeyError, error_name, renamed_error, step_name
 from .loaders import DLS_TYPES, DataLoader, DataLoaders
 from .transforms import apply_item_tfms, as_steps, fuse_tfms, loss_config_of, sort_tfms, step_hook
@@ -310,7 +310,7 @@ class Datasets(Dataset):
                     device: Any = None, drop_last: bool | None = None, val_bs: int | None = None,
                     num_workers: int | None = None, after_item: Sequence | None = None,
                     after_batch: Sequence | None = None, dls_type: type | None = None, loss_func: Any = None,
-                    timeout: float = 0, **kwargs: Any) -> DataLoaders:
+                    timeout: float = 0, before_batch: Callable | None = None, **kwargs: Any) -> DataLoaders:
         """A training and a validation `DataLoader` over the two splits, in a `DataLoaders` (or ``dls_type``).
 
         Args:
@@ -330,6 +330,7 @@ class Datasets(Dataset):
             loss_func: the loss (an object, or a config dict); default: the one the targets' kind implies
                 (`TARGET_LOSSES`). It is ``dls.loss_config`` either way, so that the training layer can build it.
             timeout: accepted for fastai compatibility and ignored: lamina's loaders wait for their workers.
+            before_batch: ``samples -> samples`` before they are stacked (`bb_pad` pads box lists to one length).
             **kwargs: ``pin_memory``, ``persistent_workers``, ``seed``; a ``val_`` prefix (``val_num_workers=0``)
                 applies a value to the validation loader only.
 
@@ -342,7 +343,7 @@ class Datasets(Dataset):
         self.check_classes()
         workers = default_num_workers() if num_workers is None else num_workers
         base = dict(device=device, num_workers=workers, after_batch=fuse_tfms(as_steps(after_batch)),
-                    kinds=self.kinds)
+                    kinds=self.kinds, collate_fn=None if before_batch is None else BeforeBatchCollate(before_batch))
         train_ds, valid_ds = self._loader_splits(after_item, n)
         extra = [dict(d or {}) for d in (dl_kwargs or [])] + [{}, {}]
         train = DataLoader(train_ds, **{**base, "bs": bs, "shuffle": shuffle, "split_idx": 0, **common,

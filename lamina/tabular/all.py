@@ -4,7 +4,7 @@ Everything of `lamina.basics` (the Learner, callbacks, losses, metrics, optimize
 ``load_learner``, ``np``/``pd``/``torch``/``nn``/``F``/``Path``/``partial``) plus the tabular names (with
 ``add_datepart``, ``add_elapsed_times`` and ``df_shrink``), the target blocks (``y_block=RegressionBlock()``),
 the splitters (``splits=RandomSplitter()(range_of(df))``), `ClassificationInterpretation` and ``tensor``
-(``torch.tensor``).
+(from `lamina.basics`: ``torch.tensor`` that also takes lists of arrays).
 
 Example:
     >>> from lamina.tabular.all import *
@@ -16,7 +16,6 @@ Example:
     >>> learn.fit_one_cycle(3)
 """
 
-from torch import tensor
 
 from ..basics import *  # noqa: F403  (the basics surface's __all__)
 from ..basics import __all__ as _basics_all
@@ -38,6 +37,6 @@ __all__ = [*_basics_all, "TabularPandas", "TabularProcessor", "TabularProc", "Ca
            "TabularLearner", "TabularRow", "tabular_learner", "get_emb_sz", "TabularModel", "tabular_config",
            "Embedding", "LinBnDrop", "SigmoidRange", "emb_sz_rule", "adult_like",
            "CategoryBlock", "MultiCategoryBlock", "RegressionBlock", "IndexSplitter", "RandomSplitter", "range_of",
-           "ClassificationInterpretation", "tensor",
+           "ClassificationInterpretation",
            # table helpers: date features, smaller dtypes
            "make_date", "add_datepart", "add_elapsed_times", "df_shrink", "df_shrink_dtypes"]

@@ -4,7 +4,8 @@ Each geometric transform is a 3x3 matrix per image, mapping an output pixel's no
 ([-1, 1]) to the input point it samples. `AffineCoordTfm` multiplies its pieces' matrices,
 ``p_in = Crop @ Warp @ A_1 @ ... @ A_n @ p_out`` (A_i: flip/rotate/zoom in list order), builds the grid
 (divided by its third coordinate, for the perspective warp) and calls ``F.grid_sample`` once per image member:
-one interpolation however many transforms. Masks take the same grid with nearest sampling.
+one interpolation however many transforms. Masks take the same grid with nearest sampling; points and boxes
+(kinds ``'point'``, ``'bbox'``) move by the inverse matrix (`lamina.vision.points.affine_points`).
 `RandomPiece` is the base of the random pieces (`lamina.vision.augment`: `Flip`, `Rotate`, `Warp` ...).
 """
 
@@ -19,6 +20,7 @@ from torch import Tensor
 
 from ..data.transforms import BatchTransform, members_of, register_tfm, replace_members
 from .draws import check_p, coin, uniform
+from .points import affine_boxes, affine_points
 
 __all__ = ["AffineCoordTfm", "RandomPiece", "Geometry", "MODES", "check_choice", "identity_matrices", "pixel_span"]
 
@@ -158,7 +160,23 @@ class AffineCoordTfm(BatchTransform):
             if matrix is None:
                 matrix = identity_matrices(geo.bs, geo.device)
             grid = _sampling_grid(matrix, geo.out_hw, self.align_corners)
-            return replace_members(batch, {i: self._sample(batch[i], kinds[i], grid) for i in members})
+            updates = {i: self._sample(batch[i], kinds[i], grid) for i in members}
+            updates.update(self._move_points(batch, kinds, matrix, geo))
+            return replace_members(batch, updates)
+
+    def _move_points(self, batch: tuple, kinds: Sequence[str], matrix: Tensor, geo: Geometry) -> dict:
+        """The point and box members moved as the images are (boxes left empty become zeros, their labels 0)."""
+        updates: dict = {}
+        for i in members_of(batch, kinds, "point"):
+            points = batch[i].reshape(geo.bs, -1, 2)
+            moved = affine_points(points, matrix, geo.in_hw, geo.out_hw, self.align_corners)
+            updates[i] = moved.reshape(batch[i].shape)
+        labels = members_of(batch, kinds, "bbox_label")
+        for n, i in enumerate(members_of(batch, kinds, "bbox")):
+            updates[i], empty = affine_boxes(batch[i], matrix, geo.in_hw, geo.out_hw, self.align_corners)
+            if n < len(labels):
+                updates[labels[n]] = batch[labels[n]].masked_fill(empty, 0)
+        return updates
 
     def _sample(self, x: Tensor, kind: str, grid: Tensor) -> Tensor:
         if kind == "mask":

@@ -8,7 +8,7 @@ and ``plt`` (``matplotlib.pyplot``, as fastai's surface has it: notebooks plot w
 imported here: it loads when a model is built.
 
 Not provided: fastai's typed tensors (``TensorImage`` ...), since batches here are plain tensors whose meaning is
-in the loaders' ``kinds``.
+in the loaders' ``kinds``; only points and boxes have a type (``TensorPoint``, ``TensorBBox``), in the item stage.
 
 Example:
     >>> from lamina.vision.all import *
@@ -42,6 +42,7 @@ from ..models.attention import SEModule, SimpleSelfAttention
 from ..models.xresnet import (XRESNETS, AdaptiveAvgPool, AvgPool, MaxPool, SEBlock, SEResNeXtBlock, SeparableBlock,
                               XResNet, init_cnn)
 from ..models.xresnet import *  # noqa: F403  (the xresnets: xresnet18 ... xse_resnext50_deeper)
+from .bboxes import BBoxBlock, BBoxLabeler, BBoxLblBlock, TensorBBox, bb_pad, clip_remove_empty, get_annotations
 from .augment import (AffineCoordTfm, Brightness, Contrast, Dihedral, Flip, Hue, IntToFloatTensor, LightingTfm,
                       Normalize, RandomErasing, RandomResizedCropGPU, Rotate, Saturation, Warp, Zoom, aug_transforms,
                       setup_aug_tfms)
@@ -49,6 +50,7 @@ from .core import PILImage, PILImageBW, PILMask, cifar_stats, image2tensor, imag
 from .data import ImageBlock, ImageDataLoaders, MaskBlock, SegmentationDataLoaders
 from .learner import (cnn_learner, create_timm_model, create_unet_model, create_vision_model, unet_learner,
                       vision_learner)
+from .points import PointBlock, PointScaler, TensorPoint
 from .show import show_image, show_images
 from .transforms import (AddMaskCodes, CropPad, DihedralItem, FlipItem, PadMode, RandomCrop, RandomResizedCrop,
                          RatioResize, Resize, ResizeMethod, ToTensor)
@@ -70,6 +72,9 @@ __all__ = [
     "aug_transforms", "setup_aug_tfms", "IntToFloatTensor", "Normalize", "LightingTfm", "Brightness", "Contrast",
     "Saturation", "Hue", "RandomErasing", "ImageBlock", "MaskBlock", "ImageDataLoaders", "SegmentationDataLoaders",
     "show_image", "show_images",
+    # keypoints and boxes
+    "PointBlock", "PointScaler", "TensorPoint", "BBoxBlock", "BBoxLblBlock", "BBoxLabeler", "TensorBBox", "bb_pad",
+    "clip_remove_empty", "get_annotations",
     # models and learners
     "ARCHS", "model_meta", "create_body", "PretrainedWeightsError", "create_head",  # num_features_model: basics
     "AdaptiveConcatPool2d", "Flatten", "LinBnDrop", "SigmoidRange", "BatchNorm", "ConvLayer", "NormType",

@@ -35,7 +35,9 @@ from ..losses import loss_from_config
 from ..registry import register
 from .core import ImageReader, MaskReader, PILImage, image_class
 from .device_decode import choose_decode
+from .bboxes import BBoxLabeler, BBoxSetup
 from .lighting import IntToFloatTensor
+from .points import PointSetup, TensorPoint, unscale_points
 from .show import show_batch, show_results
 from .transforms import ToTensor
 
@@ -105,9 +107,14 @@ class ImageDataLoaders(DataLoaders):
         kinds, n_inp = self.valid.kinds, self.n_inp or 1
         return kinds[n_inp] if len(kinds) > n_inp else None
 
-    def decode_prediction(self, decoded: torch.Tensor) -> Any:
-        """A class name for a class index, a list of labels for a multi-label prediction, else the tensor."""
+    def decode_prediction(self, decoded: torch.Tensor, input_hw: tuple[int, int] | None = None) -> Any:
+        """A class name for a class index, a list of labels for a multi-label prediction, points (a
+        `TensorPoint`, (n, 2)) in the pixels of the model's input image of ``input_hw`` (scaled ones without it),
+        else the tensor."""
         kind = self.target_kind
+        if kind == "point":
+            points = decoded.reshape(-1, 2)
+            return TensorPoint.create(points if input_hw is None else unscale_points(points, input_hw))
         if kind == "category":
             return str(self.vocab[int(decoded)])
         if kind == "multicategory":
@@ -292,6 +299,12 @@ def _target_step(kind: str, vocab: list | None, n_out: int | None, ignore_index:
         return MultiCategorize(vocab=vocab)
     if kind == "mask":
         return MaskReader(codes=vocab, ignore_index=ignore_index)
+    if kind == "point":
+        return PointSetup(c=n_out)
+    if kind == "bbox":
+        return BBoxSetup()
+    if kind == "bbox_label":
+        return BBoxLabeler(vocab=[v for v in vocab or [] if v != "#na#"])
     return RegressionSetup(c=n_out)
 
 

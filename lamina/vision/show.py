@@ -194,6 +194,8 @@ def show_batch(dls: Any, batch: tuple, max_n: int = 9, nrows: int | None = None,
         show_image(images[i], ax=ax, **image_kwargs)
         if target_kind == "mask":
             _show_mask(batch[n_inp][i], ax, dls)
+        elif target_kind in ("point", "bbox"):
+            _show_geometry(batch, kinds, n_inp, i, ax, dls)
         elif target_kind is not None:
             ax.set_title(_label(batch[n_inp][i], target_kind, dls.vocab))
     return axes
@@ -227,6 +229,8 @@ def show_results(dls: Any, batch: tuple, preds: Any, decoded: Any = None, max_n:
     n = min(len(images), max_n)
     if kind == "mask":
         return _show_mask_results(dls, images, targets, decoded, n, losses, figsize, grid, **kwargs)
+    if kind in ("point", "bbox"):
+        return _show_geometry_results(dls, batch, kinds, n_inp, decoded, n, (nrows, ncols, figsize), grid, **kwargs)
     axes = _grid(n, nrows, ncols, figsize, **grid)
     for i, ax in enumerate(axes):
         pred = _label(decoded[i], kind, dls.vocab)
@@ -253,4 +257,39 @@ def _show_mask_results(dls: Any, images: Any, targets: Any, decoded: Any, n: int
             show_image(images[i], ax=ax, title=title if i == 0 or losses is not None else None, **kwargs)
             if masks is not None:
                 _show_mask(masks[i], ax, dls)
+    return axes
+
+
+def _show_geometry(batch: tuple, kinds: Sequence[str], n_inp: int, i: int, ax: Any, dls: Any,
+                   color: str | None = None) -> None:
+    """Item ``i``'s points or boxes (with their labels) over its image on ``ax``."""
+    from .bboxes import show_boxes
+    from .points import show_points
+    hw = tuple(batch[0][i].shape[-2:])
+    kind, target = kinds[n_inp], batch[n_inp][i]
+    if kind == "point":
+        show_points(target, ctx=ax, hw=hw, **({"color": color} if color else {}))
+        return
+    labels = None
+    if "bbox_label" in kinds[:len(batch)] and getattr(dls, "vocab", None) is not None:
+        labels = [str(dls.vocab[int(c)]) for c in batch[kinds.index("bbox_label")][i]]
+    show_boxes(target, ctx=ax, labels=labels, hw=hw, **({"color": color} if color else {}))
+
+
+def _show_geometry_results(dls: Any, batch: tuple, kinds: tuple, n_inp: int, decoded: Any, n: int, layout: tuple,
+                           grid: dict, **kwargs: Any) -> list:
+    """Each image with its target points or boxes (green) and the predicted ones (red) when they have the
+    target's shape."""
+    nrows, ncols, figsize = layout
+    axes = _grid(n, nrows, ncols, figsize, **grid)
+    targets = batch[n_inp] if len(batch) > n_inp else None
+    predicted = None
+    if decoded is not None and targets is not None and decoded.numel() == targets.numel():
+        predicted = (*batch[:n_inp], decoded.reshape(targets.shape).to(targets.device), *batch[n_inp + 1:])
+    for i, ax in enumerate(axes):
+        show_image(batch[0][i], ax=ax, **kwargs)
+        if targets is not None:
+            _show_geometry(batch, kinds, n_inp, i, ax, dls, color=RIGHT)
+        if predicted is not None:
+            _show_geometry(predicted, kinds, n_inp, i, ax, dls, color=WRONG)
     return axes

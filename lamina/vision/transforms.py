@@ -22,10 +22,13 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import torch
 from PIL import Image
+from torch import Tensor
 
 from ..data.transforms import ITEM_TFMS, ItemTransform, item_tfm_from_config, register_tfm
 from .core import PILBase, PILMask, image2tensor
+from .points import TRANSPOSE_COORDS, TensorPoint, move_points
 
 __all__ = ["Resize", "RandomResizedCrop", "RandomCrop", "CropPad", "RatioResize", "FlipItem", "DihedralItem",
            "ToTensor", "AddMaskCodes", "ResizeMethod", "PadMode", "clamp_box",
@@ -116,7 +119,23 @@ class _Geometric(ItemTransform):
         if first is None:
             return sample
         plan = self.plan(first.size, train=split_idx != 1)
-        return tuple(self._apply_one(x, plan) if _is_image(x) else x for x in sample)
+        out = tuple(self._apply_one(x, plan) if _is_image(x) else x for x in sample)
+        if not any(isinstance(x, TensorPoint) for x in out):
+            return out
+        size, new_size = first.size, next(x for x in out if _is_image(x)).size
+
+        def fn(xy: Any) -> Any:
+            return self.coords(xy, plan, size)
+        return tuple(move_points(x, fn, (new_size[1], new_size[0])) if isinstance(x, TensorPoint) else x
+                     for x in out)
+
+    def coords(self, xy: Tensor, plan: Any, size: tuple[int, int]) -> Tensor:
+        """Where pixel positions ``xy`` (n, 2; x, y) of an image of ``size`` (w, h) go: by default ``plan`` is
+        the box (left, top, right, bottom) that is resampled to ``self.size``."""
+        left, top, right, bottom = plan
+        height, width = self.size
+        scale = torch.tensor([width / (right - left), height / (bottom - top)])
+        return (xy - torch.tensor([float(left), float(top)])) * scale
 
     def _apply_one(self, img: Image.Image, plan: Any) -> Image.Image:
         is_mask = isinstance(img, PILMask)
@@ -288,6 +307,9 @@ class RatioResize(_Geometric):
     def apply(self, img: Image.Image, out_size: Any, resample: int) -> Image.Image:
         return img.resize(out_size, resample)
 
+    def coords(self, xy: Tensor, out_size: Any, size: tuple[int, int]) -> Tensor:
+        return xy * torch.tensor([out_size[0] / size[0], out_size[1] / size[1]])
+
     def draft_size(self) -> tuple[int, int]:
         return self.max_sz, self.max_sz
 
@@ -307,6 +329,9 @@ class FlipItem(_Geometric):
 
     def apply(self, img: Image.Image, flip: Any, resample: int) -> Image.Image:
         return img.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if flip else img
+
+    def coords(self, xy: Tensor, flip: Any, size: tuple[int, int]) -> Tensor:
+        return torch.stack((size[0] - xy[:, 0], xy[:, 1]), dim=1) if flip else xy
 
 
 _DIHEDRAL = (None, Image.Transpose.FLIP_LEFT_RIGHT, Image.Transpose.FLIP_TOP_BOTTOM, Image.Transpose.ROTATE_90,
@@ -329,6 +354,12 @@ class DihedralItem(_Geometric):
 
     def apply(self, img: Image.Image, op: Any, resample: int) -> Image.Image:
         return img if op is None else img.transpose(op)
+
+    def coords(self, xy: Tensor, op: Any, size: tuple[int, int]) -> Tensor:
+        if op is None:
+            return xy
+        (width, height), x, y = size, xy[:, 0], xy[:, 1]
+        return torch.stack(TRANSPOSE_COORDS[op](x, y, width, height), dim=1)
 
 
 @register_tfm

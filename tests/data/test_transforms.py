@@ -24,6 +24,7 @@ from lamina.vision.augment import (AffineCoordTfm, Brightness, Contrast, Dihedra
                                    Warp, Zoom, setup_aug_tfms)
 from lamina.vision.core import PILImage, PILMask
 from lamina.vision.data import MaskBlock
+from lamina.vision.points import PointScaler
 from lamina.vision.transforms import (AddMaskCodes, CropPad, DihedralItem, FlipItem, RandomCrop, RandomResizedCrop,
                                       RatioResize, Resize, ToTensor)
 
@@ -60,6 +61,7 @@ ITEM_EXAMPLES = {
     "DihedralItem": lambda: DihedralItem(p=0.6),
     "ToTensor": lambda: ToTensor(),
     "AddMaskCodes": lambda: AddMaskCodes(["sky", "road", "car"]),
+    "PointScaler": lambda: PointScaler(do_scale=False, y_first=True),
 }
 
 

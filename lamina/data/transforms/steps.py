@@ -131,6 +131,7 @@ TARGET_LOSSES: Mapping[str, Mapping[str, Any]] = types.MappingProxyType({
     "multicategory": {"name": "BCEWithLogitsLossFlat", "kwargs": {}},
     "regression": {"name": "MSELossFlat", "kwargs": {}},
     "mask": {"name": "CrossEntropyLossFlat", "kwargs": {"axis": 1}},
+    "point": {"name": "MSELossFlat", "kwargs": {}},  # keypoints: a regression on their scaled coordinates
 })
 
 

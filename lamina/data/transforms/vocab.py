@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ...foundation import L
+
 __all__ = ["CategoryMap", "NA"]
 
 NA = "#na#"
@@ -44,8 +46,12 @@ class CategoryMap:
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, i: int) -> Any:
-        return self.items[i]
+    def __getitem__(self, i: Any) -> Any:
+        """One value for an int (or a 0-d tensor); an `L` of values for positions, a mask or a slice, as the
+        book's ``dsets.train.vocab[torch.where(y == 1.)[0]]`` reads the labels of a one-hot target."""
+        if isinstance(i, (int, np.integer)):
+            return self.items[i]
+        return L(self.items)[i]
 
     def __iter__(self):
         return iter(self.items)
