@@ -1,0 +1,57 @@
+"""The figures lamina's plots return: shown once in a notebook, quiet as a return value.
+
+In Jupyter, the inline backend draws every figure a cell created when the cell ends. A plot function that
+returned a plain matplotlib `Figure` (or a list of axes) as a cell's last value would have it shown twice (or
+would print ``[<Axes: ...>]`` above it). `LaminaFigure` is a `Figure` whose notebook display does nothing while
+pyplot still holds it (the backend is about to draw it) and draws it when it has been closed, so ``fig`` typed
+again in a later cell shows it once more. Elsewhere it is an ordinary figure: ``fig.savefig(...)``,
+``fig.axes``, ``plt.show()``.
+
+This module imports matplotlib at its top; lamina imports it only inside the functions that draw, so that
+``import lamina`` stays fast.
+
+Example:
+    >>> fig = learn.show_results(max_n=4)      # shown once; nothing printed
+    >>> fig.savefig('results.png')
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
+
+__all__ = ["LaminaFigure", "new_figure", "subplots", "figure_of"]
+
+
+class LaminaFigure(Figure):
+    """A matplotlib figure that a notebook shows once (see the module docstring)."""
+
+    def _ipython_display_(self) -> None:
+        if self.held_by_pyplot():
+            return  # the backend draws it when the cell ends
+        from IPython.display import Image, display
+        buffer = io.BytesIO()
+        self.savefig(buffer, format="png", bbox_inches="tight")
+        display(Image(data=buffer.getvalue(), format="png"))
+
+    def held_by_pyplot(self) -> bool:
+        """True while pyplot manages this figure (it has not been closed)."""
+        return any(manager.canvas.figure is self for manager in plt._pylab_helpers.Gcf.get_all_fig_managers())
+
+
+def new_figure(**fig_kwargs: Any) -> LaminaFigure:
+    """A new pyplot figure of class `LaminaFigure` (``fig_kwargs``: ``figsize``, ``dpi`` ...)."""
+    return plt.figure(FigureClass=LaminaFigure, **fig_kwargs)
+
+
+def subplots(nrows: int = 1, ncols: int = 1, **kwargs: Any) -> tuple[LaminaFigure, Any]:
+    """`plt.subplots` making a `LaminaFigure`."""
+    return plt.subplots(nrows, ncols, FigureClass=LaminaFigure, **kwargs)
+
+
+def figure_of(ax: Any) -> Any:
+    """The figure that holds ``ax`` (an axis the caller passed in: its figure is the caller's own)."""
+    return ax.figure
