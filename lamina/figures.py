@@ -26,7 +26,7 @@ import matplotlib
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
-__all__ = ["LaminaFigure", "new_figure", "subplots", "figure_of"]
+__all__ = ["LaminaFigure", "figure_of", "new_figure", "subplots"]
 
 
 class LaminaFigure(Figure):

@@ -4,10 +4,10 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import pytest  # noqa: E402
+import matplotlib.pyplot as plt
+import pytest
 
-from lamina.figures import LaminaFigure, figure_of, new_figure, subplots  # noqa: E402
+from lamina.figures import LaminaFigure, figure_of, new_figure, subplots
 
 
 def shown_by_display(monkeypatch) -> list:

@@ -41,12 +41,12 @@ CELLS = [
     ("interp.plot_confusion_matrix()", {"image"}),
     ("learn.recorder.plot_loss()", {"image", "warning"}),
     ("learn.lr_find(num_it=12)", {"image", "widget"}),
-    ("seg = make_segmentation_set(path / 'seg', n=4, size=(16, 24))\n"
-     "sdls = SegmentationDataLoaders.from_label_func(path / 'seg', seg, lambda o: path / 'seg' / 'labels' / "
-     "f'{o.stem}_P.png', codes=['a', 'b', 'c'], valid_pct=0.5, seed=0, bs=2, num_workers=0)\nsdls.show_batch()",
+    (("seg = make_segmentation_set(path / 'seg', n=4, size=(16, 24))\n"
+      "sdls = SegmentationDataLoaders.from_label_func(path / 'seg', seg, lambda o: path / 'seg' / 'labels' / "
+      "f'{o.stem}_P.png', codes=['a', 'b', 'c'], valid_pct=0.5, seed=0, bs=2, num_workers=0)\nsdls.show_batch()"),
      {"image"}),
-    ("df = adult_like(64)\ntdls = TabularDataLoaders.from_df(df, path, procs=[Categorify, FillMissing, Normalize], "
-     "cat_names=['workclass'], cont_names=['age', 'fnlwgt'], y_names='salary', bs=16)\ntdls.show_batch(max_n=3)",
+    (("df = adult_like(64)\ntdls = TabularDataLoaders.from_df(df, path, procs=[Categorify, FillMissing, Normalize], "
+      "cat_names=['workclass'], cont_names=['age', 'fnlwgt'], y_names='salary', bs=16)\ntdls.show_batch(max_n=3)"),
      {"table"}),
 ]
 

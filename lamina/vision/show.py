@@ -68,11 +68,11 @@ def show_image(im: Any, ax: Any = None, figsize: tuple | None = None, title: str
 
 def show_images(ims: Sequence[Any], nrows: int | None = None, ncols: int | None = None,
                 titles: Sequence[str] | None = None, figsize: tuple | None = None, **kwargs: Any) -> list:
-    """Show several images in a grid; returns the axes used."""
-    axes = _grid(len(ims), nrows, ncols, figsize)
+    """Show several images in a grid; returns the figure (``fig.axes``: one per image)."""
+    axes = _grid(len(ims), nrows, ncols, figsize, titled="all" if titles else None)
     for i, (im, ax) in enumerate(zip(ims, axes)):
         show_image(im, ax=ax, title=titles[i] if titles else None, **kwargs)
-    return axes
+    return axes[0].figure
 
 
 def _grid(n: int, nrows: int | None, ncols: int | None, figsize: tuple | None, imsize: float = 3.0,

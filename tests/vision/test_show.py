@@ -103,7 +103,7 @@ def test_show_results_segmentation_side_by_side(seg_dls):
 def test_show_image_and_images():
     ax = show_image(torch.rand(1, 8, 8), title="gray")
     assert ax.images[0].get_cmap().name == "gray" and ax.get_title() == "gray"
-    axes = show_images([torch.rand(3, 8, 8), np.zeros((8, 8, 3), dtype=np.uint8)], titles=["a", "b"])
+    axes = show_images([torch.rand(3, 8, 8), np.zeros((8, 8, 3), dtype=np.uint8)], titles=["a", "b"]).axes
     assert [a.get_title() for a in axes] == ["a", "b"]
 
 
