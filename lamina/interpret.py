@@ -49,7 +49,11 @@ class Interpretation:
         return self.losses.topk(k, largest=largest)
 
     def plot_top_losses(self, k: int = 9, largest: bool = True, **kwargs: Any) -> Any:
-        """Show the items with the top losses, titled ``prediction/actual / loss / probability``.
+        """Show the items with the top losses, titled ``prediction/actual / loss / probability`` (fastai's order;
+        a line above the grid says so).
+
+        Returns:
+            The figure, shown once in a notebook.
 
         Raises:
             NotImplementedError: when the data has no way to show results (plain tensors).
@@ -97,24 +101,29 @@ class ClassificationInterpretation(Interpretation):
 
     def plot_confusion_matrix(self, normalize: bool = False, title: str = "Confusion matrix", cmap: str = "Blues",
                               norm_dec: int = 2, plot_txt: bool = True, **fig_kwargs: Any) -> Any:
-        """Plot the confusion matrix (rows: actual, columns: predicted)."""
-        import matplotlib.pyplot as plt
+        """Plot the confusion matrix (rows: actual, columns: predicted).
+
+        Returns:
+            The figure, shown once in a notebook (it is drawn when the cell ends, not again as its value).
+        """
+        from .figures import new_figure
         cm = self.confusion_matrix().astype(float)
         if normalize:
             cm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
-        fig = plt.figure(**fig_kwargs)
-        plt.imshow(cm, interpolation="nearest", cmap=cmap)
-        plt.title(title)
+        fig = new_figure(**fig_kwargs)
+        ax = fig.add_subplot()
+        ax.imshow(cm, interpolation="nearest", cmap=cmap)
+        ax.set_title(title)
         ticks = np.arange(len(self.vocab))
-        plt.xticks(ticks, [str(v) for v in self.vocab], rotation=90)
-        plt.yticks(ticks, [str(v) for v in self.vocab], rotation=0)
+        ax.set_xticks(ticks, [str(v) for v in self.vocab], rotation=90)
+        ax.set_yticks(ticks, [str(v) for v in self.vocab], rotation=0)
         if plot_txt:
             for i, j in np.ndindex(cm.shape):
                 text = f"{cm[i, j]:.{norm_dec}f}" if normalize else f"{int(cm[i, j])}"
-                plt.text(j, i, text, ha="center", va="center", color="white" if cm[i, j] > cm.max() / 2 else "black")
-        plt.ylabel("Actual")
-        plt.xlabel("Predicted")
-        plt.tight_layout()
+                ax.text(j, i, text, ha="center", va="center", color="white" if cm[i, j] > cm.max() / 2 else "black")
+        ax.set_ylabel("Actual")
+        ax.set_xlabel("Predicted")
+        fig.tight_layout()
         return fig
 
     def print_classification_report(self) -> str:

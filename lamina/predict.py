@@ -144,6 +144,9 @@ class PredictMixin:
                      **kwargs: Any) -> Any:
         """Show predictions beside targets for one batch, the way the application shows its data.
 
+        Returns:
+            The figure for images (titles ``prediction/actual``, shown once in a notebook); None for tables.
+
         Raises:
             NotImplementedError: when the data has no way to show results (plain tensors).
         """

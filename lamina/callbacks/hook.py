@@ -298,22 +298,22 @@ class ActivationStats(HookCallback):
         return torch.stack([batch[idx]["hist"] for batch in self.stats]).t().float().log1p()
 
     def color_dim(self, idx: int, figsize: tuple = (10, 5), ax: Any = None) -> Any:
-        """The "colorful dimension" plot: histograms of layer ``idx`` over the batches; returns the axes."""
-        import matplotlib.pyplot as plt
+        """The "colorful dimension" plot: histograms of layer ``idx`` over the batches; returns the figure."""
+        from ..figures import figure_of, subplots
         if ax is None:
-            ax = plt.subplots(figsize=figsize)[1]
+            ax = subplots(figsize=figsize)[1]
         ax.imshow(self.hist(idx).numpy(), origin="lower")
         ax.axis("off")
-        return ax
+        return figure_of(ax)
 
     def plot_layer_stats(self, idx: int) -> Any:
-        """Plot mean, std and share near zero of layer ``idx`` over the batches; returns the three axes."""
-        import matplotlib.pyplot as plt
-        _, axs = plt.subplots(1, 3, figsize=(12, 3))
+        """Plot mean, std and share near zero of layer ``idx`` over the batches; returns the figure (three axes)."""
+        from ..figures import subplots
+        fig, axs = subplots(1, 3, figsize=(12, 3))
         for values, ax, title in zip(self.layer_stats(idx), axs, ("mean", "std", "% near zero")):
             ax.plot(values)
             ax.set_title(title)
-        return axs
+        return fig
 
 
 def _flatten(o: Any) -> list:

@@ -1,21 +1,20 @@
-"""Progress: a tqdm bar per pass over a loader and the epoch table (text in a terminal, HTML in a notebook)."""
+"""Progress: a tqdm bar per pass over a loader and the epoch table (text in a terminal, HTML in a notebook).
+
+What is shown follows `lamina.config.progress_mode`: bars and the table in a terminal or a notebook; when
+standard error is a file or a pipe (CI, ``nohup``, ``2> log``), the table alone, a line per epoch, so logs hold
+no runs of redrawn bars; ``LAMINA_PROGRESS=bar|line|none`` overrides.
+"""
 
 from __future__ import annotations
 
 import sys
 from typing import Any
 
+from ..config import in_notebook, progress_mode
 from ..core import rank_distrib
 from .core import Callback, noop
 
 __all__ = ["ProgressCallback", "format_row", "in_notebook"]
-
-
-def in_notebook() -> bool:
-    """True inside a Jupyter kernel (where the table is shown as HTML)."""
-    shell = sys.modules.get("IPython")
-    ip = shell.get_ipython() if shell is not None and hasattr(shell, "get_ipython") else None
-    return ip is not None and type(ip).__name__ == "ZMQInteractiveShell"
 
 
 def format_row(values: list, widths: list[int]) -> str:
@@ -27,7 +26,9 @@ def format_row(values: list, widths: list[int]) -> str:
 class ProgressCallback(Callback):
     """Shows a progress bar over batches (comment: the smoothed loss) and writes one table row per epoch.
 
-    Only rank 0 prints when training on several processes.
+    The mode (`lamina.config.progress_mode`) is read at the start of each fit: ``'bar'`` both, ``'line'`` the
+    rows only, ``'none'`` nothing. A bar opens with a pass's first batch, so a pass skipped before it starts
+    (``lr_find`` skips validation) leaves no empty bar. Only rank 0 prints when training on several processes.
     """
 
     order = 60
@@ -35,7 +36,8 @@ class ProgressCallback(Callback):
 
     def before_fit(self) -> None:
         self.active = rank_distrib() == 0
-        self.bar = None
+        self.bar, self._pending = None, None
+        self.mode = progress_mode()
         self._saved_logger = self.learn.logger
         if not self.active:
             return
@@ -50,7 +52,7 @@ class ProgressCallback(Callback):
         self.learn.logger = lambda row: self._write_row(row) if isinstance(row, list) else original(row)
 
     def _write_row(self, row: list) -> None:
-        if self._saved_logger is noop:  # inside learn.no_logging()
+        if self._saved_logger is noop or self.mode == "none":  # inside learn.no_logging(), or LAMINA_PROGRESS=none
             return
         if in_notebook():
             return self._write_html(row)
@@ -60,6 +62,9 @@ class ProgressCallback(Callback):
         self._print(format_row(row, self.widths))
 
     def _print(self, line: str) -> None:
+        if self.mode != "bar":
+            print(line, flush=True)  # no bar to keep clear of; flushed so that a log file follows the fit
+            return
         from tqdm.auto import tqdm
         tqdm.write(line)
 
@@ -75,13 +80,18 @@ class ProgressCallback(Callback):
             self._handle.update(table)
 
     def before_train(self) -> None:
-        self._open_bar("train")
+        self._pending = "train"
 
     def before_validate(self) -> None:
-        self._open_bar("valid")
+        self._pending = "valid"
+
+    def before_batch(self) -> None:
+        if getattr(self, "_pending", None) is not None:
+            self._open_bar(self._pending)
+            self._pending = None
 
     def _open_bar(self, desc: str) -> None:
-        if not getattr(self, "active", False) or not self.show_bars:
+        if not getattr(self, "active", False) or not self.show_bars or self.mode != "bar":
             return
         from tqdm.auto import tqdm
         self.bar = tqdm(total=len(self.learn.dl), desc=f"epoch {self.learn.epoch} {desc}", leave=False,
@@ -96,18 +106,23 @@ class ProgressCallback(Callback):
             self.bar.set_postfix_str(f"{float(self.learn.smooth_loss):.4f}", refresh=False)
 
     def after_train(self) -> None:
-        self._close_bar()
+        self._close_bar(done=True)
 
     def after_validate(self) -> None:
-        self._close_bar()
+        self._close_bar(done=True)
 
-    def _close_bar(self) -> None:
+    def _close_bar(self, done: bool = False) -> None:
+        """Close the bar; ``done``: the pass ended as planned (a cancel included), so a notebook bar left short
+        of its total is hidden like a full one instead of staying as a red, unfinished bar."""
+        self._pending = None
         if getattr(self, "bar", None) is not None:
+            if done:
+                self.bar.total = self.bar.n
             self.bar.close()
             self.bar = None
 
     def after_fit(self) -> None:
-        self._close_bar()
+        self._close_bar(done=True)
         self.learn.logger = self._saved_logger
         self._handle = None
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 from typing import Any
 
 import torch
@@ -135,9 +136,20 @@ class Recorder(Callback):
     # --- plots --------------------------------------------------------------------------------
     def plot_loss(self, skip_start: int = 5, with_valid: bool = True, log: bool = False,
                   show_epochs: bool = False, ax: Any = None) -> Any:
-        """Plot the smoothed training loss per batch and the validation loss per epoch."""
-        import matplotlib.pyplot as plt
-        ax = ax if ax is not None else plt.subplots()[1]
+        """Plot the smoothed training loss per batch and the validation loss per epoch.
+
+        A fit of ``skip_start`` batches or fewer gets a warning and its whole curve, not an empty plot.
+
+        Returns:
+            The figure (``ax``'s when given), shown once in a notebook.
+        """
+        from ..figures import figure_of, subplots
+        if len(self.losses) <= skip_start:
+            warnings.warn(f"plot_loss: the last fit recorded {len(self.losses)} training losses, no more than "
+                          f"skip_start={skip_start}; plotting them all (pass a smaller skip_start to silence this)",
+                          stacklevel=2)
+            skip_start = 0
+        ax = ax if ax is not None else subplots()[1]
         ax.plot(range(skip_start, len(self.losses)), self.losses[skip_start:], label="train")
         if show_epochs:
             for it in self.iters:
@@ -148,20 +160,21 @@ class Recorder(Callback):
         if log:
             ax.set_yscale("log")
         ax.legend()
-        return ax
+        return figure_of(ax)
 
-    def plot_lr_find(self, skip_end: int = 5, suggestions: dict | None = None) -> Any:
-        """Loss against learning rate of the last `lr_find` (log scale)."""
+    def plot_lr_find(self, skip_end: int = 5, return_fig: bool = True, suggestions: dict | None = None) -> Any:
+        """Loss against learning rate of the last `lr_find` (log scale); the figure when ``return_fig``."""
         from .schedule import plot_lr_find
-        return plot_lr_find(self.lrs, self.losses, suggestions, skip_end=skip_end)
+        fig = plot_lr_find(self.lrs, self.losses, suggestions, skip_end=skip_end)
+        return fig if return_fig else None
 
     def plot_sched(self, keys: list[str] | None = None, figsize: tuple | None = None) -> Any:
         """Plot the scheduled hyper-parameters (``lr``, ``mom`` ...) against the batch number."""
-        import matplotlib.pyplot as plt
+        from ..figures import subplots
         keys = keys or list(self.hps)
         if not keys:
             raise ValueError("Nothing was scheduled: plot_sched works after fit_one_cycle, fit_flat_cos or fit_sgdr")
-        fig, axs = plt.subplots(1, len(keys), figsize=figsize or (6 * len(keys), 4), squeeze=False)
+        fig, axs = subplots(1, len(keys), figsize=figsize or (6 * len(keys), 4), squeeze=False)
         for ax, key in zip(axs[0], keys):
             ax.plot(self.hps[key])
             ax.set_ylabel(key)

@@ -166,9 +166,9 @@ def SuggestedLRs(names: Sequence[str], values: Sequence[float]) -> tuple:
 
 def plot_lr_find(lrs: Sequence[float], losses: Sequence[float], suggestions: dict[str, tuple] | None = None,
                  skip_end: int = 5, ax: Any = None) -> Any:
-    """Loss against learning rate (log scale), with the suggested points marked."""
-    import matplotlib.pyplot as plt
-    ax = ax if ax is not None else plt.subplots()[1]
+    """Loss against learning rate (log scale), with the suggested points marked; returns the figure."""
+    from ..figures import figure_of, subplots
+    ax = ax if ax is not None else subplots()[1]
     end = len(lrs) - skip_end if len(lrs) > skip_end else len(lrs)
     ax.plot(lrs[:end], losses[:end])
     ax.set_xscale("log")
@@ -178,7 +178,7 @@ def plot_lr_find(lrs: Sequence[float], losses: Sequence[float], suggestions: dic
         ax.plot(*point, "o", color=color, label=name)
     if suggestions:
         ax.legend()
-    return ax
+    return figure_of(ax)
 
 
 class ScheduleMixin:

@@ -233,19 +233,21 @@ class CollabLearner(Learner):
             ax: a matplotlib Axes to draw on.
 
         Returns:
-            the Axes.
+            The figure (``ax``'s when given), shown once in a notebook.
         """
         import matplotlib.pyplot as plt
+
+        from ..figures import figure_of, subplots
         pca = self.item_pca(items, n_components=max(components) + 1).iloc[:n_label]
         xs, ys = pca[f"pc{components[0]}"].to_numpy(), pca[f"pc{components[1]}"].to_numpy()
-        ax = ax if ax is not None else plt.subplots(figsize=figsize)[1]
+        ax = ax if ax is not None else subplots(figsize=figsize)[1]
         ax.scatter(xs, ys, s=12)
         colors = plt.get_cmap("tab10")
         for i, (label, x, y) in enumerate(zip(pca.index, xs, ys)):
             ax.text(x, y, str(label), color=colors(i % 10), fontsize=11)
         ax.set_xlabel(f"component {components[0]}")
         ax.set_ylabel(f"component {components[1]}")
-        return ax
+        return figure_of(ax)
 
 
 def collab_learner(dls: CollabDataLoaders, n_factors: int = 50, use_nn: bool = False,

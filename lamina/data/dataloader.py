@@ -123,6 +123,10 @@ class _LoaderBase:
     def show_batch(self, b: tuple | None = None, max_n: int = 9, **kwargs: Any) -> Any:
         """Show a batch of this loader (default: its first) the way the application shows its data.
 
+        Returns:
+            What the application's show function returns: the figure for images (shown once in a notebook),
+            None for tables (displayed or printed).
+
         Raises:
             NotImplementedError: when the data has no way of showing itself (plain tensors).
         """

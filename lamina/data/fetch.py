@@ -8,6 +8,7 @@ transfers. Errors a user can act on are `DownloadError`; a connection cut short 
 from __future__ import annotations
 
 import http.client
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -17,6 +18,7 @@ from urllib.parse import urlsplit
 
 from tqdm.auto import tqdm
 
+from lamina.config import progress_mode
 from lamina.data.archives import DownloadError
 
 __all__ = ["CHUNK", "DEFAULT_TIMEOUT", "ATTEMPTS", "RETRY_DELAY", "Dropped", "copy_stream", "progress_bar",
@@ -52,9 +54,17 @@ def copy_stream(src: BinaryIO, dst: BinaryIO, bar: tqdm) -> int:
 
 
 def progress_bar(name: str, total: int | None, initial: int, show: bool) -> tqdm:
-    """A bytes progress bar (rate and time left) for ``name``, starting at ``initial`` of ``total`` bytes."""
+    """A bytes progress bar (rate and time left) for ``name``, starting at ``initial`` of ``total`` bytes.
+
+    Outside a terminal or a notebook (`lamina.config.progress_mode` not ``'bar'``) the bar is off and, in
+    ``'line'`` mode, one line says what is being fetched, so logs hold no runs of redrawn bars.
+    """
+    mode = progress_mode() if show else "none"
+    if mode == "line":
+        size = f" ({total / 2**20:.1f} MiB)" if total else ""
+        print(f"fetching {name}{size}", file=sys.stderr, flush=True)
     return tqdm(total=total, initial=initial, desc=name, unit="B", unit_scale=True, unit_divisor=1024,
-                disable=not show)
+                disable=mode != "bar")
 
 
 def open_url(url: str, have: int, timeout: float) -> http.client.HTTPResponse:

@@ -255,9 +255,32 @@ def decode_targets(ys: torch.Tensor, y_names: list[str], kind: str, vocab: Categ
     return {col: ys[:, i] for i, col in enumerate(y_names)}
 
 
+# decoded numbers went through float32 (about 7 significant digits): 6 are shown, so 158206.000591 reads 158206
+SHOWN_DIGITS = 6
+
+
+def rounded_for_display(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with float columns rounded to `SHOWN_DIGITS` significant digits, and shown as integers
+    where every value then is one (missing values stay missing)."""
+    out = frame.copy()
+    for col in out.columns:
+        if not pd.api.types.is_float_dtype(out[col]):
+            continue
+        values = np.array([float(f"{v:.{SHOWN_DIGITS}g}") for v in out[col].to_numpy(dtype=float)])
+        present = values[~np.isnan(values)]
+        whole = len(present) > 0 and bool(np.isfinite(present).all() and (present == np.round(present)).all()
+                                           and (np.abs(present) < 2**53).all())
+        out[col] = pd.array([None if np.isnan(v) else int(v) for v in values], dtype="Int64") if whole else values
+    return out
+
+
 def show_frame(frame: pd.DataFrame) -> None:
-    """Display ``frame`` in a notebook, or print it elsewhere; returns None (as fastai's show functions do)."""
+    """Display ``frame`` in a notebook, or print it elsewhere; returns None (as fastai's show functions do).
+
+    Numbers are rounded for reading (`rounded_for_display`); ``decode()`` keeps the values themselves.
+    """
     from ..callbacks.progress import in_notebook
+    frame = rounded_for_display(frame)
     if in_notebook():
         from IPython.display import display
         display(frame)

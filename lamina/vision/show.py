@@ -68,29 +68,47 @@ def show_image(im: Any, ax: Any = None, figsize: tuple | None = None, title: str
 
 def show_images(ims: Sequence[Any], nrows: int | None = None, ncols: int | None = None,
                 titles: Sequence[str] | None = None, figsize: tuple | None = None, **kwargs: Any) -> list:
-    """Show several images in a grid; returns the axes used."""
-    axes = _grid(len(ims), nrows, ncols, figsize)
+    """Show several images in a grid; returns the figure (``fig.axes``: one per image)."""
+    axes = _grid(len(ims), nrows, ncols, figsize, titled="all" if titles else None)
     for i, (im, ax) in enumerate(zip(ims, axes)):
         show_image(im, ax=ax, title=titles[i] if titles else None, **kwargs)
-    return axes
+    return axes[0].figure
 
 
 def _grid(n: int, nrows: int | None, ncols: int | None, figsize: tuple | None, imsize: float = 3.0,
-          ctxs: Sequence | None = None, suptitle: str | None = None) -> list:
-    """``n`` axes: ``ctxs`` when given, else a new ``nrows`` x ``ncols`` grid (``imsize`` inches per cell)."""
+          ctxs: Sequence | None = None, suptitle: str | None = None, aspect: float = 1.0,
+          titled: str | None = None, legend_rows: int = 0) -> list:
+    """``n`` axes: ``ctxs`` when given, else a new ``nrows`` x ``ncols`` grid.
+
+    A new grid gives each cell ``imsize`` inches of width and the images' height/width ``aspect`` of height
+    (plus a title line when ``titled`` is ``"all"``; ``"first"``: above the first row only), so wide or tall
+    images leave no blank bands between rows;
+    ``legend_rows`` lines are kept free under the grid for a legend.
+    """
     if ctxs is not None:
         return list(ctxs)[:n]
-    import matplotlib.pyplot as plt
+    from ..figures import subplots
     n = max(n, 1)
     ncols = ncols or (math.ceil(n / nrows) if nrows else math.ceil(math.sqrt(n)))
     nrows = nrows or math.ceil(n / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=figsize or (ncols * imsize, nrows * imsize), squeeze=False)
+    title_height = 0.3 if titled == "all" else 0.0
+    top, bottom = (0.4 if suptitle else 0.0) + (0.3 if titled == "first" else 0.0), 0.3 * legend_rows
+    size = figsize or (ncols * imsize, nrows * (imsize * aspect + title_height) + top + bottom)
+    fig, axes = subplots(nrows, ncols, figsize=size, squeeze=False)
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01 + bottom / size[1], top=0.99 - top / size[1],
+                        wspace=0.05, hspace=0.05 + title_height / (imsize * aspect))
     if suptitle:
         fig.suptitle(suptitle)
     axes = list(axes.flatten())
     for ax in axes[n:]:
-        ax.axis("off")
+        ax.remove()  # so that ``fig.axes`` are the cells drawn
     return axes[:n]
+
+
+def _aspect(images: Any) -> float:
+    """Height over width of a batch of CxHxW images (1 when unknown)."""
+    shape = getattr(images, "shape", None)
+    return float(shape[-2]) / float(shape[-1]) if shape is not None and len(shape) >= 3 and shape[-1] else 1.0
 
 
 # what may reach matplotlib's imshow; anything else a user passes is refused by name (`_check_kwargs`)
@@ -159,23 +177,59 @@ def unique_batch(dl: Any, n: int) -> tuple:
     return next(iter(loader))
 
 
+def _codes_present(dls: Any, *mask_sets: Any) -> list[int]:
+    """The codes (below the vocabulary's length) that appear in any of ``mask_sets``, ascending."""
+    vocab = getattr(dls, "vocab", None)
+    if vocab is None:
+        return []
+    found: set[int] = set()
+    for masks in mask_sets:
+        if masks is not None:
+            found.update(int(v) for v in torch.unique(torch.as_tensor(masks).detach().cpu()).tolist())
+    return sorted(c for c in found if 0 <= c < len(vocab))
+
+
+LEGEND_COLUMNS = 6
+
+
+def _mask_legend(fig: Any, dls: Any, codes: list[int]) -> None:
+    """A legend under the grid: the colour of each code in ``codes`` beside the code's name."""
+    if not codes:
+        return
+    from matplotlib import colormaps
+    from matplotlib.patches import Patch
+    options = mask_kwargs(len(dls.vocab))
+    cmap, top = colormaps[options["cmap"]], options["vmax"] - options["vmin"]
+    handles = [Patch(facecolor=cmap((c - options["vmin"]) / top), alpha=options["alpha"], edgecolor="grey",
+                     label=str(dls.vocab[c])) for c in codes]
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), LEGEND_COLUMNS), frameon=False,
+               borderaxespad=0.1, handlelength=1.2, columnspacing=1.0)
+
+
+def _legend_rows(codes: list[int]) -> int:
+    return math.ceil(len(codes) / LEGEND_COLUMNS)
+
+
 def show_batch(dls: Any, batch: tuple, max_n: int = 9, nrows: int | None = None, ncols: int | None = None,
                figsize: tuple | None = None, ctxs: Sequence | None = None, show: bool = True, unique: bool = False,
                **kwargs: Any) -> Any:
-    """Show the first ``max_n`` items of ``batch``: images with their labels, or with their masks over them.
+    """Show the first ``max_n`` items of ``batch``: images with their labels, or with their masks over them
+    (and a legend naming the colour of each code shown).
 
     Args:
         dls: the DataLoaders (kinds, vocabulary, decoding).
         batch: the batch to show.
         max_n: how many items.
-        nrows, ncols, figsize: the grid (default: as square as possible, 3 inches per image, ``imsize``).
+        nrows, ncols, figsize: the grid (default: as square as possible, ``imsize`` = 3 inches per image wide,
+            as high as the images' aspect needs).
         ctxs: axes to draw on instead of a new grid.
         show: False returns the decoded batch without drawing.
         unique: show the first training item ``max_n`` times with its training augmentations (``batch`` unused).
         **kwargs: ``imsize``, ``suptitle``, and image options for ``imshow`` (`IMSHOW_KWARGS`).
 
     Returns:
-        The axes used (the decoded batch when ``show=False``).
+        The figure (a `lamina.figures.LaminaFigure`, shown once in a notebook; ``fig.axes`` are its cells),
+        or the decoded batch when ``show=False``.
 
     Raises:
         TypeError: naming keyword arguments it does not take.
@@ -189,7 +243,9 @@ def show_batch(dls: Any, batch: tuple, max_n: int = 9, nrows: int | None = None,
     images = batch[0]
     n = min(len(images), max_n)
     target_kind = kinds[n_inp] if len(kinds) > n_inp and len(batch) > n_inp else None
-    axes = _grid(n, nrows, ncols, figsize, ctxs=ctxs, **grid)
+    codes = _codes_present(dls, batch[n_inp][:n]) if target_kind == "mask" and ctxs is None else []
+    axes = _grid(n, nrows, ncols, figsize, ctxs=ctxs, aspect=_aspect(images),
+                 titled=None if target_kind in (None, "mask") else "all", legend_rows=_legend_rows(codes), **grid)
     for i, ax in enumerate(axes):
         show_image(images[i], ax=ax, **image_kwargs)
         if target_kind == "mask":
@@ -198,17 +254,23 @@ def show_batch(dls: Any, batch: tuple, max_n: int = 9, nrows: int | None = None,
             _show_geometry(batch, kinds, n_inp, i, ax, dls)
         elif target_kind is not None:
             ax.set_title(_label(batch[n_inp][i], target_kind, dls.vocab))
-    return axes
+    _mask_legend(axes[0].figure, dls, codes)
+    return axes[0].figure
+
+
+# the order of the titles of show_results and plot_top_losses, as fastai's plot_top_losses writes them
+RESULTS_LEGEND = "prediction/actual (green: right, red: wrong)"
+TOP_LOSSES_LEGEND = "prediction/actual / loss / probability"
 
 
 def show_results(dls: Any, batch: tuple, preds: Any, decoded: Any = None, max_n: int = 9, losses: Any = None,
                  nrows: int | None = None, ncols: int | None = None, figsize: tuple | None = None,
-                 ctxs: Sequence | None = None, **kwargs: Any) -> list:
+                 ctxs: Sequence | None = None, **kwargs: Any) -> Any:
     """Show targets and predictions for the first ``max_n`` items of ``batch``.
 
-    Classification: one image per cell titled ``target/prediction`` (green when they agree, red otherwise);
-    with ``losses`` (``plot_top_losses``) ``prediction/target / loss / probability``. Segmentation: one
-    row per item, the target mask beside the predicted mask.
+    Classification: one image per cell titled ``prediction/actual`` (green when they agree, red otherwise),
+    under a line saying so; with ``losses`` (``plot_top_losses``) ``prediction/actual / loss / probability``.
+    Segmentation: one row per item, the target mask beside the predicted mask, and a legend of the codes.
 
     Args:
         dls: the DataLoaders (for the vocabulary, kinds and decoding).
@@ -216,9 +278,10 @@ def show_results(dls: Any, batch: tuple, preds: Any, decoded: Any = None, max_n:
         preds: the activated predictions (probabilities), one per item.
         decoded: the decoded predictions (class indices, multi-label flags or masks); default ``preds``.
         losses: per-item losses to print in the titles.
+        **kwargs: as `show_batch`'s (``suptitle`` replaces the line that explains the titles).
 
     Returns:
-        The axes used.
+        The figure (a `lamina.figures.LaminaFigure`, shown once in a notebook).
     """
     grid, kwargs = _check_kwargs(kwargs, "show_results")
     grid["ctxs"] = ctxs
@@ -231,24 +294,29 @@ def show_results(dls: Any, batch: tuple, preds: Any, decoded: Any = None, max_n:
         return _show_mask_results(dls, images, targets, decoded, n, losses, figsize, grid, **kwargs)
     if kind in ("point", "bbox"):
         return _show_geometry_results(dls, batch, kinds, n_inp, decoded, n, (nrows, ncols, figsize), grid, **kwargs)
-    axes = _grid(n, nrows, ncols, figsize, **grid)
+    if ctxs is None and targets is not None:
+        grid.setdefault("suptitle", TOP_LOSSES_LEGEND if losses is not None else RESULTS_LEGEND)
+    axes = _grid(n, nrows, ncols, figsize, aspect=_aspect(images), titled="all", **grid)
     for i, ax in enumerate(axes):
         pred = _label(decoded[i], kind, dls.vocab)
         target = _label(targets[i], kind, dls.vocab) if targets is not None else None
         colour = None if target is None else (RIGHT if target == pred else WRONG)
+        title = pred if target is None else f"{pred}/{target}"
         if losses is not None:
             prob = preds[i][int(decoded[i])] if kind == "category" else preds[i].max()
-            title = f"{pred}/{target} / {float(losses[i]):.2f} / {float(prob):.2f}"
-        else:
-            title = pred if target is None else f"{target}/{pred}"
+            title = f"{title} / {float(losses[i]):.2f} / {float(prob):.2f}"
         show_image(images[i], ax=ax, title=title, title_color=colour, **kwargs)
-    return axes
+    return axes[0].figure
 
 
 def _show_mask_results(dls: Any, images: Any, targets: Any, decoded: Any, n: int, losses: Any,
-                       figsize: tuple | None, grid: dict, **kwargs: Any) -> list:
-    """Rows of (image + target mask, image + predicted mask)."""
-    axes = _grid(2 * n, n, 2, figsize, **grid)
+                       figsize: tuple | None, grid: dict, **kwargs: Any) -> Any:
+    """Rows of (image + target mask, image + predicted mask), a legend of the codes under them."""
+    codes = _codes_present(dls, targets[:n] if targets is not None else None, decoded[:n]) \
+        if grid.get("ctxs") is None else []
+    axes = _grid(2 * n, n, 2, figsize, aspect=_aspect(images), titled="first" if losses is None else "all",
+                 legend_rows=_legend_rows(codes),
+                 **grid)
     for i in range(n):
         for col, (masks, title) in enumerate(((targets, "target"), (decoded, "prediction"))):
             ax = axes[2 * i + col]
@@ -257,7 +325,8 @@ def _show_mask_results(dls: Any, images: Any, targets: Any, decoded: Any, n: int
             show_image(images[i], ax=ax, title=title if i == 0 or losses is not None else None, **kwargs)
             if masks is not None:
                 _show_mask(masks[i], ax, dls)
-    return axes
+    _mask_legend(axes[0].figure, dls, codes)
+    return axes[0].figure
 
 
 def _show_geometry(batch: tuple, kinds: Sequence[str], n_inp: int, i: int, ax: Any, dls: Any,
@@ -277,7 +346,7 @@ def _show_geometry(batch: tuple, kinds: Sequence[str], n_inp: int, i: int, ax: A
 
 
 def _show_geometry_results(dls: Any, batch: tuple, kinds: tuple, n_inp: int, decoded: Any, n: int, layout: tuple,
-                           grid: dict, **kwargs: Any) -> list:
+                           grid: dict, **kwargs: Any) -> Any:
     """Each image with its target points or boxes (green) and the predicted ones (red) when they have the
     target's shape."""
     nrows, ncols, figsize = layout
@@ -292,4 +361,4 @@ def _show_geometry_results(dls: Any, batch: tuple, kinds: tuple, n_inp: int, dec
             _show_geometry(batch, kinds, n_inp, i, ax, dls, color=RIGHT)
         if predicted is not None:
             _show_geometry(predicted, kinds, n_inp, i, ax, dls, color=WRONG)
-    return axes
+    return axes[0].figure

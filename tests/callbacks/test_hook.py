@@ -131,7 +131,7 @@ def test_activation_stats_records_each_training_batch():
     assert stds[0] == pytest.approx(first.std().item(), abs=1e-6)
     assert near_zero[0] == pytest.approx((first <= 0.05).float().mean().item())
     assert stats.hist(0).shape == (40, 6)
-    assert len(stats.plot_layer_stats(1)) == 3 and stats.color_dim(-1) is not None
+    assert len(stats.plot_layer_stats(1).axes) == 3 and len(stats.color_dim(-1).axes[0].images) == 1
     assert no_hooks_left(model)
     plain = ActivationStats(every=2)
     learn = Learner(dls, tiny_mlp(), cbs=plain)

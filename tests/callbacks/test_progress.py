@@ -1,7 +1,9 @@
 """Progress output: the epoch table (header once, a row per epoch), bars opened and closed per pass, quiet
 modes, rank-0 only output, and the learner's logger given back."""
 
+import io
 import pickle
+import sys
 
 import pytest
 
@@ -41,7 +43,8 @@ def test_messages_that_are_not_rows_reach_the_original_logger():
     assert got == ["a message"]  # the row went to the table, the message to the logger
 
 
-def test_a_bar_per_pass_closed_at_its_end():
+def test_a_bar_per_pass_closed_at_its_end(monkeypatch):
+    monkeypatch.setenv("LAMINA_PROGRESS", "bar")  # pytest's captured stderr is no terminal: bars on purpose
     open_bars = []
 
     class BarSpy(Callback):
@@ -84,3 +87,60 @@ def test_progress_pickles_without_its_bar():
     cb.bar = object()  # a live bar cannot be pickled
     state = pickle.loads(pickle.dumps(cb)).__dict__
     assert "bar" not in state
+
+
+class Terminal(io.StringIO):
+    """A stream that says it is a terminal, to record what tqdm draws there."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def fit_with_stderr(monkeypatch, stream, epochs=2):
+    monkeypatch.setattr(sys, "stderr", stream)
+    learn = tiny_learner()
+    learn.fit(epochs)
+    return learn
+
+
+def test_not_a_terminal_gets_a_line_per_epoch_and_no_redrawn_bars(capsys, monkeypatch):
+    monkeypatch.delenv("LAMINA_PROGRESS", raising=False)
+    log = io.StringIO()  # stderr sent to a file: isatty() is False
+    learn = fit_with_stderr(monkeypatch, log)
+    out = capsys.readouterr().out
+    assert learn.progress.mode == "line" and "\r" not in log.getvalue() + out and "it/s" not in log.getvalue()
+    lines = out.splitlines()
+    assert lines[0].split()[:2] == ["epoch", "train_loss"] and [line.split()[0] for line in lines[1:]] == ["0", "1"]
+
+
+def test_a_terminal_gets_bars_unless_lamina_progress_says_otherwise(capsys, monkeypatch):
+    monkeypatch.delenv("LAMINA_PROGRESS", raising=False)
+    terminal = Terminal()
+    assert fit_with_stderr(monkeypatch, terminal).progress.mode == "bar"
+    assert "\r" in terminal.getvalue() and "epoch 1 valid" in terminal.getvalue()  # bars drawn in place
+    capsys.readouterr()
+    monkeypatch.setenv("LAMINA_PROGRESS", "line")
+    terminal = Terminal()
+    fit_with_stderr(monkeypatch, terminal)
+    assert terminal.getvalue() == "" and len(capsys.readouterr().out.splitlines()) == 3  # header + 2 rows
+    monkeypatch.setenv("LAMINA_PROGRESS", "none")
+    learn = fit_with_stderr(monkeypatch, terminal)
+    captured = capsys.readouterr()
+    assert terminal.getvalue() == "" and captured.out == "" and len(learn.recorder.values) == 2  # still recorded
+
+
+def test_a_bad_lamina_progress_names_the_variable_and_its_values(monkeypatch):
+    monkeypatch.setenv("LAMINA_PROGRESS", "bars")
+    with pytest.raises(ValueError, match=r"LAMINA_PROGRESS must be one of bar, line, none; received: "
+                                         r"LAMINA_PROGRESS='bars'"):
+        tiny_learner().fit(1)
+
+
+def test_lr_find_opens_no_bar_for_the_validation_it_skips(monkeypatch):
+    monkeypatch.setenv("LAMINA_PROGRESS", "bar")
+    opened = []
+    original = ProgressCallback._open_bar
+    monkeypatch.setattr(ProgressCallback, "_open_bar", lambda self, desc: (opened.append(desc), original(self, desc)))
+    learn = tiny_learner()
+    learn.lr_find(num_it=12, show_plot=False)  # 3 training batches an epoch: 4 epochs, 4 skipped validations
+    assert opened and set(opened) == {"train"} and learn.progress.bar is None

@@ -24,8 +24,8 @@ def test_records(learn):
 
 
 def test_plots(learn):
-    ax = learn.recorder.plot_loss(skip_start=2, show_epochs=True)
-    assert len(ax.lines) >= 2  # train curve and valid points
+    fig = learn.recorder.plot_loss(skip_start=2, show_epochs=True)
+    assert len(fig.axes[0].lines) >= 2  # train curve and valid points
     fig = learn.recorder.plot_sched()
     assert len(fig.axes) == 2
 
@@ -46,3 +46,13 @@ def test_lr_find_plot():
     learn.lr_find(num_it=30, show_plot=True)
     ax = plt.gca()
     assert ax.get_xscale() == "log" and ax.get_xlabel() == "Learning Rate"
+
+
+def test_plot_loss_after_a_fit_shorter_than_skip_start_warns_and_plots_it_all():
+    learn = Learner(synth_classification(n=64, bs=16), tiny_mlp())
+    learn.progress.show_bars = False
+    learn.fit(1)
+    n = len(learn.recorder.losses)
+    with pytest.warns(UserWarning, match=rf"recorded {n} training losses, no more than skip_start=5"):
+        fig = learn.recorder.plot_loss()
+    assert len(fig.axes[0].lines[0].get_xdata()) == n

@@ -204,7 +204,7 @@ def test_item_pca_and_its_plot(trained):
     assert pca.shape == (20, 3) and list(pca.index) == items
     variances = pca.var().to_numpy()
     assert variances[0] >= variances[1] >= variances[2]
-    ax = trained.plot_item_pca(items, n_label=10, components=(0, 2))
+    ax = trained.plot_item_pca(items, n_label=10, components=(0, 2)).axes[0]
     assert len(ax.texts) == 10 and {t.get_text() for t in ax.texts} == {str(i) for i in items[:10]}
     with pytest.raises(KeyError, match="never seen in training"):
         trained.item_pca([101, 5555])

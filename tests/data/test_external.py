@@ -64,7 +64,8 @@ def test_zip_archive(server, home):
     assert path == home / "data" / "pics" and (path / "b" / "c.txt").read_bytes() == b"c"
 
 
-def test_progress_bar_and_download_url_dest(server, home, tmp_path, capsys):
+def test_progress_bar_and_download_url_dest(server, home, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("LAMINA_PROGRESS", "bar")
     url = server.serve("/d/file.bin", PAYLOAD)
     (tmp_path / "dl").mkdir()
     dest = download_url(url, tmp_path / "dl")  # an existing folder: the file name comes from the URL
@@ -73,6 +74,14 @@ def test_progress_bar_and_download_url_dest(server, home, tmp_path, capsys):
     assert "file.bin" in err and "100%" in err and "B/s" in err
     download_url(url, tmp_path / "quiet.bin", show_progress=False)
     assert capsys.readouterr().err == ""
+
+
+def test_download_progress_is_one_line_when_stderr_is_not_a_terminal(server, home, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("LAMINA_PROGRESS", raising=False)  # pytest's captured stderr is no terminal
+    url = server.serve("/d/file.bin", PAYLOAD)
+    download_url(url, tmp_path / "logged.bin")
+    err = capsys.readouterr().err
+    assert err == f"fetching logged.bin ({len(PAYLOAD) / 2**20:.1f} MiB)\n" and "\r" not in err
 
 
 # ----------------------------------------------------------------------------------------------------------

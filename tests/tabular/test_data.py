@@ -164,3 +164,17 @@ def test_inference_builder_rebuilds_the_pipeline_from_json(adult_df):
     assert isinstance(rebuilt.loss_func, CrossEntropyLossFlat) and rebuilt.train.n == 0
     for a, b in zip(dls.test_dl(adult_df.iloc[:20]).tensors, rebuilt.test_dl(adult_df.iloc[:20]).tensors):
         assert torch.equal(a, b)
+
+
+def test_shown_numbers_are_rounded_for_reading():
+    import pandas as pd
+
+    from lamina.tabular.tables import rounded_for_display
+    frame = pd.DataFrame({"fnlwgt": [158206.000591, 77516.0000002], "ratio": [0.1234567891, float("nan")],
+                          "gap": [2.0, float("nan")], "job": ["a", "b"]})
+    shown = rounded_for_display(frame)
+    assert shown["fnlwgt"].tolist() == [158206, 77516] and str(shown["fnlwgt"].dtype) == "Int64"
+    assert shown["ratio"].iloc[0] == 0.123457 and np.isnan(shown["ratio"].iloc[1])
+    assert shown["gap"].iloc[0] == 2 and shown["gap"].isna().iloc[1] and shown["job"].tolist() == ["a", "b"]
+    assert frame["fnlwgt"].iloc[0] == 158206.000591  # the frame itself is untouched
+    assert "158206.000591" not in shown.to_string() and "158206" in shown.to_string()

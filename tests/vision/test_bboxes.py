@@ -151,7 +151,7 @@ def test_coco_recipe_pads_boxes_and_labels(boxes_folder):
     first = dls.valid_ds.items[dls.valid_ds.idxs[0]].name
     expected = scale_points(torch.tensor(img2bbox[first][0], dtype=torch.float32), (32, 32))
     assert torch.allclose(boxes[0, :counts[0]], expected, atol=0.07)  # within a pixel of 32
-    axes = dls.valid.show_batch(b=(x, boxes, labels), max_n=4)
+    axes = dls.valid.show_batch(b=(x, boxes, labels), max_n=4).axes
     assert len(axes[0].patches) == counts[0]  # one rectangle per real box, none for the padding
     _, bb, lb = dls.train.one_batch()
     assert bb.shape[:2] == lb.shape and bb.abs().max() <= 1

@@ -181,7 +181,7 @@ def test_datasets_built_by_hand_give_image_dataloaders_with_loss_and_show(pets):
                             after_batch=[IntToFloatTensor, *aug_transforms(), Normalize.from_stats(*imagenet_stats)])
     assert isinstance(dls, ImageDataLoaders) and isinstance(dls.loss_func, CrossEntropyLossFlat)
     assert dls.loss_config == {"name": "CrossEntropyLossFlat", "kwargs": {}}
-    assert len(dls.show_batch(max_n=2)) == 2
+    assert len(dls.show_batch(max_n=2).axes) == 2
     assert [type(t).__name__ for t in dls.valid.after_batch] == [
         "IntToFloatTensor", "AffineCoordTfm", "LightingTfm", "Normalize"]  # sorted, fused
     learn = vision_learner(dls, resnet18, pretrained=False)

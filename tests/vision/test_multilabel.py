@@ -71,7 +71,7 @@ def test_chapter6_pascal_call_shapes(pascal, hub_resnet18, tmp_path):
     assert list(dsets.train.vocab[idxs]) == df['labels'][1].split(' ')  # row 0 is in validation
 
     dls = dblock.dataloaders(df, bs=4, num_workers=0)
-    axes = dls.show_batch(nrows=1, ncols=3)
+    axes = dls.show_batch(nrows=1, ncols=3).axes
     first = dls.decode_prediction(dls.one_batch()[1][0])
     assert axes[0].get_title() == ";".join(first)  # label lists as titles
     learn = vision_learner(dls, resnet18, metrics=partial(accuracy_multi, thresh=0.2))
