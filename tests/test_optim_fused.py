@@ -151,8 +151,8 @@ def test_fused_adam_itself_names_the_missing_kernel(no_fused_kernels):
         FusedAdam(params())
 
 
-@pytest.mark.parametrize("kwargs", [dict(momentum=0.0), dict(momentum=0.9, weight_decay=0.1),
-                                    dict(momentum=0.8, dampening=0.3), dict(momentum=0.9, nesterov=True)])
+@pytest.mark.parametrize("kwargs", [{"momentum": 0.0}, {"momentum": 0.9, "weight_decay": 0.1},
+                                    {"momentum": 0.8, "dampening": 0.3}, {"momentum": 0.9, "nesterov": True}])
 def test_fused_sgd_is_torch_sgd_step_for_step(kwargs):
     from lamina.optim_fused import FusedSGD
     ours, theirs = _twin_params()

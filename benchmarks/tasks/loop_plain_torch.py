@@ -130,11 +130,10 @@ def run_lamina(data_dir: str, opts: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_fastai(data_dir: str, opts: dict[str, Any]) -> dict[str, Any]:
-    import torch
-    from torch.utils.data import TensorDataset
-
     import fastai.callback.schedule  # noqa: F401  (adds fit_one_cycle to Learner)
+    import torch
     from fastai.basics import CrossEntropyLossFlat, DataLoaders, Learner, accuracy
+    from torch.utils.data import TensorDataset
     prepare(opts)
     data = make_data(opts.get("quick", False))
 

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["stacked_rows", "stacked_batches", "STACK_MAX_ITEMS"]
+__all__ = ["STACK_MAX_ITEMS", "stacked_batches", "stacked_rows"]
 
 # Lists longer than this keep the per-item path: stacking them would hold a second copy of a large dataset.
 STACK_MAX_ITEMS = 10_000_000

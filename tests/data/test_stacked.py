@@ -1,7 +1,6 @@
 """Datasets whose items are rows of tensors: batched by slicing tensors stacked once, with exactly the
 batches (values, order, dtypes) of the per-item path through torch's DataLoader."""
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
