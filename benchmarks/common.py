@@ -17,10 +17,12 @@ __all__ = ["prepare", "stopwatch", "pick_device", "require_file"]
 
 
 def prepare(opts: dict[str, Any]) -> None:
-    """Set torch's thread count to ``opts['threads']`` and seed python, numpy and torch with ``opts['seed']``."""
+    """Set torch's thread count to ``opts['threads']`` (None: torch's default, as a user's script gets) and seed
+    python, numpy and torch with ``opts['seed']``."""
     import numpy as np
     import torch
-    torch.set_num_threads(int(opts["threads"]))
+    if opts.get("threads") is not None:
+        torch.set_num_threads(int(opts["threads"]))
     seed = int(opts["seed"])
     random.seed(seed)
     np.random.seed(seed)

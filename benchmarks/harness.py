@@ -37,10 +37,15 @@ def interleaved_plan(repeats: int, libs: tuple[str, ...] = ("lamina", "fastai"))
     return [(r, lib) for r in range(repeats) for lib in (libs if r % 2 == 0 else tuple(reversed(libs)))]
 
 
-def bench_env(threads: int, base: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment of a run: the caller's, less the Python path variables, with the thread counts pinned."""
-    env = {k: v for k, v in (os.environ if base is None else base).items() if k not in _DROPPED_ENV}
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+_THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def bench_env(threads: int | None, base: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of a run: the caller's, less the Python path variables, with the thread counts pinned
+    to ``threads`` (None: left out, so torch picks its default, one thread per core, as in a user's shell)."""
+    env = {k: v for k, v in (os.environ if base is None else base).items()
+           if k not in _DROPPED_ENV and (threads is not None or k not in _THREAD_VARS)}
+    for var in _THREAD_VARS if threads is not None else ():
         env[var] = str(threads)
     env["PYTHONHASHSEED"] = "0"
     return env
@@ -106,7 +111,8 @@ def run_task(task: Task, pythons: dict[str, str], opts: dict, repeats: int, data
     Args:
         task: the loaded task.
         pythons: interpreter per library, e.g. ``{"lamina": sys.executable, "fastai": ".../bin/python"}``.
-        opts: passed to the task functions (``threads``, ``seed``, ``quick``, ``device``, ``data_dir``).
+        opts: passed to the task functions (``threads``: a count or None for torch's default, ``seed``,
+            ``quick``, ``device``, ``data_dir``).
         repeats: rounds.
         data_dir: the data folder (checked for the task's ``DATA`` first).
         log_dir: where each run's stderr is kept (None: discarded).
@@ -122,8 +128,9 @@ def run_task(task: Task, pythons: dict[str, str], opts: dict, repeats: int, data
         log(f"[{task.name}] skipped: {reason}")
         return {**entry, "status": "skipped", "reason": reason, "runs": []}
     runs = []
+    suffix = "" if opts.get("threads") is None else f"-t{opts['threads']}"
     for rnd, lib in interleaved_plan(repeats, tuple(pythons)):
-        log_file = log_dir / f"{task.name}-{lib}-{rnd}.log" if log_dir is not None else None
+        log_file = log_dir / f"{task.name}-{lib}-{rnd}{suffix}.log" if log_dir is not None else None
         run = run_one(task, lib, pythons[lib], {**opts, "round": rnd}, log_file)
         runs.append({"lib": lib, "round": rnd, **run})
         log(f"[{task.name}] round {rnd + 1}/{repeats} {lib:<6} {_one_line(run)}")

@@ -17,6 +17,10 @@ Written by `python benchmarks/run.py`; do not edit by hand. Each task ran with l
 same run, in fresh processes, interleaved round by round (lamina, fastai, then fastai, lamina, ...). Numbers are
 medians over the rounds, with [min–max]. The ratio is lamina / fastai: below 1 means lamina's number is smaller
 (faster, for times), above 1 larger (more images per second, for throughputs).
+
+Times are what a user waits for: torch's default thread count, the loader workers the task's user code asks
+for, and the wall clock from the fit call to its return (the optimizer is created inside it). The column
+"at 1 thread" is the same task again with one torch thread, fewer rounds, for comparison with older runs.
 """
 
 
@@ -63,22 +67,30 @@ def _machine_line(run: dict) -> str:
                          for lib, v in run.get("versions", {}).items())
     return (f"{run['date']}: {m.get('cpu', 'unknown CPU')}, {m.get('cpus', '?')} CPUs, {m.get('os', '')}, "
             f"Python {m.get('python', '?')}, torch threads {run.get('threads', '?')}, device {run.get('device', '?')}, "
-            f"{run.get('repeats', '?')} rounds; {versions}")
+            f"{run.get('repeats', '?')} rounds, load {run.get('load') or '?'}; {versions}")
+
+
+def one_thread_ratio(t: dict, metric: str) -> str:
+    """The lamina/fastai ratio of ``metric`` in the task's 1-thread rounds ('—' when not measured)."""
+    rows = (t.get("one_thread") or {}).get("metrics") or []
+    row = next((r for r in rows if r["metric"] == metric), None)
+    return "—" if row is None or row["ratio"] is None else f"{row['ratio']:.2f}×"
 
 
 def _summary_table(tasks: list[dict]) -> list[str]:
-    lines = ["| task | metric | lamina | fastai | lamina/fastai | target | result |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+    lines = ["| task | metric | lamina | fastai | lamina/fastai | at 1 thread | target | result |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for t in tasks:
         if t["status"] == "skipped" or not t.get("metrics"):
-            lines.append(f"| {t['name']} | — | — | — | — | — | {t['status']}: {t.get('reason') or ''} |")
+            lines.append(f"| {t['name']} | — | — | — | — | — | — | {t['status']}: {t.get('reason') or ''} |")
             continue
         for row in t["metrics"]:
             if not row.get("target"):
                 continue
             ratio, bound, verdict = ratio_text(row)
             lines.append(f"| {t['name']} | {row['metric']} | {_stat_text(row['lamina'], row['unit'])} | "
-                         f"{_stat_text(row['fastai'], row['unit'])} | {ratio} | {bound} | {verdict} |")
+                         f"{_stat_text(row['fastai'], row['unit'])} | {ratio} | {one_thread_ratio(t, row['metric'])} | "
+                         f"{bound} | {verdict} |")
     return lines
 
 
@@ -91,12 +103,13 @@ def _task_section(t: dict) -> list[str]:
         return lines + [f"Skipped: {t['reason']}", ""]
     if t["status"] == "error":
         lines += [f"Error: {t['reason']}", ""]
-    lines += ["| metric | lamina | fastai | lamina/fastai | target | result |", "| --- | --- | --- | --- | --- | --- |"]
+    lines += ["| metric | lamina | fastai | lamina/fastai | at 1 thread | target | result |",
+              "| --- | --- | --- | --- | --- | --- | --- |"]
     for row in t.get("metrics", []):
         ratio, bound, verdict = ratio_text(row)
         unit = f" ({row['unit']})" if row["unit"] else ""
         lines.append(f"| {row['metric']}{unit} | {_stat_text(row['lamina'])} | {_stat_text(row['fastai'])} | "
-                     f"{ratio} | {bound} | {verdict} |")
+                     f"{ratio} | {one_thread_ratio(t, row['metric'])} | {bound} | {verdict} |")
     if t.get("quality"):
         lines += ["", "| quality | lamina | fastai | rule | result |", "| --- | --- | --- | --- | --- |"]
         for q in t["quality"]:

@@ -31,8 +31,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="Benchmark lamina against fastai, side by side in one run.")
     p.add_argument("--tasks", help="comma-separated task names (default: all)")
     p.add_argument("--repeats", type=int, default=3, help="interleaved rounds per task (default 3)")
-    # one thread by default: on a small shared machine, several threads per process mostly measure contention
-    p.add_argument("--threads", type=int, default=1, help="torch threads for both libraries (default 1)")
+    # torch's default thread count by default: what a user's script gets; one thread is measured beside it
+    p.add_argument("--threads", default="default", help="torch threads for both libraries: a count, or 'default' "
+                                                        "(torch's own choice, one per core; the default)")
+    p.add_argument("--one-thread-rounds", type=int, default=1,
+                   help="after each task, this many interleaved rounds again with 1 thread, reported beside the "
+                        "main numbers (default 1; 0: none)")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--device", default=None, help="device for both libraries (default: cuda if available, else cpu)")
     p.add_argument("--data", default=None, help="data folder (default: $LAMINA_BENCH_DATA, else ../shared/data "
@@ -47,8 +51,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     libs = tuple(x.strip() for x in args.libs.split(",") if x.strip())
     if not libs or any(x not in LIBS for x in libs):
         p.error(f"--libs must name lamina and/or fastai; received {args.libs!r}")
-    if args.repeats < 1 or args.threads < 1:
-        p.error("--repeats and --threads must be at least 1")
+    if args.threads == "default":
+        args.threads = None
+    elif not args.threads.isdigit() or int(args.threads) < 1:
+        p.error(f"--threads must be a count >= 1 or 'default'; received {args.threads!r}")
+    else:
+        args.threads = int(args.threads)
+    if args.repeats < 1 or args.one_thread_rounds < 0:
+        p.error("--repeats must be at least 1 and --one-thread-rounds at least 0")
     args.libs = libs
     return args
 
@@ -92,6 +102,22 @@ def first_versions(runs: list[dict]) -> dict:
     return out
 
 
+def _load() -> str | None:
+    """The machine's load averages over 1, 5 and 15 minutes when the task ended (None where unknown)."""
+    try:
+        return " ".join(f"{v:.2f}" for v in os.getloadavg())
+    except OSError:
+        return None
+
+
+def one_thread_entry(task, pythons: dict, opts: dict, rounds: int, data: Path, log_dir: Path) -> dict | None:
+    """The task again at 1 thread for ``rounds`` rounds (None when ``rounds`` is 0 or threads are already 1)."""
+    if rounds < 1 or opts["threads"] == 1:
+        return None
+    entry = run_task(task, pythons, {**opts, "threads": 1}, rounds, data, log_dir)
+    return {k: entry.get(k) for k in ("status", "reason", "metrics", "quality", "passed")} | {"repeats": rounds}
+
+
 def interpreters(libs: tuple[str, ...]) -> dict[str, str]:
     """The python of each library: this one for lamina, the fastai environment's (created if needed) for fastai."""
     found = {"lamina": sys.executable}
@@ -100,10 +126,19 @@ def interpreters(libs: tuple[str, ...]) -> dict[str, str]:
     return {lib: found[lib] for lib in libs}
 
 
+def threads_text(threads: int | None) -> str:
+    """How reports name a thread setting: the count, or torch's default and what it is on this machine."""
+    if threads is not None:
+        return str(threads)
+    import torch
+    return f"default ({torch.get_num_threads()})"
+
+
 def run_record(args: argparse.Namespace, command: str, device: str, data: Path, runs: list[dict]) -> dict:
     """When, where, how and with which versions a task was measured."""
     return {"date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"), "command": command,
-            "machine": machine(), "threads": args.threads, "repeats": args.repeats, "device": device,
+            "machine": machine(), "threads": threads_text(args.threads), "repeats": args.repeats, "device": device,
+            "load": _load(),
             "quick": args.quick, "data": shown_path(data), "versions": first_versions(runs)}
 
 
@@ -127,11 +162,14 @@ def main(argv: list[str] | None = None) -> int:
     given = sys.argv[1:] if argv is None else argv
     command = "python benchmarks/run.py" + "".join(" " + shlex.quote(a) for a in given)
     opts = {"threads": args.threads, "seed": args.seed, "quick": args.quick, "device": device, "data_dir": str(data)}
-    print(f"data: {shown_path(data)}; {len(tasks)} task(s); {args.repeats} round(s); {args.threads} thread(s)")
+    extra = f", then {args.one_thread_rounds} round(s) at 1 thread" if args.threads != 1 else ""
+    print(f"data: {shown_path(data)}; {len(tasks)} task(s); {args.repeats} round(s); "
+          f"{threads_text(args.threads)} thread(s){extra}")
     entries = []
     for task in tasks:
         entry = run_task(task, pythons, opts, args.repeats, data, log_dir)
-        entries.append({**entry, "run": run_record(args, command, device, data, entry["runs"])})
+        one = one_thread_entry(task, pythons, opts, args.one_thread_rounds, data, log_dir)
+        entries.append({**entry, "one_thread": one, "run": run_record(args, command, device, data, entry["runs"])})
         # written after every task, so that an interrupted run keeps what it measured
         write_reports({"fastai_version": FASTAI_VERSION, "tasks": entries}, out_dir, available)
     print(f"wrote {shown_path(out_dir / 'RESULTS.md')} and results.json (run logs in {shown_path(log_dir)})")

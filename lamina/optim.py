@@ -22,9 +22,9 @@ import torch
 from torch import nn
 
 from .compiled import plain_model
-from .optim_fused import FusedAdam, fused_kernels_available
+from .optim_fused import DirectOptimizer, FusedAdam, FusedSGD, fused_kernels_available
 
-__all__ = ["OptimWrapper", "OptimizerMixin", "FusedAdam", "Adam", "SGD", "RAdam", "RMSProp", "norm_bias_params",
+__all__ = ["OptimWrapper", "OptimizerMixin", "FusedAdam", "FusedSGD", "Adam", "SGD", "RAdam", "RMSProp", "norm_bias_params",
            "params_of", "trainable_params", "NORM_TYPES"]
 
 NORM_TYPES = (nn.modules.batchnorm._BatchNorm, nn.LayerNorm, nn.GroupNorm, nn.modules.instancenorm._InstanceNorm)
@@ -213,7 +213,7 @@ class OptimWrapper:
                         torch._foreach_mul_(with_grad, 1 - hypers["lr"] * hypers["wd"])
         if scaler is not None:
             scaler.step(self.opt)
-        elif isinstance(self.opt, FusedAdam) and not self.opt.has_step_hooks():
+        elif isinstance(self.opt, DirectOptimizer) and not self.opt.has_step_hooks():
             self.opt.update()
         else:
             self.opt.step()
@@ -282,8 +282,15 @@ def Adam(params: Iterable, lr: float = 1e-3, mom: float = 0.9, sqr_mom: float = 
 
 def SGD(params: Iterable, lr: float = 1e-3, mom: float = 0.0, wd: float = 0.0, decouple_wd: bool = True,
         **kwargs: Any) -> OptimWrapper:
-    """SGD (with momentum ``mom``); decoupled weight decay unless ``decouple_wd=False`` (L2)."""
-    return OptimWrapper(params, torch.optim.SGD, lr=lr, momentum=mom, weight_decay=wd,
+    """SGD (with momentum ``mom``); decoupled weight decay unless ``decouple_wd=False`` (L2).
+
+    The step is `FusedSGD` (torch's SGD arithmetic through foreach kernels, without the ``torch._dynamo``
+    import a first ``torch.optim.SGD`` costs); a torch SGD argument (``foreach``, ``fused``, ``maximize`` ...)
+    uses ``torch.optim.SGD`` itself.
+    """
+    torch_kwargs = {k: v for k, v in kwargs.items() if k not in ("no_wd", "force_train", "dampening", "nesterov")}
+    opt = torch.optim.SGD if torch_kwargs else FusedSGD
+    return OptimWrapper(params, opt, lr=lr, momentum=mom, weight_decay=wd,
                         manual_wd=decouple_wd, **kwargs)
 
 

@@ -1,8 +1,14 @@
-"""`FusedAdam`: Adam and AdamW through torch's fused kernel, with the per-step bookkeeping kept between steps.
+"""`FusedAdam` and `FusedSGD`: torch's fused/foreach kernels called directly, with the per-step bookkeeping
+kept between steps.
 
-The kernels (``torch._fused_adam_`` / ``torch._fused_adamw_``) are private to torch: `fused_kernels_available`
-says whether this torch has them, and lamina's `Adam` factory uses ``torch.optim.Adam``/``AdamW`` instead
-when it does not.
+The Adam kernels (``torch._fused_adam_`` / ``torch._fused_adamw_``) are private to torch:
+`fused_kernels_available` says whether this torch has them, and lamina's `Adam` factory uses
+``torch.optim.Adam``/``AdamW`` instead when it does not.
+
+Both classes derive from `DirectOptimizer`, which reaches torch's ``add_param_group``, ``zero_grad``,
+``state_dict`` and ``load_state_dict`` without their compile-aware wrappers: those wrappers import
+``torch._dynamo`` on first use, about 1.4 s of a process's first fit for an optimizer that never runs
+under ``torch.compile``.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ import torch
 from torch import nn
 from torch.optim import optimizer as _torch_optimizer
 
-__all__ = ["FusedAdam", "fused_kernels_available"]
+__all__ = ["DirectOptimizer", "FusedAdam", "FusedSGD", "fused_kernels_available"]
 
 _KERNELS = ("_fused_adam_", "_fused_adamw_")
 
@@ -24,7 +30,60 @@ def fused_kernels_available() -> bool:
     return all(callable(getattr(torch, name, None)) for name in _KERNELS)
 
 
-class FusedAdam(torch.optim.Optimizer):
+def _unwrapped(name: str) -> Any:
+    """``torch.optim.Optimizer.<name>`` without its dynamo-disabling wrapper (the method itself if unwrapped)."""
+    method = getattr(torch.optim.Optimizer, name)
+    return getattr(method, "__wrapped__", method)
+
+
+class DirectOptimizer(torch.optim.Optimizer):
+    """A ``torch.optim.Optimizer`` whose bookkeeping methods skip torch's compile-aware wrappers.
+
+    torch wraps ``add_param_group``, ``zero_grad``, ``state_dict`` and ``load_state_dict`` so that
+    ``torch.compile`` does not trace them; the wrapper imports ``torch._dynamo`` (~1.4 s) on its first call,
+    even in a process that never compiles. The methods here run torch's own code, unwrapped. Subclasses
+    implement `update` (the step without torch's hook and profiler wrapper) and `has_step_hooks`.
+    """
+
+    def add_param_group(self, param_group: dict) -> None:
+        """torch's ``add_param_group`` (checks and defaults), without the dynamo import."""
+        _unwrapped("add_param_group")(self, param_group)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """torch's ``zero_grad``, without the dynamo import."""
+        _unwrapped("zero_grad")(self, set_to_none)
+
+    def state_dict(self) -> dict:
+        """torch's ``state_dict`` (the same format), without the dynamo import."""
+        return _unwrapped("state_dict")(self)
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """torch's ``load_state_dict``, without the dynamo import."""
+        _unwrapped("load_state_dict")(self, state_dict)
+
+    def step(self, closure: Any = None) -> Any:
+        """One step for every parameter that has a gradient (``closure`` re-evaluates the loss first)."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        self.update()
+        return loss
+
+    def update(self) -> None:
+        """The step itself; `OptimWrapper` calls it directly when no step hook is registered."""
+        raise NotImplementedError
+
+    def has_step_hooks(self) -> bool:
+        """Whether step hooks are registered (on this optimizer or globally): `update` would skip them."""
+        hook_dicts = (getattr(self, "_optimizer_step_pre_hooks", None),
+                      getattr(self, "_optimizer_step_post_hooks", None),
+                      getattr(_torch_optimizer, "_global_optimizer_pre_hooks", None),
+                      getattr(_torch_optimizer, "_global_optimizer_post_hooks", None))
+        return any(hooks is None or len(hooks) > 0 for hooks in hook_dicts)  # not found: assume there are
+
+
+class FusedAdam(DirectOptimizer):
     """Adam through torch's fused kernel, with one kernel call and one step counter per param group.
 
     ``torch.optim.Adam(fused=True)`` runs the same kernel, but each step it gathers every parameter's state
@@ -61,23 +120,6 @@ class FusedAdam(torch.optim.Optimizer):
         # `load_state_dict` (and unpickling) come through here with new groups and state: plans start afresh
         super().__setstate__(state)
         self._plans = {}
-
-    def step(self, closure: Any = None) -> Any:
-        """One Adam step for every parameter that has a gradient (``closure`` re-evaluates the loss first)."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        self.update()
-        return loss
-
-    def has_step_hooks(self) -> bool:
-        """Whether step hooks are registered (on this optimizer or globally): `update` would skip them."""
-        hook_dicts = (getattr(self, "_optimizer_step_pre_hooks", None),
-                      getattr(self, "_optimizer_step_post_hooks", None),
-                      getattr(_torch_optimizer, "_global_optimizer_pre_hooks", None),
-                      getattr(_torch_optimizer, "_global_optimizer_post_hooks", None))
-        return any(hooks is None or len(hooks) > 0 for hooks in hook_dicts)  # not found: assume there are
 
     @torch.no_grad()
     def update(self) -> None:
@@ -127,3 +169,64 @@ class FusedAdam(torch.optim.Optimizer):
             plan.append((list(ps), [self.state[p]["exp_avg"] for p in ps],
                          [self.state[p]["exp_avg_sq"] for p in ps], [shared] * len(ps)))
         return plan
+
+
+class FusedSGD(DirectOptimizer):
+    """SGD (momentum, dampening, Nesterov, L2 weight decay) through torch's foreach kernels.
+
+    The arithmetic is that of ``torch.optim.SGD``, op for op, so the results are identical; the state is
+    its ``momentum_buffer`` per parameter, and `state_dict` has torch's format.
+
+    Args:
+        params: parameters or param-group dicts.
+        lr: learning rate.
+        momentum: momentum factor (0: plain SGD, no buffer kept).
+        dampening: dampening of the momentum.
+        weight_decay: an L2 penalty added to the gradient (`OptimWrapper` decouples decay itself).
+        nesterov: Nesterov momentum.
+
+    Raises:
+        ValueError: for a gradient that is sparse (use ``torch.optim.SGD``).
+    """
+
+    def __init__(self, params: Iterable, lr: float = 1e-3, momentum: float = 0.0, dampening: float = 0.0,
+                 weight_decay: float = 0.0, nesterov: bool = False):
+        super().__init__(params, {"lr": lr, "momentum": momentum, "dampening": dampening,
+                                  "weight_decay": weight_decay, "nesterov": nesterov})
+
+    @torch.no_grad()
+    def update(self) -> None:
+        """The step itself, as ``torch.optim.SGD`` computes it, one foreach call per operation."""
+        for group in self.param_groups:
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            if any(p.grad.is_sparse for p in params):
+                raise ValueError("FusedSGD does not support sparse gradients: use torch.optim.SGD, or an "
+                                 "embedding with sparse=False")
+            grads = [p.grad for p in params]
+            if group["weight_decay"]:
+                grads = torch._foreach_add(grads, params, alpha=group["weight_decay"])
+            if group["momentum"]:
+                grads = self._momentum(group, params, grads)
+            torch._foreach_add_(params, grads, alpha=-group["lr"])
+
+    def _momentum(self, group: dict, params: list, grads: list) -> list:
+        """Update the momentum buffers (a copy of the gradient on a parameter's first step); the direction."""
+        momentum, dampening = group["momentum"], group["dampening"]
+        bufs, old, old_grads = [], [], []
+        for p, g in zip(params, grads):
+            state = self.state[p]
+            buf = state.get("momentum_buffer")
+            if buf is None:
+                buf = state["momentum_buffer"] = torch.clone(g).detach()
+            else:
+                old.append(buf)
+                old_grads.append(g)
+            bufs.append(buf)
+        if old:
+            torch._foreach_mul_(old, momentum)
+            torch._foreach_add_(old, old_grads, alpha=1 - dampening)
+        if group["nesterov"]:
+            return torch._foreach_add(grads, bufs, alpha=momentum)
+        return bufs

@@ -138,6 +138,35 @@ def test_bench_env_drops_python_paths_and_pins_threads():
     assert env["OMP_NUM_THREADS"] == "2" and env["MKL_NUM_THREADS"] == "2"
 
 
+def test_bench_env_at_default_threads_leaves_torch_to_choose():
+    env = harness.bench_env(None, base={"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "HOME": "/h"})
+    assert "OMP_NUM_THREADS" not in env and "MKL_NUM_THREADS" not in env and env["HOME"] == "/h"
+
+
+def test_prepare_sets_threads_only_when_asked():
+    import torch
+
+    from benchmarks.common import prepare
+    before = torch.get_num_threads()
+    try:
+        prepare({"threads": None, "seed": 0})
+        assert torch.get_num_threads() == before
+        prepare({"threads": 1, "seed": 0})
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_run_parses_threads_and_one_thread_rounds():
+    from benchmarks import run
+    args = run.parse_args([])
+    assert args.threads is None and args.one_thread_rounds == 1
+    assert run.threads_text(None).startswith("default (") and run.threads_text(3) == "3"
+    assert run.parse_args(["--threads", "2", "--one-thread-rounds", "0"]).threads == 2
+    with pytest.raises(SystemExit):
+        run.parse_args(["--threads", "two"])
+
+
 def test_parse_worker_output_takes_the_result_line():
     out = 'epoch 0 ...\n{"not": "ours"}\n{"result": {"time": 1.5}, "versions": {}}\n'
     assert harness.parse_worker_output(out) == {"result": {"time": 1.5}, "versions": {}}
@@ -267,10 +296,19 @@ def test_render_markdown_tables_and_skips():
         _entry("adult", status="skipped", reason="data not found: adult_sample"),
     ]}
     text = report.render_markdown(results)
-    assert "| fast | time | 1.1 s [1–1.2] | 4.5 s [4–5] | 0.24× | ≤ 0.5× | **pass** |" in text
-    assert "| adult | — | — | — | — | — | skipped: data not found: adult_sample |" in text
+    assert "| fast | time | 1.1 s [1–1.2] | 4.5 s [4–5] | 0.24× | — | ≤ 0.5× | **pass** |" in text
+    assert "| adult | — | — | — | — | — | — | skipped: data not found: adult_sample |" in text
     assert "| accuracy | 0.9 | 0.9 | lamina ≥ fastai − 0.01 | **pass** |" in text
     assert "Command: `python benchmarks/run.py`" in text and "Some CPU, 2 CPUs" in text
+
+
+def test_render_markdown_shows_the_one_thread_ratio_beside_the_main_one():
+    targets = summary.normalize_targets("t", {"metric": "time", "max_ratio": 0.5})
+    main = summary.summarize_task(targets, _runs([1.0]), _runs([4.0]))
+    one = summary.summarize_task(targets, _runs([2.0]), _runs([5.0]))
+    text = report.render_markdown({"fastai_version": "2.8.12", "tasks": [_entry("fast", one_thread=one, **main)]})
+    assert "| fast | time | 1 s | 4 s | 0.25× | 0.40× | ≤ 0.5× | **pass** |" in text
+    assert "| time (s) | 1 | 4 | 0.25× | 0.40× | ≤ 0.5× | **pass** |" in text
 
 
 def test_write_reports_merges_with_the_file_on_disk(tmp_path):

@@ -149,3 +149,57 @@ def test_adam_falls_back_to_torch_adamw_when_the_fused_kernels_are_missing(no_fu
 def test_fused_adam_itself_names_the_missing_kernel(no_fused_kernels):
     with pytest.raises(RuntimeError, match="_fused_adamw_.*use torch.optim.AdamW"):
         FusedAdam(params())
+
+
+@pytest.mark.parametrize("kwargs", [{"momentum": 0.0}, {"momentum": 0.9, "weight_decay": 0.1},
+                                    {"momentum": 0.8, "dampening": 0.3}, {"momentum": 0.9, "nesterov": True}])
+def test_fused_sgd_is_torch_sgd_step_for_step(kwargs):
+    from lamina.optim_fused import FusedSGD
+    ours, theirs = _twin_params()
+    ref = torch.optim.SGD([{"params": theirs[:2]}, {"params": theirs[2:]}], lr=0.05, **kwargs)
+    opt = FusedSGD([{"params": ours[:2]}, {"params": ours[2:]}], lr=0.05, **kwargs)
+    for it in range(9):
+        for i, (p, q) in enumerate(zip(ours, theirs)):
+            grad = torch.randn(p.shape)
+            skip = (i == 1 and it % 4 == 1) or (i == 2 and it < 3)  # a late first step, missed steps
+            p.grad, q.grad = (None, None) if skip else (grad.clone(), grad.clone())
+        ref.step()
+        opt.step()
+    assert all(torch.equal(p, q) for p, q in zip(ours, theirs))
+    if kwargs["momentum"]:
+        assert all(torch.equal(opt.state[p]["momentum_buffer"], ref.state[q]["momentum_buffer"])
+                   for p, q in zip(ours, theirs))
+
+
+def test_fused_sgd_state_dict_loads_into_torch_sgd():
+    from lamina.optim import SGD
+    from lamina.optim_fused import FusedSGD
+    ours, theirs = _twin_params()
+    opt = SGD([ours], lr=0.1, mom=0.9)
+    assert type(opt.opt) is FusedSGD and type(SGD([theirs], foreach=True).opt) is torch.optim.SGD
+    for p in ours:
+        p.grad = torch.ones(p.shape)
+    opt.step()
+    ref = torch.optim.SGD(theirs, lr=0.1, momentum=0.9)
+    ref.load_state_dict(opt.opt.state_dict())
+    assert torch.equal(ref.state[theirs[0]]["momentum_buffer"], torch.ones(4, 3))
+
+
+def test_a_first_fit_does_not_import_torch_dynamo():
+    # torch's optimizers import torch._dynamo (~1.4 s) on first use; lamina's default optimizers must not
+    import subprocess
+    import sys
+    code = ("import sys, torch\nfrom torch import nn\nfrom torch.utils.data import TensorDataset\n"
+            "from lamina.basics import DataLoaders, Learner, SGD\n"
+            "x = torch.randn(64, 3); y = (x[:, 0] > 0).long()\n"
+            "dls = DataLoaders.from_dsets(TensorDataset(x, y), TensorDataset(x, y), bs=16)\n"
+            "for opt_func in (None, SGD):\n"
+            "    kw = {} if opt_func is None else dict(opt_func=opt_func)\n"
+            "    learn = Learner(dls, nn.Linear(3, 2), loss_func=nn.CrossEntropyLoss(), **kw)\n"
+            "    with learn.no_bar(), learn.no_logging():\n"
+            "        learn.fit_one_cycle(1)\n"
+            "    learn.opt.state_dict(); learn.opt.zero_grad()\n"
+            "print('torch._dynamo' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "False"

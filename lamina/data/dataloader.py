@@ -3,7 +3,9 @@
 Two loaders share one small interface (``__iter__``, ``__len__``, ``bs``, ``device``, ``dataset``,
 ``split_idx``, ``one_batch()``, ``new()``):
 
-* `DataLoader` wraps a ``torch.utils.data.DataLoader`` (item transforms run in worker processes),
+* `DataLoader` wraps a ``torch.utils.data.DataLoader`` (item transforms run in worker processes); a dataset
+  whose items are rows of tensors (a ``TensorDataset`` ...) is stacked once and sliced instead
+  (`lamina.data.stacked`),
 * `TensorDataLoader` slices tensors built once (tabular, collab, synthetic data): no per-row Python.
 
 `lamina.data.loaders.DataLoaders` pairs a training and a validation loader.
@@ -19,9 +21,11 @@ import torch
 from torch.utils.data import Dataset, default_collate
 
 from ..core import default_device, seed_worker, to_device
+from .stacked import stacked_batches, stacked_rows
 from .transforms import apply_batch_tfms, undo_batch_tfms
 
-__all__ = ["DataLoader", "TensorDataLoader", "BeforeBatchCollate", "GATHER_BATCHES", "default_num_workers", "split_loader_kwargs"]
+__all__ = ["DataLoader", "TensorDataLoader", "BeforeBatchCollate", "GATHER_BATCHES", "default_num_workers",
+           "from_torch_loader", "split_loader_kwargs"]
 
 
 def default_num_workers() -> int:
@@ -189,6 +193,16 @@ class DataLoader(_LoaderBase):
         self.pin_memory = self.device.type == "cuda" if pin_memory is None else pin_memory
         self.persistent_workers = persistent_workers and num_workers > 0
         self._torch_dl = None
+        self._rows: tuple | None = None  # the dataset stacked (`lamina.data.stacked`), built on first use
+        self._rows_checked = False
+
+    def stacked(self) -> tuple[torch.Tensor, ...] | None:
+        """The dataset as stacked tensors when its items are rows of tensors and torch's collate applies:
+        batches are then slices of them (the same batches, in the same order, without per-item Python)."""
+        if not self._rows_checked:
+            self._rows = stacked_rows(self.dataset) if self.collate_fn is None else None
+            self._rows_checked = True
+        return self._rows
 
     def _make_torch_dl(self, gen: torch.Generator) -> torch.utils.data.DataLoader:
         return torch.utils.data.DataLoader(
@@ -200,6 +214,11 @@ class DataLoader(_LoaderBase):
 
     def __iter__(self):
         gen = self._epoch_generator()
+        rows = self.stacked()
+        if rows is not None:
+            for batch in stacked_batches(rows, self.bs, self.shuffle, self.drop_last, gen):
+                yield self._finish(batch)
+            return
         if self._torch_dl is None or not self.persistent_workers:
             self._torch_dl = self._make_torch_dl(gen)
         else:  # persistent workers keep their loader; only the order's generator changes
@@ -227,6 +246,8 @@ class DataLoader(_LoaderBase):
                     persistent_workers=self.persistent_workers, seed=self.seed)
         args.update(kwargs)
         new = DataLoader(**args)
+        if new.dataset is self.dataset and new.collate_fn is self.collate_fn:  # stacked once, not again
+            new._rows, new._rows_checked = self._rows, self._rows_checked
         new.epochs_seen = self.epochs_seen
         new.show, new.show_results, new.dls = self.show, self.show_results, self.dls
         return new
@@ -303,3 +324,28 @@ class TensorDataLoader(_LoaderBase):
         new.epochs_seen = self.epochs_seen
         new.show, new.show_results, new.dls = self.show, self.show_results, self.dls
         return new
+
+
+def from_torch_loader(dl: torch.utils.data.DataLoader, split_idx: int = 0) -> DataLoader:
+    """A lamina `DataLoader` doing what a plain ``torch.utils.data.DataLoader`` does: its dataset, batch size,
+    shuffle, ``drop_last``, workers and ``collate_fn``; the shuffle is seeded by lamina (`set_seed`, resume).
+
+    Raises:
+        TypeError: for a loader lamina cannot reproduce (an iterable dataset, a custom sampler or batch
+            sampler, ``batch_size=None``), saying what to pass instead.
+    """
+    sampler = dl.sampler
+    plain = isinstance(sampler, torch.utils.data.SequentialSampler) or (
+        type(sampler) is torch.utils.data.RandomSampler and not sampler.replacement
+        and sampler._num_samples is None)
+    if (dl.batch_size is None or not plain or type(dl.batch_sampler) is not torch.utils.data.BatchSampler
+            or isinstance(dl.dataset, torch.utils.data.IterableDataset)):
+        raise TypeError(f"DataLoaders takes a torch DataLoader over a map-style dataset with batch_size and "
+                        f"shuffle=True/False; received one with sampler={type(sampler).__name__}, "
+                        f"batch_size={dl.batch_size}. Build the lamina loader yourself: "
+                        "lamina.data.dataloader.DataLoader(dataset, bs=..., shuffle=...)")
+    collate_fn = None if dl.collate_fn is torch.utils.data.default_collate else dl.collate_fn
+    return DataLoader(dl.dataset, bs=dl.batch_size, shuffle=isinstance(sampler, torch.utils.data.RandomSampler),
+                      drop_last=dl.drop_last, num_workers=dl.num_workers, collate_fn=collate_fn,
+                      split_idx=split_idx, pin_memory=dl.pin_memory or None,
+                      persistent_workers=dl.persistent_workers)

@@ -21,7 +21,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..registry import register
-from .dataloader import GATHER_BATCHES, DataLoader, TensorDataLoader, _LoaderBase
+from .dataloader import GATHER_BATCHES, DataLoader, TensorDataLoader, _LoaderBase, from_torch_loader
 from .transforms import BatchTransform, apply_batch_tfms, declares
 
 __all__ = ["DataLoaders", "DLS_TYPES", "register_dls_type", "tensor_inference_dls",
@@ -56,7 +56,8 @@ class DataLoaders:
     """A training and a validation loader, plus what learners read from the data.
 
     Args:
-        *loaders: the training loader, then the validation loader (then any others).
+        *loaders: the training loader, then the validation loader (then any others); a plain
+            ``torch.utils.data.DataLoader`` is taken as the lamina `DataLoader` doing the same (`from_torch_loader`).
         path: the folder where learners save models (``path/models``) and exports.
         device: move every loader to this device (default: leave them where they are).
         vocab: the class names (classification) or codes (segmentation), if any.
@@ -85,7 +86,8 @@ class DataLoaders:
                  n_inp: int | None = None, inference: dict | None = None):
         if len(loaders) < 2:
             raise ValueError(f"DataLoaders needs a training and a validation loader; received {len(loaders)} loader(s)")
-        self.loaders = list(loaders)
+        self.loaders = [from_torch_loader(dl, split_idx=min(i, 1)) if isinstance(dl, torch.utils.data.DataLoader)
+                        else dl for i, dl in enumerate(loaders)]
         for dl in self.loaders:
             dl.dls = self  # so a loader can show itself (`dls.train.show_batch()`)
         self.path = Path(path)
