@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from .core import rank_distrib
+from .distributed import is_initialized, on_rank0
 
 __all__ = ["CheckpointMixin", "atomic_write", "rng_states", "set_rng_states"]
 
@@ -278,8 +279,11 @@ class CheckpointMixin:
         Raises:
             OSError: (errno ENOSPC) when the disk is full; the previous checkpoint is left intact.
         """
-        if rank_distrib() != 0:
-            return None
+        if is_initialized():  # data-parallel: rank 0 writes, every rank waits until the file is there
+            return on_rank0(self._save, file, with_opt)
+        return None if rank_distrib() != 0 else self._save(file, with_opt)
+
+    def _save(self, file: str | Path, with_opt: bool) -> Path:
         state = {"model": self.model.state_dict(), "epoch": getattr(self, "epochs_done", 0),
                  "rng": rng_states(), "loaders": [[dl.seed, dl.epochs_seen] for dl in self.dls.loaders]}
         if with_opt and self.opt is not None:
