@@ -50,11 +50,11 @@ class DistributedTrainer(Callback):
     # --- the fit ---------------------------------------------------------------------------------
     def before_fit(self) -> None:
         learn = self.learn
+        if self.sync_bn:
+            self._convert_sync_bn()
         ensure_distrib()
         for dl in learn.dls.loaders:  # the same orders on every rank, whatever each process's random state
             dl.seed, dl.epochs_seen = broadcast_int(dl.seed), broadcast_int(dl.epochs_seen)
-        if self.sync_bn:
-            self._convert_sync_bn()
         if get_rank() != 0:
             self._logger, learn.logger = learn.logger, noop
         trainable = any(p.requires_grad for p in learn.model.parameters())
