@@ -232,25 +232,30 @@ def test_an_interrupted_two_process_fit_resumes_exactly(core_job):
 @pytest.mark.slow
 def test_the_four_chapter_one_workloads_train_on_two_processes_and_export_on_rank0(tmp_path):
     ranks = launch("apps", tmp_path)
+    assert sorted(ranks[0]) == ["adult", "camvid", "collab", "pets"]
     for name, result in ranks[0].items():
         assert Path(result["export"]) == tmp_path / f"{name}.pkl"
         assert ranks[1][name]["export"] == "None"  # only rank 0 writes
         assert ranks[0][name]["values"] == ranks[1][name]["values"]  # one table: the metrics are combined
-        fresh = subprocess.run([sys.executable, "-c", _PREDICT.format(path=tmp_path / f"{name}.pkl", name=name,
-                                                                      folder=tmp_path / "data_0")],
-                               env=job_env(), capture_output=True, text=True, timeout=120)
-        assert fresh.returncode == 0, fresh.stderr[-3000:]
+    fresh = subprocess.run([sys.executable, "-c", _PREDICT, str(tmp_path)], env=job_env(), capture_output=True,
+                           text=True, timeout=180)
+    assert fresh.returncode == 0, fresh.stderr[-3000:]
+    for name, result in ranks[0].items():
         loaded = torch.load(tmp_path / f"{name}_pred.pt", weights_only=False)
-        for got, want in zip(loaded, result["predict"]):
-            assert torch.allclose(torch.as_tensor(got).float(), torch.as_tensor(want).float(), atol=1e-5)
+        for got, want in zip(loaded, result["predict"], strict=True):
+            assert torch.allclose(torch.as_tensor(got).float(), torch.as_tensor(want).float(), atol=1e-5), name
 
 
+# a fresh single process: load each export and predict the item the training job predicted
 _PREDICT = """
+import sys
+from pathlib import Path
 import torch
+from lamina.export import load_learner
 from tests.distributed_apps import build_all
-items = {{name: item for name, _, item in build_all(__import__('pathlib').Path({folder!r}))}}
-learn = load_learner({path!r})
-torch.save(learn.predict(items[{name!r}])[1:], {path!r}.replace('.pkl', '_pred.pt'))
+out = Path(sys.argv[1])
+for name, _, item in build_all(out / "data_0"):
+    torch.save(load_learner(out / f"{name}.pkl").predict(item)[1:], out / f"{name}_pred.pt")
 """
 
 
