@@ -248,7 +248,9 @@ class Learner(CallbackListMixin, OptimizerMixin, ScheduleMixin, PredictMixin, Ch
         It runs for validation batches too (``self.training`` is False), stopping after the loss. Callbacks
         hear ``after_pred``, ``after_loss``, ``before_backward``/``after_backward`` and
         ``before_step``/``after_step``; an override keeps those events where it keeps those parts (see the
-        class docstring for an example).
+        class docstring for an example). In a data-parallel fit the training forward runs through
+        ``wrapped_model`` (the DDP wrapper of ``model``), which is what averages the gradients over processes:
+        an override calls the model the way this body does.
         """
         # ``wrapped_model``: the DistributedDataParallel wrapper of ``model`` in a data-parallel fit
         model = self.wrapped_model if self.training and self.wrapped_model is not None else self.model

@@ -33,12 +33,12 @@ def mlp_data(bs: int, path: str | Path = ".") -> DataLoaders:
     return dls
 
 
-def mlp_learner(bs: int, path: str | Path = ".", **kwargs) -> Learner:
+def mlp_learner(bs: int, path: str | Path = ".", dropout: float = 0.0, **kwargs) -> Learner:
     """The same weights in every process: the model is built after the same seed. Without batch norm, whose
     statistics over a process's 32 rows differ from those over 64 (SyncBatchNorm, on CUDA, would match them)."""
     set_seed(0)
     model = tiny_mlp(N_IN, N_CLASSES, hidden=8)
-    model.body[1] = torch.nn.Identity()
+    model.body[1] = torch.nn.Dropout(dropout) if dropout else torch.nn.Identity()
     learn = Learner(mlp_data(bs, path), model, metrics=[accuracy, RocAuc()], **kwargs)
     learn.logger = lambda *a: None
     return learn
@@ -72,13 +72,16 @@ def core(out: Path) -> dict:
     acc = mlp_learner(bs=16)
     acc.fit(1, 1e-2, cbs=GradientAccumulation(n_acc=32))
     res["acc_weights"] = weights(acc)
-    full = mlp_learner(bs=32, path=out / "a")
+    rank = int(os.environ["RANK"])
+    full = mlp_learner(bs=32, path=out / "a", dropout=0.3)
+    torch.manual_seed(100 + rank)  # each rank its own dropout masks, which a resumed fit must continue
     full.fit_one_cycle(3, 1e-2)
     res["full_weights"], res["full_values"] = weights(full), full.recorder.values
     from lamina.callbacks.tracker import SaveModelCallback
-    crashed = mlp_learner(bs=32, path=out / "b")
+    crashed = mlp_learner(bs=32, path=out / "b", dropout=0.3)
+    torch.manual_seed(100 + rank)
     crashed.fit_one_cycle(3, 1e-2, cbs=[SaveModelCallback(every_epoch=True, with_opt=True), Crash(at_epoch=2)])
-    resumed = mlp_learner(bs=32, path=out / "b")
+    resumed = mlp_learner(bs=32, path=out / "b", dropout=0.3)
     resumed.load("model_1", resume=True)
     resumed.fit_one_cycle(3, 1e-2, start_epoch=resumed.epochs_done)
     res["resumed_weights"], res["resumed_values"] = weights(resumed), resumed.recorder.values

@@ -140,7 +140,8 @@ class DistributedDL:
             idx = idx.to(dl.tensors[0].device)
             share = dl.new(dataset=tuple(t[idx] for t in dl.tensors), shuffle=False, seed=seed)
         else:
-            share = dl.new(dataset=Subset(dl.dataset, idx.tolist()), shuffle=False, seed=seed)
+            # workers live for one share: the next epoch's share is another loader
+            share = dl.new(dataset=Subset(dl.dataset, idx.tolist()), shuffle=False, seed=seed, persistent_workers=False)
         share.epochs_seen = epoch
         return share
 
