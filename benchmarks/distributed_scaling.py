@@ -29,8 +29,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 STEPS = {"cnn": (2, 8), "tabular": (20, 200)}  # (warm-up steps, timed steps) per process
-FASTAI_PYTHON = Path(os.environ.get("LAMINA_BENCH_FASTAI_VENV", str(Path.home() / ".cache/lamina-bench/fastai-venv")),
-                     "bin", "python")
 
 
 def _cnn_learner():
@@ -93,75 +91,42 @@ def worker(task: str, out: Path) -> None:
         learn.fit(1000, 1e-3, cbs=Timer())
     step = (stamps[warm + timed] - stamps[warm]) / timed
     rank = int(os.environ.get("RANK", 0))
-    (out / f"{task}_{rank}.json").write_text(json.dumps({"step_s": step, "bs": learn.dls.train.bs}))
+    result = {"step_s": step, "bs": learn.dls.train.bs, "allreduce_s": _allreduce_time(learn.model, timed)}
+    (out / f"{task}_{rank}.json").write_text(json.dumps(result))
 
 
-def fastai_worker(task: str, out: Path) -> None:
-    """The same measurement with fastai 2.8 (its venv): ``with learn.distrib_ctx():`` under torchrun."""
+def _allreduce_time(model, n: int) -> float | None:
+    """Seconds of one all-reduce of a gradient-sized buffer, alone (None in one process)."""
     import torch
-    from fastai.callback.core import Callback, CancelFitException, CancelValidException
-    from fastai.data.core import DataLoaders
-    import fastai.distributed  # noqa: F401  (adds Learner.distrib_ctx)
-    from fastai.learner import Learner
-    from fastai.losses import CrossEntropyLossFlat
-    from fastai.tabular.all import Categorify, FillMissing, Normalize, TabularDataLoaders, tabular_learner
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    if task == "cnn":
-        import torchvision
-        gen = torch.Generator().manual_seed(0)
-        x, y = torch.rand(640, 3, 64, 64, generator=gen), torch.randint(0, 10, (640,), generator=gen)
-        dls = DataLoaders.from_dsets(list(zip(x[:576], y[:576])), list(zip(x[576:], y[576:])), bs=32, device="cpu")
-        learn = Learner(dls, torchvision.models.resnet18(num_classes=10), loss_func=CrossEntropyLossFlat())
-    else:
-        import pandas as pd
-        csv = Path(os.environ.get("LAMINA_BENCH_DATA", str(ROOT.parent / "shared" / "data"))) / "adult_sample"
-        df = pd.read_csv(csv / "adult.csv", skipinitialspace=True)
-        dls = TabularDataLoaders.from_df(df, y_names="salary", cat_names=["workclass", "education", "marital-status",
-                                                                          "occupation", "relationship", "race"],
-                                         cont_names=["age", "fnlwgt", "education-num"],
-                                         procs=[Categorify, FillMissing, Normalize], bs=64, device="cpu")
-        learn = tabular_learner(dls, layers=[200, 100])
-    warm, timed = STEPS[task]
-    stamps: list[float] = []
-
-    class Timer(Callback):
-        order = 100
-
-        def after_batch(self):
-            if self.learn.training:
-                stamps.append(time.perf_counter())
-                if len(stamps) > warm + timed:
-                    raise CancelFitException()
-
-        def before_validate(self):
-            raise CancelValidException()
-
-    distributed = int(os.environ.get("WORLD_SIZE", 1)) > 1
-    with learn.no_bar(), learn.no_logging():
-        if distributed:
-            with learn.distrib_ctx(sync_bn=False):
-                learn.fit(1000, 1e-3, cbs=Timer())
-        else:
-            learn.fit(1000, 1e-3, cbs=Timer())
-    step = (stamps[warm + timed] - stamps[warm]) / timed
-    rank = int(os.environ.get("RANK", 0))
-    (out / f"{task}_{rank}.json").write_text(json.dumps({"step_s": step, "bs": dls.train.bs}))
+    import torch.distributed as dist
+    if not dist.is_initialized():
+        return None
+    grads = torch.zeros(sum(p.numel() for p in model.parameters() if p.requires_grad))
+    dist.barrier()
+    start = time.perf_counter()
+    for _ in range(n):
+        dist.all_reduce(grads)
+    return (time.perf_counter() - start) / n
 
 
-def measure(task: str, n_proc: int, lib: str = "lamina") -> dict:
-    """Launch one measurement; the job's step time is its slowest rank's."""
+def measure(task: str, n_proc: int, independent: bool = False) -> dict:
+    """Launch one measurement; the job's step time is its slowest rank's. ``independent``: ``n_proc`` plain
+    single-process runs at the same time, without communication (what the machine's sharing alone costs)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "LAMINA_DEVICE": "cpu", "PYTHONPATH": str(ROOT)}
-    python = sys.executable if lib == "lamina" else str(FASTAI_PYTHON)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
-        me = [str(Path(__file__).resolve()), "--worker" if lib == "lamina" else "--fastai-worker", task, str(out)]
-        cmd = [python, *me] if n_proc == 1 else \
-            [python, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n_proc}", *me]
-        subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
+        me = [str(Path(__file__).resolve()), "--worker", task, str(out)]
+        if independent:
+            procs = [subprocess.Popen([sys.executable, *me], env={**env, "RANK": str(r)}) for r in range(n_proc)]
+            if any(p.wait() for p in procs):
+                raise RuntimeError(f"an independent {task} run failed")
+        else:
+            cmd = [sys.executable, *me] if n_proc == 1 else \
+                [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n_proc}", *me]
+            subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
         runs = [json.loads(p.read_text()) for p in sorted(out.glob(f"{task}_*.json"))]
     step = max(r["step_s"] for r in runs)
-    return {"step_s": step, "samples_per_s": n_proc * runs[0]["bs"] / step}
+    return {"step_s": step, "samples_per_s": n_proc * runs[0]["bs"] / step, "allreduce_s": runs[0]["allreduce_s"]}
 
 
 def report(results: dict, load: str, repeats: int) -> str:
@@ -170,10 +135,11 @@ def report(results: dict, load: str, repeats: int) -> str:
              "1 thread, the same per-process batch size; medians of the rounds (min–max of the ratio).", "",
              f"Machine: {os.cpu_count()} CPUs, shared; load average before the runs: {load}. {repeats} round(s), "
              "the two set-ups alternating.", "",
-             "| library | workload | 1 proc step | 2 proc step | step ratio (2/1) | throughput ratio | target |",
-             "|---|---|---|---|---|---|---|"]
+             "| workload | 1 proc step | 2 independent procs' step | 2 proc DDP step | all-reduce alone | "
+             "step ratio (DDP/1) | step ratio (DDP/independent) | throughput ratio | target |",
+             "|---|---|---|---|---|---|---|---|---|"]
     targets = {"cnn": ("throughput", 1.7), "tabular": ("step", 1.25)}
-    for (lib, task), runs in results.items():
+    for task, runs in results.items():
         one = statistics.median(r[0]["step_s"] for r in runs)
         two = statistics.median(r[1]["step_s"] for r in runs)
         ratios = [r[1]["samples_per_s"] / r[0]["samples_per_s"] for r in runs]
@@ -181,12 +147,24 @@ def report(results: dict, load: str, repeats: int) -> str:
         kind, goal = targets[task]
         value = statistics.median(ratios) if kind == "throughput" else statistics.median(steps)
         met = value >= goal if kind == "throughput" else value <= goal
-        lines.append(f"| {lib} | {task} | {one * 1e3:.2f} ms | {two * 1e3:.2f} ms | {statistics.median(steps):.2f}× "
-                     f"({min(steps):.2f}–{max(steps):.2f}) | {statistics.median(ratios):.2f}× "
+        reduce = statistics.median(r[1]["allreduce_s"] for r in runs)
+        alone = statistics.median(r[2]["step_s"] for r in runs)
+        shared = statistics.median(r[1]["step_s"] / r[2]["step_s"] for r in runs)
+        lines.append(f"| {task} | {one * 1e3:.2f} ms | {alone * 1e3:.2f} ms | {two * 1e3:.2f} ms | "
+                     f"{reduce * 1e3:.2f} ms | {statistics.median(steps):.2f}× "
+                     f"({min(steps):.2f}–{max(steps):.2f}) | {shared:.2f}× | {statistics.median(ratios):.2f}× "
                      f"({min(ratios):.2f}–{max(ratios):.2f}) | {kind} {'≥' if kind == 'throughput' else '≤'} "
                      f"{goal}×: {'met' if met else 'missed'} |")
     lines += ["", "The all-reduce overhead per step is the 2-process step minus the 1-process step (the same "
-              "per-process work): it holds the gradient all-reduce and the loss average."]
+              "per-process work): it holds the gradient all-reduce and the loss average. \"All-reduce alone\" is "
+              "one gloo all-reduce of a buffer the size of the trainable parameters, timed after the fit. "
+              "\"2 independent procs\" are two single-process runs at once, without any communication: on a "
+              "shared 2-core machine they show what running two processes costs before DDP adds anything.", "",
+              "fastai 2.8.12's `distrib_ctx` does not run on this CPU set-up: with `accelerate` installed in its "
+              "environment and `distrib_ctx(cpu=True)` under torchrun, its `DistributedDL` broadcasts the epoch's "
+              "order with `LongTensor(t).cuda()` (\"nccl only works with cuda tensors\") and fails with \"Found no "
+              "NVIDIA driver\"; without `cpu=True` its `DistributedTrainer` reads `model.device`, which an unwrapped "
+              "model lacks. So there is no fastai column."]
     return "\n".join(lines) + "\n"
 
 
@@ -195,25 +173,19 @@ def main() -> None:
     parser.add_argument("--tasks", default="cnn,tabular")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--worker", nargs=2, metavar=("TASK", "OUT"), help=argparse.SUPPRESS)
-    parser.add_argument("--fastai-worker", nargs=2, metavar=("TASK", "OUT"), help=argparse.SUPPRESS)
-    parser.add_argument("--libs", default="lamina,fastai", help="lamina, and fastai's distrib_ctx (needs accelerate "
-                        "in the fastai venv)")
     parser.add_argument("--out", default=str(Path(__file__).parent / "DISTRIBUTED.md"))
     args = parser.parse_args()
     if args.worker:
         return worker(args.worker[0], Path(args.worker[1]))
-    if args.fastai_worker:
-        return fastai_worker(args.fastai_worker[0], Path(args.fastai_worker[1]))
     load = " ".join(os.getloadavg().__repr__().strip("()").split(", ")[:3])
     results = {}
-    for lib in args.libs.split(","):
-        for task in args.tasks.split(","):
-            results[(lib, task)] = []
-            for r in range(args.repeats):
-                order = (1, 2) if r % 2 == 0 else (2, 1)
-                got = {n: measure(task, n, lib) for n in order}
-                results[(lib, task)].append((got[1], got[2]))
-                print(lib, task, r, got, flush=True)
+    for task in args.tasks.split(","):
+        results[task] = []
+        for r in range(args.repeats):
+            order = (1, 2, 0) if r % 2 == 0 else (0, 2, 1)  # 0: two independent processes
+            got = {n: measure(task, n or 2, independent=n == 0) for n in order}
+            results[task].append((got[1], got[2], got[0]))
+            print(task, r, got, flush=True)
     text = report(results, load, args.repeats)
     Path(args.out).write_text(text)
     print(text)

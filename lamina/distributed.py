@@ -27,6 +27,7 @@ from .core import num_distrib, rank_distrib
 
 __all__ = ["is_distributed", "local_rank", "default_backend", "dist_timeout", "setup_distrib", "teardown_distrib",
            "is_initialized", "world_size", "get_rank", "barrier", "all_reduce_sum", "all_reduce_mean",
+           "all_reduce_mean_async",
            "all_gather_cat", "broadcast_int", "rank0_first", "on_rank0"]
 
 BACKENDS = ("nccl", "gloo", "mpi", "ucc")
@@ -71,7 +72,8 @@ def default_backend() -> str:
     if name:
         if name not in BACKENDS:
             raise ValueError(f"LAMINA_DIST_BACKEND must be one of {', '.join(BACKENDS)}; received: "
-                             f"LAMINA_DIST_BACKEND={name!r}. Unset it to choose automatically (nccl on CUDA, gloo on CPU)")
+                             f"LAMINA_DIST_BACKEND={name!r}. Unset it to choose automatically "
+                             "(nccl on CUDA, gloo on CPU)")
         return name
     from .core import default_device
     return "nccl" if default_device().type == "cuda" else "gloo"
@@ -89,7 +91,8 @@ def dist_timeout() -> datetime.timedelta:
     except ValueError:
         seconds = -1.0
     if seconds <= 0:
-        raise ValueError(f"LAMINA_DIST_TIMEOUT must be a positive number of seconds; received: LAMINA_DIST_TIMEOUT={raw!r}")
+        raise ValueError("LAMINA_DIST_TIMEOUT must be a positive number of seconds; received: "
+                         f"LAMINA_DIST_TIMEOUT={raw!r}")
     return datetime.timedelta(seconds=seconds)
 
 
@@ -166,6 +169,23 @@ def all_reduce_mean(t: torch.Tensor) -> torch.Tensor:
     if not (is_initialized() and dist.get_world_size() > 1):
         return t
     return all_reduce_sum(t) / dist.get_world_size()
+
+
+def all_reduce_mean_async(t: torch.Tensor) -> Callable[[], torch.Tensor]:
+    """Start averaging ``t`` over ranks; returns a function that waits for the mean and returns it.
+
+    The wait joins the collectives queued after it (a DDP backward's gradient all-reduce): started before the
+    backward and read after it, the average adds no second point where every rank waits for the others.
+    """
+    if not (is_initialized() and dist.get_world_size() > 1):
+        return lambda: t
+    work_buffer = t.detach().to(_comm_device(), copy=True)
+    work = dist.all_reduce(work_buffer, op=dist.ReduceOp.SUM, async_op=True)
+
+    def result() -> torch.Tensor:
+        work.wait()
+        return (work_buffer / dist.get_world_size()).to(t.device)
+    return result
 
 
 def all_gather_cat(t: torch.Tensor) -> torch.Tensor:

@@ -25,7 +25,8 @@ N_TRAIN, N_VALID, N_IN, N_CLASSES = 256, 101, 4, 3  # 101 validation items: not 
 def mlp_data(bs: int, path: str | Path = ".") -> DataLoaders:
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(N_TRAIN + N_VALID, N_IN, generator=gen)
-    y = (x @ torch.randn(N_IN, N_CLASSES, generator=gen) + 0.5 * torch.randn(len(x), N_CLASSES, generator=gen)).argmax(1)
+    w = torch.randn(N_IN, N_CLASSES, generator=gen)
+    y = (x @ w + 0.5 * torch.randn(len(x), N_CLASSES, generator=gen)).argmax(1)
     dls = DataLoaders.from_tensors(x[:N_TRAIN], y[:N_TRAIN], x[N_TRAIN:], y[N_TRAIN:], bs=bs, val_bs=16, device="cpu",
                                    path=str(path), vocab=[f"c{i}" for i in range(N_CLASSES)],
                                    loss_func=CrossEntropyLossFlat())

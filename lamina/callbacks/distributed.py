@@ -24,8 +24,8 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from ..data.distributed import DistributedDL
-from ..distributed import (all_gather_cat, all_reduce_mean, broadcast_int, ensure_distrib, get_rank, is_distributed,
-                           local_rank, setup_distrib, teardown_distrib, world_size)
+from ..distributed import (all_gather_cat, all_reduce_mean_async, broadcast_int, ensure_distrib, get_rank,
+                           is_distributed, local_rank, setup_distrib, teardown_distrib, world_size)
 from .core import Callback, noop
 
 __all__ = ["DistributedTrainer", "DistributedMixin"]
@@ -45,7 +45,7 @@ class DistributedTrainer(Callback):
     def __init__(self, sync_bn: bool = False, **ddp_kwargs: Any):
         super().__init__()
         self.sync_bn, self.ddp_kwargs = sync_bn, ddp_kwargs
-        self._sharded, self._no_sync, self._logger = False, None, None
+        self._sharded, self._no_sync, self._logger, self._mean_loss = False, None, None, None
 
     # --- the fit ---------------------------------------------------------------------------------
     def before_fit(self) -> None:
@@ -74,7 +74,7 @@ class DistributedTrainer(Callback):
         self.learn.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.learn.model)
 
     def after_fit(self) -> None:
-        self.learn.wrapped_model = None
+        self.learn.wrapped_model, self._mean_loss = None, None
         self._end_no_sync()
         if self._logger is not None:
             self.learn.logger, self._logger = self._logger, None
@@ -85,14 +85,24 @@ class DistributedTrainer(Callback):
     def before_train(self) -> None:
         share = DistributedDL(self.learn.dl, even=True)
         if len(share) == 0:
-            raise ValueError(f"Each of the {share.n_ranks} processes gets {share.n} training items, fewer than one batch "
-                             f"(bs={share.bs}, drop_last={share.drop_last}). Use a smaller per-process batch size "
-                             "(bs=...), more data, or fewer processes")
+            raise ValueError(f"Each of the {share.n_ranks} processes gets {share.n} training items, fewer than one "
+                             f"batch (bs={share.bs}, drop_last={share.drop_last}). Use a smaller per-process batch "
+                             "size (bs=...), more data, or fewer processes")
         self.learn.dl = share
 
     def after_loss(self) -> None:
-        if self.learn.training and self.learn.loss is not None:  # one loss, the same on every rank
-            self.learn.loss = all_reduce_mean(self.learn.loss.detach().float())
+        if self.learn.training and self.learn.loss is not None:  # one loss, the same on every rank, from
+            self._mean_loss = all_reduce_mean_async(self.learn.loss.detach().float())  # after the backward
+
+    def _take_mean_loss(self) -> None:
+        if self._mean_loss is not None:
+            self.learn.loss, self._mean_loss = self._mean_loss(), None
+
+    def after_backward(self) -> None:
+        self._take_mean_loss()
+
+    def after_cancel_batch(self) -> None:
+        self._take_mean_loss()  # a batch cancelled before its backward: before after_batch's readers
 
     def before_batch(self) -> None:
         """Skip the gradient all-reduce on the batches gradient accumulation will not step on."""
@@ -105,6 +115,7 @@ class DistributedTrainer(Callback):
             self._no_sync.__enter__()
 
     def after_batch(self) -> None:
+        self._take_mean_loss()
         self._end_no_sync()
 
     def _end_no_sync(self) -> None:

@@ -101,10 +101,11 @@ class Metric:
         Raises:
             NotImplementedError: for a metric that does not say how its parts combine.
         """
-        raise NotImplementedError(f"{type(self).__name__} does not implement sync(), so under data-parallel training "
-                                  "its value would cover one process's share of the validation set only. Implement "
-                                  "sync() (all-reduce sums and counts with lamina.distributed.all_reduce_sum, or gather "
-                                  "predictions with all_gather_cat), or subclass AvgMetric or AccumMetric")
+        raise NotImplementedError(f"{type(self).__name__} does not implement sync(), so under data-parallel "
+                                  "training its value would cover one process's share of the validation set only. "
+                                  "Implement sync() (all-reduce sums and counts with "
+                                  "lamina.distributed.all_reduce_sum, or gather predictions with all_gather_cat), "
+                                  "or subclass AvgMetric or AccumMetric")
 
     @property
     def name(self) -> str:
