@@ -19,6 +19,7 @@ from .callbacks.core import (Callback, CancelBackwardException, CancelBatchExcep
                              CancelValidException)
 from .callbacks.hook import (ActivationStats, Hook, HookCallback, Hooks, dummy_eval, has_params, hook_output,
                              hook_outputs, model_sizes, num_features_model)
+from .callbacks.distributed import DistributedTrainer
 from .callbacks.logging import CSVLogger
 from .callbacks.mixup import CutMix, MixHandler, MixUp
 from .callbacks.mlflow import MLFlowCallback
@@ -31,7 +32,9 @@ from .callbacks.tracker import EarlyStoppingCallback, ReduceLROnPlateau, SaveMod
 from .callbacks.training import (BnFreeze, GradientAccumulation, GradientClip, ShortEpochCallback, SkipToEpoch,
                                  TerminateOnNaNCallback, TrainEvalCallback)
 from .callbacks.wandb import WandbCallback
-from .core import default_device, set_seed, tensor, to_device
+from .core import default_device, num_distrib, rank_distrib, set_seed, tensor, to_device
+from .data.distributed import DistributedDL
+from .distributed import rank0_first, setup_distrib, teardown_distrib
 from .data.external import URLs, download_url, untar_data
 from .data.files import get_files, get_image_files, get_text_files, image_extensions
 from .data.loaders import DataLoader, DataLoaders, TensorDataLoader
@@ -57,7 +60,8 @@ __all__ = ["partial", "Path", "np", "pd", "torch", "F", "nn", "tensor",
            "ParamScheduler", "SuggestionMethod", "minimum", "slide", "steep", "valley", "EarlyStoppingCallback",
            "ReduceLROnPlateau", "SaveModelCallback", "TrackerCallback", "BnFreeze", "GradientAccumulation",
            "GradientClip", "ShortEpochCallback", "SkipToEpoch", "TerminateOnNaNCallback", "TrainEvalCallback",
-           "default_device", "set_seed", "to_device", "URLs", "download_url", "untar_data", "get_files",
+           "DistributedTrainer", "DistributedDL", "rank0_first", "setup_distrib", "teardown_distrib", "rank_distrib",
+           "num_distrib", "default_device", "set_seed", "to_device", "URLs", "download_url", "untar_data", "get_files",
            "get_image_files", "get_text_files", "image_extensions", "DataLoader", "DataLoaders",
            "TensorDataLoader", "CategoryMap", "load_learner", "Learner", "SGD", "Adam", "OptimWrapper", "RAdam",
            "RMSProp", "trainable_params", "SchedCos", "SchedExp", "SchedLin", "SchedNo", "SchedPoly",

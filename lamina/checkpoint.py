@@ -25,6 +25,7 @@ import torch
 
 from .compiled import fit_state_keys, plain_state_dict
 from .core import rank_distrib
+from .distributed import all_gather_cat, get_rank, is_initialized, on_rank0, world_size
 
 __all__ = ["CheckpointMixin", "atomic_write", "rng_states", "set_rng_states"]
 
@@ -279,12 +280,18 @@ class CheckpointMixin:
         Raises:
             OSError: (errno ENOSPC) when the disk is full; the previous checkpoint is left intact.
         """
-        if rank_distrib() != 0:
-            return None
+        if is_initialized():  # data-parallel: rank 0 writes, every rank waits until the file is there
+            torch_rngs = all_gather_cat(torch.get_rng_state().unsqueeze(0))  # each rank's dropout stream
+            return on_rank0(self._save, file, with_opt, torch_rngs)
+        return None if rank_distrib() != 0 else self._save(file, with_opt)
+
+    def _save(self, file: str | Path, with_opt: bool, torch_rngs: torch.Tensor | None = None) -> Path:
         state = {"model": plain_state_dict(self.model), "epoch": getattr(self, "epochs_done", 0),
                  "rng": rng_states(), "loaders": [[dl.seed, dl.epochs_seen] for dl in self.dls.loaders]}
         if with_opt and self.opt is not None:
             state["opt"] = self.opt.state_dict()
+        if torch_rngs is not None:
+            state["torch_rng_per_rank"] = torch_rngs
         callbacks = {cb.name: cb.state_dict() for cb in self.cbs if getattr(self, cb.name, None) is cb}
         state["callbacks"] = {name: cb_state for name, cb_state in callbacks.items() if cb_state}
         path = self._checkpoint_path(file)
@@ -350,6 +357,9 @@ class CheckpointMixin:
     def _resume_from(self, state: dict) -> None:
         if "rng" in state:
             set_rng_states(state["rng"])
+        per_rank = state.get("torch_rng_per_rank")
+        if per_rank is not None and is_initialized() and len(per_rank) == world_size():
+            torch.set_rng_state(per_rank[get_rank()].clone())  # this rank's own stream, as before the stop
         for dl, (seed, seen) in zip(self.dls.loaders, state.get("loaders", [])):
             dl.seed, dl.epochs_seen = seed, seen  # the same shuffles as the interrupted run
         self.epochs_done = state.get("epoch", 0)

@@ -21,6 +21,8 @@ __all__ = ["default_device", "set_seed", "seed_worker", "to_device", "to_cpu", "
 def default_device() -> torch.device:
     """The device lamina trains on: ``$LAMINA_DEVICE`` if set, else CUDA, then MPS, then CPU.
 
+    Under a distributed launcher each process takes the GPU of its ``$LOCAL_RANK``.
+
     Example:
         >>> os.environ["LAMINA_DEVICE"] = "cpu"; default_device()
         device(type='cpu')
@@ -40,6 +42,8 @@ def default_device() -> torch.device:
                              "unset it or use LAMINA_DEVICE=cpu")
         return device
     if torch.cuda.is_available():
+        if "LOCAL_RANK" in os.environ:  # one process per GPU under torchrun: this process's own
+            return torch.device("cuda", int(os.environ["LOCAL_RANK"]) % torch.cuda.device_count())
         return torch.device("cuda", torch.cuda.current_device())
     mps = getattr(torch.backends, "mps", None)
     if mps is not None and mps.is_available():

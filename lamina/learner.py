@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from .callbacks.core import CANCEL_EXCEPTIONS, EVENTS, Callback, CallbackListMixin, noop
+from .callbacks.distributed import DistributedMixin
 from .callbacks.precision import PrecisionMixin
 from .callbacks.progress import ProgressCallback
 from .callbacks.recorder import Recorder
@@ -68,7 +69,7 @@ class _EventScope:
 
 @register("learner")
 class Learner(CallbackListMixin, OptimizerMixin, ScheduleMixin, PredictMixin, CheckpointMixin, PrecisionMixin,
-              CompileMixin):
+              CompileMixin, DistributedMixin):
     """Train ``model`` on ``dls`` with ``loss_func`` and ``opt_func``.
 
     Args:
@@ -184,7 +185,7 @@ class Learner(CallbackListMixin, OptimizerMixin, ScheduleMixin, PredictMixin, Ch
             start_epoch: skip the epochs before this one (to resume from a checkpoint).
         """
         self._prepare_fit(n_epoch, lr, wd, reset_opt, start_epoch)
-        with self.added_cbs(cbs):
+        with self.added_cbs(self._with_distributed(cbs)):  # under torchrun: data-parallel (DistributedTrainer)
             try:
                 with self.events("fit"):
                     self("before_fit")
@@ -221,12 +222,15 @@ class Learner(CallbackListMixin, OptimizerMixin, ScheduleMixin, PredictMixin, Ch
         self.n_epoch, self.start_epoch = int(n_epoch), start_epoch
 
     def _one_pass(self, dl: Any, name: str) -> None:
-        """One pass over ``dl``: ``name`` is ``'train'`` or ``'validate'`` (without gradients)."""
+        """One pass over ``dl``: ``name`` is ``'train'`` or ``'validate'`` (without gradients).
+
+        A ``before_<name>`` callback may replace ``learn.dl`` (data-parallel training reads its rank's share).
+        """
         self.dl = dl
         with torch.no_grad() if name == "validate" else contextlib.nullcontext(), self.events(name):
             self(f"before_{name}")
-            self.n_iter = len(dl)
-            for i, batch in enumerate(dl):
+            self.n_iter = len(self.dl)
+            for i, batch in enumerate(self.dl):
                 self.one_batch(i, batch)
 
     def one_batch(self, i: int, batch: tuple) -> None:
@@ -245,9 +249,13 @@ class Learner(CallbackListMixin, OptimizerMixin, ScheduleMixin, PredictMixin, Ch
         It runs for validation batches too (``self.training`` is False), stopping after the loss. Callbacks
         hear ``after_pred``, ``after_loss``, ``before_backward``/``after_backward`` and
         ``before_step``/``after_step``; an override keeps those events where it keeps those parts (see the
-        class docstring for an example).
+        class docstring for an example). In a data-parallel fit the training forward runs through
+        ``wrapped_model`` (the DDP wrapper of ``model``), which is what averages the gradients over processes:
+        an override calls the model the way this body does.
         """
-        self.pred = self.model(*self.xb)
+        # ``wrapped_model``: the DistributedDataParallel wrapper of ``model`` in a data-parallel fit
+        model = self.wrapped_model if self.training and self.wrapped_model is not None else self.model
+        self.pred = model(*self.xb)
         self("after_pred")
         if self.yb:
             self.loss_grad = self.compute_loss(self.pred, *self.yb)

@@ -36,6 +36,13 @@ class GatherPredsCallback(Callback):
                 bs = len(learn.yb[0])
                 self.losses.append(per_element.detach().float().reshape(bs, -1).mean(1).cpu())
 
+    def gather_parts(self, gather: Any) -> None:
+        """Replace this process's batches by every process's, through ``gather(list_of_batches)`` (after a sharded
+        data-parallel pass; `lamina.callbacks.distributed.DistributedTrainer` calls it)."""
+        for name in ("inputs", "preds", "targets", "losses"):
+            if getattr(self, name):
+                setattr(self, name, gather(getattr(self, name)))
+
 
 def _cat(parts: list) -> Any:
     """Concatenate a list of batches (tensors, or tuples of tensors) along the first dimension."""

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from ..core import listify
+from ..distributed import world_size
 from ..schedules import SchedCos, SchedNo, combine_scheds, combined_cos
 from .core import Callback, CancelFitException, CancelValidException
 
@@ -247,7 +248,7 @@ class ScheduleMixin:
         if self.opt is None:
             self.create_opt()
         num_it = max(num_it, 6)
-        n_epoch = num_it // len(self.dls.train) + 1
+        n_epoch = num_it // max(len(self.dls.train) // world_size(), 1) + 1  # each rank reads 1/world of it
         finder = LRFinder(start_lr, end_lr, num_it, stop_div)
         with self.no_logging():
             self.fit(n_epoch, cbs=finder)

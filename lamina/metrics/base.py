@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..distributed import all_gather_cat, all_reduce_sum
+
 
 def _snake(name: str) -> str:
     name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
@@ -89,6 +91,22 @@ class Metric:
         """The metric over everything accumulated since `reset`, or None if nothing was."""
         raise NotImplementedError(f"{type(self).__name__} must implement the `value` property")
 
+    def sync(self) -> None:
+        """Combine what every process accumulated, so that `value` covers the whole data (data-parallel runs).
+
+        Called on every rank after a sharded pass. Decomposable metrics all-reduce their sums and counts; metrics
+        that need every prediction gather them. A metric without `sync` would report its own process's share,
+        so the default refuses: implement it (see `AvgMetric.sync` and `AccumMetric.sync`).
+
+        Raises:
+            NotImplementedError: for a metric that does not say how its parts combine.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not implement sync(), so under data-parallel "
+                                  "training its value would cover one process's share of the validation set only. "
+                                  "Implement sync() (all-reduce sums and counts with "
+                                  "lamina.distributed.all_reduce_sum, or gather predictions with all_gather_cat), "
+                                  "or subclass AvgMetric or AccumMetric")
+
     @property
     def name(self) -> str:
         return self._name or self._default_name()
@@ -131,6 +149,12 @@ class AvgMetric(Metric):
     @property
     def value(self) -> float | None:
         return None if self.count == 0 else _to_float(self.total / self.count)
+
+    def sync(self) -> None:
+        """Sum the totals and counts of every process (float64, so the order of the sum hardly matters)."""
+        total = self.total.detach().double().cpu() if isinstance(self.total, Tensor) else float(self.total)
+        both = all_reduce_sum(torch.tensor([total, float(self.count)], dtype=torch.float64))
+        self.total, self.count = both[0], int(both[1].item())
 
     def _default_name(self) -> str:
         return _func_name(self.func)
@@ -185,6 +209,9 @@ class AvgSmoothLoss(Metric):
     def tensor_value(self) -> Any:
         """The debiased average as a tensor on the loss's device (reading it forces no GPU sync)."""
         return None if self.count == 0 else self.val / (1 - self.beta**self.count)
+
+    def sync(self) -> None:
+        """Nothing to combine: under data-parallel training the loss it averages is already the mean over ranks."""
 
 
 _ACTIVATIONS = ("no", "softmax", "binarysoftmax", "sigmoid")
@@ -258,6 +285,15 @@ class AccumMetric(Metric):
         args = (targs, preds) if self.invert_arg else (preds, targs)
         return _to_float(self.func(*args, **self.kwargs))
 
+    def sync(self) -> None:
+        """Gather every process's predictions and targets, in rank order (the dataset's order for the
+        contiguous evaluation shares of `lamina.data.distributed.DistributedDL`)."""
+        if not self.preds:
+            raise RuntimeError(f"{self.name}: this process accumulated no predictions to gather; every rank needs "
+                               "at least one validation item")
+        self.preds = [all_gather_cat(torch.cat(self.preds))]
+        self.targs = [all_gather_cat(torch.cat(self.targs))]
+
     def _default_name(self) -> str:
         return _func_name(self.func)
 
@@ -277,6 +313,9 @@ class ValueMetric(Metric):
     @property
     def value(self) -> Any:
         return self.func()
+
+    def sync(self) -> None:
+        """Nothing to combine: the value is computed elsewhere."""
 
     def _default_name(self) -> str:
         return _func_name(self.func)

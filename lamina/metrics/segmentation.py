@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..distributed import all_reduce_sum
 from .base import Metric, _flatten_check, _target
 
 
@@ -41,6 +42,12 @@ class _SegmentationConfusion(Metric):
         elsewhere = torch.bincount(pred[~keep], minlength=n)
         self.confusion = matrix if self.confusion is None else self.confusion + matrix
         self.pred_elsewhere = elsewhere if self.pred_elsewhere is None else self.pred_elsewhere + elsewhere
+
+    def sync(self) -> None:
+        """Sum every process's confusion matrix (and pixels predicted outside the classes)."""
+        if self.confusion is not None:
+            self.confusion = all_reduce_sum(self.confusion)
+            self.pred_elsewhere = all_reduce_sum(self.pred_elsewhere)
 
     def _counts(self) -> tuple[Tensor, Tensor, Tensor]:
         """Per class: pixels right (intersection), predicted, and in the targets."""

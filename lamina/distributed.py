@@ -1,0 +1,250 @@
+"""Process-group plumbing for data-parallel training on `torch.distributed`: who am I, set-up and tear-down,
+and the few collectives the training loop needs (sums, gathers of uneven parts, a barrier).
+
+Launchers (``torchrun``, ``accelerate launch``, Slurm's ``srun`` running ``torchrun``) start one process per
+device and describe the job in the environment: ``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK``, ``MASTER_ADDR``,
+``MASTER_PORT``. Everything here reads that environment, and every helper is a no-op in a single process, so
+the same script runs unchanged with one process or many.
+
+Example:
+    >>> setup_distrib()                       # under torchrun: join the job (NCCL on CUDA, gloo on CPU)
+    >>> total = all_reduce_sum(torch.tensor([correct, count]))
+    >>> teardown_distrib()
+"""
+
+from __future__ import annotations
+
+import atexit
+import datetime
+import os
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from .core import num_distrib, rank_distrib
+
+__all__ = ["is_distributed", "local_rank", "default_backend", "dist_timeout", "setup_distrib", "teardown_distrib",
+           "is_initialized", "world_size", "get_rank", "barrier", "all_reduce_sum", "all_reduce_mean",
+           "all_reduce_mean_async",
+           "all_gather_cat", "broadcast_int", "rank0_first", "on_rank0"]
+
+BACKENDS = ("nccl", "gloo", "mpi", "ucc")
+# Collectives give up after this long (seconds) instead of hanging when a peer died: a crashed rank ends the job.
+DEFAULT_TIMEOUT_S = 600
+
+
+def is_distributed() -> bool:
+    """Whether this process is one of several: a process group of size > 1, or a launcher's ``WORLD_SIZE`` > 1."""
+    if is_initialized():
+        return dist.get_world_size() > 1
+    return num_distrib() > 1
+
+
+def is_initialized() -> bool:
+    """Whether a `torch.distributed` process group is running in this process."""
+    return dist.is_available() and dist.is_initialized()
+
+
+def world_size() -> int:
+    """The number of processes in the job (1 when not distributed)."""
+    return dist.get_world_size() if is_initialized() else max(num_distrib(), 1)
+
+
+def get_rank() -> int:
+    """This process's rank in the job (0 when not distributed)."""
+    return dist.get_rank() if is_initialized() else rank_distrib()
+
+
+def local_rank() -> int:
+    """This process's rank on its machine: ``$LOCAL_RANK``, which picks its GPU (0 when not set)."""
+    return int(os.environ.get("LOCAL_RANK", 0))
+
+
+def default_backend() -> str:
+    """``$LAMINA_DIST_BACKEND`` if set, else NCCL when CUDA is usable, else gloo.
+
+    Raises:
+        ValueError: when ``LAMINA_DIST_BACKEND`` names no backend torch knows.
+    """
+    name = os.environ.get("LAMINA_DIST_BACKEND", "").strip().lower()
+    if name:
+        if name not in BACKENDS:
+            raise ValueError(f"LAMINA_DIST_BACKEND must be one of {', '.join(BACKENDS)}; received: "
+                             f"LAMINA_DIST_BACKEND={name!r}. Unset it to choose automatically "
+                             "(nccl on CUDA, gloo on CPU)")
+        return name
+    from .core import default_device
+    return "nccl" if default_device().type == "cuda" else "gloo"
+
+
+def dist_timeout() -> datetime.timedelta:
+    """How long a collective waits for its peers: ``$LAMINA_DIST_TIMEOUT`` seconds (default 600).
+
+    Raises:
+        ValueError: when ``LAMINA_DIST_TIMEOUT`` is not a positive number.
+    """
+    raw = os.environ.get("LAMINA_DIST_TIMEOUT", "").strip()
+    try:
+        seconds = float(raw) if raw else DEFAULT_TIMEOUT_S
+    except ValueError:
+        seconds = -1.0
+    if seconds <= 0:
+        raise ValueError("LAMINA_DIST_TIMEOUT must be a positive number of seconds; received: "
+                         f"LAMINA_DIST_TIMEOUT={raw!r}")
+    return datetime.timedelta(seconds=seconds)
+
+
+def setup_distrib(backend: str | None = None, timeout: datetime.timedelta | None = None) -> bool:
+    """Join the job the launcher described in the environment; does nothing when already joined.
+
+    Args:
+        backend: ``'nccl'``, ``'gloo'`` ... (default `default_backend`).
+        timeout: how long collectives wait for their peers (default `dist_timeout`).
+
+    Returns:
+        True when this call started the process group (so the caller owns its tear-down).
+
+    Raises:
+        RuntimeError: when the launcher's variables (``WORLD_SIZE``, ``RANK``, ``MASTER_ADDR``, ``MASTER_PORT``)
+            are missing: launch with ``torchrun --nproc_per_node=N script.py``.
+    """
+    if is_initialized():
+        return False
+    missing = [v for v in ("WORLD_SIZE", "RANK", "MASTER_ADDR", "MASTER_PORT") if v not in os.environ]
+    if missing:
+        raise RuntimeError(f"Distributed training needs the launcher's environment, but {', '.join(missing)} "
+                           f"{'is' if len(missing) == 1 else 'are'} not set. Launch the script with "
+                           "`torchrun --nproc_per_node=N script.py` (or accelerate launch / srun + torchrun)")
+    backend = backend or default_backend()
+    if backend == "nccl":
+        torch.cuda.set_device(local_rank())
+    dist.init_process_group(backend=backend, timeout=timeout or dist_timeout())
+    return True
+
+
+def teardown_distrib() -> None:
+    """Leave the process group (no-op when none is running)."""
+    if is_initialized():
+        dist.destroy_process_group()
+
+
+def ensure_distrib() -> bool:
+    """`setup_distrib` for a script that did not call it (a learner under torchrun); torn down at exit.
+
+    Returns:
+        True when this call started the process group.
+    """
+    started = setup_distrib()
+    if started:
+        atexit.register(teardown_distrib)
+    return started
+
+
+def _comm_device() -> torch.device:
+    """Where tensors must be for the running backend's collectives (NCCL: this rank's GPU)."""
+    if is_initialized() and dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def barrier() -> None:
+    """Wait until every rank gets here (no-op when not distributed)."""
+    if is_initialized() and dist.get_world_size() > 1:
+        dist.barrier()
+
+
+def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
+    """The sum over ranks of ``t``, as a new tensor on ``t``'s device and dtype (``t`` itself when alone)."""
+    if not (is_initialized() and dist.get_world_size() > 1):
+        return t
+    work = t.detach().to(_comm_device(), copy=True)
+    dist.all_reduce(work, op=dist.ReduceOp.SUM)
+    return work.to(t.device)
+
+
+def all_reduce_mean(t: torch.Tensor) -> torch.Tensor:
+    """The mean over ranks of ``t`` (``t`` itself when alone)."""
+    if not (is_initialized() and dist.get_world_size() > 1):
+        return t
+    return all_reduce_sum(t) / dist.get_world_size()
+
+
+def all_reduce_mean_async(t: torch.Tensor) -> Callable[[], torch.Tensor]:
+    """Start averaging ``t`` over ranks; returns a function that waits for the mean and returns it.
+
+    The wait joins the collectives queued after it (a DDP backward's gradient all-reduce): started before the
+    backward and read after it, the average adds no second point where every rank waits for the others.
+    """
+    if not (is_initialized() and dist.get_world_size() > 1):
+        return lambda: t
+    work_buffer = t.detach().to(_comm_device(), copy=True)
+    work = dist.all_reduce(work_buffer, op=dist.ReduceOp.SUM, async_op=True)
+
+    def result() -> torch.Tensor:
+        work.wait()
+        return (work_buffer / dist.get_world_size()).to(t.device)
+    return result
+
+
+def all_gather_cat(t: torch.Tensor) -> torch.Tensor:
+    """Every rank's ``t`` concatenated along the first dimension in rank order; the ranks' lengths may differ.
+
+    Each rank's part is padded to the longest for the collective (collectives need equal shapes), then trimmed.
+
+    Raises:
+        ValueError: when the ranks' parts differ beyond their first dimension.
+    """
+    if not (is_initialized() and dist.get_world_size() > 1):
+        return t
+    device, n = _comm_device(), dist.get_world_size()
+    shape = torch.tensor([t.dim(), *t.shape, *[0] * (8 - t.dim())], device=device, dtype=torch.int64)
+    shapes = [torch.empty_like(shape) for _ in range(n)]
+    dist.all_gather(shapes, shape)
+    rest = {tuple(s[2:2 + int(s[0]) - 1].tolist()) for s in shapes}
+    if len(rest) > 1:
+        raise ValueError(f"all_gather_cat: the ranks' tensors differ beyond the first dimension ({sorted(rest)}); "
+                         "only the number of rows may differ between ranks")
+    lengths = [int(s[1]) for s in shapes]
+    longest = max(lengths)
+    part = t.detach().to(device)
+    if len(part) < longest:
+        part = torch.cat([part, part.new_zeros((longest - len(part), *part.shape[1:]))])
+    parts = [torch.empty_like(part) for _ in range(n)]
+    dist.all_gather(parts, part.contiguous())
+    return torch.cat([p[:k] for p, k in zip(parts, lengths)]).to(t.device)
+
+
+def broadcast_int(value: int, src: int = 0) -> int:
+    """Rank ``src``'s ``value`` on every rank (``value`` itself when alone)."""
+    if not (is_initialized() and dist.get_world_size() > 1):
+        return value
+    t = torch.tensor([int(value)], dtype=torch.int64, device=_comm_device())
+    dist.broadcast(t, src=src)
+    return int(t.item())
+
+
+def on_rank0(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Run ``func`` on rank 0 only; every rank then waits for it (so a file it writes exists for all).
+
+    Returns:
+        ``func``'s result on rank 0, None elsewhere.
+    """
+    result = func(*args, **kwargs) if get_rank() == 0 else None
+    barrier()
+    return result
+
+
+def rank0_first(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Run ``func`` on rank 0 first, then on the other ranks (e.g. ``untar_data``: one download, then cache hits).
+
+    Example:
+        >>> path = rank0_first(untar_data, URLs.PETS)
+    """
+    if get_rank() == 0:
+        result = func(*args, **kwargs)
+        barrier()
+        return result
+    barrier()
+    return func(*args, **kwargs)

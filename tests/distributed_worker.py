@@ -1,0 +1,126 @@
+"""The script that tests/test_distributed.py launches with torchrun: ``python -m torch.distributed.run
+--nproc_per_node=2 tests/distributed_worker.py SCENARIO OUT``. Each rank writes what it saw to OUT/<scenario>_<rank>.pt,
+and the test compares that with one process's run."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+from lamina.callbacks.core import Callback, CancelFitException
+from lamina.callbacks.training import GradientAccumulation
+from lamina.core import set_seed
+from lamina.data.loaders import DataLoaders
+from lamina.learner import Learner
+from lamina.losses import CrossEntropyLossFlat
+from lamina.metrics import RocAuc, accuracy
+from lamina.testing import tiny_mlp
+
+N_TRAIN, N_VALID, N_IN, N_CLASSES = 256, 101, 4, 3  # 101 validation items: not a multiple of 2
+
+
+def mlp_data(bs: int, path: str | Path = ".") -> DataLoaders:
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(N_TRAIN + N_VALID, N_IN, generator=gen)
+    w = torch.randn(N_IN, N_CLASSES, generator=gen)
+    y = (x @ w + 0.5 * torch.randn(len(x), N_CLASSES, generator=gen)).argmax(1)
+    dls = DataLoaders.from_tensors(x[:N_TRAIN], y[:N_TRAIN], x[N_TRAIN:], y[N_TRAIN:], bs=bs, val_bs=16, device="cpu",
+                                   path=str(path), vocab=[f"c{i}" for i in range(N_CLASSES)],
+                                   loss_func=CrossEntropyLossFlat())
+    dls.train.seed, dls.valid.seed = 123, 7
+    return dls
+
+
+def mlp_learner(bs: int, path: str | Path = ".", dropout: float = 0.0, **kwargs) -> Learner:
+    """The same weights in every process: the model is built after the same seed. Without batch norm, whose
+    statistics over a process's 32 rows differ from those over 64 (SyncBatchNorm, on CUDA, would match them)."""
+    set_seed(0)
+    model = tiny_mlp(N_IN, N_CLASSES, hidden=8)
+    model.body[1] = torch.nn.Dropout(dropout) if dropout else torch.nn.Identity()
+    learn = Learner(mlp_data(bs, path), model, metrics=[accuracy, RocAuc()], **kwargs)
+    learn.logger = lambda *a: None
+    return learn
+
+
+def weights(learn: Learner) -> dict:
+    return {k: v.detach().clone() for k, v in learn.model.state_dict().items()}
+
+
+class Crash(Callback):
+    def __init__(self, at_epoch: int):
+        super().__init__()
+        self.at_epoch = at_epoch
+
+    def before_epoch(self):
+        if self.learn.epoch == self.at_epoch:
+            raise CancelFitException()
+
+
+def core(out: Path) -> dict:
+    """Equivalence, exact metrics, gathered predictions, lr_find, gradient accumulation, exact resume."""
+    res = {}
+    learn = mlp_learner(bs=32)  # under torchrun a fit is data-parallel without any change
+    learn.fit(1, 1e-2)
+    res["fit_weights"], res["fit_values"] = weights(learn), learn.recorder.values
+    res["model_is_plain"] = type(learn.model).__name__
+    with learn.distrib_ctx():
+        res["validate"] = learn.validate()
+        res["preds"], res["targs"] = learn.get_preds()
+    res["lr_find"] = float(learn.lr_find(num_it=12, show_plot=False).valley)
+    acc = mlp_learner(bs=16)
+    acc.fit(1, 1e-2, cbs=GradientAccumulation(n_acc=32))
+    res["acc_weights"] = weights(acc)
+    rank = int(os.environ["RANK"])
+    full = mlp_learner(bs=32, path=out / "a", dropout=0.3)
+    torch.manual_seed(100 + rank)  # each rank its own dropout masks, which a resumed fit must continue
+    full.fit_one_cycle(3, 1e-2)
+    res["full_weights"], res["full_values"] = weights(full), full.recorder.values
+    from lamina.callbacks.tracker import SaveModelCallback
+    crashed = mlp_learner(bs=32, path=out / "b", dropout=0.3)
+    torch.manual_seed(100 + rank)
+    crashed.fit_one_cycle(3, 1e-2, cbs=[SaveModelCallback(every_epoch=True, with_opt=True), Crash(at_epoch=2)])
+    resumed = mlp_learner(bs=32, path=out / "b", dropout=0.3)
+    resumed.load("model_1", resume=True)
+    resumed.fit_one_cycle(3, 1e-2, start_epoch=resumed.epochs_done)
+    res["resumed_weights"], res["resumed_values"] = weights(resumed), resumed.recorder.values
+    return res
+
+
+def apps(out: Path) -> dict:
+    """The four chapter-1 workloads, unchanged single-process code, each exported on rank 0."""
+    sys.path.insert(0, str(Path(__file__).parent.parent))
+    from tests.distributed_apps import build_all
+    res = {}
+    for name, learn, item in build_all(out / f"data_{os.environ['RANK']}"):
+        learn.path = out
+        learn.fine_tune(1) if name != "collab" else learn.fit_one_cycle(1, 5e-3)
+        res[name] = {"values": learn.recorder.values,
+                     "predict": learn.predict(item)[1:], "export": str(learn.export(f"{name}.pkl"))}
+    return res
+
+
+def crash(out: Path) -> dict:
+    """Rank 1 raises in the middle of the first epoch; the job must end, not hang."""
+    class Boom(Callback):
+        def after_batch(self):
+            if int(os.environ["RANK"]) == 1 and self.learn.iter == 2:
+                raise RuntimeError("rank 1 failed on purpose")
+    learn = mlp_learner(bs=8)
+    learn.fit(3, 1e-2, cbs=Boom())
+    return {}
+
+
+def nodes(out: Path) -> dict:
+    learn = mlp_learner(bs=32)
+    learn.fit(1, 1e-2)
+    return {"fit_weights": weights(learn), "fit_values": learn.recorder.values,
+            "world": int(os.environ["WORLD_SIZE"]), "group_rank": int(os.environ.get("GROUP_RANK", -1))}
+
+
+if __name__ == "__main__":
+    scenario, out = sys.argv[1], Path(sys.argv[2])
+    result = {"core": core, "apps": apps, "crash": crash, "nodes": nodes}[scenario](out)
+    torch.save(result, out / f"{scenario}_{os.environ['RANK']}.pt")
