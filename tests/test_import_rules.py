@@ -13,7 +13,7 @@ import pytest
 import lamina
 
 ROOT = Path(lamina.__file__).parent
-L0 = {"core", "config", "registry", "foundation", "data", "optim", "optim_fused", "optimizer", "steppers",
+L0 = {"core", "config", "registry", "foundation", "torch_core", "data", "optim", "optim_fused", "optimizer", "steppers",
       "schedules", "models"}
 L1 = {"learner", "callbacks", "metrics", "losses", "losses_base", "export", "predict", "checkpoint", "onnx"}
 APPS = {"vision", "tabular", "collab", "text", "interpret"}

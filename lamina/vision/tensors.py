@@ -1,0 +1,57 @@
+"""fastai's typed image tensors: `TensorImage`, `TensorImageBW`, `TensorMask`, `TensorPoint`, each able to show itself.
+
+They are light subclasses of `lamina.torch_core.TensorBase` (operations keep the subclass), for the code users write
+(``TensorImage(x).show()``, a ``Transform`` whose ``encodes`` is annotated ``x: TensorImage``). lamina's loaders yield
+plain tensors and say what each batch member is in ``dls.kinds`` (see `lamina.torch_core`).
+
+Example:
+    >>> img = TensorImage(torch.rand(3, 16, 16)); ax = img.show(title="noise")
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..torch_core import TensorBase
+from .show import show_image
+
+__all__ = ["TensorImageBase", "TensorImage", "TensorImageBW", "TensorMask", "TensorPoint"]
+
+
+class TensorImageBase(TensorBase):
+    """An image as a tensor (CxHxW, or a batch of them)."""
+
+    _show_kwargs: dict = {}
+
+    def show(self, ctx: Any = None, **kwargs: Any) -> Any:
+        """Draw on the matplotlib axis ``ctx`` (a new figure if None); see `show_image`. Returns the axis."""
+        return show_image(self.as_subclass(TensorBase), ctx=ctx, **{**self._show_kwargs, **kwargs})
+
+
+class TensorImage(TensorImageBase):
+    """An RGB image tensor."""
+
+
+class TensorImageBW(TensorImage):
+    """A grayscale image tensor."""
+
+    _show_kwargs = {"cmap": "gray"}
+
+
+class TensorMask(TensorImageBase):
+    """A segmentation mask tensor (HxW class indices)."""
+
+    _show_kwargs = {"alpha": 0.5, "cmap": "tab20"}
+
+
+class TensorPoint(TensorBase):
+    """Points as ``(n, 2)`` x/y coordinates (scaled to [-1, 1] in fastai's pipelines)."""
+
+    def show(self, ctx: Any = None, **kwargs: Any) -> Any:
+        """Scatter the points on ``ctx`` (a new figure if None). Returns the axis."""
+        import matplotlib.pyplot as plt
+        if ctx is None:
+            _, ctx = plt.subplots()
+        points = self.detach().cpu().reshape(-1, 2).numpy()
+        ctx.scatter(points[:, 0], points[:, 1], **{"s": 10, "marker": ".", "c": "r", **kwargs})
+        return ctx
