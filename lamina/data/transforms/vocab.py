@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ...foundation import L
+
 __all__ = ["CategoryMap", "NA"]
 
 NA = "#na#"
@@ -44,8 +46,11 @@ class CategoryMap:
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, i: int) -> Any:
-        return self.items[i]
+    def __getitem__(self, i: Any) -> Any:
+        """The value at code ``i``; a slice, or a list/array/tensor of codes or a mask, gives an `L` of values."""
+        if isinstance(i, (int, np.integer)):
+            return self.items[i]
+        return L(self.items)[i]
 
     def __iter__(self):
         return iter(self.items)
