@@ -35,10 +35,10 @@ from .callbacks.recorder import Recorder
 from .callbacks.schedule import LRFinder, ParamScheduler, SuggestionMethod, minimum, slide, steep, valley
 from .callbacks.tensorboard import TensorBoardCallback
 from .callbacks.tracker import EarlyStoppingCallback, ReduceLROnPlateau, SaveModelCallback, TrackerCallback
-from .callbacks.training import (BnFreeze, GradientAccumulation, GradientClip, ShortEpochCallback, SkipToEpoch,
-                                 TerminateOnNaNCallback, TrainEvalCallback)
+from .callbacks.training import (BnFreeze, GradientAccumulation, GradientClip, MCDropoutCallback, ShortEpochCallback,
+                                 SkipToEpoch, TerminateOnNaNCallback, TrainEvalCallback)
 from .callbacks.wandb import WandbCallback
-from .core import default_device, set_seed, to_device
+from .core import default_device, set_seed
 from .data.external import URLs, download_url, untar_data
 from .data.files import get_files, get_image_files, get_text_files, image_extensions
 from .data.loaders import DataLoader, DataLoaders, TensorDataLoader
@@ -71,7 +71,7 @@ __all__ = ["partial", "Path", "np", "pd", "torch", "F", "nn",
            "CSVLogger", "ChannelsLast", "MixedPrecision", "ProgressCallback", "Recorder", "LRFinder",
            "ParamScheduler", "SuggestionMethod", "minimum", "slide", "steep", "valley", "EarlyStoppingCallback",
            "ReduceLROnPlateau", "SaveModelCallback", "TrackerCallback", "BnFreeze", "GradientAccumulation",
-           "GradientClip", "ShortEpochCallback", "SkipToEpoch", "TerminateOnNaNCallback", "TrainEvalCallback",
+           "GradientClip", "ShortEpochCallback", "SkipToEpoch", "TerminateOnNaNCallback", "TrainEvalCallback", "MCDropoutCallback",
            "default_device", "set_seed", "URLs", "download_url", "untar_data", "get_files",
            "get_image_files", "get_text_files", "image_extensions", "DataLoader", "DataLoaders",
            "TensorDataLoader", "CategoryMap", "load_learner", "Learner", "SGD", "Adam", "OptimWrapper", "RAdam",

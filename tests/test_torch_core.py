@@ -15,7 +15,7 @@ from torch import nn
 
 from lamina.foundation import L
 from lamina.torch_core import (Inf, TensorBase, TensorCategory, first, load_pickle, noop, one_hot, save_pickle,
-                               sequential, sigmoid_range, subplots, tensor, to_np)
+                               sequential, subplots, tensor, to_np)
 
 # The list of everyday names: each must be in every surface's __all__ and importable from it.
 EVERYDAY = ["tensor", "L", "first", "array", "Image", "to_np", "to_cpu", "to_device", "math", "subplots",

@@ -10,6 +10,7 @@ Example:
 
 from __future__ import annotations
 
+from types import MappingProxyType
 from typing import Any
 
 from ..torch_core import TensorBase
@@ -21,7 +22,7 @@ __all__ = ["TensorImageBase", "TensorImage", "TensorImageBW", "TensorMask", "Ten
 class TensorImageBase(TensorBase):
     """An image as a tensor (CxHxW, or a batch of them)."""
 
-    _show_kwargs: dict = {}
+    _show_kwargs: MappingProxyType = MappingProxyType({})
 
     def show(self, ctx: Any = None, **kwargs: Any) -> Any:
         """Draw on the matplotlib axis ``ctx`` (a new figure if None); see `show_image`. Returns the axis."""
@@ -35,13 +36,13 @@ class TensorImage(TensorImageBase):
 class TensorImageBW(TensorImage):
     """A grayscale image tensor."""
 
-    _show_kwargs = {"cmap": "gray"}
+    _show_kwargs = MappingProxyType({"cmap": "gray"})
 
 
 class TensorMask(TensorImageBase):
     """A segmentation mask tensor (HxW class indices)."""
 
-    _show_kwargs = {"alpha": 0.5, "cmap": "tab20"}
+    _show_kwargs = MappingProxyType({"alpha": 0.5, "cmap": "tab20"})
 
 
 class TensorPoint(TensorBase):
