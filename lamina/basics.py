@@ -42,6 +42,7 @@ from .core import default_device, set_seed
 from .data.external import URLs, download_url, untar_data
 from .data.files import get_files, get_image_files, get_text_files, image_extensions
 from .data.loaders import DataLoader, DataLoaders, TensorDataLoader
+from .data.midlevel import Pipeline, TfmdLists, Transform, decode_at, fastuple, show_at
 from .data.block import get_c
 from .data.transforms import CategoryMap
 from .export import load_learner
@@ -86,7 +87,9 @@ __all__ = ["partial", "Path", "np", "pd", "torch", "F", "nn",
            # the everyday names of the book's code (issue: NameError past chapter 1): lamina.torch_core's, and
            "math", "array", "Image", "Tensor", "Embedding", "get_emb_sz", "get_c", "PILImageBW", "image2tensor",
            "show_image", "show_images", "TensorImage", "TensorImageBW", "TensorMask", "TensorPoint",
-           *_torch_core_all]
+           *_torch_core_all,
+           # the mid-level data API (book chapter 11)
+           "Transform", "Pipeline", "TfmdLists", "fastuple", "show_at", "decode_at"]
 
 # The one change lamina makes to a class it does not own, made here so that only the fastai-style surfaces make
 # it: fastai code lists folders with `path.ls()` (see docs/decisions.md). Importing it again changes nothing.

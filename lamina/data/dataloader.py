@@ -18,7 +18,8 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-from ..core import default_device, seed_worker, to_device
+from ..core import default_device, seed_worker, to_cpu, to_device
+from ..foundation import L
 from .transforms import apply_batch_tfms, undo_batch_tfms
 
 __all__ = ["DataLoader", "TensorDataLoader", "GATHER_BATCHES", "default_num_workers", "split_loader_kwargs"]
@@ -120,9 +121,18 @@ class _LoaderBase:
                                       "Build it with an application factory (ImageDataLoaders, ...)")
         return self.show(self.dls, self.one_batch() if b is None else b, max_n=max_n, **kwargs)
 
-    def decode_batch(self, batch: tuple) -> tuple:
-        """Undo the batch transforms that can be undone (e.g. normalisation), for showing."""
-        return undo_batch_tfms(batch, self.after_batch, self.kinds)
+    def decode(self, batch: tuple) -> tuple:
+        """The batch with the batch transforms that can be undone undone (e.g. normalisation), for showing."""
+        return undo_batch_tfms(tuple(batch), self.after_batch, self.kinds)
+
+    def decode_batch(self, batch: tuple, max_n: int = 9, full: bool = True) -> L:
+        """The first ``max_n`` samples of a batch, each decoded as far as its dataset can (`decode`, then the
+        dataset's ``decode``: class indices back to labels), on the CPU."""
+        batch = to_cpu(self.decode(batch))
+        n = min(max_n, len(batch[0])) if batch else 0
+        samples = [tuple(member[i] for member in batch) for i in range(n)]
+        decode = getattr(self.dataset, "decode", None) if full else None
+        return L(decode(s) if decode is not None else s for s in samples)
 
     @property
     def n(self) -> int:

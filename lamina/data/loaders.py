@@ -157,6 +157,14 @@ class DataLoaders:
         """The first training batch."""
         return self.train.one_batch()
 
+    def decode(self, batch: tuple) -> tuple:
+        """The training loader's `decode`: the batch transforms that can be undone, undone."""
+        return self.train.decode(batch)
+
+    def decode_batch(self, batch: tuple, max_n: int = 9, full: bool = True) -> Any:
+        """The training loader's `decode_batch`: the first ``max_n`` samples, decoded."""
+        return self.train.decode_batch(batch, max_n=max_n, full=full)
+
     def add_tfms(self, tfms: Sequence[Callable], event: str = "after_batch", loaders: Sequence[int] | None = None) -> None:
         """Add batch transforms to some (default: all) loaders.
 

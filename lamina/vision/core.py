@@ -154,6 +154,7 @@ class PILBase(Image.Image):
     """
 
     mode_default: str | None = "RGB"
+    kind = "image"  # what it is to batch transforms (a mid-level `TfmdLists` reads it)
 
     @classmethod
     def from_pil(cls, img: Image.Image) -> "PILBase":
@@ -253,6 +254,7 @@ class PILMask(PILBase):
     """A segmentation mask (mode ``'L'``): each pixel holds a class index."""
 
     mode_default = "L"
+    kind = "mask"
 
     @classmethod
     def _converted(cls, img: Image.Image, name: str = "") -> Image.Image:

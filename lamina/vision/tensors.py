@@ -22,6 +22,8 @@ __all__ = ["TensorImageBase", "TensorImage", "TensorImageBW", "TensorMask", "Ten
 class TensorImageBase(TensorBase):
     """An image as a tensor (CxHxW, or a batch of them)."""
 
+    kind = "image"  # what it is to batch transforms (a mid-level `TfmdLists` reads it)
+
     _show_kwargs: MappingProxyType = MappingProxyType({})
 
     def show(self, ctx: Any = None, **kwargs: Any) -> Any:
@@ -41,6 +43,8 @@ class TensorImageBW(TensorImage):
 
 class TensorMask(TensorImageBase):
     """A segmentation mask tensor (HxW class indices)."""
+
+    kind = "mask"
 
     _show_kwargs = MappingProxyType({"alpha": 0.5, "cmap": "tab20"})
 
