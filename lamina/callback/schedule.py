@@ -1,7 +1,8 @@
 """The path of fastai.callback.schedule: `ParamScheduler`, `LRFinder` and its suggestions, the schedules."""
 
-from ..callbacks.schedule import *  # noqa: F403
-from ..callbacks.schedule import __all__ as _schedule_all
+from ..callbacks.schedule import (LRFinder, ParamScheduler, SuggestedLRs, SuggestionMethod, minimum, plot_lr_find,
+                                  slide, steep, valley)
 from ..schedules import SchedCos, SchedExp, SchedLin, SchedNo, SchedPoly, combine_scheds, combined_cos
 
-__all__ = [*_schedule_all, "SchedCos", "SchedExp", "SchedLin", "SchedNo", "SchedPoly", "combine_scheds", "combined_cos"]
+__all__ = ["ParamScheduler", "LRFinder", "SuggestedLRs", "SuggestionMethod", "valley", "slide", "minimum", "steep",
+           "plot_lr_find", "SchedCos", "SchedExp", "SchedLin", "SchedNo", "SchedPoly", "combine_scheds", "combined_cos"]

@@ -1,4 +1,4 @@
-"""The path of fastai.callback.training: `GradientAccumulation`, `GradientClip`, `BnFreeze`, `ShortEpochCallback` ...."""
+"""The path of fastai.callback.training: `GradientAccumulation`, `GradientClip`, `BnFreeze`, `ShortEpochCallback`."""
 
 from ..callbacks.training import GradientAccumulation, GradientClip, BnFreeze, ShortEpochCallback, TrainEvalCallback
 

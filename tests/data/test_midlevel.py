@@ -124,8 +124,8 @@ def test_a_transform_in_a_member_list_and_after_batch(pets):
     dsets = Datasets(pets, [[PILImage.create], [parent_label, upper, Categorize]],  # noqa: F405
                      splits=[[0, 1, 2, 3, 4, 5, 8, 9], [6, 7, 10, 11]])
     assert list(dsets.vocab) == ["CAT", "DOG"]
-    dls = dsets.dataloaders(bs=4, after_item=[Resize(8), ToTensor], after_batch=[IntToFloatTensor, Brighter],  # noqa: F405
-                            num_workers=0, device="cpu")
+    dls = dsets.dataloaders(bs=4, after_item=[Resize(8), ToTensor],  # noqa: F405
+                            after_batch=[IntToFloatTensor, Brighter], num_workers=0, device="cpu")  # noqa: F405
     xb, yb = dls.valid.one_batch()
     plain = dsets.dataloaders(bs=4, after_item=[Resize(8), ToTensor], after_batch=[IntToFloatTensor],  # noqa: F405
                               num_workers=0, device="cpu").valid.one_batch()[0]
@@ -193,3 +193,14 @@ def test_the_siamese_example(pets):
     assert len(b) == 3 and b[0].shape == b[1].shape == (3, 3, 16, 16) and b[0].dtype == torch.float32
     assert b[2].dtype == torch.bool and dls.train.kinds == ("image", "image", "raw") and dls.n_inp == 2
     plt.close("all")
+
+
+def test_a_failing_step_is_named_with_its_item(pets):
+    def broken(x):
+        raise ValueError("no label here")
+    tls = TfmdLists(pets, [Transform(broken)], do_setup=False)  # noqa: F405
+    with pytest.raises(ValueError, match=r"step `broken` of the TfmdLists pipeline failed on item .*Abyssinian_0"
+                                         r".*no label here"):
+        tls[0]
+    with pytest.raises(TypeError, match="Transform\\(enc\\) takes a function"):
+        Transform(3)  # noqa: F405
