@@ -1,10 +1,15 @@
 """``from lamina.basics import *``: the Learner, its callbacks, losses, metrics, optimizers, data loaders,
-data access, fastai's ``L`` and ``Module``, and the usual ``np``/``pd``/``torch``/``nn``/``F``/``Path``/``partial``.
+data access, fastai's ``L`` and ``Module``, and the usual ``np``/``pd``/``torch``/``nn``/``F``/``Path``/``partial``;
+and the everyday names the book's code uses without importing them: `lamina.torch_core`'s (``tensor``, ``to_np``,
+``one_hot``, ``first``, ``save_pickle`` ...), ``math``, ``array``, ``Image`` (PIL's module), ``Tensor``,
+``Embedding``, ``get_emb_sz``, ``get_c``, ``image2tensor``, ``PILImageBW``, ``show_image``/``show_images`` and the
+typed tensors (``TensorImage`` ...).
 
 Importing this surface (or one built on it: ``lamina.vision.all``, ``lamina.tabular.all``, ``lamina.collab``)
 gives ``pathlib.Path`` the method ``ls()`` (`lamina.foundation.patch_path_ls`), as fastai code expects.
 """
 
+import math
 from functools import partial
 from pathlib import Path
 
@@ -12,7 +17,9 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from torch import nn
+from numpy import array
+from PIL import Image
+from torch import Tensor, nn
 
 from .callbacks.core import (Callback, CancelBackwardException, CancelBatchException, CancelEpochException,
                              CancelFitException, CancelStepException, CancelTrainException,
@@ -29,19 +36,23 @@ from .callbacks.recorder import Recorder
 from .callbacks.schedule import LRFinder, ParamScheduler, SuggestionMethod, minimum, slide, steep, valley
 from .callbacks.tensorboard import TensorBoardCallback
 from .callbacks.tracker import EarlyStoppingCallback, ReduceLROnPlateau, SaveModelCallback, TrackerCallback
-from .callbacks.training import (BnFreeze, GradientAccumulation, GradientClip, ShortEpochCallback, SkipToEpoch,
-                                 TerminateOnNaNCallback, TrainEvalCallback)
+from .callbacks.training import (BnFreeze, GradientAccumulation, GradientClip, MCDropoutCallback, ShortEpochCallback,
+                                 SkipToEpoch, TerminateOnNaNCallback, TrainEvalCallback)
 from .callbacks.wandb import WandbCallback
-from .core import default_device, num_distrib, rank_distrib, set_seed, tensor, to_device
+from .core import default_device, num_distrib, rank_distrib, set_seed
 from .data.distributed import DistributedDL
 from .distributed import rank0_first, setup_distrib, teardown_distrib
 from .data.external import URLs, download_url, untar_data
 from .data.files import get_files, get_image_files, get_text_files, image_extensions
 from .data.loaders import DataLoader, DataLoaders, TensorDataLoader
+from .data.midlevel import Pipeline, TfmdLists, Transform, decode_at, fastuple, show_at
+from .data.block import get_c
 from .data.transforms import CategoryMap
 from .export import load_learner
 from .foundation import L, Module, patch_path_ls
 from .learner import Learner
+from .models.embedding_sizes import get_emb_sz
+from .models.layers import Embedding
 from .losses import *  # noqa: F403  (the losses module's __all__)
 from .losses import __all__ as _losses_all
 from .metrics import *  # noqa: F403
@@ -52,16 +63,22 @@ from .optimizer import (Lamb, Larc, Lookahead, Optimizer, QHAdam, StepperAdam, S
 from .schedules import (SchedCos, SchedExp, SchedLin, SchedNo, SchedPoly, combine_scheds, combined_cos)
 from .steppers import *  # noqa: F403  (sgd_step, weight_decay, average_grad ...: the steppers module's __all__)
 from .steppers import __all__ as _steppers_all
+from .torch_core import *  # noqa: F403  (tensor, to_np, one_hot, first, save_pickle ...: its __all__)
+from .torch_core import __all__ as _torch_core_all
+from .vision.core import PILImageBW, image2tensor
+from .vision.show import show_image, show_images
+from .vision.tensors import TensorImage, TensorImageBW, TensorMask, TensorPoint
 
-__all__ = ["partial", "Path", "np", "pd", "torch", "F", "nn", "tensor",
+__all__ = ["partial", "Path", "np", "pd", "torch", "F", "nn",
            "Callback", "CancelBackwardException", "CancelBatchException", "CancelEpochException",
            "CancelFitException", "CancelStepException", "CancelTrainException", "CancelValidException",
            "CSVLogger", "ChannelsLast", "MixedPrecision", "ProgressCallback", "Recorder", "LRFinder",
            "ParamScheduler", "SuggestionMethod", "minimum", "slide", "steep", "valley", "EarlyStoppingCallback",
            "ReduceLROnPlateau", "SaveModelCallback", "TrackerCallback", "BnFreeze", "GradientAccumulation",
            "GradientClip", "ShortEpochCallback", "SkipToEpoch", "TerminateOnNaNCallback", "TrainEvalCallback",
+           "MCDropoutCallback",
            "DistributedTrainer", "DistributedDL", "rank0_first", "setup_distrib", "teardown_distrib", "rank_distrib",
-           "num_distrib", "default_device", "set_seed", "to_device", "URLs", "download_url", "untar_data", "get_files",
+           "num_distrib", "default_device", "set_seed", "URLs", "download_url", "untar_data", "get_files",
            "get_image_files", "get_text_files", "image_extensions", "DataLoader", "DataLoaders",
            "TensorDataLoader", "CategoryMap", "load_learner", "Learner", "SGD", "Adam", "OptimWrapper", "RAdam",
            "RMSProp", "trainable_params", "SchedCos", "SchedExp", "SchedLin", "SchedNo", "SchedPoly",
@@ -71,7 +88,13 @@ __all__ = ["partial", "Path", "np", "pd", "torch", "F", "nn", "tensor",
            "QHAdam", "Larc", "Lamb", "ranger", *_steppers_all,
            "Hook", "Hooks", "hook_output", "hook_outputs", "HookCallback", "ActivationStats", "dummy_eval",
            "model_sizes", "num_features_model", "has_params", "MixHandler", "MixUp", "CutMix",
-           "TensorBoardCallback", "WandbCallback", "MLFlowCallback"]
+           "TensorBoardCallback", "WandbCallback", "MLFlowCallback",
+           # the everyday names of the book's code (issue: NameError past chapter 1): lamina.torch_core's, and
+           "math", "array", "Image", "Tensor", "Embedding", "get_emb_sz", "get_c", "PILImageBW", "image2tensor",
+           "show_image", "show_images", "TensorImage", "TensorImageBW", "TensorMask", "TensorPoint",
+           *_torch_core_all,
+           # the mid-level data API (book chapter 11)
+           "Transform", "Pipeline", "TfmdLists", "fastuple", "show_at", "decode_at"]
 
 # The one change lamina makes to a class it does not own, made here so that only the fastai-style surfaces make
 # it: fastai code lists folders with `path.ls()` (see docs/decisions.md). Importing it again changes nothing.

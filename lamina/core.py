@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 __all__ = ["default_device", "set_seed", "seed_worker", "to_device", "to_cpu", "rank_distrib", "num_distrib",
-           "listify", "as_float", "user_stacklevel", "tensor"]
+           "listify", "as_float", "user_stacklevel"]
 
 
 def default_device() -> torch.device:
@@ -133,22 +133,3 @@ def user_stacklevel() -> int:
     while frame is not None and frame.f_code.co_filename.startswith(root):
         frame, level = frame.f_back, level + 1
     return level
-
-
-def tensor(x: Any, *rest: Any, **kwargs: Any) -> torch.Tensor:
-    """A tensor from a number, several numbers (``tensor(1, 2, 3)``), a list (of numbers, arrays or tensors), an
-    array or a tensor, as fastai's ``tensor`` (the book's ``return tensor([c1, c2])``).
-
-    Args:
-        x: the data, or its first number when ``rest`` gives the others.
-        **kwargs: passed to ``torch.tensor`` (``dtype`` ...).
-    """
-    if rest:
-        x = (x, *rest)
-    if isinstance(x, torch.Tensor):
-        return x if not kwargs else x.to(**kwargs)
-    if isinstance(x, (list, tuple)) and any(isinstance(o, (torch.Tensor, np.ndarray)) for o in x):
-        return torch.stack([tensor(o) for o in x]).to(**kwargs) if kwargs else torch.stack([tensor(o) for o in x])
-    if isinstance(x, np.ndarray):
-        return torch.as_tensor(x, **kwargs)
-    return torch.tensor(x, **kwargs)

@@ -112,7 +112,7 @@ def predict_batch(learn: Any, items: Sequence, bs: int | None = None, num_worker
     with learn.no_bar():
         out = learn.get_preds(dl=dl, with_input=with_input, with_decoded=True)
     inputs, (preds, _, decoded) = (out[0], out[1:]) if with_input else (None, out)
-    images = _as_uint8_images(dl.decode_batch((inputs,))[0]) if with_input else None
+    images = _as_uint8_images(dl.decode((inputs,))[0]) if with_input else None
     vocab = [str(v) for v in learn.dls.vocab] if getattr(learn.dls, "vocab", None) is not None else None
     return [_decode(kind, vocab, preds[i], decoded[i], None if images is None else images[i])
             for i in range(len(preds))]

@@ -32,13 +32,16 @@ from .callbacks.schedule import ScheduleMixin
 from .callbacks.training import TrainEvalCallback
 from .checkpoint import CheckpointMixin
 from .compiled import CompileMixin, uncompiled
+from .export import load_learner
 from .losses import loss_from_config, loss_not_reduced
-from .metrics import as_metric
+from .metrics import AvgLoss, AvgMetric, AvgSmoothLoss, Metric, as_metric
 from .optim import Adam, OptimizerMixin, trainable_params
 from .predict import PredictMixin
 from .registry import register
 
-__all__ = ["Learner", "DEFAULT_CALLBACKS"]
+__all__ = ["Learner", "DEFAULT_CALLBACKS",
+           # re-exported from their homes (lamina.export, lamina.callbacks.recorder, lamina.metrics): fastai.learner's
+           "load_learner", "Recorder", "Metric", "AvgMetric", "AvgLoss", "AvgSmoothLoss"]
 
 DEFAULT_CALLBACKS = (TrainEvalCallback, Recorder, ProgressCallback)
 

@@ -144,7 +144,7 @@ class PredictMixin:
         full = self.decode_prediction(decoded, input_hw=tuple(image.shape[-2:]) if image.ndim == 4 else None)
         if not with_input:
             return full, decoded, probs
-        shown = dl.decode_batch(inputs if isinstance(inputs, tuple) else (inputs,))
+        shown = dl.decode(inputs if isinstance(inputs, tuple) else (inputs,))
         return (shown[0][0] if len(shown) == 1 else tuple(x[0] for x in shown)), full, decoded, probs
 
     def show_results(self, ds_idx: int = 1, dl: Any = None, max_n: int = 9, shuffle: bool = True,

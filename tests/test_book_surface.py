@@ -36,3 +36,34 @@ def test_book_style_code_after_the_star_import(tmp_path):
          "opt_func = partial(Optimizer, cbs=[sgd_step])\n", scope)
     assert repr(scope["names"]) == "(#2) ['a.txt','b.txt']"
     assert scope["opt_func"].func is scope["Optimizer"]
+
+
+CHAPTER_4 = """
+from lamina.vision.all import *
+torch.manual_seed(0)
+threes, sevens = torch.rand(24, 8, 8) * 0.3, torch.rand(24, 8, 8) * 0.3 + 0.7
+train_x = torch.cat([threes, sevens]).view(-1, 8*8)
+train_y = tensor([1]*len(threes) + [0]*len(sevens)).unsqueeze(1)
+dset = list(zip(train_x, train_y))
+dl = DataLoader(dset, batch_size=16, shuffle=True)
+xb, yb = first(dl)
+valid_dl = DataLoader(dset[:8] + dset[-8:], batch_size=8)
+dls = DataLoaders(dl, valid_dl)
+def mnist_loss(predictions, targets):
+    predictions = predictions.sigmoid()
+    return torch.where(targets==1, 1-predictions, predictions).mean()
+def batch_accuracy(xb, yb):
+    return ((xb.sigmoid() > 0.5) == yb).float().mean()
+learn = Learner(dls, nn.Linear(8*8, 1), opt_func=SGD, loss_func=mnist_loss, metrics=batch_accuracy)
+learn.fit(4, lr=1.0)
+accuracies = L(learn.recorder.values).itemgot(2)
+"""
+
+
+def test_chapter_4_trains_from_a_list_of_tuples(monkeypatch):
+    monkeypatch.setenv("LAMINA_DEVICE", "cpu")
+    scope: dict = {}
+    exec(CHAPTER_4, scope)
+    assert scope["xb"].shape == (16, 64) and scope["yb"].shape == (16, 1)
+    values = scope["learn"].recorder.values
+    assert values[-1][1] < values[0][1] and scope["accuracies"][-1] >= 0.9  # separable: it learns

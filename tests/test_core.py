@@ -43,7 +43,7 @@ def test_to_device_nested():
 
 
 def test_tensor_as_fastai_writes_it():
-    from lamina.core import tensor
+    from lamina.torch_core import tensor
     assert tensor(1, 2, 3).tolist() == [1, 2, 3]
     assert tensor([1.5, 2.5]).dtype == torch.float32
     stacked = tensor([np.array([1., 2.]), torch.tensor([3., 4.])])

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from ..core import listify
+from ..torch_core import noop  # the do-nothing logger inside `no_logging()`; its home is lamina.torch_core
 
 __all__ = ["EVENTS", "INNER_EVENTS", "CANCEL_EXCEPTIONS", "LEARNER_ATTRS", "Callback", "CancelBatchException",
            "CancelTrainException", "CancelValidException", "CancelEpochException", "CancelFitException",
@@ -79,11 +80,6 @@ LEARNER_ATTRS = ("model", "dls", "loss_func", "opt", "opt_func", "cbs", "metrics
                  "pred", "loss_grad", "loss", "smooth_loss", "n_epoch", "epoch", "n_iter", "iter", "train_iter",
                  "pct_train", "training", "final_record", "path", "model_dir")
 _LEARNER_ATTRS = frozenset(LEARNER_ATTRS)  # for the membership test made at every attribute write
-
-
-def noop(*args: Any, **kwargs: Any) -> None:
-    """Does nothing: the learner's logger inside ``no_logging()``."""
-    return None
 
 
 def snake_name(cls_name: str) -> str:

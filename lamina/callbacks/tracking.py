@@ -131,7 +131,7 @@ def prediction_samples(learn: Any, n: int, dl: Any = None) -> tuple[torch.Tensor
                 out = learn.model(*batch[:n_inp])
                 out = act(out) if act is not None else out
                 out = decodes(out) if decodes is not None else out
-                shown = dl.decode_batch(tuple(batch)) if hasattr(dl, "decode_batch") else tuple(batch)
+                shown = dl.decode(tuple(batch)) if hasattr(dl, "decode") else tuple(batch)
                 images.append(_as_images(shown[0]))
                 ys = batch[n_inp] if len(batch) > n_inp else [None] * len(out)
                 targets += ["" if y is None else _label(y, vocab) for y in ys]

@@ -1,5 +1,5 @@
 """Callbacks that shape the training step: train/eval switching, gradient accumulation and clipping,
-frozen batch norm, NaN guard, short epochs, resuming at an epoch."""
+frozen batch norm, NaN guard, short epochs, resuming at an epoch, dropout kept on while predicting (MC dropout)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from torch import nn
 from .core import Callback, CancelBatchException, CancelEpochException, CancelFitException
 
 __all__ = ["TrainEvalCallback", "GradientAccumulation", "GradientClip", "BnFreeze", "TerminateOnNaNCallback",
-           "ShortEpochCallback", "SkipToEpoch"]
+           "ShortEpochCallback", "SkipToEpoch", "MCDropoutCallback"]
 
 
 class TrainEvalCallback(Callback):
@@ -148,3 +148,19 @@ class SkipToEpoch(Callback):
             raise CancelEpochException()
 
 
+
+
+class MCDropoutCallback(Callback):
+    """Keep dropout active during validation and prediction (Monte Carlo dropout): each
+    ``learn.get_preds(cbs=[MCDropoutCallback()])`` then draws a different sample of the model's predictions."""
+
+    def _dropouts(self) -> list[nn.Module]:
+        return [m for m in self.learn.model.modules() if "dropout" in type(m).__name__.lower()]
+
+    def before_validate(self) -> None:
+        for m in self._dropouts():
+            m.train()
+
+    def after_validate(self) -> None:
+        for m in self._dropouts():
+            m.eval()

@@ -14,21 +14,19 @@ Example:
     >>> learn.show_results()
 """
 
-
 from ..basics import *  # noqa: F403  (the basics surface's __all__)
 from ..basics import __all__ as _basics_all
 from ..data.block import CategoryBlock, MultiCategoryBlock, RegressionBlock
 from ..data.splitters import IndexSplitter, RandomSplitter, range_of
 from ..interpret import ClassificationInterpretation
 from ..models.collab import EmbeddingDotBias, EmbeddingNN
-from ..models.embedding_sizes import get_emb_sz
-from ..models.layers import Embedding, LinBnDrop, SigmoidRange, emb_sz_rule
+from ..models.layers import LinBnDrop, SigmoidRange, emb_sz_rule
 from ..models.tabular import TabularModel, tabular_config
 from .data import CollabDataLoaders
 from .learner import CollabLearner, collab_learner
 from .synth import synth_ratings
 
 __all__ = [*_basics_all, "CollabDataLoaders", "EmbeddingDotBias", "EmbeddingNN", "CollabLearner", "collab_learner",
-           "Embedding", "LinBnDrop", "SigmoidRange", "emb_sz_rule", "synth_ratings", "TabularModel", "tabular_config",
+           "LinBnDrop", "SigmoidRange", "emb_sz_rule", "synth_ratings", "TabularModel", "tabular_config",
            "CategoryBlock", "MultiCategoryBlock", "RegressionBlock", "IndexSplitter", "RandomSplitter", "range_of",
-           "ClassificationInterpretation", "get_emb_sz"]
+           "ClassificationInterpretation"]

@@ -20,7 +20,8 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset, default_collate
 
-from ..core import default_device, seed_worker, to_device
+from ..core import default_device, seed_worker, to_cpu, to_device
+from ..foundation import L
 from .stacked import stacked_batches, stacked_rows
 from .transforms import apply_batch_tfms, undo_batch_tfms
 
@@ -139,9 +140,18 @@ class _LoaderBase:
                                       "Build it with an application factory (ImageDataLoaders, ...)")
         return self.show(self.dls, self.one_batch() if b is None else b, max_n=max_n, **kwargs)
 
-    def decode_batch(self, batch: tuple) -> tuple:
-        """Undo the batch transforms that can be undone (e.g. normalisation), for showing."""
-        return undo_batch_tfms(batch, self.after_batch, self.kinds)
+    def decode(self, batch: tuple) -> tuple:
+        """The batch with the batch transforms that can be undone undone (e.g. normalisation), for showing."""
+        return undo_batch_tfms(tuple(batch), self.after_batch, self.kinds)
+
+    def decode_batch(self, batch: tuple, max_n: int = 9, full: bool = True) -> L:
+        """The first ``max_n`` samples of a batch, each decoded as far as its dataset can (`decode`, then the
+        dataset's ``decode``: class indices back to labels), on the CPU."""
+        batch = to_cpu(self.decode(batch))
+        n = min(max_n, len(batch[0])) if batch else 0
+        samples = [tuple(member[i] for member in batch) for i in range(n)]
+        decode = getattr(self.dataset, "decode", None) if full else None
+        return L(decode(s) if decode is not None else s for s in samples)
 
     @property
     def n(self) -> int:
@@ -164,12 +174,19 @@ def _stop_workers(batches: Any) -> None:
         shutdown()
 
 
+def _check_indexable(dataset: Any) -> None:
+    if not (hasattr(dataset, "__getitem__") and hasattr(dataset, "__len__")):
+        raise TypeError(f"`dataset` must have a length and be indexable (a list, a Datasets, a torch Dataset); "
+                        f"received: dataset of type {type(dataset).__name__}. Wrap an iterable in list(...) first")
+
+
 class DataLoader(_LoaderBase):
     """Batches from a map-style dataset through a torch DataLoader, then device and batch transforms.
 
     Args:
-        dataset: a map-style dataset (``__getitem__`` and ``__len__``).
-        bs: batch size.
+        dataset: a map-style dataset (``__getitem__`` and ``__len__``): a `Datasets`, a list of ``(x, y)`` tuples,
+            a ``range``, an `L` ...
+        bs: batch size (``batch_size`` is torch's and fastai's other name for it).
         shuffle: draw a new order every epoch.
         drop_last: drop the last incomplete batch.
         num_workers: worker processes for item loading (0 = in this process).
@@ -181,13 +198,26 @@ class DataLoader(_LoaderBase):
         pin_memory: pinned host memory before the copy (default: when the device is CUDA).
         persistent_workers: keep the workers between epochs.
         seed: the base seed of the shuffles (drawn from torch's generator when None).
+
+    Example:
+        >>> dl = DataLoader(list(zip(x_train, y_train)), batch_size=256, shuffle=True)
+        >>> xb, yb = first(dl)
+
+    Raises:
+        TypeError: for a dataset that cannot be indexed, or ``bs`` and ``batch_size`` that disagree.
     """
 
     def __init__(self, dataset: Dataset, bs: int = 64, shuffle: bool = False, drop_last: bool = False,
                  num_workers: int = 0, device: torch.device | str | None = None,
                  after_batch: Sequence[Callable] | None = None, collate_fn: Callable | None = None,
                  kinds: Sequence[str] | None = None, split_idx: int = 0, pin_memory: bool | None = None,
-                 persistent_workers: bool = False, seed: int | None = None):
+                 persistent_workers: bool = False, seed: int | None = None, batch_size: int | None = None):
+        _check_indexable(dataset)
+        if batch_size is not None:
+            if bs not in (64, batch_size):
+                raise TypeError(f"`bs` and `batch_size` name the same thing; received bs={bs!r}, "
+                                f"batch_size={batch_size!r}. Pass one of them")
+            bs = batch_size
         super().__init__(bs, shuffle, drop_last, device, after_batch, kinds, split_idx, seed)
         self.dataset, self.num_workers, self.collate_fn = dataset, num_workers, collate_fn
         self.pin_memory = self.device.type == "cuda" if pin_memory is None else pin_memory

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import torch
 from torch.utils.data import Dataset
 
+from ..foundation import L
 from ..registry import register
 from .dataloader import GATHER_BATCHES, DataLoader, TensorDataLoader, _LoaderBase, from_torch_loader
 from .transforms import BatchTransform, apply_batch_tfms, declares
@@ -60,7 +61,7 @@ class DataLoaders:
             ``torch.utils.data.DataLoader`` is taken as the lamina `DataLoader` doing the same (`from_torch_loader`).
         path: the folder where learners save models (``path/models``) and exports.
         device: move every loader to this device (default: leave them where they are).
-        vocab: the class names (classification) or codes (segmentation), if any.
+        vocab: the class names (classification) or codes (segmentation), if any; kept as an `L`.
         n_out: the model's number of outputs (``len(vocab)`` when a vocab is given).
         loss_func: the loss that fits the targets (learners use it when none is passed): a loss object, or a
             config ``{"name", "kwargs"}`` that ``build_loss`` turns into one (kept as ``loss_config`` either way).
@@ -91,7 +92,7 @@ class DataLoaders:
         for dl in self.loaders:
             dl.dls = self  # so a loader can show itself (`dls.train.show_batch()`)
         self.path = Path(path)
-        self.vocab = list(vocab) if vocab is not None else None
+        self.vocab = L(list(vocab)) if vocab is not None else None  # an L: `dls.vocab[idxs]` picks several
         self.n_out = n_out if n_out is not None else (len(self.vocab) if self.vocab is not None else None)
         self.n_inp, self.inference = n_inp, inference
         self.loss_func, self._loss_config = None, None
@@ -157,6 +158,14 @@ class DataLoaders:
     def one_batch(self) -> tuple:
         """The first training batch."""
         return self.train.one_batch()
+
+    def decode(self, batch: tuple) -> tuple:
+        """The training loader's `decode`: the batch transforms that can be undone, undone."""
+        return self.train.decode(batch)
+
+    def decode_batch(self, batch: tuple, max_n: int = 9, full: bool = True) -> Any:
+        """The training loader's `decode_batch`: the first ``max_n`` samples, decoded."""
+        return self.train.decode_batch(batch, max_n=max_n, full=full)
 
     def add_tfms(self, tfms: Sequence[Callable], event: str = "after_batch", loaders: Sequence[int] | None = None) -> None:
         """Add batch transforms to some (default: all) loaders.

@@ -7,8 +7,8 @@ tokens, `Tokenizer`, `SpacyTokenizer`), `Numericalize`, `TextBlock`, `TextDataLo
 AWD-LSTM models and their configs and splitters; ``language_model_learner``/``text_classifier_learner`` and
 their callbacks.
 
-Not provided: fastai's typed tensors (``TensorText``, ``LMTensorText``), since batches are plain tensors whose
-meaning is in the loaders' ``kinds``; ``L``; the QRNN and Transformer architectures; SentencePiece tokenizers.
+Not provided: fastai's typed text tensors (``TensorText``, ``LMTensorText``), since batches are plain tensors whose
+meaning is in the loaders' ``kinds``; the QRNN and Transformer architectures; SentencePiece tokenizers.
 
 Example:
     >>> from lamina.text.all import *
@@ -21,7 +21,7 @@ Example:
 from ..basics import *  # noqa: F403  (the basics surface's __all__)
 from ..basics import __all__ as _basics_all
 from ..data.block import (Category, CategoryBlock, Categorize, DataBlock, Datasets, MultiCategoryBlock,
-                          MultiCategorize, RegressionBlock, TransformBlock, get_c)
+                          MultiCategorize, RegressionBlock, TransformBlock)
 from ..data.splitters import (ColReader, ColSplitter, EndSplitter, FileSplitter, FuncSplitter, GrandparentSplitter,
                               IndexSplitter, ItemGetter, RandomSplitter, RandomSubsetSplitter, TrainTestSplitter,
                               parent_label, range_of)
@@ -48,7 +48,7 @@ __all__ = [
     *_basics_all,
     # data block API
     "TransformBlock", "CategoryBlock", "MultiCategoryBlock", "RegressionBlock", "Category", "Categorize",
-    "MultiCategorize", "DataBlock", "Datasets", "get_c", "ColReader", "ColSplitter", "EndSplitter", "FileSplitter",
+    "MultiCategorize", "DataBlock", "Datasets", "ColReader", "ColSplitter", "EndSplitter", "FileSplitter",
     "FuncSplitter", "GrandparentSplitter", "IndexSplitter", "ItemGetter", "RandomSplitter", "RandomSubsetSplitter",
     "TrainTestSplitter", "parent_label", "range_of",
     # tokenization and numericalization

@@ -7,8 +7,9 @@ the architectures (``resnet34`` ...), ``vision_learner``/``cnn_learner``/``unet_
 and ``plt`` (``matplotlib.pyplot``, as fastai's surface has it: notebooks plot with it). torchvision is not
 imported here: it loads when a model is built.
 
-Not provided: fastai's typed tensors (``TensorImage`` ...), since batches here are plain tensors whose meaning is
-in the loaders' ``kinds``; only points and boxes have a type (``TensorPoint``, ``TensorBBox``), in the item stage.
+fastai's typed tensors (``TensorImage`` ...) are there for user code; lamina's batches are plain tensors whose
+meaning is in the loaders' ``kinds`` (see `lamina.torch_core`). Points and boxes also have an
+item-stage type (``TensorPoint``, ``TensorBBox``).
 
 Example:
     >>> from lamina.vision.all import *
@@ -26,7 +27,7 @@ from ..basics import *  # noqa: F403  (the basics surface's __all__)
 from ..basics import __all__ as _basics_all
 from ..data.block import (Category, CategoryBlock, Categorize, DataBlock, Datasets, EncodedMultiCategorize,
                           MultiCategoryBlock, MultiCategorize, OneHotEncode, RegressionBlock, RegressionSetup,
-                          TransformBlock, get_c)
+                          TransformBlock)
 from ..data.files import FileGetter, ImageGetter, verify_image, verify_images
 from ..data.splitters import (AttrGetter, ColReader, ColSplitter, EndSplitter, FileSplitter, FuncSplitter,
                               GrandparentSplitter, IndexSplitter, ItemGetter, MaskSplitter, RandomSplitter,
@@ -46,12 +47,11 @@ from .bboxes import BBoxBlock, BBoxLabeler, BBoxLblBlock, TensorBBox, bb_pad, cl
 from .augment import (AffineCoordTfm, Brightness, Contrast, Dihedral, Flip, Hue, IntToFloatTensor, LightingTfm,
                       Normalize, RandomErasing, RandomResizedCropGPU, Rotate, Saturation, Warp, Zoom, aug_transforms,
                       setup_aug_tfms)
-from .core import PILImage, PILImageBW, PILMask, cifar_stats, image2tensor, imagenet_stats, load_image, mnist_stats
+from .core import PILImage, PILMask, cifar_stats, imagenet_stats, load_image, mnist_stats
 from .data import ImageBlock, ImageDataLoaders, MaskBlock, SegmentationDataLoaders
 from .learner import (cnn_learner, create_timm_model, create_unet_model, create_vision_model, unet_learner,
                       vision_learner)
-from .points import PointBlock, PointScaler, TensorPoint
-from .show import show_image, show_images
+from .points import PointBlock, PointScaler
 from .transforms import (AddMaskCodes, CropPad, DihedralItem, FlipItem, PadMode, RandomCrop, RandomResizedCrop,
                          RatioResize, Resize, ResizeMethod, ToTensor)
 
@@ -59,21 +59,20 @@ __all__ = [
     *_basics_all, "plt",
     # data: blocks, splitters, labellers, files
     "TransformBlock", "CategoryBlock", "MultiCategoryBlock", "RegressionBlock", "Category", "Categorize",
-    "MultiCategorize", "EncodedMultiCategorize", "OneHotEncode", "RegressionSetup", "DataBlock", "Datasets", "get_c",
+    "MultiCategorize", "EncodedMultiCategorize", "OneHotEncode", "RegressionSetup", "DataBlock", "Datasets",
     "FileGetter", "ImageGetter", "verify_image", "verify_images", "RandomSplitter", "GrandparentSplitter",
     "IndexSplitter", "FuncSplitter", "MaskSplitter", "FileSplitter", "ColSplitter", "EndSplitter",
     "RandomSubsetSplitter", "TrainTestSplitter", "parent_label", "RegexLabeller", "using_attr", "ColReader",
     "ItemGetter", "AttrGetter",
     # images, transforms, data loaders
-    "PILImage", "PILImageBW", "PILMask", "imagenet_stats", "cifar_stats", "mnist_stats", "load_image", "image2tensor",
+    "PILImage", "PILMask", "imagenet_stats", "cifar_stats", "mnist_stats", "load_image",
     "Resize", "RandomResizedCrop", "RandomCrop", "CropPad", "RatioResize", "FlipItem", "DihedralItem", "ToTensor",
     "AddMaskCodes",
     "ResizeMethod", "PadMode", "AffineCoordTfm", "Flip", "Dihedral", "Rotate", "Zoom", "Warp", "RandomResizedCropGPU",
     "aug_transforms", "setup_aug_tfms", "IntToFloatTensor", "Normalize", "LightingTfm", "Brightness", "Contrast",
     "Saturation", "Hue", "RandomErasing", "ImageBlock", "MaskBlock", "ImageDataLoaders", "SegmentationDataLoaders",
-    "show_image", "show_images",
     # keypoints and boxes
-    "PointBlock", "PointScaler", "TensorPoint", "BBoxBlock", "BBoxLblBlock", "BBoxLabeler", "TensorBBox", "bb_pad",
+    "PointBlock", "PointScaler", "BBoxBlock", "BBoxLblBlock", "BBoxLabeler", "TensorBBox", "bb_pad",
     "clip_remove_empty", "get_annotations",
     # models and learners
     "ARCHS", "model_meta", "create_body", "PretrainedWeightsError", "create_head",  # num_features_model: basics

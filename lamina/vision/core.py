@@ -25,11 +25,13 @@ from PIL import Image
 
 from ..data.loaders import DLS_TYPES
 from ..data.transforms import TypeTransform, jsonable
+from .tensors import TensorImage, TensorImageBW, TensorMask, TensorPoint
 from .upload import upload_bytes
 
 __all__ = ["PILBase", "PILImage", "PILImageBW", "PILMask", "imagenet_stats", "cifar_stats", "mnist_stats",
            "load_image", "image2tensor", "image_class", "ImageReader", "MaskReader",
-           "jsonable"]  # re-exported from its home, lamina.data.transforms
+           # re-exported from their homes (lamina.data.transforms, lamina.vision.tensors): fastai's vision.core has them
+           "jsonable", "TensorImage", "TensorImageBW", "TensorMask", "TensorPoint"]
 
 imagenet_stats = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
 cifar_stats = ([0.491, 0.482, 0.447], [0.247, 0.243, 0.261])
@@ -152,6 +154,7 @@ class PILBase(Image.Image):
     """
 
     mode_default: str | None = "RGB"
+    kind = "image"  # what it is to batch transforms (a mid-level `TfmdLists` reads it)
 
     @classmethod
     def from_pil(cls, img: Image.Image) -> "PILBase":
@@ -251,6 +254,7 @@ class PILMask(PILBase):
     """A segmentation mask (mode ``'L'``): each pixel holds a class index."""
 
     mode_default = "L"
+    kind = "mask"
 
     @classmethod
     def _converted(cls, img: Image.Image, name: str = "") -> Image.Image:

@@ -26,14 +26,17 @@ from torch import nn
 
 from ..callbacks.precision import ChannelsLast, MixedPrecision, cpu_has_amx
 from ..learner import Learner
-from ..models.heads import HeadConfig
+from ..models.bodies import create_body, model_meta
+from ..models.heads import HeadConfig, create_head
 from ..models.vision import (VisionArch, add_head, arch_name, build_vision_model, create_timm_model,
                              create_unet_model, create_vision_model, resolve_arch)
 from ..optim import Adam
 from .augment import Normalize
 
 __all__ = ["vision_learner", "cnn_learner", "unet_learner", "create_vision_model", "create_timm_model",
-           "create_unet_model", "add_head", "resolve_arch", "arch_name"]
+           "create_unet_model", "add_head", "resolve_arch", "arch_name",
+           # re-exported from their homes (lamina.models.bodies, lamina.models.heads): fastai.vision.learner has them
+           "create_body", "create_head", "model_meta"]
 
 
 # ------------------------------------------------------------------------------------------------------------

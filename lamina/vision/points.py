@@ -26,12 +26,13 @@ from torch import Tensor
 
 from ..data.block import TransformBlock
 from ..data.transforms import ItemTransform, TypeTransform, register_tfm
+from ..torch_core import TensorBase
 
 __all__ = ["TensorPoint", "PointBlock", "PointScaler", "PointSetup", "move_points", "affine_points", "affine_boxes",
            "scale_points", "unscale_points", "image_hw", "show_points", "TRANSPOSE_COORDS"]
 
 
-class TensorPoint(Tensor):
+class TensorPoint(TensorBase):
     """Points in the pixels of their image, one ``(x, y)`` row per point (shape ``(n, 2)``), before scaling.
 
     Only the item stage uses this type (so that item transforms know the member is points); `PointScaler`
@@ -56,6 +57,10 @@ class TensorPoint(Tensor):
             raise ValueError(f"{cls.__name__}.create needs {cls.n_cols} values per row; received {t.numel()} values "
                              f"(shape {tuple(t.shape)}). Return the coordinates as pairs (x, y) from get_y")
         return t.reshape(-1, cls.n_cols).clone().as_subclass(cls)
+
+    def show(self, ctx: Any = None, **kwargs: Any) -> Any:
+        """Draw the points (pixel coordinates) on the axis ``ctx``, a new one if None; returns the axis."""
+        return show_points(self, ctx=ctx, **kwargs)
 
 
 class PointSetup(TypeTransform):

@@ -148,7 +148,7 @@ def _label(target: Any, kind: str | None, vocab: Sequence | None) -> str:
 def _decoded(dls: Any, batch: tuple) -> tuple[tuple, tuple[str, ...], int]:
     """The batch with normalisation undone, its kinds and n_inp."""
     dl = dls.valid
-    batch = dl.decode_batch(tuple(batch))
+    batch = dl.decode(tuple(batch))
     return batch, tuple(dl.kinds), dls.n_inp or 1
 
 

@@ -115,3 +115,38 @@ def test_dataloaders_take_a_loss_or_its_config_and_build_it_only_when_told_how()
 def test_old_import_locations_still_work():
     assert DataLoader is dataloader.DataLoader and TensorDataLoader is dataloader.TensorDataLoader
     assert BatchTransform is transforms.BatchTransform and apply_batch_tfms is transforms.apply_batch_tfms
+
+
+# --- fastai's DataLoader call shapes (book chapter 4) ------------------------------------------------------
+def test_dataloader_takes_batch_size_and_any_indexable_dataset():
+    from lamina.torch_core import first
+    coll = range(15)
+    dl = DataLoader(coll, batch_size=5, shuffle=True, device="cpu")
+    batches = list(dl)
+    assert dl.bs == 5 and len(batches) == 3 and sorted(torch.cat([b[0] for b in batches]).tolist()) == list(range(15))
+    x, y = torch.randn(10, 4), torch.arange(10)
+    dset = list(zip(x, y))  # a list of tuples, as the book builds it
+    dl = DataLoader(dset, batch_size=4, device="cpu")
+    xb, yb = first(dl)
+    assert xb.shape == (4, 4) and yb.tolist() == [0, 1, 2, 3] and torch.equal(xb, x[:4])
+    xb2, _ = dl.one_batch()
+    assert torch.equal(xb2, xb)
+    valid = DataLoader(dset[:6], batch_size=3, device="cpu")
+    dls = DataLoaders(dl, valid)
+    assert dls.train is dl and dls.valid is valid and len(dls.valid) == 2
+
+
+def test_dataloader_refuses_what_it_cannot_index_and_a_double_batch_size():
+    with pytest.raises(TypeError, match="`dataset` must have a length and be indexable.*list\\(...\\)"):
+        DataLoader((i for i in range(3)), batch_size=2)
+    with pytest.raises(TypeError, match="`bs` and `batch_size` name the same thing"):
+        DataLoader(range(4), bs=2, batch_size=3)
+
+
+def test_vocab_picks_several_by_a_list_of_indices():
+    from lamina.data.transforms import CategoryMap
+    dls = DataLoaders.from_tensors(torch.zeros(4, 1), torch.zeros(4), torch.zeros(2, 1), torch.zeros(2),
+                                   vocab=["a", "b", "c"], device="cpu")
+    assert dls.vocab[[2, 0]] == ["c", "a"] and dls.vocab == ["a", "b", "c"]
+    vocab = CategoryMap(["dog", "cat", "emu"])
+    assert vocab[[0, 2]] == ["cat", "emu"] and vocab[torch.tensor([1])] == ["dog"] and vocab[1] == "dog"

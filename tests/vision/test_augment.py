@@ -347,9 +347,9 @@ def test_in_a_tensor_data_loader():
                               kinds=("image", "mask"), split_idx=split_idx)
         xb, yb = dl.one_batch()
         assert xb.shape == (4, 3, 8, 8) and yb.shape == (4, 8, 8) and yb.dtype == torch.int64
-        shown = dl.decode_batch((xb, yb))[0]
+        shown = dl.decode((xb, yb))[0]
         assert shown.min() >= 0 and shown.max() <= 1
-    valid_shown = dl.decode_batch((xb, yb))[0]
+    valid_shown = dl.decode((xb, yb))[0]
     expected = F.interpolate(images[:4].float() / 255, size=(8, 8), mode="bilinear", align_corners=True)
     torch.testing.assert_close(valid_shown, expected, atol=1e-5, rtol=1e-5)
     assert math.isclose(after_batch[0].mean.flatten()[0].item(), 0.5)

@@ -24,9 +24,20 @@ from .targets import (Category, Categorize, EncodedMultiCategorize, MultiCategor
                       RegressionSetup)
 from .vocab import NA, CategoryMap
 
+# fastai's data.transforms also holds the file listing, the splitters and the labellers; lamina's homes for them are
+# lamina.data.files and lamina.data.splitters (neither imports this package), re-exported for fastai's import path
+from ..files import FileGetter, ImageGetter, get_files, get_image_files, get_text_files, image_extensions  # noqa: E402
+from ..splitters import (AttrGetter, ColReader, ColSplitter, EndSplitter, FileSplitter, FuncSplitter,  # noqa: E402
+                         GrandparentSplitter, IndexSplitter, ItemGetter, MaskSplitter, RandomSplitter,
+                         RandomSubsetSplitter, RegexLabeller, TrainTestSplitter, parent_label, using_attr)
+
 __all__ = ["CategoryMap", "NA", "PipelineStep", "TypeTransform", "declares", "step_hook", "as_steps", "TARGET_LOSSES",
            "target_loss_config", "loss_config_of", "ItemTfm", "BatchTfm", "TransformBase", "ItemTransform",
            "BatchTransform", "members_of", "replace_members", "jsonable", "tfm_hook", "ITEM_TFMS", "BATCH_TFMS",
            "register_tfm", "item_tfm_from_config", "batch_tfm_from_config", "sort_tfms", "apply_item_tfms",
            "apply_batch_tfms", "undo_batch_tfms", "fuse_tfms", "merge_tfms", "draft_size", "Category", "Categorize",
-           "MultiCategorize", "EncodedMultiCategorize", "OneHotEncode", "RegressionSetup"]
+           "MultiCategorize", "EncodedMultiCategorize", "OneHotEncode", "RegressionSetup",
+           "get_files", "get_image_files", "get_text_files", "image_extensions", "FileGetter", "ImageGetter",
+           "RandomSplitter", "TrainTestSplitter", "IndexSplitter", "EndSplitter", "GrandparentSplitter", "FuncSplitter",
+           "MaskSplitter", "FileSplitter", "ColSplitter", "RandomSubsetSplitter", "parent_label", "RegexLabeller",
+           "using_attr", "ColReader", "ItemGetter", "AttrGetter"]

@@ -45,9 +45,14 @@ def apply_batch_tfms(batch: tuple, tfms: Sequence[Callable], kinds: Sequence[str
 
 
 def undo_batch_tfms(batch: tuple, tfms: Sequence[Callable], kinds: Sequence[str]) -> tuple:
-    """Undo the batch transforms that can be undone (their ``decodes``, e.g. normalisation), last first."""
+    """Undo the batch transforms that can be undone (their ``decodes``, e.g. normalisation), last first.
+
+    A transform with a ``decode_batch(batch, kinds)`` hook (a mid-level ``Transform``, whose ``decodes`` takes one
+    value) is undone through it instead."""
     for tfm in sort_tfms(tfms, reverse=True):
-        if declares(tfm, "decodes"):
+        if declares(tfm, "decode_batch"):
+            batch = tfm.decode_batch(batch, kinds)
+        elif declares(tfm, "decodes"):
             batch = tfm.decodes(batch, kinds)
     return batch
 

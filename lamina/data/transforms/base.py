@@ -150,7 +150,10 @@ class ItemTransform(TransformBase):
         items = (sample,) if single else sample
         if self.split_idx is None or split_idx is None or self.split_idx == split_idx:
             items = self.encodes(items, split_idx)
-        return items[0] if single else items
+        if single:
+            return items[0]
+        # a sample of a tuple subclass (fastai's `fastuple`, e.g. a `SiameseImage` that shows itself) stays one
+        return items if type(items) is type(sample) or hasattr(sample, "_fields") else type(sample)(items)
 
     def encodes(self, sample: tuple, split_idx: int | None) -> tuple:
         return sample
