@@ -9,7 +9,7 @@ import torch
 
 from .core import Callback, CancelStepException
 
-__all__ = ["MixedPrecision", "ChannelsLast", "PrecisionMixin"]
+__all__ = ["MixedPrecision", "ChannelsLast", "PrecisionMixin", "cpu_has_amx"]
 
 
 class MixedPrecision(Callback):
@@ -17,6 +17,8 @@ class MixedPrecision(Callback):
 
     Args:
         amp_mode: ``'bf16'`` (no scaler needed) or ``'fp16'`` (with a ``GradScaler``).
+        train_only: autocast the training batches only; validation, ``get_preds`` and ``predict`` run in full
+            precision, so metrics and predictions equal those of the exported model in a plain process.
         **scaler_kwargs: arguments of ``torch.amp.GradScaler`` (fp16 only).
 
     A step with inf/NaN fp16 gradients is skipped (the scaler lowers its scale and training goes on).
@@ -24,11 +26,12 @@ class MixedPrecision(Callback):
 
     order = 10
 
-    def __init__(self, amp_mode: str = "fp16", **scaler_kwargs: Any):
+    def __init__(self, amp_mode: str = "fp16", train_only: bool = False, **scaler_kwargs: Any):
         super().__init__()
         if amp_mode not in ("fp16", "bf16"):
             raise ValueError(f"`amp_mode` must be 'fp16' or 'bf16'; received: amp_mode={amp_mode!r}")
-        self.amp_mode, self.scaler_kwargs = amp_mode, scaler_kwargs
+        self.amp_mode, self.train_only, self.scaler_kwargs = amp_mode, train_only, scaler_kwargs
+        self.autocast: Any = None
         self.scaler = None
 
     def before_fit(self) -> None:
@@ -47,6 +50,8 @@ class MixedPrecision(Callback):
     def before_batch(self) -> None:
         if getattr(self, "device_type", None) is None:  # get_preds outside a fit
             self.before_fit()
+        if self.train_only and not self.learn.training:
+            return
         self.autocast = torch.autocast(self.device_type, dtype=self.dtype)
         self.autocast.__enter__()
 
@@ -56,8 +61,9 @@ class MixedPrecision(Callback):
             self.learn.pred = pred.float()
 
     def after_loss(self) -> None:
-        self.autocast.__exit__(None, None, None)
-        self.autocast = None
+        if self.autocast is not None:
+            self.autocast.__exit__(None, None, None)
+            self.autocast = None
 
     def after_cancel_batch(self) -> None:
         if getattr(self, "autocast", None) is not None:
@@ -133,3 +139,15 @@ class PrecisionMixin:
         self.remove_cb(ChannelsLast)
         self.model.to(memory_format=torch.contiguous_format)
         return self.to_fp32() if to_fp32 else self
+
+
+def cpu_has_amx() -> bool:
+    """Whether this CPU has AMX matrix units (Intel Xeon from Sapphire Rapids on), which run bf16 convolutions
+    several times faster than fp32 ones."""
+    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)  # private in torch; absent: assume no AMX
+    if probe is None or not torch.backends.mkldnn.is_available():
+        return False
+    try:
+        return bool(probe())
+    except RuntimeError:
+        return False

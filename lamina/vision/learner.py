@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..callbacks.precision import ChannelsLast, MixedPrecision
+from ..callbacks.precision import ChannelsLast, MixedPrecision, cpu_has_amx
 from ..learner import Learner
 from ..models.heads import HeadConfig
 from ..models.vision import (VisionArch, add_head, arch_name, build_vision_model, create_timm_model,
@@ -87,18 +87,6 @@ def _add_normalize(dls: Any, stats: Sequence | None, n_in: int) -> None:
     if any(isinstance(t, Normalize) for dl in dls.loaders for t in dl.after_batch):
         return
     dls.add_tfms([Normalize.from_stats(*stats)], "after_batch")
-
-
-def cpu_has_amx() -> bool:
-    """Whether this CPU has AMX matrix units (Intel Xeon from Sapphire Rapids on), which run bf16 convolutions
-    several times faster than fp32 ones."""
-    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)  # private in torch; absent: assume no AMX
-    if probe is None or not torch.backends.mkldnn.is_available():
-        return False
-    try:
-        return bool(probe())
-    except RuntimeError:
-        return False
 
 
 def default_formats(device: torch.device, x: Any, unet: bool = False) -> tuple[bool, bool]:

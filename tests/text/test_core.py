@@ -88,3 +88,21 @@ def test_decode_spec_tokens():
     assert decode_spec_tokens(["xxmaj", "hello", "xxup", "world", "xxrep", "3", "!"]) == ["Hello", "WORLD", "!!!"]
     assert decode_spec_tokens(["xxwrep", "2", "ah", "done"]) == ["ah", "ah", "done"]
     assert decode_spec_tokens(["xxrep", "x", "word"]) == ["x", "word"]  # a marker without its count is dropped
+
+
+TRICKY = ["", " ", "  a", "a  b", "a\n b", "a \n\nb ", "\tx\t", " (xxbos) xxmaj it's don't U.S.A. e-mail a@b.com",
+          "http://x.y/z?q=1 :) 1,000.00 $5 (yes).", "a  ", "x\u00a0y z\u2003w", "  \n  ", "'q' \"dq\" --dash-- ...",
+          "xxbos xxmaj hello!!! xxup WOW", "a \u3000b", "can't won't y'all gonna", "end. end. end."]
+
+
+def test_spacy_tokenizer_equals_plain_spacy_piece_by_piece():
+    # lamina tokenizes each distinct whitespace-delimited piece once; the tokens must be exactly spaCy's own
+    spacy = pytest.importorskip("spacy")
+    from spacy.symbols import ORTH
+    nlp = spacy.blank("en")
+    for tok in defaults.text_spec_tok:
+        nlp.tokenizer.add_special_case(tok, [{ORTH: tok}])
+    texts = TRICKY + [" ".join(TRICKY), "\n".join(TRICKY)]
+    expected = [[t.text for t in doc] for doc in nlp.tokenizer.pipe(texts)]
+    assert list(SpacyTokenizer()(texts)) == expected
+    assert list(SpacyTokenizer(buf_sz=3)(texts)) == expected  # memo shared across spaCy batches
