@@ -9,8 +9,15 @@ from lamina.learner import Learner
 from lamina.losses import CrossEntropyLossFlat
 from lamina.testing import tiny_mlp
 from lamina.tta import augmented_loader, blend_tta
-from lamina.vision.all import (ImageDataLoaders, IntToFloatTensor, RandomResizedCrop, Resize, aug_transforms,
-                               resnet18, vision_learner)
+from lamina.vision.all import (
+    ImageDataLoaders,
+    IntToFloatTensor,
+    RandomResizedCrop,
+    Resize,
+    aug_transforms,
+    resnet18,
+    vision_learner,
+)
 from lamina.vision.augment import Flip
 from lamina.vision.synth import make_image_folder
 
@@ -31,7 +38,7 @@ def learn(folder):
 
 
 def _learner(folder, **tfms):
-    tfms = tfms or dict(item_tfms=Resize(32), batch_tfms=aug_transforms(size=24, min_scale=0.75))
+    tfms = tfms or {"item_tfms": Resize(32), "batch_tfms": aug_transforms(size=24, min_scale=0.75)}
     dls = ImageDataLoaders.from_folder(folder, bs=4, num_workers=0, **tfms)
     learn = vision_learner(dls, resnet18, pretrained=False, cut=6)
     learn.logger = lambda *args: None

@@ -5,9 +5,22 @@ between fits, keeping its optimizer and the optimizer's state."""
 import pytest
 import torch
 
-from lamina.vision.all import (CategoryBlock, CrossEntropyLossFlat, DataBlock, GrandparentSplitter, ImageBlock,
-                               Learner, Normalize, Resize, accuracy, aug_transforms, get_image_files, imagenet_stats,
-                               parent_label, xresnet18)
+from lamina.vision.all import (
+    CategoryBlock,
+    CrossEntropyLossFlat,
+    DataBlock,
+    GrandparentSplitter,
+    ImageBlock,
+    Learner,
+    Normalize,
+    Resize,
+    accuracy,
+    aug_transforms,
+    get_image_files,
+    imagenet_stats,
+    parent_label,
+    xresnet18,
+)
 from lamina.vision.synth import make_image_folder
 
 
@@ -31,7 +44,7 @@ def test_presizing_makes_large_items_and_augments_them_down_to_the_final_size(fo
     image, _ = dls.train.dataset[0]
     assert tuple(image.shape) == (3, 64, 64) and image.dtype == torch.uint8  # the item transform: Resize(64)
     for dl in (dls.train, dls.valid):  # random crops in training, the centre crop in validation: both 32 px
-        xb, yb = dl.one_batch()
+        xb = dl.one_batch()[0]
         assert tuple(xb.shape) == (4, 3, 32, 32) and xb.dtype == torch.float32
     # training batches are augmented (two draws differ); validation batches are the same every time
     assert not torch.allclose(dls.train.one_batch()[0], dls.train.one_batch()[0])
