@@ -4,8 +4,8 @@ The loop reads as nested loops: `fit` → epochs → `_one_pass` (train, then va
 `train_step`. Each part runs inside ``with self.events(name):``, which turns the part's cancel
 exception into ``after_cancel_<name>`` and always fires ``after_<name>``. Everything else (progress,
 recording, schedules, mixed precision, checkpoints) is a callback. Callbacks, the optimizer, fitting
-policies (``fit_one_cycle``, ``fine_tune``, ``lr_find``), prediction, saving and precision live in the
-mixins this class inherits, one concern per file.
+policies (``fit_one_cycle``, ``fine_tune``, ``lr_find``), prediction, test-time augmentation (``tta``), saving
+and precision live in the mixins this class inherits, one concern per file.
 
 Example:
     >>> learn = Learner(dls, model, loss_func=CrossEntropyLossFlat(), metrics=accuracy)
@@ -38,6 +38,7 @@ from .metrics import AvgLoss, AvgMetric, AvgSmoothLoss, Metric, as_metric
 from .optim import Adam, OptimizerMixin, trainable_params
 from .predict import PredictMixin
 from .registry import register
+from .tta import TTAMixin
 
 __all__ = ["Learner", "DEFAULT_CALLBACKS",
            # re-exported from their homes (lamina.export, lamina.callbacks.recorder, lamina.metrics): fastai.learner's
@@ -71,8 +72,8 @@ class _EventScope:
 
 
 @register("learner")
-class Learner(CallbackListMixin, OptimizerMixin, ScheduleMixin, PredictMixin, CheckpointMixin, PrecisionMixin,
-              CompileMixin, DistributedMixin):
+class Learner(CallbackListMixin, OptimizerMixin, ScheduleMixin, PredictMixin, TTAMixin, CheckpointMixin,
+              PrecisionMixin, CompileMixin, DistributedMixin):
     """Train ``model`` on ``dls`` with ``loss_func`` and ``opt_func``.
 
     Args:
