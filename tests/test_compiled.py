@@ -4,8 +4,6 @@ torch.compile-wrapped) learner hold the plain model's keys, and files holding wr
 The tests compile with backend="eager" (dynamo's tracing without code generation): the lamina side is the same
 for every backend, and inductor's C++ build would take tens of seconds."""
 
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -18,6 +16,7 @@ from lamina.learner import Learner
 from lamina.testing import body_head_splitter, synth_classification, tiny_mlp
 
 from . import tiny_apps
+from .fresh import run_fresh
 
 CONFIG = {"factory": "tiny_mlp", "kwargs": {"n_in": 2, "n_out": 2, "hidden": 8}}
 X = torch.tensor([[0.3, -1.2], [1.5, 0.2], [-0.7, 0.9]])
@@ -34,13 +33,6 @@ def make_learner(tmp_path, **kwargs):
 def probs(learn, x=X):
     with learn.no_bar():
         return learn.get_preds(dl=learn.dls.test_dl(x))[0]
-
-
-def run_fresh(code, cwd):
-    out = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120,
-                         cwd=cwd)
-    assert out.returncode == 0, out.stderr
-    return out.stdout
 
 
 # --- unwrapping and key matching ---------------------------------------------------------------------------

@@ -4,9 +4,6 @@ Only the import line differs from the book; resnet18's weights are a random stat
 cache, so the real pretrained path runs without a network.
 """
 
-import json
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
@@ -15,6 +12,8 @@ from PIL import Image
 
 from lamina.testing import synth_classification
 from lamina.vision.all import *  # noqa: F403  (the book's star import)
+
+from ..fresh import fresh_json
 
 RESNET18_FILE = "resnet18-f37072fd.pth"
 CLASSES = ("car", "cat", "dog")
@@ -113,9 +112,7 @@ def test_thresh_of_the_loss_decides_predict_and_export_keeps_it(pascal, tmp_path
             f"learn = load_learner(r'{tmp_path/'multi.pkl'}')\n"
             f"labels, flags, probs = learn.predict(r'{path/'train'/'002.png'}')\n"
             "print(json.dumps([learn.loss_func.thresh, labels, flags.tolist(), probs.tolist()]))")
-    out = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    thresh, labels_again, flags_again, probs_again = json.loads(out.stdout.strip().splitlines()[-1])
+    thresh, labels_again, flags_again, probs_again = fresh_json(code)
     assert thresh == 0.2 and labels_again == labels and flags_again == flags.tolist()
     assert np.allclose(probs_again, probs.tolist(), atol=1e-5)
 

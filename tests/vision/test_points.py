@@ -1,10 +1,7 @@
 """Keypoints: a point follows a marked pixel through every geometric item and batch transform, scaling to [-1, 1]
 and back, and the book's head-pose (BIWI) section on tiny images made here."""
 
-import json
 import random
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -13,6 +10,8 @@ from PIL import Image
 
 from lamina.vision.all import *  # noqa: F403  (the book's star import)
 from lamina.vision.points import scale_points, unscale_points
+
+from ..fresh import fresh_json
 
 H, W = 30, 40
 
@@ -172,8 +171,6 @@ def test_head_pose_chapter6(biwi, tmp_path):
             f"learn = load_learner(r'{tmp_path/'points.pkl'}')\n"
             f"pixels, scaled, _ = learn.predict(r'{frame}')\n"
             "print(json.dumps([pixels.tolist(), scaled.tolist(), type(learn.loss_func).__name__]))")
-    out = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    pixels_again, scaled_again, loss_name = json.loads(out.stdout.strip().splitlines()[-1])
+    pixels_again, scaled_again, loss_name = fresh_json(code)
     assert np.allclose(scaled_again, scaled.tolist(), atol=1e-5) and np.allclose(pixels_again, pixels.tolist())
     assert loss_name == "MSELossFlat"
