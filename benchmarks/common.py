@@ -13,17 +13,27 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["prepare", "stopwatch", "pick_device", "require_file"]
+__all__ = ["prepare", "reseed", "stopwatch", "pick_device", "require_file"]
 
 
 def prepare(opts: dict[str, Any]) -> None:
     """Set torch's thread count to ``opts['threads']`` (None: torch's default, as a user's script gets) and seed
     python, numpy and torch with ``opts['seed']``."""
-    import numpy as np
     import torch
     if opts.get("threads") is not None:
         torch.set_num_threads(int(opts["threads"]))
-    seed = int(opts["seed"])
+    _seed_all(int(opts["seed"]))
+
+
+def reseed(opts: dict[str, Any]) -> None:
+    """Seed python, numpy and torch with ``seed + round``: the same initial state on both sides of a round, another
+    one each round (so a median over rounds is not one draw of the initial weights)."""
+    _seed_all(int(opts["seed"]) + int(opts.get("round", 0)))
+
+
+def _seed_all(seed: int) -> None:
+    import numpy as np
+    import torch
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)

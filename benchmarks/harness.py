@@ -48,6 +48,9 @@ def bench_env(threads: int | None, base: dict[str, str] | None = None) -> dict[s
     for var in _THREAD_VARS if threads is not None else ():
         env[var] = str(threads)
     env["PYTHONHASHSEED"] = "0"
+    # stderr goes to a log file, where lamina would print a line per epoch instead of its bars: time the bars a
+    # user sees in a terminal, as fastai (which always draws them) is timed
+    env.setdefault("LAMINA_PROGRESS", "bar")
     return env
 
 

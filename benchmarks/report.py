@@ -21,6 +21,7 @@ medians over the rounds, with [min–max]. The ratio is lamina / fastai: below 1
 Times are what a user waits for: torch's default thread count, the loader workers the task's user code asks
 for, and the wall clock from the fit call to its return (the optimizer is created inside it). The column
 "at 1 thread" is the same task again with one torch thread, fewer rounds, for comparison with older runs.
+The "threads" column says what each task's last run used: a number means it was run with `--threads N`.
 """
 
 
@@ -78,17 +79,18 @@ def one_thread_ratio(t: dict, metric: str) -> str:
 
 
 def _summary_table(tasks: list[dict]) -> list[str]:
-    lines = ["| task | metric | lamina | fastai | lamina/fastai | at 1 thread | target | result |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = ["| task | metric | threads | lamina | fastai | lamina/fastai | at 1 thread | target | result |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for t in tasks:
         if t["status"] == "skipped" or not t.get("metrics"):
-            lines.append(f"| {t['name']} | — | — | — | — | — | — | {t['status']}: {t.get('reason') or ''} |")
+            lines.append(f"| {t['name']} | — | — | — | — | — | — | — | {t['status']}: {t.get('reason') or ''} |")
             continue
+        threads = (t.get("run") or {}).get("threads") or "default"
         for row in t["metrics"]:
             if not row.get("target"):
                 continue
             ratio, bound, verdict = ratio_text(row)
-            lines.append(f"| {t['name']} | {row['metric']} | {_stat_text(row['lamina'], row['unit'])} | "
+            lines.append(f"| {t['name']} | {row['metric']} | {threads} | {_stat_text(row['lamina'], row['unit'])} | "
                          f"{_stat_text(row['fastai'], row['unit'])} | {ratio} | {one_thread_ratio(t, row['metric'])} | "
                          f"{bound} | {verdict} |")
     return lines

@@ -275,7 +275,8 @@ class CheckpointMixin:
                 the fit exactly (without it, the file holds weights for fine-tuning or inference).
 
         Returns:
-            the path written, or None on processes other than rank 0 (they skip the save).
+            the path written, or None on processes other than rank 0 (they skip the save). Under data-parallel
+            training every rank must call it (rank 0 writes while the others wait for the file).
 
         Raises:
             OSError: (errno ENOSPC) when the disk is full; the previous checkpoint is left intact.

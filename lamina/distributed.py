@@ -23,7 +23,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from .core import num_distrib, rank_distrib
+from .core import default_device, num_distrib, rank_distrib
 
 __all__ = ["is_distributed", "local_rank", "default_backend", "dist_timeout", "setup_distrib", "teardown_distrib",
            "is_initialized", "world_size", "get_rank", "barrier", "all_reduce_sum", "all_reduce_mean",
@@ -119,7 +119,7 @@ def setup_distrib(backend: str | None = None, timeout: datetime.timedelta | None
                            "`torchrun --nproc_per_node=N script.py` (or accelerate launch / srun + torchrun)")
     backend = backend or default_backend()
     if backend == "nccl":
-        torch.cuda.set_device(local_rank())
+        torch.cuda.set_device(default_device())  # LOCAL_RANK's GPU among those visible (one per task under Slurm)
     dist.init_process_group(backend=backend, timeout=timeout or dist_timeout())
     return True
 
@@ -166,9 +166,7 @@ def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
 
 def all_reduce_mean(t: torch.Tensor) -> torch.Tensor:
     """The mean over ranks of ``t`` (``t`` itself when alone)."""
-    if not (is_initialized() and dist.get_world_size() > 1):
-        return t
-    return all_reduce_sum(t) / dist.get_world_size()
+    return all_reduce_mean_async(t)()
 
 
 def all_reduce_mean_async(t: torch.Tensor) -> Callable[[], torch.Tensor]:
@@ -226,14 +224,18 @@ def broadcast_int(value: int, src: int = 0) -> int:
 
 
 def on_rank0(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """Run ``func`` on rank 0 only; every rank then waits for it (so a file it writes exists for all).
+    """Run ``func`` on rank 0 only; every rank then waits for it (so a file it writes exists for all). Every rank
+    must call it; when ``func`` fails on rank 0, the others are still released (and the error shows on rank 0).
 
     Returns:
         ``func``'s result on rank 0, None elsewhere.
     """
-    result = func(*args, **kwargs) if get_rank() == 0 else None
-    barrier()
-    return result
+    if is_distributed():
+        ensure_distrib()
+    try:
+        return func(*args, **kwargs) if get_rank() == 0 else None
+    finally:
+        barrier()
 
 
 def rank0_first(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -242,6 +244,8 @@ def rank0_first(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     Example:
         >>> path = rank0_first(untar_data, URLs.PETS)
     """
+    if is_distributed():
+        ensure_distrib()  # the barrier needs the process group, which otherwise starts with the first fit
     if get_rank() == 0:
         result = func(*args, **kwargs)
         barrier()

@@ -26,7 +26,7 @@ import matplotlib
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
-__all__ = ["LaminaFigure", "figure_of", "new_figure", "subplots"]
+__all__ = ["LaminaFigure", "new_figure", "subplots"]
 
 
 class LaminaFigure(Figure):
@@ -56,8 +56,3 @@ def new_figure(**fig_kwargs: Any) -> LaminaFigure:
 def subplots(nrows: int = 1, ncols: int = 1, **kwargs: Any) -> tuple[LaminaFigure, Any]:
     """`plt.subplots` making a `LaminaFigure`."""
     return plt.subplots(nrows, ncols, FigureClass=LaminaFigure, **kwargs)
-
-
-def figure_of(ax: Any) -> Any:
-    """The figure that holds ``ax`` (an axis the caller passed in: its figure is the caller's own)."""
-    return ax.figure

@@ -186,11 +186,18 @@ class FusedSGD(DirectOptimizer):
         nesterov: Nesterov momentum.
 
     Raises:
-        ValueError: for a gradient that is sparse (use ``torch.optim.SGD``).
+        ValueError: for a negative ``lr``, ``momentum`` or ``weight_decay``, Nesterov without momentum or with
+            dampening (as ``torch.optim.SGD``), or a sparse gradient (use ``torch.optim.SGD``).
     """
 
     def __init__(self, params: Iterable, lr: float = 1e-3, momentum: float = 0.0, dampening: float = 0.0,
                  weight_decay: float = 0.0, nesterov: bool = False):
+        if lr < 0 or momentum < 0 or weight_decay < 0:
+            raise ValueError(f"SGD needs lr, momentum and weight_decay of at least 0; received lr={lr!r}, "
+                             f"momentum={momentum!r}, weight_decay={weight_decay!r}")
+        if nesterov and (momentum <= 0 or dampening != 0):
+            raise ValueError(f"Nesterov momentum needs momentum > 0 and dampening=0; received momentum={momentum!r}, "
+                             f"dampening={dampening!r}")
         super().__init__(params, {"lr": lr, "momentum": momentum, "dampening": dampening,
                                   "weight_decay": weight_decay, "nesterov": nesterov})
 

@@ -52,9 +52,10 @@ def tensor(x: Any, *rest: Any, **kwargs: Any) -> torch.Tensor:
     if rest:
         x = (x, *rest)
     if isinstance(x, torch.Tensor):
-        out = x
+        out = x.to(**kwargs) if kwargs else x
     elif isinstance(x, (tuple, list, numbers.Number)):
-        out = torch.tensor(x, **kwargs) if not _holds_tensors(x) else torch.stack([tensor(o) for o in x])
+        # a list of arrays or tensors is stacked (torch.tensor would read it number by number)
+        out = torch.tensor(x, **kwargs) if not _holds_arrays(x) else torch.stack([tensor(o, **kwargs) for o in x])
     elif hasattr(x, "to_numpy"):  # a pandas Series or DataFrame
         out = torch.tensor(x.to_numpy(), **kwargs)  # a copy: pandas may hand out a read-only array
     else:
@@ -67,8 +68,8 @@ def tensor(x: Any, *rest: Any, **kwargs: Any) -> torch.Tensor:
     return out.float() if out.dtype == torch.float64 else out
 
 
-def _holds_tensors(x: Any) -> bool:
-    return isinstance(x, (tuple, list)) and len(x) > 0 and all(isinstance(o, torch.Tensor) for o in x)
+def _holds_arrays(x: Any) -> bool:
+    return isinstance(x, (tuple, list)) and any(isinstance(o, (torch.Tensor, np.ndarray)) for o in x)
 
 
 def to_np(x: Any) -> Any:
@@ -155,13 +156,16 @@ def subplots(nrows: int = 1, ncols: int = 1, figsize: tuple | None = None, imsiz
 
 # --- pickles ---------------------------------------------------------------------------------------------
 
-# The only classes `load_pickle` will rebuild: containers, paths, and what numpy arrays and scalars are made of.
+# The only classes `load_pickle` will rebuild: containers, paths (``pathlib._local`` is where Python 3.13 pickles
+# them), and what numpy arrays and scalars are made of.
 # Anything else in a pickle (a function, a class with a __reduce__ that runs code) is refused.
 PICKLE_SAFE = frozenset({
     ("builtins", "set"), ("builtins", "frozenset"), ("builtins", "complex"), ("builtins", "slice"),
     ("builtins", "range"), ("builtins", "bytearray"), ("collections", "OrderedDict"), ("_codecs", "encode"),
     ("pathlib", "Path"), ("pathlib", "PosixPath"), ("pathlib", "WindowsPath"), ("pathlib", "PurePosixPath"),
-    ("pathlib", "PureWindowsPath"), ("numpy", "ndarray"), ("numpy", "dtype"),
+    ("pathlib", "PureWindowsPath"), *(("pathlib._local", n) for n in ("Path", "PosixPath", "WindowsPath",
+                                                                      "PurePosixPath", "PureWindowsPath")),
+    ("numpy", "ndarray"), ("numpy", "dtype"),
     ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
     ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"), ("lamina.foundation", "L"),
 })

@@ -113,6 +113,11 @@ class TTAMixin:
         if dl is None:
             dl = self.dls[ds_idx].new(shuffle=False, drop_last=False)
         aug_dl = augmented_loader(dl, item_tfms, batch_tfms)
-        aug_preds = torch.stack([self.get_preds(dl=aug_dl)[0] for _ in range(n)])
+        combined = None  # a running sum (or maximum) of the passes: one pass in memory, not n
+        for _ in range(n):
+            pass_preds = self.get_preds(dl=aug_dl)[0]
+            combined = pass_preds if combined is None else \
+                (torch.maximum(combined, pass_preds) if use_max else combined.add_(pass_preds))
+        combined = combined if use_max else combined / n
         preds, targs = self.get_preds(dl=dl)[:2]
-        return blend_tta(aug_preds, preds, beta, use_max), targs
+        return blend_tta(combined.unsqueeze(0), preds, beta, use_max), targs

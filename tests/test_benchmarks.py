@@ -296,8 +296,8 @@ def test_render_markdown_tables_and_skips():
         _entry("adult", status="skipped", reason="data not found: adult_sample"),
     ]}
     text = report.render_markdown(results)
-    assert "| fast | time | 1.1 s [1–1.2] | 4.5 s [4–5] | 0.24× | — | ≤ 0.5× | **pass** |" in text
-    assert "| adult | — | — | — | — | — | — | skipped: data not found: adult_sample |" in text
+    assert "| fast | time | 1 | 1.1 s [1–1.2] | 4.5 s [4–5] | 0.24× | — | ≤ 0.5× | **pass** |" in text
+    assert "| adult | — | — | — | — | — | — | — | skipped: data not found: adult_sample |" in text
     assert "| accuracy | 0.9 | 0.9 | lamina ≥ fastai − 0.01 | **pass** |" in text
     assert "Command: `python benchmarks/run.py`" in text and "Some CPU, 2 CPUs" in text
 
@@ -307,7 +307,7 @@ def test_render_markdown_shows_the_one_thread_ratio_beside_the_main_one():
     main = summary.summarize_task(targets, _runs([1.0]), _runs([4.0]))
     one = summary.summarize_task(targets, _runs([2.0]), _runs([5.0]))
     text = report.render_markdown({"fastai_version": "2.8.12", "tasks": [_entry("fast", one_thread=one, **main)]})
-    assert "| fast | time | 1 s | 4 s | 0.25× | 0.40× | ≤ 0.5× | **pass** |" in text
+    assert "| fast | time | 1 | 1 s | 4 s | 0.25× | 0.40× | ≤ 0.5× | **pass** |" in text
     assert "| time (s) | 1 | 4 | 0.25× | 0.40× | ≤ 0.5× | **pass** |" in text
 
 

@@ -7,7 +7,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pytest
 
-from lamina.figures import LaminaFigure, figure_of, new_figure, subplots
+from lamina.figures import LaminaFigure, new_figure, subplots
 
 
 def shown_by_display(monkeypatch) -> list:
@@ -42,9 +42,13 @@ def test_interactive_backends_show_it_themselves(monkeypatch):
     assert len(shown) == 1
 
 
-def test_new_figure_and_figure_of():
+def test_new_figure_and_a_callers_axis():
     fig = new_figure(figsize=(2, 3))
     assert isinstance(fig, LaminaFigure) and tuple(fig.get_size_inches()) == (2, 3)
-    _, ax = plt.subplots()
-    assert figure_of(ax) is ax.figure and not isinstance(ax.figure, LaminaFigure)
+    from lamina.callbacks.schedule import plot_lr_find
+    own = plot_lr_find([1e-3, 1e-2], [1.0, 0.5], skip_end=0)
+    assert isinstance(own, LaminaFigure) and len(own.axes[0].lines) == 1
+    _, ax = plt.subplots()  # an axis the caller passed in: the plot draws there and returns the caller's figure
+    assert plot_lr_find([1e-3, 1e-2], [1.0, 0.5], skip_end=0, ax=ax) is ax.figure
+    assert not isinstance(ax.figure, LaminaFigure) and len(ax.lines) == 1
     plt.close("all")

@@ -24,7 +24,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import pick_device, prepare, require_file, stopwatch
+from benchmarks.common import pick_device, prepare, require_file, reseed, stopwatch
 
 TITLE = "Segmentation from scratch: CamVid tiny, Resize((96,128)), unet_learner resnet18, fit_one_cycle(2, 1e-3), bs 8"
 TARGET = {"metric": "time", "max_ratio": 0.6,
@@ -44,18 +44,6 @@ class MaskOf:
 
     def __call__(self, fn: Path) -> Path:
         return self.path / "labels" / f"{fn.stem}_P{fn.suffix}"
-
-
-def _reseed(opts: dict[str, Any]) -> None:
-    """Seed python, numpy and torch with ``seed + round``: the same initial state on both sides of a round."""
-    import random
-
-    import numpy as np
-    import torch
-    seed = int(opts["seed"]) + int(opts.get("round", 0))
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 def mean_iou(preds: Any, targs: Any, codes: list[str]) -> tuple[float, float]:
@@ -93,7 +81,7 @@ def _fit(learn: Any, dls: Any, codes: list[str], quick: bool) -> dict[str, Any]:
 def run_lamina(data_dir: str, opts: dict[str, Any]) -> dict[str, Any]:
     from lamina.vision.all import Resize, SegmentationDataLoaders, get_image_files, np, resnet18, unet_learner
     prepare(opts)
-    _reseed(opts)  # before the loaders: each round draws its own training order, and then its initial weights
+    reseed(opts)  # before the loaders: each round draws its own training order, and then its initial weights
     path = Path(require_file(data_dir, "camvid_tiny"))
     codes = np.loadtxt(path / "codes.txt", dtype=str)
     fnames = sorted(get_image_files(path / "images"))
@@ -108,7 +96,7 @@ def run_fastai(data_dir: str, opts: dict[str, Any]) -> dict[str, Any]:
     import torch
     from fastai.vision.all import Resize, SegmentationDataLoaders, get_image_files, np, resnet18, unet_learner
     prepare(opts)
-    _reseed(opts)  # before the loaders: each round draws its own training order, and then its initial weights
+    reseed(opts)  # before the loaders: each round draws its own training order, and then its initial weights
     path = Path(require_file(data_dir, "camvid_tiny"))
     codes = np.loadtxt(path / "codes.txt", dtype=str)
     fnames = sorted(get_image_files(path / "images"))

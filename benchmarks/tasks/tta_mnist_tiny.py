@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from benchmarks.common import pick_device, prepare, require_file, stopwatch
+from benchmarks.common import pick_device, prepare, require_file, reseed, stopwatch
 
 TITLE = "TTA: MNIST tiny (699 valid, 28 px), resnet18 after 3 epochs, learn.tta() (n=4, beta=0.25), bs 64"
 TARGET = {"metric": "time", "max_ratio": 0.7,
@@ -22,18 +22,6 @@ UNITS = {"time": "s", "ms_per_image": "ms"}
 TIMEOUT = 900
 
 BS, WORKERS, EPOCHS, LR, N = 64, 0, 3, 3e-3, 4
-
-
-def _reseed(opts: dict[str, Any]) -> None:
-    """Seed python, numpy and torch with ``seed + round``: the same initial state on both sides of a round."""
-    import random
-
-    import numpy as np
-    import torch
-    seed = int(opts["seed"]) + int(opts.get("round", 0))
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 def _measure(learn: Any, dls: Any, quick: bool) -> dict[str, Any]:
@@ -60,7 +48,7 @@ def run_lamina(data_dir: str, opts: dict[str, Any]) -> dict[str, Any]:
     dls = ImageDataLoaders.from_folder(require_file(data_dir, DATA), bs=BS, num_workers=WORKERS,
                                        batch_tfms=aug_transforms(do_flip=False, max_rotate=10),
                                        device=pick_device(opts))
-    _reseed(opts)
+    reseed(opts)
     learn = vision_learner(dls, resnet18, pretrained=False)
     return _measure(learn, dls, opts.get("quick", False))
 
@@ -77,6 +65,6 @@ def run_fastai(data_dir: str, opts: dict[str, Any]) -> dict[str, Any]:
     dls = ImageDataLoaders.from_folder(require_file(data_dir, DATA), bs=BS, num_workers=WORKERS,
                                        batch_tfms=aug_transforms(do_flip=False, max_rotate=10),
                                        device=torch.device(pick_device(opts)))
-    _reseed(opts)
+    reseed(opts)
     learn = vision_learner(dls, resnet18, pretrained=False)
     return _measure(learn, dls, opts.get("quick", False))

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from benchmarks.common import pick_device, prepare, require_file, stopwatch
+from benchmarks.common import pick_device, prepare, require_file, reseed, stopwatch
 
 TITLE = "Vision from scratch: MNIST tiny (709 train / 699 valid, 28 px), resnet18, fit_one_cycle(3, 3e-3), bs 64"
 TARGET = {"metric": "time", "max_ratio": 0.7,
@@ -23,18 +23,6 @@ UNITS = {"time": "s", "ms_per_batch": "ms"}
 TIMEOUT = 1200
 
 BS, EPOCHS, LR = 64, 3, 3e-3
-
-
-def _reseed(opts: dict[str, Any]) -> None:
-    """Seed python, numpy and torch with ``seed + round``: the same initial state on both sides of a round."""
-    import random
-
-    import numpy as np
-    import torch
-    seed = int(opts["seed"]) + int(opts.get("round", 0))
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 def _fit(learn: Any, dls: Any, quick: bool) -> dict[str, Any]:
@@ -54,7 +42,7 @@ def run_lamina(data_dir: str, opts: dict[str, Any]) -> dict[str, Any]:
     prepare(opts)
     dls = ImageDataLoaders.from_folder(require_file(data_dir, DATA), bs=BS,
                                        device=pick_device(opts))
-    _reseed(opts)
+    reseed(opts)
     learn = vision_learner(dls, resnet18, pretrained=False, metrics=error_rate)
     return _fit(learn, dls, opts.get("quick", False))
 
@@ -65,6 +53,6 @@ def run_fastai(data_dir: str, opts: dict[str, Any]) -> dict[str, Any]:
     prepare(opts)
     dls = ImageDataLoaders.from_folder(require_file(data_dir, DATA), bs=BS,
                                        device=torch.device(pick_device(opts)))
-    _reseed(opts)
+    reseed(opts)
     learn = vision_learner(dls, resnet18, pretrained=False, metrics=error_rate)
     return _fit(learn, dls, opts.get("quick", False))

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from benchmarks.common import pick_device, prepare, require_file, stopwatch
+from benchmarks.common import pick_device, prepare, require_file, reseed, stopwatch
 
 TITLE = ("xresnet18 from scratch: Imagenette subset (500 train / 250 val), Resize(80) + aug_transforms(size=64), "
          "fit_one_cycle(5, 3e-3), bs 64")
@@ -25,18 +25,6 @@ UNITS = {"time": "s", "ms_per_batch": "ms"}
 TIMEOUT = 1800
 
 BS, WORKERS, EPOCHS, LR, SIZE, PRESIZE = 64, 0, 5, 3e-3, 64, 80
-
-
-def _reseed(opts: dict[str, Any]) -> None:
-    """Seed python, numpy and torch with ``seed + round``: the same initial state on both sides of a round."""
-    import random
-
-    import numpy as np
-    import torch
-    seed = int(opts["seed"]) + int(opts.get("round", 0))
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 def _dls(lib: Any, path: Any, device: Any) -> Any:
@@ -50,7 +38,7 @@ def _dls(lib: Any, path: Any, device: Any) -> Any:
 
 
 def _fit(lib: Any, dls: Any, opts: dict[str, Any]) -> dict[str, Any]:
-    _reseed(opts)
+    reseed(opts)
     learn = lib.Learner(dls, lib.xresnet18(n_out=dls.c), loss_func=lib.CrossEntropyLossFlat(),
                         metrics=lib.accuracy)
     epochs = 1 if opts.get("quick", False) else EPOCHS

@@ -23,9 +23,11 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from ..core import default_device, listify
 from ..data.distributed import DistributedDL
+from ..metrics.base import Metric
 from ..distributed import (all_gather_cat, all_reduce_mean_async, broadcast_int, ensure_distrib, get_rank,
-                           is_distributed, local_rank, setup_distrib, teardown_distrib, world_size)
+                           is_distributed, setup_distrib, teardown_distrib, world_size)
 from .core import Callback, noop
 
 __all__ = ["DistributedTrainer", "DistributedMixin"]
@@ -50,6 +52,11 @@ class DistributedTrainer(Callback):
     # --- the fit ---------------------------------------------------------------------------------
     def before_fit(self) -> None:
         learn = self.learn
+        unsynced = [type(m).__name__ for m in learn.metrics if type(m).sync is Metric.sync]
+        if unsynced:  # refused now, not after a whole epoch of training
+            raise NotImplementedError(f"The metrics {unsynced} do not implement sync(), so under data-parallel "
+                                      "training each process would report only its own share. Implement sync() "
+                                      "(see AvgMetric.sync and AccumMetric.sync) or train in one process")
         if self.sync_bn:
             self._convert_sync_bn()
         ensure_distrib()
@@ -62,7 +69,7 @@ class DistributedTrainer(Callback):
 
     def _ddp_args(self) -> dict:
         device = next(self.learn.model.parameters()).device
-        ids = dict(device_ids=[device.index if device.index is not None else local_rank()]) \
+        ids = dict(device_ids=[device.index if device.index is not None else default_device().index]) \
             if device.type == "cuda" else {}
         return {**ids, **self.ddp_kwargs}
 
@@ -124,7 +131,7 @@ class DistributedTrainer(Callback):
             self._no_sync = None
 
     def after_train(self) -> None:
-        if getattr(self.learn.recorder, "train_metrics", False):
+        if getattr(getattr(self.learn, "recorder", None), "train_metrics", False):
             for m in self.learn.metrics:
                 m.sync()
 
@@ -215,12 +222,7 @@ class DistributedMixin:
     def _with_distributed(self, cbs: Any) -> Any:
         """``cbs`` plus a `DistributedTrainer` when the process runs under a launcher and has none (torchrun
         with an unchanged single-process script)."""
-        if not is_distributed() or any(isinstance(cb, DistributedTrainer) for cb in [*self.cbs, *_as_list(cbs)]):
+        if not is_distributed() or any(isinstance(cb, DistributedTrainer) for cb in [*self.cbs, *listify(cbs)]):
             return cbs
-        return [*_as_list(cbs), DistributedTrainer()]
+        return [*listify(cbs), DistributedTrainer()]
 
-
-def _as_list(cbs: Any) -> list:
-    if cbs is None:
-        return []
-    return list(cbs) if isinstance(cbs, (list, tuple)) else [cbs]

@@ -299,12 +299,12 @@ class ActivationStats(HookCallback):
 
     def color_dim(self, idx: int, figsize: tuple = (10, 5), ax: Any = None) -> Any:
         """The "colorful dimension" plot: histograms of layer ``idx`` over the batches; returns the figure."""
-        from ..figures import figure_of, subplots
+        from ..figures import subplots
         if ax is None:
             ax = subplots(figsize=figsize)[1]
         ax.imshow(self.hist(idx).numpy(), origin="lower")
         ax.axis("off")
-        return figure_of(ax)
+        return ax.figure
 
     def plot_layer_stats(self, idx: int) -> Any:
         """Plot mean, std and share near zero of layer ``idx`` over the batches; returns the figure (three axes)."""

@@ -143,7 +143,7 @@ class Recorder(Callback):
         Returns:
             The figure (``ax``'s when given), shown once in a notebook.
         """
-        from ..figures import figure_of, subplots
+        from ..figures import subplots
         if len(self.losses) <= skip_start:
             warnings.warn(f"plot_loss: the last fit recorded {len(self.losses)} training losses, no more than "
                           f"skip_start={skip_start}; plotting them all (pass a smaller skip_start to silence this)",
@@ -160,7 +160,7 @@ class Recorder(Callback):
         if log:
             ax.set_yscale("log")
         ax.legend()
-        return figure_of(ax)
+        return ax.figure
 
     def plot_lr_find(self, skip_end: int = 5, return_fig: bool = True, suggestions: dict | None = None) -> Any:
         """Loss against learning rate of the last `lr_find` (log scale); the figure when ``return_fig``."""

@@ -168,7 +168,7 @@ def SuggestedLRs(names: Sequence[str], values: Sequence[float]) -> tuple:
 def plot_lr_find(lrs: Sequence[float], losses: Sequence[float], suggestions: dict[str, tuple] | None = None,
                  skip_end: int = 5, ax: Any = None) -> Any:
     """Loss against learning rate (log scale), with the suggested points marked; returns the figure."""
-    from ..figures import figure_of, subplots
+    from ..figures import subplots
     ax = ax if ax is not None else subplots()[1]
     end = len(lrs) - skip_end if len(lrs) > skip_end else len(lrs)
     ax.plot(lrs[:end], losses[:end])
@@ -179,7 +179,7 @@ def plot_lr_find(lrs: Sequence[float], losses: Sequence[float], suggestions: dic
         ax.plot(*point, "o", color=color, label=name)
     if suggestions:
         ax.legend()
-    return figure_of(ax)
+    return ax.figure
 
 
 class ScheduleMixin:

@@ -237,7 +237,7 @@ class CollabLearner(Learner):
         """
         import matplotlib.pyplot as plt
 
-        from ..figures import figure_of, subplots
+        from ..figures import subplots
         pca = self.item_pca(items, n_components=max(components) + 1).iloc[:n_label]
         xs, ys = pca[f"pc{components[0]}"].to_numpy(), pca[f"pc{components[1]}"].to_numpy()
         ax = ax if ax is not None else subplots(figsize=figsize)[1]
@@ -247,7 +247,7 @@ class CollabLearner(Learner):
             ax.text(x, y, str(label), color=colors(i % 10), fontsize=11)
         ax.set_xlabel(f"component {components[0]}")
         ax.set_ylabel(f"component {components[1]}")
-        return figure_of(ax)
+        return ax.figure
 
 
 def collab_learner(dls: CollabDataLoaders, n_factors: int = 50, use_nn: bool = False,

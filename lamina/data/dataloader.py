@@ -207,17 +207,16 @@ class DataLoader(_LoaderBase):
         TypeError: for a dataset that cannot be indexed, or ``bs`` and ``batch_size`` that disagree.
     """
 
-    def __init__(self, dataset: Dataset, bs: int = 64, shuffle: bool = False, drop_last: bool = False,
+    def __init__(self, dataset: Dataset, bs: int | None = None, shuffle: bool = False, drop_last: bool = False,
                  num_workers: int = 0, device: torch.device | str | None = None,
                  after_batch: Sequence[Callable] | None = None, collate_fn: Callable | None = None,
                  kinds: Sequence[str] | None = None, split_idx: int = 0, pin_memory: bool | None = None,
                  persistent_workers: bool = False, seed: int | None = None, batch_size: int | None = None):
         _check_indexable(dataset)
-        if batch_size is not None:
-            if bs not in (64, batch_size):
-                raise TypeError(f"`bs` and `batch_size` name the same thing; received bs={bs!r}, "
-                                f"batch_size={batch_size!r}. Pass one of them")
-            bs = batch_size
+        if batch_size is not None and bs not in (None, batch_size):
+            raise TypeError(f"`bs` and `batch_size` name the same thing; received bs={bs!r}, "
+                            f"batch_size={batch_size!r}. Pass one of them")
+        bs = next((b for b in (bs, batch_size) if b is not None), 64)
         super().__init__(bs, shuffle, drop_last, device, after_batch, kinds, split_idx, seed)
         self.dataset, self.num_workers, self.collate_fn = dataset, num_workers, collate_fn
         self.pin_memory = self.device.type == "cuda" if pin_memory is None else pin_memory
@@ -377,5 +376,5 @@ def from_torch_loader(dl: torch.utils.data.DataLoader, split_idx: int = 0) -> Da
     collate_fn = None if dl.collate_fn is torch.utils.data.default_collate else dl.collate_fn
     return DataLoader(dl.dataset, bs=dl.batch_size, shuffle=isinstance(sampler, torch.utils.data.RandomSampler),
                       drop_last=dl.drop_last, num_workers=dl.num_workers, collate_fn=collate_fn,
-                      split_idx=split_idx, pin_memory=dl.pin_memory or None,
+                      split_idx=split_idx, pin_memory=dl.pin_memory,
                       persistent_workers=dl.persistent_workers)

@@ -40,7 +40,9 @@ class TfmdLists(Datasets):
         tfms: a `Pipeline`, or the steps of one.
         splits: ``(train_idxs, valid_idxs)``; default: every item in training.
         split_idx: the split this view behaves as (0 training, 1 validation).
-        do_setup: set the steps up on the training items (vocabularies, statistics).
+        do_setup: set the steps up (vocabularies, statistics) on the training items, or on all items with
+            ``train_setup=False``.
+        use_list, types, verbose: fastai's; accepted and unused (items are always kept as a list).
 
     Example:
         >>> tls = TfmdLists(files, SiameseTransform(files, label_func, splits), splits=splits)
@@ -51,11 +53,11 @@ class TfmdLists(Datasets):
 
     def __init__(self, items: Any, tfms: Any, use_list: Any = None, do_setup: bool = True,
                  split_idx: int | None = None, train_setup: bool = True, splits: Sequence | None = None,
-                 **kwargs: Any):
+                 types: Any = None, verbose: bool = False):
         super().__init__(items, tfms=[[]], splits=splits, split_idx=split_idx)
         self.tfms = tfms if isinstance(tfms, Pipeline) else Pipeline(tfms, split_idx=split_idx)
         if do_setup:
-            self.tfms.setup([self.items[i] for i in self.splits[0]])
+            self.tfms.setup([self.items[i] for i in self.splits[0]] if train_setup else list(self.items))
 
     def _load(self, i: int) -> tuple:
         """Item ``i`` through the pipeline (with this view's split), as a sample tuple; an error names the step."""

@@ -90,7 +90,8 @@ class BBoxLabeler(TypeTransform):
         return torch.tensor(codes, dtype=torch.long)
 
     def decode(self, codes: Any) -> list:
-        return [self.vocab[int(c)] for c in torch.as_tensor(codes).flatten() if not (self.add_na and int(c) == 0)]
+        """One label per box, in the boxes' order (an emptied or padding box keeps its place as '#na#')."""
+        return [self.vocab[int(c)] for c in torch.as_tensor(codes).flatten()]
 
 
 class BBoxBlock(TransformBlock):
@@ -124,6 +125,9 @@ def clip_remove_empty(bbox: Tensor, label: Tensor) -> tuple[Tensor, Tensor]:
 def bb_pad(samples: Sequence[tuple], pad_idx: int = 0) -> list[tuple]:
     """Samples ``(image, boxes, labels, ...)`` with their empty boxes removed and padded with zero boxes labelled
     ``pad_idx`` to the largest count among them, so that they can be stacked (a ``before_batch`` function)."""
+    if samples and len(samples[0]) < 3:
+        raise ValueError(f"bb_pad needs samples (image, boxes, labels); these have {len(samples[0])} members. Put a "
+                         "BBoxLblBlock after the BBoxBlock in the DataBlock's blocks (and n_inp=1)")
     cleaned = [(s[0], *clip_remove_empty(s[1], s[2]), *s[3:]) for s in samples]
     most = max((len(s[2]) for s in cleaned), default=0)
 
@@ -175,13 +179,17 @@ def get_annotations(fname: str | os.PathLike, prefix: str | None = None) -> tupl
         names = {c["id"]: c["name"] for c in data["categories"]}
         files = {im["id"]: im["file_name"] for im in data["images"]}
         boxes: dict = {}
-        for a in data["annotations"]:
+        for k, a in enumerate(data["annotations"]):
+            if a["image_id"] not in files or a["category_id"] not in names:
+                raise ValueError(f"annotation {k} names image_id {a['image_id']!r} / category_id "
+                                 f"{a['category_id']!r}, which 'images' / 'categories' do not list")
             left, top, width, height = a["bbox"]
             entry = boxes.setdefault(a["image_id"], ([], []))
             entry[0].append([left, top, left + width, top + height])
             entry[1].append(names[a["category_id"]])
     except (KeyError, TypeError, ValueError) as e:
-        raise ValueError(f"{fname} is not a COCO annotation file: missing or malformed {e}. It needs 'images' "
+        what = f"the field {e}" if isinstance(e, KeyError) else str(e)
+        raise ValueError(f"{fname} is not a COCO annotation file: {what} is missing or malformed. It needs 'images' "
                          "(id, file_name), 'annotations' (image_id, bbox, category_id) and 'categories' (id, name)") from e
     ids = list(boxes)
     return [(prefix or "") + files[i] for i in ids], [boxes[i] for i in ids]

@@ -85,7 +85,7 @@ class PointSetup(TypeTransform):
 
 def image_hw(x: Any) -> tuple[int, int] | None:
     """(height, width) of an image member: a Pillow image or a CxHxW tensor; None for anything else."""
-    if hasattr(x, "size") and not callable(x.size) and not isinstance(x, Tensor):
+    if isinstance(x, Image.Image):
         return x.size[1], x.size[0]
     if isinstance(x, Tensor) and not isinstance(x, TensorPoint) and x.ndim == 3:
         return int(x.shape[-2]), int(x.shape[-1])

@@ -218,3 +218,21 @@ def test_weights_and_encoders_are_read_without_unpickling_code(tmp_path, monkeyp
     assert not (tmp_path / "pwned.txt").exists()
     with pytest.raises(FileNotFoundError, match="save_encoder"):
         learn.load_encoder("missing")
+
+
+@pytest.mark.parametrize("amx", [False, True])
+def test_text_learners_train_in_bf16_on_amx_cpus_and_evaluate_in_fp32(monkeypatch, reviews, clas_config, amx):
+    import lamina.text.learner as text_learner_module
+    monkeypatch.setattr(text_learner_module, "cpu_has_amx", lambda: amx)
+    dls = TextDataLoaders.from_df(reviews, text_col="text", label_col="label", valid_col="is_valid", bs=16)
+    learn = _quiet(text_classifier_learner(dls, AWD_LSTM, pretrained=False, config=clas_config))
+    assert hasattr(learn, "mixed_precision") == amx
+    seen = {True: set(), False: set()}
+    lstm = learn.model[0].module.rnns[0].module
+    lstm.register_forward_hook(lambda m, i, o: seen[learn.model.training].add(o[0].dtype))
+    learn.fit(1, 1e-3)
+    assert seen[True] == ({torch.bfloat16} if amx else {torch.float32})  # training batches
+    assert seen[False] == {torch.float32}  # validation: full precision, as the exported model predicts
+    preds = learn.get_preds()[0]
+    learn.to_fp32()
+    assert torch.allclose(learn.get_preds()[0], preds)
