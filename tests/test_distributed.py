@@ -144,6 +144,19 @@ def test_a_metric_without_sync_refuses_to_report_one_share():
     assert metric.value == pytest.approx(0.75)
 
 
+def test_a_metric_without_sync_is_refused_before_training(monkeypatch):
+    class Custom(Metric):
+        value = 0.0
+    monkeypatch.setenv("LAMINA_DEVICE", "cpu")
+    learn = mlp_learner(bs=64)
+    learn.metrics = [Custom()]
+    seen = []
+    learn.model.register_forward_hook(lambda *a: seen.append(1))
+    with pytest.raises(NotImplementedError, match=r"\['Custom'\] do not implement sync"):
+        learn.fit(1, cbs=DistributedTrainer())
+    assert not seen  # refused before the first batch, not after an epoch
+
+
 def test_distrib_ctx_without_a_launcher_trains_as_one_process(monkeypatch):
     for name in LAUNCH_ENV:
         monkeypatch.delenv(name, raising=False)

@@ -203,3 +203,14 @@ def test_a_first_fit_does_not_import_torch_dynamo():
     out = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_fused_sgd_checks_its_arguments_as_torch_sgd():
+    from lamina.optim_fused import FusedSGD
+    params = [nn.Parameter(torch.zeros(2))]
+    with pytest.raises(ValueError, match="Nesterov momentum needs momentum > 0 and dampening=0"):
+        FusedSGD(params, lr=0.1, nesterov=True)
+    with pytest.raises(ValueError, match="dampening=0.5"):
+        FusedSGD(params, lr=0.1, momentum=0.9, dampening=0.5, nesterov=True)
+    with pytest.raises(ValueError, match="lr=-1"):
+        FusedSGD(params, lr=-1)

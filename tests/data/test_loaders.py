@@ -141,6 +141,9 @@ def test_dataloader_refuses_what_it_cannot_index_and_a_double_batch_size():
         DataLoader((i for i in range(3)), batch_size=2)
     with pytest.raises(TypeError, match="`bs` and `batch_size` name the same thing"):
         DataLoader(range(4), bs=2, batch_size=3)
+    with pytest.raises(TypeError, match="bs=64, batch_size=32"):  # 64, the default, given on purpose
+        DataLoader(range(4), bs=64, batch_size=32)
+    assert DataLoader(range(4)).bs == 64 and DataLoader(range(4), batch_size=32).bs == 32
 
 
 def test_vocab_picks_several_by_a_list_of_indices():
