@@ -33,6 +33,18 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _wait_for_listener(port: int, proc: subprocess.Popen, timeout: float = 60) -> None:
+    """Return once something accepts connections on 127.0.0.1:``port`` (``proc`` must still be running)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()[0][-3000:]
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise AssertionError(f"nothing listened on port {port} within {timeout} s")
+
+
 def job_env() -> dict:
     env = {k: v for k, v in os.environ.items() if k not in LAUNCH_ENV}
     env.update(PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", LAMINA_DEVICE="cpu", LAMINA_DIST_TIMEOUT="60")
@@ -48,7 +60,7 @@ def launch(scenario: str, out: Path) -> list[dict]:
     """Run ``scenario`` on two processes of one machine; return what each rank wrote."""
     done = torchrun(["--standalone", "--nproc_per_node=2"], scenario, out)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-6000:]
-    return [torch.load(out / f"{scenario}_{rank}.pt", weights_only=False) for rank in range(2)]
+    return [torch.load(out / f"{scenario}_{rank}.pt", weights_only=True) for rank in range(2)]
 
 
 def assert_same_weights(got: dict, want: dict, atol: float = 1e-5) -> None:
@@ -276,7 +288,7 @@ def test_the_four_chapter_one_workloads_train_on_two_processes_and_export_on_ran
                            text=True, timeout=180, check=False)
     assert fresh.returncode == 0, fresh.stderr[-3000:]
     for name, result in ranks[0].items():
-        loaded = torch.load(tmp_path / f"{name}_pred.pt", weights_only=False)
+        loaded = torch.load(tmp_path / f"{name}_pred.pt", weights_only=True)
         for got, want in zip(loaded, result["predict"], strict=True):
             assert torch.allclose(torch.as_tensor(got).float(), torch.as_tensor(want).float(), atol=1e-5), name
 
@@ -309,13 +321,22 @@ def test_two_nodes_through_the_c10d_rendezvous_train_as_one_process(tmp_path):
     args = ["--nnodes=2", "--nproc_per_node=1", "--rdzv_backend=c10d", f"--rdzv_endpoint=127.0.0.1:{port}",
             "--rdzv_id=lamina-test"]
     cmd = [sys.executable, "-m", "torch.distributed.run", *args, str(WORKER), "nodes", str(tmp_path)]
-    nodes = [subprocess.Popen(cmd, env=job_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-             for _ in range(2)]
-    logs = [node.communicate(timeout=240)[0] for node in nodes]
+    # node 0 first, and node 1 once node 0's rendezvous store listens: two agents that start together on one
+    # host can both try to host the store on the port
+    nodes = [subprocess.Popen(cmd, env=job_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)]
+    _wait_for_listener(port, nodes[0])
+    nodes.append(subprocess.Popen(cmd, env=job_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    try:
+        logs = [node.communicate(timeout=180)[0] for node in nodes]
+    except subprocess.TimeoutExpired:
+        for node in nodes:
+            node.kill()
+        raise AssertionError("the two nodes did not finish in 180 s:\n" +
+                             "\n".join(node.communicate()[0][-3000:] for node in nodes)) from None
     assert all(node.returncode == 0 for node in nodes), "\n".join(log[-3000:] for log in logs)
     single = mlp_learner(bs=64)
     single.fit(1, 1e-2)
     for rank in range(2):
-        got = torch.load(tmp_path / f"nodes_{rank}.pt", weights_only=False)
+        got = torch.load(tmp_path / f"nodes_{rank}.pt", weights_only=True)
         assert got["world"] == 2
         assert_same_weights(got["fit_weights"], single.model.state_dict())
