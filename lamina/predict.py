@@ -45,11 +45,16 @@ class GatherPredsCallback(Callback):
 
 
 def _cat(parts: list) -> Any:
-    """Concatenate a list of batches (tensors, or tuples of tensors) along the first dimension."""
+    """Concatenate a list of batches (tensors, or tuples of tensors) along the first dimension.
+
+    Batches whose other dimensions differ (a language model's shorter last sequence) cannot be one tensor: they
+    come back as a list of the items' tensors, in order, as fastai's ``get_preds`` gives them."""
     if not parts:
         return None
     first = parts[0]
     if isinstance(first, torch.Tensor):
+        if any(p.shape[1:] != first.shape[1:] for p in parts):
+            return [item for p in parts for item in p]
         return torch.cat(parts)
     if isinstance(first, (list, tuple)):
         merged = tuple(_cat([p[i] for p in parts]) for i in range(len(first)))
@@ -109,16 +114,14 @@ class PredictMixin:
             dl = self.dls[ds_idx].new(shuffle=False, drop_last=False)
         gather = GatherPredsCallback(with_input=with_input, with_loss=with_loss)
         self._eval_pass(dl, [gather, *(cbs or [])])
-        preds = _cat(gather.preds)
-        if preds is None:
+        if not gather.preds:
             raise ValueError("get_preds found no batches: the loader is empty")
         act = act if act is not None else getattr(self.loss_func, "activation", None)
-        if act is not None:
-            preds = act(preds)
+        preds = _cat([act(p) for p in gather.preds] if act is not None else gather.preds)  # per batch: see _cat
         out = ([_cat(gather.inputs)] if with_input else []) + [preds, _cat(gather.targets)]
         if with_decoded:
-            decodes = getattr(self.loss_func, "decodes", None)
-            out.append(decodes(preds) if decodes is not None else preds)
+            decodes = getattr(self.loss_func, "decodes", None) or (lambda p: p)
+            out.append([decodes(p) for p in preds] if isinstance(preds, list) else decodes(preds))
         if with_loss:
             out.append(_cat(gather.losses))
         return tuple(out)

@@ -8,7 +8,7 @@ from lamina.callbacks.core import Callback
 from lamina.learner import Learner
 from lamina.losses import CrossEntropyLossFlat, MSELossFlat
 from lamina.metrics import accuracy
-from lamina.predict import GatherPredsCallback
+from lamina.predict import GatherPredsCallback, _cat
 from lamina.testing import synth_classification, synth_regression, tiny_mlp
 
 
@@ -139,3 +139,13 @@ def test_decode_prediction_uses_the_vocab():
     assert learn.decode_prediction(torch.tensor(1)) == "c1"
     assert learn.decode_prediction(torch.tensor([True, True])) == ["c0", "c1"]
     assert torch.equal(learn.decode_prediction(torch.tensor([0.5])), torch.tensor([0.5]))
+
+
+def test_batches_of_different_item_shapes_come_back_as_a_list_of_items():
+    full, short = torch.randn(4, 16, 5), torch.randn(2, 14, 5)  # a language model's shorter last sequence
+    items = _cat([full, short])
+    assert isinstance(items, list) and len(items) == 6
+    assert torch.equal(items[1], full[1]) and torch.equal(items[5], short[1])
+    assert _cat([full, full]).shape == (8, 16, 5)
+    pairs = _cat([(full, full[..., 0]), (short, short[..., 0])])  # tuples are merged member by member
+    assert isinstance(pairs[0], list) and isinstance(pairs[1], list) and len(pairs[1]) == 6

@@ -53,6 +53,9 @@ def test_chapter_10_ulmfit(tmp_path, lm_config, clas_config, capsys):
     learn.fit_one_cycle(2, 2e-2)
     loss, acc, ppl = learn.validate()
     assert ppl == pytest.approx(float(torch.tensor(loss).exp()), rel=1e-4) and ppl < len(dls_lm.vocab) / 2
+    preds, targs = learn.get_preds()[:2]  # a shorter last sequence gives a list of items: iterate either way
+    hits = sum(int((p.argmax(-1) == t).sum()) for p, t in zip(preds, targs))
+    assert hits / sum(t.numel() for t in targs) == pytest.approx(acc, abs=0.01)
     learn.save_encoder("finetuned")
     assert (path / "models" / "finetuned.pth").exists()
     text = learn.predict("The film was", 8, temperature=0.75)
