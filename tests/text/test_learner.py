@@ -53,8 +53,11 @@ def test_chapter_10_ulmfit(tmp_path, lm_config, clas_config, capsys):
     learn.fit_one_cycle(2, 2e-2)
     loss, acc, ppl = learn.validate()
     assert ppl == pytest.approx(float(torch.tensor(loss).exp()), rel=1e-4) and ppl < len(dls_lm.vocab) / 2
-    preds, targs = learn.get_preds()[:2]  # a shorter last sequence gives a list of items: iterate either way
-    hits = sum(int((p.argmax(-1) == t).sum()) for p, t in zip(preds, targs))
+    assert len({x.shape[1] for x, _ in dls_lm.valid}) == 2  # the last validation batch has shorter sequences
+    preds, targs, decoded = learn.get_preds(with_decoded=True)  # so the items come back as lists, in order
+    assert isinstance(preds, list) and len(preds) == len(targs) == len(decoded) == sum(len(x) for x, _ in dls_lm.valid)
+    assert all(torch.equal(d, p.argmax(-1)) for d, p in zip(decoded, preds))
+    hits = sum(int((d == t).sum()) for d, t in zip(decoded, targs))
     assert hits / sum(t.numel() for t in targs) == pytest.approx(acc, abs=0.01)
     learn.save_encoder("finetuned")
     assert (path / "models" / "finetuned.pth").exists()
