@@ -30,6 +30,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
+from .mixed_lstm import can_run_mixed, mixed_lstm
+
 __all__ = ["dropout_mask", "RNNDropout", "WeightDropout", "EmbeddingDropout", "AWD_LSTM", "awd_lstm_lm_config",
            "awd_lstm_clas_config", "awd_lstm_lm_split", "awd_lstm_clas_split", "convert_fastai_keys"]
 
@@ -86,11 +88,21 @@ class WeightDropout(nn.Module):
     def forward(self, *args: Any) -> Any:
         if not self.training or self.weight_p == 0.0:
             return self.module(*args)
-        dropped = {n: F.dropout(getattr(self.module, n), p=self.weight_p, training=True) for n in self.layer_names}
+        dropped = self._dropped()
         with warnings.catch_warnings():
             # cuDNN warns that dropped weights are not in its flattened buffer (it copies them: expected here)
             warnings.simplefilter("ignore", category=UserWarning)
             return functional_call(self.module, dropped, args)
+
+    def _dropped(self) -> dict[str, torch.Tensor]:
+        return {n: F.dropout(getattr(self.module, n), p=self.weight_p, training=True) for n in self.layer_names}
+
+    def weights(self) -> dict[str, torch.Tensor]:
+        """The module's parameters as a call uses them: those of ``layer_names`` dropped when training."""
+        weights = dict(self.module.named_parameters())
+        if self.training and self.weight_p != 0.0:
+            weights.update(self._dropped())
+        return weights
 
     def reset(self) -> None:
         reset = getattr(self.module, "reset", None)
@@ -161,7 +173,7 @@ class AWD_LSTM(nn.Module):
         output = self.input_dp(inp if from_embeds else self.encoder_dp(inp))
         new_hidden = []
         for i, (rnn, hid_dp) in enumerate(zip(self.rnns, self.hidden_dps)):
-            output, state = rnn(output, hidden[i])
+            output, state = _run_rnn(rnn, output, hidden[i])
             new_hidden.append(state)
             if i != self.n_layers - 1:
                 output = hid_dp(output)
@@ -190,6 +202,23 @@ class AWD_LSTM(nn.Module):
         self.hidden = None
         for rnn in self.rnns:
             rnn.reset()
+
+
+def _run_rnn(rnn: nn.Module, x: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
+    """One recurrent layer; under a CPU bf16 autocast, through `mixed_lstm` (or in fp32 where it does not apply).
+
+    oneDNN's own bf16 LSTM backward is wrong for some layer sizes, the AWD-LSTM's among them (see
+    `lamina.models.mixed_lstm`): a language model trained from scratch with it drifts to predicting one word
+    everywhere. On CUDA, cuDNN runs the layers under autocast as usual.
+    """
+    if x.device.type != "cpu" or not torch.is_autocast_enabled("cpu"):
+        return rnn(x, state)
+    lstm = rnn.module if isinstance(rnn, WeightDropout) else rnn
+    if torch.get_autocast_dtype("cpu") == torch.bfloat16 and can_run_mixed(lstm):
+        weights = rnn.weights() if isinstance(rnn, WeightDropout) else dict(lstm.named_parameters())
+        return mixed_lstm(x, state, weights)
+    with torch.autocast("cpu", enabled=False):
+        return rnn(x.float(), tuple(t.float() for t in state))
 
 
 def _unique_params(*modules: nn.Module) -> list[nn.Parameter]:

@@ -245,9 +245,11 @@ def text_default_bf16(learn: Learner) -> Learner:
     """Train with bf16 autocast by default on CPUs with AMX units (weights, optimizer and loss stay fp32;
     validation and predictions run in fp32, so they equal the exported model's).
 
-    oneDNN runs the LSTM layers and the decoder in bf16 on those units: one training step of the AWD-LSTM
-    classifier (bs 64, 288 tokens, two threads) takes about 0.4x the fp32 time. Elsewhere (other CPUs, CUDA)
-    the learner stays in fp32; ``learn.to_fp32()`` undoes the choice, ``learn.to_bf16()``/``to_fp16()`` opt in.
+    The LSTM layers then run in `lamina.models.mixed_lstm` (bf16 products on those units, fp32 state and
+    gradients; oneDNN's own bf16 LSTM is wrong for the AWD-LSTM's sizes) and the decoder in bf16: one training
+    step of the AWD-LSTM language model (bs 64, 72 tokens, two threads) takes about half the fp32 time.
+    Elsewhere (other CPUs, CUDA) the learner stays in fp32; ``learn.to_fp32()`` undoes the choice,
+    ``learn.to_bf16()``/``to_fp16()`` opt in.
     """
     device = getattr(learn.dls, "device", None)
     if device is not None and torch.device(device).type == "cpu" and cpu_has_amx():
