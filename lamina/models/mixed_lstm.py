@@ -86,8 +86,7 @@ class _MixedLSTM(torch.autograd.Function):
         x16, h0, c0, wih, whh, acts, cells, h16s = ctx.saved_tensors
         bs, seq_len, hid = cells.shape
         d_gates = acts.new_empty(bs, seq_len, 4 * hid, dtype=_BF16)
-        d_h = d_h.clone() if d_h is not None else h0.new_zeros(bs, hid)
-        d_c = d_c.clone() if d_c is not None else c0.new_zeros(bs, hid)
+        d_h, d_c = d_h.clone(), d_c.clone()  # autograd passes zeros for outputs that got no gradient
         for t in range(seq_len - 1, -1, -1):
             d_h = d_h + d_out[:, t]
             i, f, g, o = acts[:, t].chunk(4, 1)
