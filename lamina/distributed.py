@@ -17,7 +17,9 @@ from __future__ import annotations
 import atexit
 import datetime
 import os
+import time
 from collections.abc import Callable
+from threading import get_native_id as threading_native_id
 from typing import Any
 
 import torch
@@ -125,9 +127,37 @@ def setup_distrib(backend: str | None = None, timeout: datetime.timedelta | None
 
 
 def teardown_distrib() -> None:
-    """Leave the process group (no-op when none is running)."""
+    """Leave the process group (no-op when none is running), then let its worker threads go idle.
+
+    A gloo worker thread drops its last reference to a finished collective shortly after the collective returns,
+    and dropping it takes the interpreter lock (the collective's tensors are Python objects). When that happens
+    while the interpreter shuts down, the process aborts; so the tear-down, which runs at exit, waits until this
+    process's other threads stop running (a few milliseconds, at most half a second).
+    """
     if is_initialized():
         dist.destroy_process_group()
+        _wait_for_threads_to_idle()
+
+
+def _wait_for_threads_to_idle(limit_s: float = 0.5, quiet_polls: int = 3) -> None:
+    """Sleep (releasing the interpreter lock) until no other thread of this process is running or runnable for
+    ``quiet_polls`` polls in a row, or ``limit_s`` passed. Where /proc is missing, sleep a fixed 50 ms."""
+    tasks, me = "/proc/self/task", str(threading_native_id())
+    if not os.path.isdir(tasks):
+        time.sleep(0.05)
+        return
+    deadline, quiet = time.monotonic() + limit_s, 0
+    while quiet < quiet_polls and time.monotonic() < deadline:
+        time.sleep(0.005)
+        quiet = quiet + 1 if not any(_runnable(tasks, tid) for tid in os.listdir(tasks) if tid != me) else 0
+
+
+def _runnable(tasks: str, tid: str) -> bool:
+    try:
+        with open(f"{tasks}/{tid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "R"  # the state follows the parenthesised name
+    except (OSError, IndexError):
+        return False  # the thread ended meanwhile
 
 
 def ensure_distrib() -> bool:

@@ -231,6 +231,30 @@ def test_one_gpu_trains_with_an_nccl_process_group(monkeypatch):
     assert next(learn.model.parameters()).device.type == "cuda" and learn.wrapped_model is None
 
 
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="reads thread states from /proc (Linux)")
+def test_teardown_waits_for_running_threads_but_not_forever():
+    """The tear-down at exit waits while another thread still runs (a collective's worker releasing its
+    tensors), so the interpreter does not shut down under it; a thread that never stops delays it only briefly."""
+    import threading
+
+    from lamina.distributed import _wait_for_threads_to_idle
+
+    def spin(seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            pass
+
+    busy = threading.Thread(target=spin, args=(0.3,))
+    busy.start()
+    _wait_for_threads_to_idle(limit_s=30)
+    assert not busy.is_alive()
+    stuck = threading.Thread(target=spin, args=(3,))
+    stuck.start()
+    _wait_for_threads_to_idle(limit_s=0.1)
+    assert stuck.is_alive()
+    stuck.join()
+
+
 # --- real jobs of two processes ------------------------------------------------------------------------------
 
 
