@@ -92,7 +92,9 @@ def test_decode_spec_tokens():
 
 TRICKY = ["", " ", "  a", "a  b", "a\n b", "a \n\nb ", "\tx\t", " (xxbos) xxmaj it's don't U.S.A. e-mail a@b.com",
           "http://x.y/z?q=1 :) 1,000.00 $5 (yes).", "a  ", "x\u00a0y z\u2003w", "  \n  ", "'q' \"dq\" --dash-- ...",
-          "xxbos xxmaj hello!!! xxup WOW", "a \u3000b", "can't won't y'all gonna", "end. end. end."]
+          "xxbos xxmaj hello!!! xxup WOW", "a \u3000b", "can't won't y'all gonna", "end. end. end.",
+          # lower-case words spaCy still splits (its special cases) or keeps whole, and letters beyond ASCII
+          "dont cannot gonna wanna im ive hes lemme whaddya xxunk xxpad cafe café straße km 10km abc123 ok"]
 
 
 def test_spacy_tokenizer_equals_plain_spacy_piece_by_piece():
