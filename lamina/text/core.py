@@ -216,6 +216,13 @@ class SpacyTokenizer:
         for texts in _batches(map(str, items), self.buf_sz):
             yield from _tokenize_by_span(tokenizer, texts, memo)
 
+    def tokenize_pieces(self, pieces: Sequence[str]) -> list[list[str]]:
+        """The tokens of each of ``pieces``: distinct texts without inner whitespace (see `_pieces`), or runs of
+        whitespace, as a text's pieces are tokenized within it."""
+        memo: dict[str, list[str]] = {}
+        _tokenize_pieces(_spacy_tokenizer(self.lang, tuple(self.special_toks)), list(dict.fromkeys(pieces)), memo)
+        return [memo[p] for p in pieces]
+
     def spec(self) -> dict:
         """What identifies this tokenizer's output (for the tokenization cache and exports)."""
         import spacy
@@ -252,37 +259,52 @@ def _pieces(text: str) -> list[str]:
 
 
 def _tokenize_by_span(tokenizer: Any, texts: list[str], memo: dict[str, list[str]]) -> list[list[str]]:
-    """spaCy's tokens of ``texts``, each distinct piece tokenized once.
-
-    spaCy tokenizes every whitespace-delimited piece on its own (prefixes, suffixes, infixes, special cases), so
-    a piece's tokens do not depend on its neighbours: the pieces new to ``memo`` go through spaCy in one call,
-    joined by single spaces, and each text is then put together from the memo. On IMDB reviews this does the
-    affix work for about one piece in six. A piece of lower-case ASCII letters that is not one of the tokenizer's
-    special cases is one token (no English prefix, suffix or infix rule matches letters alone), so about half of
-    the new pieces skip spaCy. Whitespace pieces are tokenized one by one (they are few).
-    """
-    from spacy.attrs import IDX, LENGTH, SPACY
+    """spaCy's tokens of ``texts``, each distinct piece tokenized once (see `_tokenize_pieces`)."""
     pieces = [_pieces(t) for t in texts]
-    new = list(dict.fromkeys(p for ps in pieces for p in ps if p not in memo))
+    _tokenize_pieces(tokenizer, list(dict.fromkeys(p for ps in pieces for p in ps if p not in memo)), memo)
+    return [[t for p in ps for t in memo[p]] for ps in pieces]
+
+
+def _plain_word(p: str, special: dict) -> bool:
+    return p.isalpha() and p.islower() and p.isascii() and p not in special
+
+
+def _tokenize_pieces(tokenizer: Any, new: list[str], memo: dict[str, list[str]]) -> None:
+    """Put the tokens of each piece of ``new`` (distinct, not yet in ``memo``) in ``memo``.
+
+    spaCy splits every whitespace-delimited piece on its own (prefixes, suffixes, infixes, special cases), so each
+    piece is tokenized once, as if alone: the new pieces go through spaCy in one call, one per line. A line break
+    is a token of its own, so unlike a space it keeps spaCy's special-case matcher from pairing the end of one
+    piece with the start of the next (spaCy on a whole text leaves ``abc' ''x''`` as four single quotes around
+    ``x``, where ``''x''`` alone is ``''``, ``x``, ``''``): a text tokenizes the same in any batch. On IMDB
+    reviews the affix work is done for about one piece in six. A plain word (lower-case ASCII letters, not one of
+    the tokenizer's special cases) is one token: no English prefix, suffix or infix rule matches letters alone;
+    a plain word and one of ``,.!?;:`` (the piece not a special case) is those two tokens. Three new pieces in
+    four skip spaCy so. Whitespace pieces go one by one (they are few).
+    """
+    from spacy.attrs import IDX, LENGTH
     special, words = tokenizer.rules, []
     for p in new:
-        if p.isalpha() and p.islower() and p.isascii() and p not in special:
+        if _plain_word(p, special):
             memo[p] = [p]
+        elif p[-1] in ",.!?;:" and _plain_word(p[:-1], special) and p not in special:
+            memo[p] = [p[:-1], p[-1]]
         elif not p[0].isspace():
             words.append(p)
     if words:
-        joined = " ".join(words)
-        starts, lengths, spaced = tokenizer(joined).to_array([IDX, LENGTH, SPACY]).T.tolist()
+        joined = "\n".join(words)  # "\n" is a token of its own: no special case can join tokens across it
+        starts, lengths = tokenizer(joined).to_array([IDX, LENGTH]).T.tolist()
         k, current = 0, []
-        for start, length, space in zip(starts, lengths, spaced):
-            current.append(joined[start:start + length])
-            if space:
+        for start, length in zip(starts, lengths):
+            token = joined[start:start + length]
+            if token == "\n":
                 memo[words[k]], k, current = current, k + 1, []
+            else:
+                current.append(token)
         memo[words[k]] = current
     for p in new:
         if p[0].isspace():
             memo[p] = [tok.text for tok in tokenizer(p)]
-    return [[t for p in ps for t in memo[p]] for ps in pieces]
 
 
 WordTokenizer = SpacyTokenizer

@@ -27,7 +27,7 @@ import numpy as np
 
 from ..checkpoint import atomic_write
 from ..data.datasets import default_num_workers
-from .core import TokenizeWithRules
+from .core import SpacyTokenizer, TokenizeWithRules, _pieces, apply_rules
 
 __all__ = ["TokenTable", "Tokens", "Corpus", "tokenize_corpus", "corpus_key", "save_corpus", "load_corpus",
            "PARALLEL_MIN_CHARS", "CACHE_VERSION"]
@@ -35,7 +35,7 @@ __all__ = ["TokenTable", "Tokens", "Corpus", "tokenize_corpus", "corpus_key", "s
 # Below this much text, starting worker processes costs more than it saves. Measured on the IMDB sample (1.4 MB,
 # 2 cores): 2.6 s serially, 1.1 s over 2 forked workers (they inherit the tokenizer built here).
 PARALLEL_MIN_CHARS = 500_000
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: each whitespace piece tokenized as if alone
 _KEEP_CACHED = 3  # cache files kept per folder: the newest ones (an LM corpus and a classifier's, and one more)
 
 
@@ -158,6 +158,8 @@ def tokenize_corpus(texts: Sequence[str], tok: Any, rules: Sequence[Callable], p
         warnings.warn("The tokenizer or a rule cannot be sent to worker processes (a lambda or local function?): "
                       "tokenizing in this process. Define them at module level to tokenize in parallel")
         parallel = False
+    if parallel and isinstance(tok, SpacyTokenizer):
+        return _tokenize_in_two_steps(texts, tok, rules, post_rules, table, workers)
     if parallel:
         list(tok(["warm up"]))  # build the word tokenizer here: forked workers inherit it instead of each building one
         pieces = _chunks(list(texts), workers * 4)  # several chunks per worker: a slow chunk does not stall the rest
@@ -169,6 +171,70 @@ def tokenize_corpus(texts: Sequence[str], tok: Any, rules: Sequence[Callable], p
     lens = np.concatenate([p[2] for p in parts]) if parts else np.zeros(0, dtype=np.int64)
     flat = np.concatenate(ids).astype(np.int32) if ids else np.zeros(0, dtype=np.int32)
     return Corpus(table, flat, np.concatenate([[0], np.cumsum(lens)]).astype(np.int64))
+
+
+def _split_chunk(texts: Sequence[str], rules: Sequence[Callable]) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """In a worker: the rules on each text, then its pieces (`_pieces`): (the distinct pieces, each piece's index
+    among them, the number of pieces of each text)."""
+    table, numbers, lens = TokenTable(), [], []
+    for text in texts:
+        pieces = _pieces(apply_rules(str(text), rules))
+        numbers.extend(table.ids(pieces))
+        lens.append(len(pieces))
+    return table.itos, np.asarray(numbers, dtype=np.int64), np.asarray(lens, dtype=np.int64)
+
+
+class _PieceTokens:
+    """The token ids (in ``table``) of each distinct piece of the texts, every piece tokenized once."""
+
+    def __init__(self, tok: SpacyTokenizer, post_rules: Sequence[Callable], table: TokenTable):
+        self.tok, self.post_rules, self.table = tok, list(post_rules), table
+        self.pieces, self.flat, self.counts = TokenTable(), [], []
+        self.post: dict[str, str] = {}  # post rules rewrite one token at a time: each distinct token once
+
+    def add(self, pieces: list[str]) -> np.ndarray:
+        """The numbers of ``pieces`` (distinct); the new ones are tokenized."""
+        before = len(self.pieces)
+        numbers = self.pieces.remap(pieces)
+        tokens = self.tok.tokenize_pieces(self.pieces.itos[before:])
+        flat = [t for piece in tokens for t in piece]
+        self.flat.extend(self.table.ids([self._post(t) for t in flat] if self.post_rules else flat))
+        self.counts.extend(map(len, tokens))
+        return numbers
+
+    def _post(self, token: str) -> str:
+        done = self.post.get(token)
+        if done is None:
+            done = self.post[token] = apply_rules(token, self.post_rules)
+        return done
+
+    def assemble(self, numbers: np.ndarray, lens: np.ndarray) -> Corpus:
+        """The corpus of texts given as piece numbers, ``lens[i]`` pieces for text ``i``."""
+        counts = np.asarray(self.counts, dtype=np.int64)
+        starts = np.cumsum(counts) - counts
+        per_piece = counts[numbers]
+        ends = np.cumsum(per_piece)
+        # token j of the output is token (j - first output token of its piece) of that piece's run in flat
+        index = np.repeat(starts[numbers] - (ends - per_piece), per_piece) + np.arange(int(per_piece.sum()))
+        ids = np.asarray(self.flat, dtype=np.int32)[index]
+        bounds = np.concatenate([[0], ends])[np.concatenate([[0], np.cumsum(lens)])]
+        return Corpus(self.table, ids, bounds.astype(np.int64))
+
+
+def _tokenize_in_two_steps(texts: Sequence[str], tok: SpacyTokenizer, rules: Sequence[Callable],
+                           post_rules: Sequence[Callable], table: TokenTable, workers: int) -> Corpus:
+    """The rules and the whitespace split in worker processes, spaCy here on each distinct piece once.
+
+    The workers start before this process loads spaCy (about a second) and work while it loads; spaCy then sees
+    each distinct piece of the whole corpus once instead of once per worker.
+    """
+    known, numbers, lens = _PieceTokens(tok, post_rules, table), [], []
+    chunks = _chunks(list(texts), workers * 4)
+    with ProcessPoolExecutor(max_workers=max(workers - 1, 1)) as pool:  # a core left for this process's work
+        for itos, local, n in pool.map(_split_chunk, chunks, [list(rules)] * len(chunks)):
+            numbers.append(known.add(itos)[local])
+            lens.append(n)
+    return known.assemble(np.concatenate(numbers), np.concatenate(lens))
 
 
 # --- the disk cache --------------------------------------------------------------------------------------

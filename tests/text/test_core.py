@@ -94,7 +94,8 @@ TRICKY = ["", " ", "  a", "a  b", "a\n b", "a \n\nb ", "\tx\t", " (xxbos) xxmaj 
           "http://x.y/z?q=1 :) 1,000.00 $5 (yes).", "a  ", "x\u00a0y z\u2003w", "  \n  ", "'q' \"dq\" --dash-- ...",
           "xxbos xxmaj hello!!! xxup WOW", "a \u3000b", "can't won't y'all gonna", "end. end. end.",
           # lower-case words spaCy still splits (its special cases) or keeps whole, and letters beyond ASCII
-          "dont cannot gonna wanna im ive hes lemme whaddya xxunk xxpad cafe café straße km 10km abc123 ok"]
+          "dont cannot gonna wanna im ive hes lemme whaddya xxunk xxpad cafe café straße km 10km abc123 ok",
+          "etc. inc. a. e.g. dont, ok! why? so; as: end. xxmaj. v. vs. mr. no. it's. Caps, hello,, x.,"]
 
 
 def test_spacy_tokenizer_equals_plain_spacy_piece_by_piece():
@@ -108,3 +109,20 @@ def test_spacy_tokenizer_equals_plain_spacy_piece_by_piece():
     expected = [[t.text for t in doc] for doc in nlp.tokenizer.pipe(texts)]
     assert list(SpacyTokenizer()(texts)) == expected
     assert list(SpacyTokenizer(buf_sz=3)(texts)) == expected  # memo shared across spaCy batches
+
+
+def test_spacy_tokenizer_tokenizes_each_piece_as_if_alone_whatever_the_batch():
+    # spaCy's special-case matcher can pair a quote ending one piece with quotes starting the next ("abc' ''x''"
+    # leaves four single quotes); lamina tokenizes each whitespace piece alone, so a text's tokens never depend on
+    # its neighbours in a batch
+    spacy = pytest.importorskip("spacy")
+    from spacy.symbols import ORTH
+    nlp = spacy.blank("en")
+    for tok in defaults.text_spec_tok:
+        nlp.tokenizer.add_special_case(tok, [{ORTH: tok}])
+    text = "abc' ''x'' like ''gaslight'' (it's) fine"
+    alone = [t.text for piece in text.split() for t in nlp.tokenizer(piece)]
+    assert alone[:4] == ["abc", "'", "''", "x"]
+    assert list(SpacyTokenizer()([text])) == [alone]
+    batch = ["quote'", "''start and more'", text, "end''"]
+    assert list(SpacyTokenizer()(batch))[2] == alone

@@ -120,6 +120,10 @@ def test_parallel_tokenization_matches_serial(monkeypatch):
     assert [list(serial.doc(i)) for i in range(40)] == [list(parallel.doc(i)) for i in range(40)]
     assert np.array_equal(serial.offsets, parallel.offsets)
     assert pools == [1]  # the second call did go through worker processes
+    odd = ["", "a  b", "   ", "x. y,", "abc' ''x''", "Hello World"] * 3  # no pieces, space runs, no rules
+    serial, parallel = (tokenize_corpus(odd, SpacyTokenizer(), [], [], n_workers=n, min_chars=0) for n in (0, 2))
+    assert [list(serial.doc(i)) for i in range(len(odd))] == [list(parallel.doc(i)) for i in range(len(odd))]
+    assert list(serial.doc(0)) == [] and list(serial.doc(2)) == ["   "]
     with pytest.warns(UserWarning, match="cannot be sent to worker processes"):
         tokenize_corpus(texts, BaseTokenizer(), [lambda t: t], [], n_workers=2, min_chars=0)
 
