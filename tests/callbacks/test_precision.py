@@ -131,3 +131,12 @@ def test_channels_last_and_back():
     assert model[0].weight.is_contiguous(memory_format=torch.channels_last)
     learn.to_contiguous()
     assert model[0].weight.is_contiguous() and not hasattr(learn, "channels_last")
+
+
+@pytest.mark.parametrize("amx,avx512_bf16,expected", [(True, False, True), (False, True, True), (False, False, False)])
+def test_cpu_has_bf16_matmul_counts_amx_and_avx512_bf16(monkeypatch, amx, avx512_bf16, expected):
+    import lamina.callbacks.precision as precision
+    monkeypatch.setattr(precision, "cpu_has_amx", lambda: amx)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16, raising=False)
+    monkeypatch.setattr(torch.backends.mkldnn, "is_available", lambda: True)
+    assert precision.cpu_has_bf16_matmul() is expected

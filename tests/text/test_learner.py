@@ -227,9 +227,9 @@ def test_weights_and_encoders_are_read_without_unpickling_code(tmp_path, monkeyp
 
 
 @pytest.mark.parametrize("amx", [False, True])
-def test_text_learners_train_in_bf16_on_amx_cpus_and_evaluate_in_fp32(monkeypatch, reviews, clas_config, amx):
+def test_text_learners_train_in_bf16_on_bf16_cpus_and_evaluate_in_fp32(monkeypatch, reviews, clas_config, amx):
     import lamina.text.learner as text_learner_module
-    monkeypatch.setattr(text_learner_module, "cpu_has_amx", lambda: amx)
+    monkeypatch.setattr(text_learner_module, "cpu_has_bf16_matmul", lambda: amx)
     dls = TextDataLoaders.from_df(reviews, text_col="text", label_col="label", valid_col="is_valid", bs=16)
     learn = _quiet(text_classifier_learner(dls, AWD_LSTM, pretrained=False, config=clas_config))
     assert hasattr(learn, "mixed_precision") == amx
