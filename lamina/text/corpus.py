@@ -158,7 +158,7 @@ def tokenize_corpus(texts: Sequence[str], tok: Any, rules: Sequence[Callable], p
         warnings.warn("The tokenizer or a rule cannot be sent to worker processes (a lambda or local function?): "
                       "tokenizing in this process. Define them at module level to tokenize in parallel")
         parallel = False
-    if parallel and isinstance(tok, SpacyTokenizer):
+    if parallel and type(tok) is SpacyTokenizer:  # a subclass may tokenize otherwise: it gets the general path
         return _tokenize_in_two_steps(texts, tok, rules, post_rules, table, workers)
     if parallel:
         list(tok(["warm up"]))  # build the word tokenizer here: forked workers inherit it instead of each building one
