@@ -19,7 +19,7 @@ import datetime
 import os
 import time
 from collections.abc import Callable
-from threading import get_native_id as threading_native_id
+from threading import get_native_id
 from typing import Any
 
 import torch
@@ -142,7 +142,7 @@ def teardown_distrib() -> None:
 def _wait_for_threads_to_idle(limit_s: float = 0.5, quiet_polls: int = 3) -> None:
     """Sleep (releasing the interpreter lock) until no other thread of this process is running or runnable for
     ``quiet_polls`` polls in a row, or ``limit_s`` passed. Where /proc is missing, sleep a fixed 50 ms."""
-    tasks, me = "/proc/self/task", str(threading_native_id())
+    tasks, me = "/proc/self/task", str(get_native_id())
     if not os.path.isdir(tasks):
         time.sleep(0.05)
         return

@@ -144,21 +144,18 @@ class PrecisionMixin:
 def cpu_has_amx() -> bool:
     """Whether this CPU has AMX matrix units (Intel Xeon from Sapphire Rapids on), which run bf16 convolutions
     several times faster than fp32 ones."""
-    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)  # private in torch; absent: assume no AMX
-    if probe is None or not torch.backends.mkldnn.is_available():
-        return False
-    try:
-        return bool(probe())
-    except RuntimeError:
-        return False
+    return _cpu_probe("_is_amx_tile_supported")
 
 
 def cpu_has_bf16_matmul() -> bool:
     """Whether this CPU multiplies bf16 matrices in hardware: AMX units, or AVX-512 BF16 instructions (Intel Xeon
     from Cooper Lake, AMD EPYC from Zen 4), where oneDNN's bf16 matrix products beat fp32 ones."""
-    if cpu_has_amx():
-        return True
-    probe = getattr(torch.cpu, "_is_avx512_bf16_supported", None)  # private in torch; absent: assume none
+    return cpu_has_amx() or _cpu_probe("_is_avx512_bf16_supported")
+
+
+def _cpu_probe(name: str) -> bool:
+    """``torch.cpu.<name>()`` where torch has it (it is private) and oneDNN is built in; False otherwise."""
+    probe = getattr(torch.cpu, name, None)
     if probe is None or not torch.backends.mkldnn.is_available():
         return False
     try:

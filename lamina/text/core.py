@@ -276,11 +276,11 @@ def _tokenize_pieces(tokenizer: Any, new: list[str], memo: dict[str, list[str]])
     piece is tokenized once, as if alone: the new pieces go through spaCy in one call, one per line. A line break
     is a token of its own, so unlike a space it keeps spaCy's special-case matcher from pairing the end of one
     piece with the start of the next (spaCy on a whole text leaves ``abc' ''x''`` as four single quotes around
-    ``x``, where ``''x''`` alone is ``''``, ``x``, ``''``): a text tokenizes the same in any batch. On IMDB
-    reviews the affix work is done for about one piece in six. A plain word (lower-case ASCII letters, not one of
-    the tokenizer's special cases) is one token: no English prefix, suffix or infix rule matches letters alone;
-    a plain word and one of ``,.!?;:`` (the piece not a special case) is those two tokens. Three new pieces in
-    four skip spaCy so. Whitespace pieces go one by one (they are few).
+    ``x``, where ``''x''`` alone is ``''``, ``x``, ``''``): a text tokenizes the same in any batch. A plain word
+    (lower-case ASCII letters, not one of the tokenizer's special cases) is one token: no English prefix, suffix
+    or infix rule matches letters alone; a plain word and one of ``,.!?;:`` (the piece not a special case) is
+    those two tokens. Of the IMDB sample's 277k pieces (32k distinct words after the rules), spaCy so sees 7.7k.
+    Whitespace pieces go one by one (they are few).
     """
     from spacy.attrs import IDX, LENGTH
     special, words = tokenizer.rules, []

@@ -226,19 +226,19 @@ def test_weights_and_encoders_are_read_without_unpickling_code(tmp_path, monkeyp
         learn.load_encoder("missing")
 
 
-@pytest.mark.parametrize("amx", [False, True])
-def test_text_learners_train_in_bf16_on_bf16_cpus_and_evaluate_in_fp32(monkeypatch, reviews, clas_config, amx):
+@pytest.mark.parametrize("bf16_cpu", [False, True])
+def test_text_learners_train_in_bf16_on_bf16_cpus_and_evaluate_in_fp32(monkeypatch, reviews, clas_config, bf16_cpu):
     import lamina.text.learner as text_learner_module
-    monkeypatch.setattr(text_learner_module, "cpu_has_bf16_matmul", lambda: amx)
+    monkeypatch.setattr(text_learner_module, "cpu_has_bf16_matmul", lambda: bf16_cpu)
     dls = TextDataLoaders.from_df(reviews, text_col="text", label_col="label", valid_col="is_valid", bs=16)
     learn = _quiet(text_classifier_learner(dls, AWD_LSTM, pretrained=False, config=clas_config))
-    assert hasattr(learn, "mixed_precision") == amx
+    assert hasattr(learn, "mixed_precision") == bf16_cpu
     seen = {True: set(), False: set()}
     def record(module, inputs, output):
         seen[learn.model.training].add(torch.is_autocast_enabled("cpu"))
     learn.model[0].register_forward_hook(record)
     learn.fit(1, 1e-3)
-    assert seen[True] == {amx}  # training batches under bf16 autocast on AMX CPUs
+    assert seen[True] == {bf16_cpu}  # training batches under bf16 autocast on bf16 CPUs
     assert seen[False] == {False}  # validation: full precision, as the exported model predicts
     preds = learn.get_preds()[0]
     learn.to_fp32()
