@@ -29,7 +29,7 @@ from .core import default_device, num_distrib, rank_distrib
 
 __all__ = ["is_distributed", "local_rank", "default_backend", "dist_timeout", "setup_distrib", "teardown_distrib",
            "is_initialized", "world_size", "get_rank", "barrier", "all_reduce_sum", "all_reduce_mean",
-           "all_reduce_mean_async",
+           "all_reduce_mean_async", "broadcast_tensors", "LossRider",
            "all_gather_cat", "broadcast_int", "rank0_first", "on_rank0"]
 
 BACKENDS = ("nccl", "gloo", "mpi", "ucc")
@@ -242,6 +242,85 @@ def all_gather_cat(t: torch.Tensor) -> torch.Tensor:
     parts = [torch.empty_like(part) for _ in range(n)]
     dist.all_gather(parts, part.contiguous())
     return torch.cat([p[:k] for p, k in zip(parts, lengths)]).to(t.device)
+
+
+def broadcast_tensors(tensors: list[torch.Tensor], src: int = 0) -> None:
+    """Overwrite ``tensors`` in place, on every rank, with rank ``src``'s values: one collective per dtype
+    (no-op when alone). Every rank must pass tensors of the same shapes and dtypes, in the same order."""
+    if not (is_initialized() and dist.get_world_size() > 1) or not tensors:
+        return
+    by_dtype: dict[torch.dtype, list[torch.Tensor]] = {}
+    for t in tensors:
+        by_dtype.setdefault(t.dtype, []).append(t)
+    with torch.no_grad():
+        for group in by_dtype.values():
+            flat = torch.cat([t.detach().reshape(-1).to(_comm_device()) for t in group])
+            dist.broadcast(flat, src=src)
+            for t, part in zip(group, flat.split([t.numel() for t in group])):
+                t.copy_(part.view_as(t))
+
+
+class LossRider:
+    """A `DistributedDataParallel` communication hook that averages a step's loss in the same collective as the
+    step's last gradient bucket, so a DDP step waits for one round trip instead of two.
+
+    Set ``rider.loss`` (a 1-element float tensor) before the backward; after it, ``rider.take()`` gives the mean
+    over ranks. When the last bucket is not fp32, or so large that copying it costs more than a second
+    collective (``max_merge`` elements), the loss goes in its own asynchronous collective. Buckets are reduced
+    exactly as DDP's default hook does (divided by the world size, then summed).
+
+    Example:
+        >>> ddp.register_comm_hook(rider := LossRider(), LossRider.hook)
+    """
+
+    max_merge = 1 << 20
+
+    def __init__(self) -> None:
+        self.loss: torch.Tensor | None = None
+        self._mean: Callable[[], torch.Tensor] | None = None
+
+    def take(self) -> Callable[[], torch.Tensor] | None:
+        """The mean loss's getter, once; None when no backward carried the loss (it is still in ``loss``)."""
+        mean, self._mean = self._mean, None
+        return mean
+
+    @staticmethod
+    def hook(rider, bucket):  # unannotated: DDP compares the annotations with its own types (dist.GradBucket)
+        buf, n = bucket.buffer(), dist.get_world_size()
+        loss = rider.loss if bucket.is_last() else None
+        if loss is None or buf.dtype != torch.float32 or buf.is_sparse or buf.numel() > rider.max_merge:
+            if loss is not None:
+                rider.loss, rider._mean = None, all_reduce_mean_async(loss)
+            return _sum_async(buf.div_(n)).then(lambda fut: _into(buf, fut.value()))
+        rider.loss = None
+        flat = torch.cat([buf.reshape(-1), loss.detach().reshape(1).to(buf.device)]).div_(n)
+
+        def unpack(fut: torch.futures.Future) -> torch.Tensor:
+            out = fut.value()
+            mean = out[-1].clone().reshape(loss.shape).to(loss.device)
+            rider._mean = lambda: mean
+            return buf.copy_(out[:-1].view_as(buf))
+        return _sum_async(flat).then(unpack)
+
+
+def _into(buf: torch.Tensor, total: torch.Tensor) -> torch.Tensor:
+    return total if total is buf or buf.is_sparse else buf.copy_(total)
+
+
+# Below this many elements, gloo sums faster by gathering every rank's tensor (one exchange) than by its
+# all-reduce (a reduce-scatter, then an all-gather): 1.1 ms against 2.2 ms for 30k floats on 2 CPU processes.
+GATHER_SUM_MAX = 1 << 18
+
+
+def _sum_async(t: torch.Tensor) -> torch.futures.Future:
+    """A future of the sum over ranks of the dense or sparse tensor ``t`` (``t`` itself may be overwritten)."""
+    n = dist.get_world_size()
+    if t.is_sparse or t.numel() > GATHER_SUM_MAX or dist.get_backend() != "gloo":
+        return dist.all_reduce(t, async_op=True).get_future().then(lambda fut: fut.value()[0])
+    gathered = t.new_empty((n, t.numel()))
+    gather = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor
+    work = gather(gathered.view(-1), t.reshape(-1), async_op=True)
+    return work.get_future().then(lambda _: gathered.sum(0).view_as(t))
 
 
 def broadcast_int(value: int, src: int = 0) -> int:

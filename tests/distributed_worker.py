@@ -34,12 +34,15 @@ def mlp_data(bs: int, path: str | Path = ".") -> DataLoaders:
     return dls
 
 
-def mlp_learner(bs: int, path: str | Path = ".", dropout: float = 0.0, **kwargs) -> Learner:
-    """The same weights in every process: the model is built after the same seed. Without batch norm, whose
-    statistics over a process's 32 rows differ from those over 64 (SyncBatchNorm, on CUDA, would match them)."""
+def mlp_learner(bs: int, path: str | Path = ".", dropout: float = 0.0, batch_norm: bool = False,
+                **kwargs) -> Learner:
+    """The same weights in every process: the model is built after the same seed. Without batch norm unless
+    asked, as its statistics over a process's 32 rows differ from those over 64 (SyncBatchNorm, on CUDA, would
+    match them)."""
     set_seed(0)
     model = tiny_mlp(N_IN, N_CLASSES, hidden=8)
-    model.body[1] = torch.nn.Dropout(dropout) if dropout else torch.nn.Identity()
+    if not batch_norm:
+        model.body[1] = torch.nn.Dropout(dropout) if dropout else torch.nn.Identity()
     learn = Learner(mlp_data(bs, path), model, metrics=[accuracy, RocAuc()], **kwargs)
     learn.logger = lambda *a: None
     return learn
@@ -70,6 +73,9 @@ def core(out: Path) -> dict:
         res["validate"] = learn.validate()
         res["preds"], res["targs"] = learn.get_preds()
     res["lr_find"] = float(learn.lr_find(num_it=12, show_plot=False).valley)
+    bn = mlp_learner(bs=32, batch_norm=True)
+    bn.fit(1, 1e-2)
+    res["bn"] = ({k: v for k, v in weights(bn).items() if "running" in k or "batches" in k}, bn.validate())
     acc = mlp_learner(bs=16)
     acc.fit(1, 1e-2, cbs=GradientAccumulation(n_acc=32))
     res["acc_weights"] = weights(acc)

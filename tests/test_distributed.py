@@ -17,7 +17,8 @@ from lamina.callbacks.core import Callback
 from lamina.callbacks.distributed import DistributedTrainer
 from lamina.data.dataloader import DataLoader, TensorDataLoader
 from lamina.data.distributed import DistributedDL, eval_bounds, shard_indices
-from lamina.distributed import default_backend, dist_timeout, is_distributed, setup_distrib, teardown_distrib
+from lamina.distributed import (LossRider, broadcast_tensors, default_backend, dist_timeout, is_distributed,
+                               setup_distrib, teardown_distrib)
 from lamina.metrics import AvgMetric, Metric, accuracy
 
 from .distributed_worker import GradientAccumulation, mlp_learner
@@ -209,6 +210,42 @@ def test_one_process_group_of_size_one_trains_through_ddp(monkeypatch):
     assert torch.allclose(preds, reference.get_preds()[0], atol=1e-6) and len(targs) == 101
 
 
+@pytest.mark.parametrize("max_merge", [LossRider.max_merge, 0])  # 0: the loss goes in a collective of its own
+def test_a_ddp_step_runs_one_collective_and_no_buffer_broadcast(monkeypatch, max_merge):
+    monkeypatch.setenv("LAMINA_DEVICE", "cpu")
+    monkeypatch.setattr(LossRider, "max_merge", max_merge)
+    for name, value in dict(WORLD_SIZE="1", RANK="0", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1",
+                            MASTER_PORT=str(free_port())).items():
+        monkeypatch.setenv(name, value)
+    reference = mlp_learner(bs=64, batch_norm=True)
+    reference.fit(1, 1e-2)
+    calls, per_step = [], []
+    names = ("all_reduce", "all_gather_single", "all_gather_into_tensor", "broadcast", "_broadcast_coalesced")
+    for name in [n for n in names if hasattr(torch.distributed, n)]:
+        real = getattr(torch.distributed, name)
+        monkeypatch.setattr(torch.distributed, name, lambda *a, _real=real, _name=name, **k: (calls.append(_name),
+                                                                                               _real(*a, **k))[1])
+    probe = Callback(before_batch=lambda learn: calls.clear(),
+                     after_batch=lambda learn: per_step.append(list(calls)) if learn.training else None)
+    learn = mlp_learner(bs=64, batch_norm=True)
+    try:
+        learn.to_distributed()
+        learn.fit(1, 1e-2, cbs=probe)
+    finally:
+        learn.detach_distributed()
+        teardown_distrib()
+    assert len(per_step) == 4  # 256 rows at bs 64; in each, the gradients' sum (loss included), no broadcast
+    assert all(len(step) == 1 and not step[0].startswith(("broadcast", "_broadcast")) for step in per_step), per_step
+    assert_same_weights(learn.model.state_dict(), reference.model.state_dict(), atol=1e-6)  # buffers included
+    assert_same_table(learn.recorder.values, reference.recorder.values, abs_tol=1e-6)
+
+
+def test_broadcast_tensors_without_a_group_leaves_tensors_alone():
+    t = torch.arange(3.0)
+    broadcast_tensors([t, torch.zeros(2, dtype=torch.long)])
+    assert torch.equal(t, torch.arange(3.0))
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (NCCL)")
 def test_one_gpu_trains_with_an_nccl_process_group(monkeypatch):
     monkeypatch.delenv("LAMINA_DEVICE", raising=False)
@@ -271,6 +308,13 @@ def test_two_processes_at_bs32_end_where_one_process_at_bs64_does(core_job):
         assert rank["model_is_plain"] == "TinyMLP"
         assert_same_weights(rank["fit_weights"], single.model.state_dict())
         assert_same_table(rank["fit_values"], single.recorder.values)
+
+
+def test_batch_norm_buffers_end_each_pass_as_rank_0s(core_job):
+    (buffers0, valid0), (buffers1, valid1) = (rank["bn"] for rank in core_job)
+    assert buffers0.keys() == buffers1.keys() and any("running_mean" in k for k in buffers0)
+    assert all(torch.equal(buffers0[k], buffers1[k]) for k in buffers0)  # DDP's per-forward broadcast left
+    assert valid0 == pytest.approx(valid1, abs=1e-6)                     # rank 1 with its own last update
 
 
 def test_two_processes_validate_exactly_as_one(core_job):

@@ -8,6 +8,13 @@ epoch's order (`DistributedDL`), each batch's loss is averaged over the ranks (s
 and loss-based stopping agree everywhere), and every sharded evaluation ends by combining the metrics
 (`Metric.sync`) and gathering `get_preds`' outputs in the dataset's order. Rank 0 alone prints.
 
+A training step waits for one collective: the loss average rides in the last gradient bucket's all-reduce
+(`LossRider`), and module buffers (BatchNorm's running statistics) are not broadcast before every forward, as DDP
+does by default, but once from rank 0 at the end of each training pass and of the fit, before anything reads
+them (in training mode BatchNorm normalises with the batch's statistics, not the buffers). Every rank then
+validates with rank 0's buffers, which are the ones `save` and `export` write. Pass ``broadcast_buffers=True``
+for DDP's per-forward broadcast (a model whose training forward reads buffers another rank updates).
+
 Example:
     >>> with learn.distrib_ctx():        # or nothing at all: a fit under torchrun adds the callback itself
     ...     learn.fine_tune(1)
@@ -26,8 +33,8 @@ from torch.nn.parallel import DistributedDataParallel
 from ..core import default_device, listify
 from ..data.distributed import DistributedDL
 from ..metrics.base import Metric
-from ..distributed import (all_gather_cat, all_reduce_mean_async, broadcast_int, ensure_distrib, get_rank,
-                           is_distributed, setup_distrib, teardown_distrib, world_size)
+from ..distributed import (LossRider, all_gather_cat, all_reduce_mean_async, broadcast_int, broadcast_tensors,
+                           ensure_distrib, get_rank, is_distributed, setup_distrib, teardown_distrib, world_size)
 from .core import Callback, noop
 
 __all__ = ["DistributedTrainer", "DistributedMixin"]
@@ -43,11 +50,14 @@ class DistributedTrainer(Callback):
     """
 
     order = 11  # after the device move (TrainEvalCallback) and channels-last, before the Recorder
+    _per_pass_buffers = False
 
     def __init__(self, sync_bn: bool = False, **ddp_kwargs: Any):
         super().__init__()
         self.sync_bn, self.ddp_kwargs = sync_bn, ddp_kwargs
         self._sharded, self._no_sync, self._logger, self._mean_loss = False, None, None, None
+        self._rider: LossRider | None = None
+        self._buffers_stale = False  # a training step ran since rank 0's buffers were last broadcast
 
     # --- the fit ---------------------------------------------------------------------------------
     def before_fit(self) -> None:
@@ -65,7 +75,19 @@ class DistributedTrainer(Callback):
         if get_rank() != 0:
             self._logger, learn.logger = learn.logger, noop
         trainable = any(p.requires_grad for p in learn.model.parameters())
-        learn.wrapped_model = DistributedDataParallel(learn.model, **self._ddp_args()) if trainable else None
+        learn.wrapped_model = self._wrap() if trainable else None
+
+    def _wrap(self) -> DistributedDataParallel:
+        """DDP with one collective per step: the loss rides with the gradients; buffers sync per pass, not per
+        forward (unless the user asked for DDP's broadcast)."""
+        ddp = DistributedDataParallel(self.learn.model, **self._ddp_args())
+        self._per_pass_buffers = not {"broadcast_buffers", "forward_sync_buffers"} & set(self.ddp_kwargs)
+        if self._per_pass_buffers:
+            ddp.broadcast_buffers = False  # the construction above synced them once from rank 0
+        if "process_group" not in self.ddp_kwargs:  # the rider's collectives run on the default group
+            self._rider = LossRider()
+            ddp.register_comm_hook(self._rider, LossRider.hook)
+        return ddp
 
     def _ddp_args(self) -> dict:
         device = next(self.learn.model.parameters()).device
@@ -81,12 +103,21 @@ class DistributedTrainer(Callback):
         self.learn.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.learn.model)
 
     def after_fit(self) -> None:
-        self.learn.wrapped_model, self._mean_loss = None, None
+        self._broadcast_buffers()
+        self.cleanup()
+
+    def cleanup(self) -> None:
+        """The end of every fit, an error's or Ctrl-C's included: the model comes out of its wrapper (no
+        collective here: another rank may be gone)."""
+        self.learn.wrapped_model, self._mean_loss, self._rider, self._buffers_stale = None, None, None, False
         self._end_no_sync()
         if self._logger is not None:
             self.learn.logger, self._logger = self._logger, None
 
-    cleanup = after_fit  # an error or Ctrl-C: the model comes out of its wrapper all the same
+    def _broadcast_buffers(self) -> None:
+        if self._buffers_stale:
+            broadcast_tensors(list(self.learn.model.buffers()))
+            self._buffers_stale = False
 
     # --- the passes ------------------------------------------------------------------------------
     def before_train(self) -> None:
@@ -98,10 +129,21 @@ class DistributedTrainer(Callback):
         self.learn.dl = share
 
     def after_loss(self) -> None:
-        if self.learn.training and self.learn.loss is not None:  # one loss, the same on every rank, from
-            self._mean_loss = all_reduce_mean_async(self.learn.loss.detach().float())  # after the backward
+        """One loss, the same on every rank, from after the backward: with the gradients when they sync."""
+        if not (self.learn.training and self.learn.loss is not None):
+            return
+        loss, ddp = self.learn.loss.detach().float(), self.learn.wrapped_model
+        if self._rider is not None and ddp is not None and ddp.require_backward_grad_sync:
+            self._rider.loss = loss
+        else:
+            self._mean_loss = all_reduce_mean_async(loss)
 
     def _take_mean_loss(self) -> None:
+        rider = self._rider
+        if self._mean_loss is None and rider is not None:
+            self._mean_loss = rider.take()
+            if self._mean_loss is None and rider.loss is not None:  # no backward carried it (cancelled)
+                self._mean_loss, rider.loss = all_reduce_mean_async(rider.loss), None
         if self._mean_loss is not None:
             self.learn.loss, self._mean_loss = self._mean_loss(), None
 
@@ -124,6 +166,8 @@ class DistributedTrainer(Callback):
     def after_batch(self) -> None:
         self._take_mean_loss()
         self._end_no_sync()
+        if self.learn.training and self._per_pass_buffers:
+            self._buffers_stale = True
 
     def _end_no_sync(self) -> None:
         if self._no_sync is not None:
@@ -131,6 +175,7 @@ class DistributedTrainer(Callback):
             self._no_sync = None
 
     def after_train(self) -> None:
+        self._broadcast_buffers()  # before validation reads them
         if getattr(getattr(self.learn, "recorder", None), "train_metrics", False):
             for m in self.learn.metrics:
                 m.sync()
