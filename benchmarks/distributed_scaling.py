@@ -155,8 +155,9 @@ def report(results: dict, load: str, repeats: int) -> str:
                      f"({min(steps):.2f}–{max(steps):.2f}) | {shared:.2f}× | {statistics.median(ratios):.2f}× "
                      f"({min(ratios):.2f}–{max(ratios):.2f}) | {kind} {'≥' if kind == 'throughput' else '≤'} "
                      f"{goal}×: {'met' if met else 'missed'} |")
-    lines += ["", "The all-reduce overhead per step is the 2-process step minus the 1-process step (the same "
-              "per-process work): it holds the gradient all-reduce and the loss average. \"All-reduce alone\" is "
+    lines += ["", "The communication overhead per step is the 2-process step minus the 1-process step (the same "
+              "per-process work): one collective that sums the gradients with the loss average riding along "
+              "(an all-gather on gloo for small models, else an all-reduce). \"All-reduce alone\" is "
               "one gloo all-reduce of a buffer the size of the trainable parameters, timed after the fit. "
               "\"2 independent procs\" are two single-process runs at once, without any communication: on a "
               "shared 2-core machine they show what running two processes costs before DDP adds anything.", "",
