@@ -83,8 +83,11 @@ def profile(task: str, data_dir: str, threads: int | None) -> tuple[dict, float]
         finally:
             spent[0] += time.perf_counter() - start
     Learner.fit = fit
-    module = importlib.import_module(f"benchmarks.tasks.{task}")
-    module.run_lamina(data_dir, {"seed": 42, "threads": threads, "round": 0})
+    try:
+        module = importlib.import_module(f"benchmarks.tasks.{task}")
+        module.run_lamina(data_dir, {"seed": 42, "threads": threads, "round": 0})
+    finally:
+        Learner.fit = real_fit
     totals: dict = {}
     for timer in timers:
         for key, value in timer.totals.items():

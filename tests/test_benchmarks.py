@@ -317,3 +317,26 @@ def test_write_reports_merges_with_the_file_on_disk(tmp_path):
     saved = json.loads((tmp_path / "results.json").read_text())
     assert [t["name"] for t in saved["tasks"]] == ["a", "b"]
     assert "## Title of a (`a`)" in (tmp_path / "RESULTS.md").read_text()
+
+
+def test_profile_fit_splits_a_fit_into_phases_that_add_up(monkeypatch):
+    from benchmarks import profile_fit
+    from lamina.learner import Learner
+    from lamina.testing import synth_classification, tiny_mlp
+    task = types.ModuleType("benchmarks.tasks.fake_profile")
+
+    def run_lamina(data_dir, opts):
+        learn = Learner(synth_classification(n=256, bs=32), tiny_mlp())
+        learn.logger = lambda *a: None
+        learn.fit(2, 1e-2)
+        learn.fit(1, 1e-2)  # every fit call of the task is profiled
+    task.run_lamina = run_lamina
+    monkeypatch.setitem(sys.modules, "benchmarks.tasks.fake_profile", task)
+    totals, spent = profile_fit.profile("fake_profile", ".", None)
+    phases = {phase for _, phase in totals}
+    assert {"forward", "backward", "optimizer step", "loader wait", "first batch"} <= phases
+    assert {kind for kind, _ in totals} == {"train", "valid"}
+    assert sum(totals.values()) == pytest.approx(spent, rel=0.05)  # the phases cover the fit calls' time
+    assert Learner.fit.__name__ == "fit" and Learner.fit.__module__ == "lamina.learner"  # put back afterwards
+    text = profile_fit.report("fake_profile", totals, spent, None)
+    assert "| train | backward |" in text and "Fit calls:" in text
