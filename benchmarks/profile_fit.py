@@ -4,7 +4,8 @@ callbacks, for the training and the validation passes, in one fresh process at t
 Each phase is the wall clock between two of the learner's events (``before_batch`` → ``after_pred`` is the
 forward, ``after_step`` → the next ``before_batch`` the loader's wait with the batch transforms, and so on), summed
 over the fit; ``first batch`` is the wait for each pass's first batch (worker processes start there). Only the
-task's fit calls are profiled (a task that validates or predicts after its fit does so unprofiled).
+task's fit calls are profiled (a task that validates or predicts after its fit does so unprofiled); what a fit call
+spends outside the events (its set-up before ``before_fit``: the optimizer's creation) is a phase of its own.
 
     python benchmarks/profile_fit.py segmentation_camvid
     python benchmarks/profile_fit.py vision_mnist_tiny --threads 1
@@ -81,7 +82,10 @@ def profile(task: str, data_dir: str, threads: int | None) -> tuple[dict, float]
         try:
             return real_fit(self, *args, cbs=cbs, **kwargs)
         finally:
-            spent[0] += time.perf_counter() - start
+            elapsed = time.perf_counter() - start
+            spent[0] += elapsed
+            outside = ("fit", "outside the events (set-up before before_fit, e.g. the optimizer)")
+            timers[-1].totals[outside] = elapsed - sum(timers[-1].totals.values())
     Learner.fit = fit
     try:
         module = importlib.import_module(f"benchmarks.tasks.{task}")

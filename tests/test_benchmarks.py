@@ -335,8 +335,9 @@ def test_profile_fit_splits_a_fit_into_phases_that_add_up(monkeypatch):
     totals, spent = profile_fit.profile("fake_profile", ".", None)
     phases = {phase for _, phase in totals}
     assert {"forward", "backward", "optimizer step", "loader wait", "first batch"} <= phases
-    assert {kind for kind, _ in totals} == {"train", "valid"}
-    assert sum(totals.values()) == pytest.approx(spent, rel=0.05)  # the phases cover the fit calls' time
+    assert {kind for kind, _ in totals} == {"train", "valid", "fit"}
+    assert sum(totals.values()) == pytest.approx(spent, rel=1e-6)  # the phases cover the fit calls' time
+    assert all(seconds >= 0 for seconds in totals.values())
     assert Learner.fit.__name__ == "fit" and Learner.fit.__module__ == "lamina.learner"  # put back afterwards
     text = profile_fit.report("fake_profile", totals, spent, None)
     assert "| train | backward |" in text and "Fit calls:" in text
