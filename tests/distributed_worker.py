@@ -7,12 +7,16 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from lamina.callbacks.core import Callback, CancelFitException
+from torch.nn.parallel import DistributedDataParallel
+
+from lamina.callbacks.core import Callback, CancelFitException, CancelTrainException
 from lamina.callbacks.training import GradientAccumulation
 from lamina.core import set_seed
+from lamina.distributed import LossRider
 from lamina.data.loaders import DataLoaders
 from lamina.learner import Learner
 from lamina.losses import CrossEntropyLossFlat
@@ -64,7 +68,7 @@ class Crash(Callback):
 
 def core(out: Path) -> dict:
     """Equivalence, exact metrics, gathered predictions, lr_find, gradient accumulation, exact resume."""
-    res = {}
+    res, rank = {}, int(os.environ["RANK"])
     learn = mlp_learner(bs=32)  # under torchrun a fit is data-parallel without any change
     learn.fit(1, 1e-2)
     res["fit_weights"], res["fit_values"] = weights(learn), learn.recorder.values
@@ -73,13 +77,10 @@ def core(out: Path) -> dict:
         res["validate"] = learn.validate()
         res["preds"], res["targs"] = learn.get_preds()
     res["lr_find"] = float(learn.lr_find(num_it=12, show_plot=False).valley)
-    bn = mlp_learner(bs=32, batch_norm=True)
-    bn.fit(1, 1e-2)
-    res["bn"] = ({k: v for k, v in weights(bn).items() if "running" in k or "batches" in k}, bn.validate())
+    res.update(buffers_and_collectives(rank))
     acc = mlp_learner(bs=16)
     acc.fit(1, 1e-2, cbs=GradientAccumulation(n_acc=32))
     res["acc_weights"] = weights(acc)
-    rank = int(os.environ["RANK"])
     full = mlp_learner(bs=32, path=out / "a", dropout=0.3)
     torch.manual_seed(100 + rank)  # each rank its own dropout masks, which a resumed fit must continue
     full.fit_one_cycle(3, 1e-2)
@@ -92,6 +93,52 @@ def core(out: Path) -> dict:
     resumed.load("model_1", resume=True)
     resumed.fit_one_cycle(3, 1e-2, start_epoch=resumed.epochs_done)
     res["resumed_weights"], res["resumed_values"] = weights(resumed), resumed.recorder.values
+    return res
+
+
+class CancelFirstTrainBatch(Callback):
+    order = -5  # before DistributedTrainer's after_batch
+
+    def after_batch(self):
+        if self.learn.training:
+            raise CancelTrainException()
+
+
+def collectives_per_step(learn: Learner, fit: Any) -> list[int]:
+    """The collectives each training step of ``fit(probe)`` calls."""
+    dist, calls, steps = torch.distributed, [], []
+    names = [n for n in ("all_reduce", "all_gather_single", "all_gather_into_tensor", "broadcast") if hasattr(dist, n)]
+    real = {n: getattr(dist, n) for n in names}
+    for n in names:
+        setattr(dist, n, lambda *a, _n=n, **k: (calls.append(_n), real[_n](*a, **k))[1])
+    probe = Callback(before_batch=lambda learn: calls.clear(),
+                     after_batch=lambda learn: steps.append(len(calls)) if learn.training else None)
+    try:
+        fit(probe)
+    finally:
+        for n in names:
+            setattr(dist, n, real[n])
+    return steps
+
+
+def buffers_and_collectives(rank: int) -> dict:
+    """BatchNorm buffers after a fit (a rank-local buffer DDP is told to ignore included), after a training pass
+    cancelled on its first batch, and the collectives of each step, merged or with the loss alone."""
+    bn = mlp_learner(bs=32, batch_norm=True)
+    bn.model.register_buffer("local", torch.full((3,), float(rank)))
+    DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(bn.model, ["local"])
+    merged = collectives_per_step(bn, lambda probe: bn.fit(1, 1e-2, cbs=probe))
+    stats = lambda learn: {k: v for k, v in weights(learn).items() if "running" in k or "batches" in k}  # noqa: E731
+    res = {"bn": (stats(bn), bn.validate()), "local": bn.model.local.clone()}
+    cut = mlp_learner(bs=32, batch_norm=True)
+    cut.fit(1, 1e-2, cbs=CancelFirstTrainBatch())
+    res["cut_bn"] = stats(cut)
+    LossRider.max_merge = 0  # the loss in a collective of its own
+    try:
+        alone = mlp_learner(bs=32)
+        res["steps"] = (merged, collectives_per_step(alone, lambda probe: alone.fit(1, 1e-2, cbs=probe)))
+    finally:
+        LossRider.max_merge = 1 << 20
     return res
 
 

@@ -315,6 +315,16 @@ def test_batch_norm_buffers_end_each_pass_as_rank_0s(core_job):
     assert buffers0.keys() == buffers1.keys() and any("running_mean" in k for k in buffers0)
     assert all(torch.equal(buffers0[k], buffers1[k]) for k in buffers0)  # DDP's per-forward broadcast left
     assert valid0 == pytest.approx(valid1, abs=1e-6)                     # rank 1 with its own last update
+    cut0, cut1 = (rank["cut_bn"] for rank in core_job)  # a pass cancelled after its first batch: synced too
+    assert all(torch.equal(cut0[k], cut1[k]) for k in cut0)
+    for rank, job in enumerate(core_job):  # a buffer DDP is told to ignore stays each rank's own
+        assert torch.equal(job["local"], torch.full((3,), float(rank)))
+
+
+def test_a_two_process_step_waits_for_one_collective_or_two_with_the_loss_alone(core_job):
+    for job in core_job:
+        merged, alone = job["steps"]
+        assert merged == [1] * 4 and alone == [2] * 4  # 256 rows, 2 ranks at bs 32
 
 
 def test_two_processes_validate_exactly_as_one(core_job):

@@ -12,8 +12,10 @@ A training step waits for one collective: the loss average rides in the last gra
 (`LossRider`), and module buffers (BatchNorm's running statistics) are not broadcast before every forward, as DDP
 does by default, but once from rank 0 at the end of each training pass and of the fit, before anything reads
 them (in training mode BatchNorm normalises with the batch's statistics, not the buffers). Every rank then
-validates with rank 0's buffers, which are the ones `save` and `export` write. Pass ``broadcast_buffers=True``
-for DDP's per-forward broadcast (a model whose training forward reads buffers another rank updates).
+validates with rank 0's buffers, which are the ones `save` and `export` write. Pass ``forward_sync_buffers=True``
+(torch ≥ 2.13; ``broadcast_buffers=True`` before) for DDP's per-forward broadcast (a model whose training forward
+reads buffers another rank updates). With a ``process_group`` or ``device_mesh`` of your own, DDP's defaults
+apply unchanged.
 
 Example:
     >>> with learn.distrib_ctx():        # or nothing at all: a fit under torchrun adds the callback itself
@@ -81,10 +83,12 @@ class DistributedTrainer(Callback):
         """DDP with one collective per step: the loss rides with the gradients; buffers sync per pass, not per
         forward (unless the user asked for DDP's broadcast)."""
         ddp = DistributedDataParallel(self.learn.model, **self._ddp_args())
-        self._per_pass_buffers = not {"broadcast_buffers", "forward_sync_buffers"} & set(self.ddp_kwargs)
+        own_group = {"process_group", "device_mesh"} & set(self.ddp_kwargs)  # ours run on the default group
+        self._per_pass_buffers = not own_group and not {"broadcast_buffers", "forward_sync_buffers"} & set(
+            self.ddp_kwargs)
         if self._per_pass_buffers:
             ddp.broadcast_buffers = False  # the construction above synced them once from rank 0
-        if "process_group" not in self.ddp_kwargs:  # the rider's collectives run on the default group
+        if not own_group:
             self._rider = LossRider()
             ddp.register_comm_hook(self._rider, LossRider.hook)
         return ddp
@@ -115,8 +119,11 @@ class DistributedTrainer(Callback):
             self.learn.logger, self._logger = self._logger, None
 
     def _broadcast_buffers(self) -> None:
+        """Rank 0's buffers everywhere, except those the model asks DDP to leave alone (rank-local ones)."""
         if self._buffers_stale:
-            broadcast_tensors(list(self.learn.model.buffers()))
+            model = self.learn.model
+            skip = set(getattr(model, "_ddp_params_and_buffers_to_ignore", ()))
+            broadcast_tensors([b for name, b in model.named_buffers() if name not in skip])
             self._buffers_stale = False
 
     # --- the passes ------------------------------------------------------------------------------
@@ -155,6 +162,8 @@ class DistributedTrainer(Callback):
 
     def before_batch(self) -> None:
         """Skip the gradient all-reduce on the batches gradient accumulation will not step on."""
+        if self.learn.training and self._per_pass_buffers:
+            self._buffers_stale = True  # from the first forward on (a cancel may skip this batch's after_batch)
         acc, ddp = getattr(self.learn, "gradient_accumulation", None), self.learn.wrapped_model
         if not self.learn.training or acc is None or ddp is None:
             return
@@ -166,8 +175,6 @@ class DistributedTrainer(Callback):
     def after_batch(self) -> None:
         self._take_mean_loss()
         self._end_no_sync()
-        if self.learn.training and self._per_pass_buffers:
-            self._buffers_stale = True
 
     def _end_no_sync(self) -> None:
         if self._no_sync is not None:
