@@ -1,11 +1,13 @@
 """Test-time augmentation on MNIST tiny (3s and 7s, 28 px): ``learn.tta()`` (n=4, beta=0.25) on the 699 validation
-images after three epochs of ``vision_learner(dls, resnet18, pretrained=False)``.
+images after five epochs of ``vision_learner(dls, resnet18, pretrained=False)``.
 
 The data: ``ImageDataLoaders.from_folder`` with ``batch_tfms=aug_transforms(do_flip=False, max_rotate=10)``
 (digits are not symmetric), bs 64, ``num_workers=0``, the same torch threads on both sides. Training
-(``fit_one_cycle(3, 3e-3)``) is outside the timing; ``time`` is the ``tta()`` call alone: four passes over the
+(``fit_one_cycle(5, 3e-3)``) is outside the timing; ``time`` is the ``tta()`` call alone: four passes over the
 validation images with the training augmentations and one plain pass. The quality columns are the error rates
 of the TTA predictions and of ``get_preds`` on the same model (not timed), from ``seed + round`` on both sides.
+Five epochs, not three: after three, a model from scratch ended at about 2% or at 24–27% error depending on the
+seed, on both sides alike, so the TTA error compared the two libraries' draws of training rather than their TTA.
 """
 
 from __future__ import annotations
@@ -14,14 +16,14 @@ from typing import Any
 
 from benchmarks.common import pick_device, prepare, require_file, reseed, stopwatch
 
-TITLE = "TTA: MNIST tiny (699 valid, 28 px), resnet18 after 3 epochs, learn.tta() (n=4, beta=0.25), bs 64"
+TITLE = "TTA: MNIST tiny (699 valid, 28 px), resnet18 after 5 epochs, learn.tta() (n=4, beta=0.25), bs 64"
 TARGET = {"metric": "time", "max_ratio": 0.7,
           "quality": [{"name": "tta_error_rate", "better": "lower", "tol": 0.02}]}
 DATA = "mnist_tiny"
 UNITS = {"time": "s", "ms_per_image": "ms"}
 TIMEOUT = 900
 
-BS, WORKERS, EPOCHS, LR, N = 64, 0, 3, 3e-3, 4
+BS, WORKERS, EPOCHS, LR, N = 64, 0, 5, 3e-3, 4
 
 
 def _measure(learn: Any, dls: Any, quick: bool) -> dict[str, Any]:
