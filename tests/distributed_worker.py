@@ -105,9 +105,11 @@ class CancelFirstTrainBatch(Callback):
 
 
 def collectives_per_step(learn: Learner, fit: Any) -> list[int]:
-    """The collectives each training step of ``fit(probe)`` calls."""
+    """The number of collectives each training step of ``fit(probe)`` calls (DDP's per-forward buffer broadcast
+    is its ``_broadcast_coalesced``)."""
     dist, calls, steps = torch.distributed, [], []
-    names = [n for n in ("all_reduce", "all_gather_single", "all_gather_into_tensor", "broadcast") if hasattr(dist, n)]
+    names = [n for n in ("all_reduce", "all_gather_single", "all_gather_into_tensor", "broadcast",
+                         "_broadcast_coalesced") if hasattr(dist, n)]
     real = {n: getattr(dist, n) for n in names}
     for n in names:
         setattr(dist, n, lambda *a, _n=n, **k: (calls.append(_n), real[_n](*a, **k))[1])

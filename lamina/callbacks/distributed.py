@@ -8,7 +8,7 @@ epoch's order (`DistributedDL`), each batch's loss is averaged over the ranks (s
 and loss-based stopping agree everywhere), and every sharded evaluation ends by combining the metrics
 (`Metric.sync`) and gathering `get_preds`' outputs in the dataset's order. Rank 0 alone prints.
 
-A training step waits for one collective: the loss average rides in the last gradient bucket's all-reduce
+A training step waits for one collective: the loss average rides in the last gradient bucket's collective
 (`LossRider`), and module buffers (BatchNorm's running statistics) are not broadcast before every forward, as DDP
 does by default, but once from rank 0 at the end of each training pass and of the fit, before anything reads
 them (in training mode BatchNorm normalises with the batch's statistics, not the buffers). Every rank then
@@ -52,13 +52,13 @@ class DistributedTrainer(Callback):
     """
 
     order = 11  # after the device move (TrainEvalCallback) and channels-last, before the Recorder
-    _per_pass_buffers = False
 
     def __init__(self, sync_bn: bool = False, **ddp_kwargs: Any):
         super().__init__()
         self.sync_bn, self.ddp_kwargs = sync_bn, ddp_kwargs
         self._sharded, self._no_sync, self._logger, self._mean_loss = False, None, None, None
         self._rider: LossRider | None = None
+        self._per_pass_buffers = False  # this fit broadcasts buffers per pass, not DDP per forward
         self._buffers_stale = False  # a training step ran since rank 0's buffers were last broadcast
 
     # --- the fit ---------------------------------------------------------------------------------
@@ -113,7 +113,8 @@ class DistributedTrainer(Callback):
     def cleanup(self) -> None:
         """The end of every fit, an error's or Ctrl-C's included: the model comes out of its wrapper (no
         collective here: another rank may be gone)."""
-        self.learn.wrapped_model, self._mean_loss, self._rider, self._buffers_stale = None, None, None, False
+        self.learn.wrapped_model, self._mean_loss, self._rider = None, None, None
+        self._buffers_stale = self._per_pass_buffers = False
         self._end_no_sync()
         if self._logger is not None:
             self.learn.logger, self._logger = self._logger, None
