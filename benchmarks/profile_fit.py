@@ -38,9 +38,9 @@ def profiler():
             self.totals: dict[tuple[str, str], float] = {}
             self.mark, self.first = time.perf_counter(), False
 
-        def _end(self, phase: str) -> None:
+        def _end(self, phase: str, kind: str | None = None) -> None:
             now = time.perf_counter()
-            kind = "train" if self.learn.training else "valid"
+            kind = kind or ("train" if self.learn.training else "valid")
             key = (kind, "first batch" if self.first and phase == "loader wait" else phase)
             self.totals[key] = self.totals.get(key, 0.0) + now - self.mark
             self.mark, self.first = now, self.first and phase != "loader wait"
@@ -48,21 +48,20 @@ def profiler():
         def before_fit(self):
             self.mark = time.perf_counter()
 
-        def _start_pass(self, phase: str) -> None:
-            self._end(phase)
+        # the boundaries name their pass: this timer runs before the callback that switches train/eval mode
+        def before_train(self):
+            self._end("epoch start (before_epoch callbacks)", "fit")
             self.first = True
 
-        def before_train(self):
-            self._start_pass("epoch start")
-
         def before_validate(self):
-            self._start_pass("pass end")
+            self._end("pass end", "train")
+            self.first = True
 
         def after_validate(self):
-            self._end("pass end")
+            self._end("pass end", "valid")
 
         def after_fit(self):
-            self._end("fit end")
+            self._end("fit end", "fit")
 
     for event, phase in PHASES.items():
         setattr(PhaseTimer, event, lambda self, _phase=phase: self._end(_phase))
@@ -71,13 +70,14 @@ def profiler():
 
 def profile(task: str, data_dir: str, threads: int | None) -> tuple[dict, float]:
     """Run ``task``'s lamina side with a `PhaseTimer` added to its fits; ``(totals, seconds in fit calls)``."""
+    from lamina.core import listify
     from lamina.learner import Learner
     timers, spent = [], [0.0]
     real_fit = Learner.fit
 
     def fit(self, *args, cbs=None, **kwargs):
         timers.append(profiler())
-        cbs = [*(cbs if isinstance(cbs, (list, tuple)) else [cbs] if cbs is not None else []), timers[-1]]
+        cbs = [*listify(cbs), timers[-1]]
         start = time.perf_counter()
         try:
             return real_fit(self, *args, cbs=cbs, **kwargs)

@@ -336,6 +336,8 @@ def test_profile_fit_splits_a_fit_into_phases_that_add_up(monkeypatch):
     phases = {phase for _, phase in totals}
     assert {"forward", "backward", "optimizer step", "loader wait", "first batch"} <= phases
     assert {kind for kind, _ in totals} == {"train", "valid", "fit"}
+    assert {phase for kind, phase in totals if kind == "fit"} >= {"fit end", "epoch start (before_epoch callbacks)"}
+    assert ("train", "pass end") in totals and ("valid", "pass end") in totals
     assert sum(totals.values()) == pytest.approx(spent, rel=1e-6)  # the phases cover the fit calls' time
     assert all(seconds >= 0 for seconds in totals.values())
     assert Learner.fit.__name__ == "fit" and Learner.fit.__module__ == "lamina.learner"  # put back afterwards
