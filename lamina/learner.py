@@ -31,9 +31,10 @@ from .callbacks.recorder import Recorder
 from .callbacks.schedule import ScheduleMixin
 from .callbacks.training import TrainEvalCallback
 from .checkpoint import CheckpointMixin
-from .compiled import CompileMixin, uncompiled
+from .compiled import CompileMixin, is_compiled, uncompiled
 from .export import load_learner
 from .losses import loss_from_config, loss_not_reduced
+from .models.small_conv import small_convs
 from .metrics import AvgLoss, AvgMetric, AvgSmoothLoss, Metric, as_metric
 from .optim import Adam, OptimizerMixin, trainable_params
 from .predict import PredictMixin
@@ -93,6 +94,12 @@ class Learner(CallbackListMixin, OptimizerMixin, ScheduleMixin, PredictMixin, TT
         moms: the momentum cycle of `fit_one_cycle`.
         default_cbs: add the default callbacks (training/eval switching, recorder, progress).
 
+    Attributes:
+        small_convs: on the CPU, convolutions on feature maps of 1×1 and 2×2 pixels (the last stages of a CNN
+            fed small images) run as matrix products in every pass (`lamina.models.small_conv`): the same
+            values, several times faster there. True by default (a compiled model keeps torch's kernels); set
+            it to False to run torch's kernels only.
+
     Raises:
         ValueError: when no loss is given and the data carries none.
 
@@ -137,6 +144,7 @@ class Learner(CallbackListMixin, OptimizerMixin, ScheduleMixin, PredictMixin, TT
         self._end_cleanup()  # dl, xb, yb, pred, loss, loss_grad: empty outside a fit
         self.logger: Callable = print
         self.model_config: dict | None = None  # how `export` rebuilds the model; set by the learner factories
+        self.small_convs = True
         self.add_cbs([cb() for cb in DEFAULT_CALLBACKS] if default_cbs else [])
         self.add_cbs(cbs)
         self("after_create")
@@ -231,7 +239,8 @@ class Learner(CallbackListMixin, OptimizerMixin, ScheduleMixin, PredictMixin, TT
         A ``before_<name>`` callback may replace ``learn.dl`` (data-parallel training reads its rank's share).
         """
         self.dl = dl
-        with torch.no_grad() if name == "validate" else contextlib.nullcontext(), self.events(name):
+        with torch.no_grad() if name == "validate" else contextlib.nullcontext(), self.events(name), \
+                small_convs(self.model, getattr(self, "small_convs", True) and not is_compiled(self.model)):
             self(f"before_{name}")
             self.n_iter = len(self.dl)
             for i, batch in enumerate(self.dl):

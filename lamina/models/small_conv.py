@@ -1,0 +1,186 @@
+"""Convolutions on tiny feature maps, computed as one matrix product on the CPU.
+
+At the end of a CNN fed small images the feature maps shrink to 2×2 or 1×1 pixels: a resnet18 at 28 px runs
+its last stage at 1×1, an xresnet at 64 px at 2×2. A 3×3 convolution there mostly multiplies padding, and the
+CPU convolution kernels (oneDNN) are slow at it: a 512→512 3×3 convolution on a 1×1 map, batch 64, took 70 ms
+forward and backward on a 2-core AVX2 CPU, where the same arithmetic as a matrix product took 6 ms.
+
+`conv2d_small` computes such a convolution exactly (the same sums, in another order) as a matrix product:
+
+- a 1×1 input giving a 1×1 output reads one tap of the kernel: ``linear(x, weight[:, :, i, j], bias)``;
+- an output of at most `MAX_OUTPUT_PIXELS` pixels from at least `MIN_DEPTH` inputs, in training: torch's
+  forward, and a backward of two matrix products over the ``unfold``-ed input (im2col), where oneDNN's backward
+  was slowest.
+
+It returns None for everything else (larger maps, grouped or 1×1 kernels, GPU tensors, string padding), which
+runs the regular convolution. `small_conv_mode` applies it to every ``conv2d`` call inside a block, and
+`small_convs(model)` to every forward of a model inside a block: the Learner uses the latter around its passes
+on the CPU (``learn.small_convs = False`` turns it off). Nothing in the model changes: its modules, parameters,
+state dict, hooks and export are the same; only the arithmetic's route is another.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from typing import Any, Iterator, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.overrides import TorchFunctionMode
+
+__all__ = ["conv2d_small", "small_conv_mode", "small_convs", "has_small_conv_candidates", "MAX_OUTPUT_PIXELS",
+           "MIN_DEPTH"]
+
+MAX_OUTPUT_PIXELS = 4
+"""Outputs of 2 to this many pixels (2×2), in training, take a backward of two matrix products over im2col (the
+forward stays torch's). Measured on a 2-core AVX2 CPU, forward + backward, batch 8 to 256, 256 and 512 channels:
+0.4–1.0× oneDNN's time at 2×2 outputs; at 4×4 outputs the products were slower, so the bound stops at 2×2. In
+inference (no gradient) oneDNN's forward was as fast or faster at 2×2, so only the 1×1 case changes there."""
+
+MIN_DEPTH = 2048
+"""...and only where each output pixel sums at least this many products (in channels × kernel taps): with 64 or
+128 channels and a 3×3 kernel, oneDNN was 1.1–1.8× faster than the products."""
+
+
+def _pair(v: Any) -> tuple[int, int] | None:
+    if isinstance(v, int):
+        return v, v
+    if isinstance(v, (tuple, list)) and len(v) == 2 and all(isinstance(i, int) for i in v):
+        return int(v[0]), int(v[1])
+    return None
+
+
+def _out_size(size: int, k: int, s: int, p: int, d: int) -> int:
+    return (size + 2 * p - d * (k - 1) - 1) // s + 1
+
+
+def conv2d_small(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, stride: Any = 1,
+                 padding: Any = 0, dilation: Any = 1, groups: int = 1) -> torch.Tensor | None:
+    """``F.conv2d`` of a tiny feature map as a matrix product, or None where the regular convolution should run.
+
+    Args:
+        x, weight, bias, stride, padding, dilation, groups: as ``torch.nn.functional.conv2d``.
+
+    Returns:
+        The convolution's output (the values ``F.conv2d`` gives, up to float rounding), or None when the input
+        is not a batched CPU tensor with an output of at most `MAX_OUTPUT_PIXELS` pixels, the kernel is 1×1,
+        ``groups`` is not 1 or ``padding`` is a string.
+    """
+    if groups != 1 or x.dim() != 4 or weight.dim() != 4 or x.device.type != "cpu" or x.layout != torch.strided:
+        return None
+    st, pad, dil = _pair(stride), _pair(padding), _pair(dilation)
+    if st is None or pad is None or dil is None:
+        return None
+    (n, c, h, w), (o, _, kh, kw) = x.shape, weight.shape
+    if kh * kw == 1 or weight.shape[1] != c:
+        return None
+    ho, wo = _out_size(h, kh, st[0], pad[0], dil[0]), _out_size(w, kw, st[1], pad[1], dil[1])
+    if ho < 1 or wo < 1 or ho * wo > MAX_OUTPUT_PIXELS:
+        return None
+    if h == w == ho == wo == 1:  # one pixel in, one out: the tap that reads it
+        i, j = pad[0] // dil[0], pad[1] // dil[1]
+        if pad[0] % dil[0] or pad[1] % dil[1] or i >= kh or j >= kw:
+            return None  # the kernel reads padding only (the output is the bias): rare, leave it to torch
+        return F.linear(x.reshape(n, c), weight[:, :, i, j], bias).reshape(n, o, 1, 1)
+    grad = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad
+                                         or (bias is not None and bias.requires_grad))
+    if not grad or c * kh * kw < MIN_DEPTH or x.dtype != weight.dtype or torch.is_autocast_enabled("cpu"):
+        return None  # forward alone, or few channels: oneDNN is as fast or faster (see MAX_OUTPUT_PIXELS)
+    return _ProductBackwardConv.apply(x, weight, bias, st, pad, dil)
+
+
+class _ProductBackwardConv(torch.autograd.Function):
+    """A convolution with a small output: torch's forward, a backward of two matrix products over im2col."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, st: tuple,
+                pad: tuple, dil: tuple) -> torch.Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.geometry, ctx.has_bias = (st, pad, dil), bias is not None
+        return F.conv2d(x, weight, bias, st, pad, dil)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: Any, g: torch.Tensor) -> tuple:
+        x, weight = ctx.saved_tensors
+        st, pad, dil = ctx.geometry
+        (n, _, h, w), (o, _, kh, kw), pixels = x.shape, weight.shape, g.shape[2] * g.shape[3]
+        g_rows = g.reshape(n, o, pixels).transpose(1, 2).reshape(n * pixels, o)  # one row per output pixel
+        grad_x = grad_w = grad_b = None
+        if ctx.needs_input_grad[1]:
+            cols = F.unfold(x, (kh, kw), dilation=dil, padding=pad, stride=st)  # (n, c*kh*kw, pixels)
+            grad_w = (g_rows.t() @ cols.transpose(1, 2).reshape(n * pixels, -1)).reshape(weight.shape)
+        if ctx.needs_input_grad[0]:
+            grad_cols = (g_rows @ weight.reshape(o, -1)).reshape(n, pixels, -1).transpose(1, 2)
+            grad_x = F.fold(grad_cols, (h, w), (kh, kw), dilation=dil, padding=pad, stride=st)
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_b = g.sum((0, 2, 3))
+        return grad_x, grad_w, grad_b, None, None, None
+
+
+class small_conv_mode(TorchFunctionMode):
+    """Inside this block, every ``conv2d`` call that `conv2d_small` can compute is computed by it.
+
+    Example::
+
+        with small_conv_mode():
+            loss = loss_func(model(x), y)   # convolutions on 1×1 and 2×2 maps run as matrix products
+        loss.backward()                     # their backward is the matrix products' backward
+    """
+
+    def __torch_function__(self, func: Any, types: Any, args: Sequence = (), kwargs: Any = None) -> Any:
+        kwargs = kwargs or {}
+        if func is torch.conv2d:
+            out = conv2d_small(*args, **kwargs)
+            if out is not None:
+                return out
+        return func(*args, **kwargs)
+
+
+def has_small_conv_candidates(model: nn.Module) -> bool:
+    """Whether ``model`` has an ungrouped 2d convolution with a kernel bigger than 1×1 on the CPU."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d) and m.groups == 1 and m.weight.device.type == "cpu" \
+                and m.kernel_size[0] * m.kernel_size[1] > 1:
+            return True
+    return False
+
+
+_state = threading.local()
+
+
+def _enter(module: nn.Module, inputs: Any) -> None:
+    stack = _state.__dict__.setdefault("modes", [])
+    tracing = torch.jit.is_tracing() or torch.compiler.is_compiling()  # exports trace the regular ops
+    mode = None if tracing else small_conv_mode()
+    if mode is not None:
+        mode.__enter__()
+    stack.append(mode)
+
+
+def _exit(module: nn.Module, inputs: Any, output: Any) -> None:
+    stack = _state.__dict__.get("modes")
+    mode = stack.pop() if stack else None
+    if mode is not None:
+        mode.__exit__(None, None, None)
+
+
+@contextlib.contextmanager
+def small_convs(model: nn.Module, enabled: bool = True) -> Iterator[bool]:
+    """Inside this block, each forward of ``model`` runs under `small_conv_mode` (tracing and compiling excepted).
+
+    Hooks on ``model`` push the mode before its forward and pop it after, also when the forward raises; they are
+    removed at the end of the block. Nothing is installed when ``enabled`` is False or the model has no
+    convolution that could use it (`has_small_conv_candidates`). Yields whether the hooks were installed.
+    """
+    if not enabled or not has_small_conv_candidates(model):
+        yield False
+        return
+    handles = [model.register_forward_pre_hook(_enter), model.register_forward_hook(_exit, always_call=True)]
+    try:
+        yield True
+    finally:
+        for h in handles:
+            h.remove()

@@ -1,0 +1,147 @@
+"""Convolutions on tiny feature maps as matrix products: the same values and gradients as torch's, routed only
+where they apply, and the Learner's passes using them without changing the model."""
+
+import itertools
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import lamina.models.small_conv as sc
+from lamina.learner import Learner
+from lamina.losses import CrossEntropyLossFlat
+from lamina.models.small_conv import conv2d_small, small_conv_mode, small_convs
+from lamina.data.loaders import DataLoaders
+
+
+def _grads(out, tensors, g):
+    return torch.autograd.grad(out, [t for t in tensors if t is not None], g)
+
+
+@pytest.mark.parametrize("hw", [(1, 1), (1, 2), (2, 2), (2, 1), (3, 3), (1, 3)])
+def test_small_outputs_equal_torch_convolution_with_gradients(monkeypatch, hw):
+    monkeypatch.setattr(sc, "MIN_DEPTH", 0)  # route even these few channels
+    torch.manual_seed(0)
+    routed = 0
+    for k, s, p, d, with_bias in itertools.product([2, 3, 5], [1, 2], [0, 1, 2], [1, 2], [True, False]):
+        x = torch.randn(3, 5, *hw, dtype=torch.float64, requires_grad=True)
+        w = torch.randn(7, 5, k, k, dtype=torch.float64, requires_grad=True)
+        b = torch.randn(7, dtype=torch.float64, requires_grad=True) if with_bias else None
+        try:
+            ref = F.conv2d(x, w, b, s, p, d)
+        except RuntimeError:  # kernel larger than the padded input
+            continue
+        out = conv2d_small(x, w, b, s, p, d)
+        if out is None:
+            assert ref.shape[2] * ref.shape[3] > sc.MAX_OUTPUT_PIXELS or (hw == (1, 1) and p % d)
+            continue
+        routed += 1
+        g = torch.randn_like(ref)
+        assert out.shape == ref.shape and out.is_contiguous()
+        torch.testing.assert_close(out, ref)
+        for mine, theirs in zip(_grads(out, [x, w, b], g), _grads(ref, [x, w, b], g)):
+            torch.testing.assert_close(mine, theirs)
+    assert routed > 10
+
+
+def test_one_pixel_uses_the_center_tap_in_inference_too():
+    x, w, b = torch.randn(4, 64, 1, 1), torch.randn(32, 64, 3, 3), torch.randn(32)
+    with torch.no_grad():
+        out = conv2d_small(x, w, b, 1, 1)
+        torch.testing.assert_close(out, F.conv2d(x, w, b, 1, 1), rtol=1e-5, atol=1e-5)
+    assert out.shape == (4, 32, 1, 1)
+
+
+def test_what_is_left_to_torch():
+    x2 = torch.randn(2, 512, 2, 2, requires_grad=True)
+    w = torch.randn(8, 512, 3, 3, requires_grad=True)
+    assert conv2d_small(x2, w, None, 1, 1) is not None  # 2x2 output, 4608 products per pixel, training
+    with torch.no_grad():
+        assert conv2d_small(x2, w, None, 1, 1) is None  # inference at 2x2: torch's forward is as fast
+    assert conv2d_small(torch.randn(2, 512, 4, 4, requires_grad=True), w, None, 1, 1) is None  # 4x4 output
+    assert conv2d_small(torch.randn(2, 16, 2, 2, requires_grad=True), torch.randn(8, 16, 3, 3), None, 1, 1) is None
+    assert conv2d_small(x2, torch.randn(8, 256, 3, 3), None, 1, 1, 1, 2) is None  # grouped
+    assert conv2d_small(x2, torch.randn(8, 512, 1, 1), None, 1, 0) is None  # 1x1 kernel: a product already
+    assert conv2d_small(x2, w, None, 1, "same") is None
+    assert conv2d_small(x2[0], w, None, 1, 1) is None  # unbatched
+
+
+def _tiny_cnn():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1), nn.BatchNorm2d(8), nn.ReLU(),  # 4 -> 2
+                         nn.Conv2d(8, 16, 3, 2, 1), nn.ReLU(),  # 2 -> 1
+                         nn.Conv2d(16, 16, 3, 1, 1), nn.ReLU(),  # 1 -> 1: the center tap
+                         nn.Flatten(), nn.Linear(16, 2))
+
+
+def _count_routes(monkeypatch):
+    calls = {"routed": 0}
+    real = sc.conv2d_small
+
+    def counting(*args, **kwargs):
+        out = real(*args, **kwargs)
+        calls["routed"] += out is not None
+        return out
+    monkeypatch.setattr(sc, "conv2d_small", counting)
+    return calls
+
+
+def test_the_mode_routes_conv2d_and_keeps_outputs_and_gradients(monkeypatch):
+    calls = _count_routes(monkeypatch)
+    model, x = _tiny_cnn(), torch.randn(6, 3, 4, 4)
+    ref = model(x)
+    ref_grads = torch.autograd.grad(ref.sum(), list(model.parameters()))
+    with small_conv_mode():
+        out = model(x)
+    grads = torch.autograd.grad(out.sum(), list(model.parameters()))
+    assert calls["routed"] == 1  # the 1x1 -> 1x1 convolution
+    torch.testing.assert_close(out, ref)
+    for a, b in zip(grads, ref_grads):
+        torch.testing.assert_close(a, b)
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # torch.jit.trace: what the ONNX export uses
+def test_small_convs_hooks_are_removed_and_the_mode_popped_on_errors(monkeypatch):
+    calls = _count_routes(monkeypatch)
+    model = _tiny_cnn()
+    with small_convs(model) as installed:
+        assert installed
+        model(torch.randn(2, 3, 4, 4))
+        assert calls["routed"] == 1
+        with pytest.raises(RuntimeError):
+            model(torch.randn(2, 5, 4, 4))  # wrong channel count: the forward raises inside the mode
+        F.conv2d(torch.randn(2, 16, 1, 1), torch.randn(4, 16, 3, 3), padding=1)  # outside a forward
+        assert calls["routed"] == 1  # the mode did not outlive the failed forward
+        traced = torch.jit.trace(model, torch.randn(2, 3, 4, 4))  # exports trace torch's own convolutions
+        assert str(traced.inlined_graph).count("aten::_convolution") == 3
+    routed = calls["routed"]  # (the trace's check ran the model eagerly once more)
+    assert not model._forward_hooks and not model._forward_pre_hooks
+    model(torch.randn(2, 3, 4, 4))
+    assert calls["routed"] == routed
+    with small_convs(model, enabled=False) as installed:
+        assert not installed
+    with small_convs(nn.Sequential(nn.Linear(2, 2))) as installed:
+        assert not installed  # no convolution: nothing to install
+
+
+def _fit_weights(small: bool, monkeypatch) -> tuple:
+    calls = _count_routes(monkeypatch)
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.randn(96, 3, 4, 4, generator=gen), torch.randint(0, 2, (96,), generator=gen)
+    dls = DataLoaders.from_tensors(x[:64], y[:64], x[64:], y[64:], bs=16, device="cpu", shuffle=False)
+    learn = Learner(dls, _tiny_cnn(), loss_func=CrossEntropyLossFlat(), default_cbs=True)
+    learn.small_convs = small
+    with learn.no_bar(), learn.no_logging():
+        learn.fit(2, 1e-2)
+    preds = learn.get_preds()[0]
+    return [p.detach().clone() for p in learn.model.parameters()], preds, calls["routed"]
+
+
+def test_learner_fit_with_and_without_small_convs_ends_with_the_same_weights(monkeypatch):
+    w_small, p_small, routed = _fit_weights(True, monkeypatch)
+    w_torch, p_torch, routed_off = _fit_weights(False, monkeypatch)
+    assert routed >= 2 * 4 + 2 * 2 + 2 and routed_off == 0  # training and validation batches, get_preds
+    for a, b in zip(w_small, w_torch):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(p_small, p_torch, rtol=1e-4, atol=1e-5)
