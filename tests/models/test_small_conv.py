@@ -19,9 +19,11 @@ def _grads(out, tensors, g):
     return torch.autograd.grad(out, [t for t in tensors if t is not None], g)
 
 
+@pytest.mark.parametrize("route", ["im2col", "dense"])
 @pytest.mark.parametrize("hw", [(1, 1), (1, 2), (2, 2), (2, 1), (3, 3), (1, 3)])
-def test_small_outputs_equal_torch_convolution_with_gradients(monkeypatch, hw):
+def test_small_outputs_equal_torch_convolution_with_gradients(monkeypatch, hw, route):
     monkeypatch.setattr(sc, "MIN_DEPTH", 0)  # route even these few channels
+    monkeypatch.setattr(sc, "DENSE_MIN_BATCH", 0 if route == "dense" else 10 ** 9)
     torch.manual_seed(0)
     routed = 0
     for k, s, p, d, with_bias in itertools.product([2, 3, 5], [1, 2], [0, 1, 2], [1, 2], [True, False]):
@@ -65,6 +67,19 @@ def test_what_is_left_to_torch():
     assert conv2d_small(x2, torch.randn(8, 512, 1, 1), None, 1, 0) is None  # 1x1 kernel: a product already
     assert conv2d_small(x2, w, None, 1, "same") is None
     assert conv2d_small(x2[0], w, None, 1, 1) is None  # unbatched
+
+
+def test_the_dense_map_at_training_batch_sizes():
+    torch.manual_seed(0)
+    x = torch.randn(32, 64, 2, 2, requires_grad=True)
+    w, b = torch.randn(96, 64, 3, 3, requires_grad=True), torch.randn(96, requires_grad=True)
+    for stride in (1, 2):
+        out, ref = conv2d_small(x, w, b, stride, 1), F.conv2d(x, w, b, stride, 1)
+        assert out is not None and out.shape == ref.shape
+        torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
+        g = torch.randn_like(ref)
+        for mine, theirs in zip(_grads(out, [x, w, b], g), _grads(ref, [x, w, b], g)):
+            torch.testing.assert_close(mine, theirs, rtol=1e-4, atol=1e-4)
 
 
 def _tiny_cnn():
@@ -116,7 +131,7 @@ def test_small_convs_hooks_are_removed_and_the_mode_popped_on_errors(monkeypatch
         traced = torch.jit.trace(model, torch.randn(2, 3, 4, 4))  # exports trace torch's own convolutions
         assert str(traced.inlined_graph).count("aten::_convolution") == 3
     routed = calls["routed"]  # (the trace's check ran the model eagerly once more)
-    assert not model._forward_hooks and not model._forward_pre_hooks
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
     model(torch.randn(2, 3, 4, 4))
     assert calls["routed"] == routed
     with small_convs(model, enabled=False) as installed:
