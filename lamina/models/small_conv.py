@@ -39,21 +39,23 @@ __all__ = ["conv2d_small", "small_conv_mode", "small_convs", "has_small_conv_can
            "MIN_DEPTH", "DENSE_MIN_BATCH", "SMALL_INPUT_PIXELS"]
 
 MAX_OUTPUT_PIXELS = 4
-"""Outputs of 2 to this many pixels (2×2), in training, take a backward of two matrix products over im2col (the
-forward stays torch's). Measured on a 2-core AVX2 CPU, forward + backward, batch 8 to 256, 256 and 512 channels:
+"""Outputs of at most this many pixels (2×2) are computed as products: beyond the 1×1 map, in training only,
+by the dense route or else the im2col route (torch's forward, a backward of two matrix products over im2col).
+Measured on a 2-core AVX2 CPU, forward + backward, batch 8 to 256, 256 and 512 channels: the im2col route took
 0.4–1.0× oneDNN's time at 2×2 outputs; at 4×4 outputs the products were slower, so the bound stops at 2×2. In
-inference (no gradient) oneDNN's forward was as fast or faster at 2×2, so only the 1×1 case changes there."""
+inference (no gradient) oneDNN's forward was as fast or faster at 2×2, so only the 1×1 map changes there."""
 
 MIN_DEPTH = 2048
 """...and only where each output pixel sums at least this many products (in channels × kernel taps): with 64 or
 128 channels and a 3×3 kernel, oneDNN was 1.1–1.8× faster than the products."""
 
-DENSE_MIN_BATCH = 32
+DENSE_MIN_BATCH = 64
 """In training, an input with fewer pixels than the kernel has taps (2×2 under 3×3) becomes one dense map from
 all input pixels to all output pixels, built from the kernel (`_dense_conv`): no product of padding at all,
 where im2col's columns are more than half padding there. Building the map costs the same whatever the batch, so
-it pays from this batch size on: at batch 64, 0.5–1.0× the im2col route's time, at 256 0.3–0.8×; at batch 8,
-1.5–2.7× (measured on the same CPU, 64 to 512 channels)."""
+it pays from this batch size on: at batch 64, 0.5–1.0× the im2col route's time and 0.6× oneDNN's with 64 or 128
+channels, at 256 0.3–0.8×; at batch 8, 1.5–2.7× (measured on the same CPU, 64 to 512 channels); at batch 32
+about break-even, and slower than the im2col route at 512 channels (one thread)."""
 
 
 def _pair(v: Any) -> tuple[int, int] | None:
@@ -68,25 +70,27 @@ def _out_size(size: int, k: int, s: int, p: int, d: int) -> int:
     return (size + 2 * p - d * (k - 1) - 1) // s + 1
 
 
-def conv2d_small(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, stride: Any = 1,
+def conv2d_small(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, stride: Any = 1,
                  padding: Any = 0, dilation: Any = 1, groups: int = 1) -> torch.Tensor | None:
     """``F.conv2d`` of a tiny feature map as a matrix product, or None where the regular convolution should run.
 
     Args:
-        x, weight, bias, stride, padding, dilation, groups: as ``torch.nn.functional.conv2d``.
+        input, weight, bias, stride, padding, dilation, groups: as ``torch.nn.functional.conv2d``.
 
     Returns:
-        The convolution's output (the values ``F.conv2d`` gives, up to float rounding), or None when the input
-        is not a batched CPU tensor with an output of at most `MAX_OUTPUT_PIXELS` pixels, the kernel is 1×1,
-        ``groups`` is not 1 or ``padding`` is a string.
+        The convolution's output (the values ``F.conv2d`` gives, up to float rounding), or None (torch's
+        convolution runs) when the input is not a batched CPU tensor with an output of at most
+        `MAX_OUTPUT_PIXELS` pixels, the kernel is 1×1, ``groups`` is not 1, ``padding`` is a string or the bias
+        is not one value per output channel; and, beyond a 1×1 map, also without a gradient to compute, under
+        autocast or functorch transforms, with mixed dtypes, or below `MIN_DEPTH` on the im2col route.
     """
+    x = input
     if groups != 1 or x.dim() != 4 or weight.dim() != 4 or x.device.type != "cpu" or x.layout != torch.strided:
         return None
     st, pad, dil = _pair(stride), _pair(padding), _pair(dilation)
-    if st is None or pad is None or dil is None:
-        return None
     (n, c, h, w), (o, _, kh, kw) = x.shape, weight.shape
-    if kh * kw == 1 or weight.shape[1] != c:
+    if st is None or pad is None or dil is None or kh * kw == 1 or weight.shape[1] != c \
+            or (bias is not None and tuple(bias.shape) != (o,)):
         return None
     ho, wo = _out_size(h, kh, st[0], pad[0], dil[0]), _out_size(w, kw, st[1], pad[1], dil[1])
     if ho < 1 or wo < 1 or ho * wo > MAX_OUTPUT_PIXELS:
@@ -96,28 +100,45 @@ def conv2d_small(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
         if pad[0] % dil[0] or pad[1] % dil[1] or i >= kh or j >= kw:
             return None  # the kernel reads padding only (the output is the bias): rare, leave it to torch
         return F.linear(x.reshape(n, c), weight[:, :, i, j], bias).reshape(n, o, 1, 1)
-    grad = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad
-                                         or (bias is not None and bias.requires_grad))
-    if not grad or x.dtype != weight.dtype or torch.is_autocast_enabled("cpu"):
+    if not _training_products(x, weight, bias):
         return None  # forward alone: oneDNN is as fast or faster (see MAX_OUTPUT_PIXELS)
     if h * w < kh * kw and n >= DENSE_MIN_BATCH:
-        return _dense_conv(x, weight, bias, (st, pad, dil), (ho, wo))
-    if c * kh * kw < MIN_DEPTH:
+        out = _dense_conv(x, weight, bias, (st, pad, dil), (ho, wo))
+        channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+        return out.contiguous(memory_format=torch.channels_last) if channels_last else out  # as torch's
+    if c * kh * kw < MIN_DEPTH or _transforms_active():
         return None
     return _ProductBackwardConv.apply(x, weight, bias, st, pad, dil)
+
+
+def _training_products(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> bool:
+    """Whether a gradient is to be computed, in one dtype and without autocast (the 2×2 routes' conditions)."""
+    grad = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad
+                                         or (bias is not None and bias.requires_grad))
+    same_dtype = x.dtype == weight.dtype and (bias is None or bias.dtype == x.dtype)
+    return grad and same_dtype and not torch.is_autocast_enabled("cpu")
+
+
+def _transforms_active() -> bool:
+    """Whether functorch transforms (``torch.func.grad``, ``vmap``) or forward-mode AD are on: the custom
+    autograd Function of the im2col route defines neither, so torch's convolution serves them."""
+    functorch = getattr(torch._C, "_are_functorch_transforms_active", lambda: False)()
+    forward_ad = getattr(torch.autograd.forward_ad, "_current_level", -1) >= 0
+    return bool(functorch or forward_ad)
 
 
 @functools.lru_cache(maxsize=64)
 def _tap_selection(in_hw: tuple, kernel: tuple, geometry: tuple, out_hw: tuple, dtype: torch.dtype) -> torch.Tensor:
     """(taps, out_pixels * in_pixels): 1 where the kernel's tap joins that output pixel to that input pixel."""
     (h, w), (kh, kw), (st, pad, dil), (ho, wo) = in_hw, kernel, geometry, out_hw
-    sel = torch.zeros(kh * kw, ho * wo, h * w, dtype=dtype)
-    for oy, ox, iy, ix in itertools.product(range(ho), range(wo), range(h), range(w)):
-        ty, ry = divmod(iy - oy * st[0] + pad[0], dil[0])
-        tx, rx = divmod(ix - ox * st[1] + pad[1], dil[1])
-        if ry == rx == 0 and 0 <= ty < kh and 0 <= tx < kw:
-            sel[ty * kw + tx, oy * wo + ox, iy * w + ix] = 1
-    return sel.reshape(kh * kw, -1)
+    with torch.inference_mode(False):  # cached: a tensor made under inference_mode could not be saved for backward
+        sel = torch.zeros(kh * kw, ho * wo, h * w, dtype=dtype, device="cpu")
+        for oy, ox, iy, ix in itertools.product(range(ho), range(wo), range(h), range(w)):
+            ty, ry = divmod(iy - oy * st[0] + pad[0], dil[0])
+            tx, rx = divmod(ix - ox * st[1] + pad[1], dil[1])
+            if ry == rx == 0 and 0 <= ty < kh and 0 <= tx < kw:
+                sel[ty * kw + tx, oy * wo + ox, iy * w + ix] = 1
+        return sel.reshape(kh * kw, -1)
 
 
 def _dense_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, geometry: tuple,
@@ -133,7 +154,11 @@ def _dense_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
 
 
 class _ProductBackwardConv(torch.autograd.Function):
-    """A convolution with a small output: torch's forward, a backward of two matrix products over im2col."""
+    """A convolution with a small output: torch's forward, a backward of two matrix products over im2col.
+
+    The backward is made of differentiable operations (unfold, matmul, fold), so a second derivative through it
+    (a gradient penalty, ``create_graph=True``) is exact.
+    """
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, st: tuple,
@@ -143,7 +168,6 @@ class _ProductBackwardConv(torch.autograd.Function):
         return F.conv2d(x, weight, bias, st, pad, dil)
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
     def backward(ctx: Any, g: torch.Tensor) -> tuple:
         x, weight = ctx.saved_tensors
         st, pad, dil = ctx.geometry
@@ -195,25 +219,65 @@ def has_small_conv_candidates(model: nn.Module) -> bool:
     return any(_candidate(m) for m in model.modules())
 
 
-_state = threading.local()
+_state = threading.local()  # per thread: the (module id, mode or None) of the convolutions now in their forward
+_hooked: dict[int, list] = {}  # id of a hooked convolution -> [blocks holding it, its hook handles]
+_hooked_lock = threading.Lock()
+
+
+def _stack() -> list:
+    return _state.__dict__.setdefault("modes", [])
 
 
 def _enter(module: nn.Module, inputs: Any) -> None:
-    stack = _state.__dict__.setdefault("modes", [])
+    if id(module) not in _hooked:  # a copy of a hooked module made during a block (deepcopy) keeps inert hooks
+        return
     x = inputs[0] if inputs else None
     small = isinstance(x, torch.Tensor) and x.dim() == 4 and x.shape[-1] * x.shape[-2] <= SMALL_INPUT_PIXELS
     tracing = torch.jit.is_tracing() or torch.compiler.is_compiling()  # exports trace torch's own convolutions
     mode = small_conv_mode() if small and not tracing else None
     if mode is not None:
         mode.__enter__()
-    stack.append(mode)
+    _stack().append((id(module), mode))
 
 
 def _exit(module: nn.Module, inputs: Any, output: Any) -> None:
-    stack = _state.__dict__.get("modes")
-    mode = stack.pop() if stack else None
-    if mode is not None:
-        mode.__exit__(None, None, None)
+    stack = _stack()
+    if stack and stack[-1][0] == id(module):  # (not when an earlier pre-hook raised before `_enter` ran)
+        _, mode = stack.pop()
+        if mode is not None:
+            mode.__exit__(None, None, None)
+
+
+def _unwind(depth: int) -> None:
+    """Pop the modes pushed above ``depth``: a KeyboardInterrupt skips the forward hooks that pop them."""
+    stack = _stack()
+    while len(stack) > depth:
+        _, mode = stack.pop()
+        if mode is not None:
+            mode.__exit__(None, None, None)
+
+
+def _hook(convs: list[nn.Module]) -> None:
+    with _hooked_lock:
+        for m in convs:
+            if id(m) in _hooked:
+                _hooked[id(m)][0] += 1
+            else:
+                handles = [m.register_forward_pre_hook(_enter), m.register_forward_hook(_exit, always_call=True)]
+                _hooked[id(m)] = [1, handles]
+
+
+def _unhook(convs: list[nn.Module]) -> None:
+    with _hooked_lock:
+        for m in convs:
+            entry = _hooked.get(id(m))
+            if entry is None:
+                continue
+            entry[0] -= 1
+            if entry[0] == 0:
+                del _hooked[id(m)]
+                for h in entry[1]:
+                    h.remove()
 
 
 @contextlib.contextmanager
@@ -221,20 +285,20 @@ def small_convs(model: nn.Module, enabled: bool = True) -> Iterator[bool]:
     """Inside this block, the forward of each of ``model``'s ``nn.Conv2d`` modules with an input of at most
     `SMALL_INPUT_PIXELS` pixels runs under `small_conv_mode` (tracing and compiling excepted).
 
-    Hooks on those modules push the mode before their forward and pop it after, also when the forward raises;
-    they are removed at the end of the block, and nothing else of the model runs under the mode. Nothing is
-    installed when ``enabled`` is False or the model has no convolution that could use it
-    (`has_small_conv_candidates`). Yields whether hooks were installed.
+    Hooks on those modules push the mode before their forward and pop it after, also when the forward raises
+    (and the block's end pops what an interrupt left); they are removed at the end of the block (nested blocks
+    on one model share them), and nothing else of the model runs under the mode. Nothing is installed when
+    ``enabled`` is False or the model has no convolution that could use it (`has_small_conv_candidates`).
+    Yields whether hooks are in place.
     """
     convs = [m for m in model.modules() if _candidate(m)] if enabled else []
     if not convs:
         yield False
         return
-    handles = []
-    for m in convs:
-        handles += [m.register_forward_pre_hook(_enter), m.register_forward_hook(_exit, always_call=True)]
+    depth = len(_stack())
+    _hook(convs)
     try:
         yield True
     finally:
-        for h in handles:
-            h.remove()
+        _unhook(convs)
+        _unwind(depth)

@@ -71,7 +71,7 @@ def test_what_is_left_to_torch():
 
 def test_the_dense_map_at_training_batch_sizes():
     torch.manual_seed(0)
-    x = torch.randn(32, 64, 2, 2, requires_grad=True)
+    x = torch.randn(64, 64, 2, 2, requires_grad=True)
     w, b = torch.randn(96, 64, 3, 3, requires_grad=True), torch.randn(96, requires_grad=True)
     for stride in (1, 2):
         out, ref = conv2d_small(x, w, b, stride, 1), F.conv2d(x, w, b, stride, 1)
@@ -160,3 +160,66 @@ def test_learner_fit_with_and_without_small_convs_ends_with_the_same_weights(mon
     for a, b in zip(w_small, w_torch):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(p_small, p_torch, rtol=1e-4, atol=1e-5)
+
+
+def test_second_derivatives_through_the_im2col_route_equal_torch(monkeypatch):
+    calls = _count_routes(monkeypatch)
+    torch.manual_seed(0)
+    critic = nn.Sequential(nn.Conv2d(8, 256, 1), nn.LeakyReLU(0.2), nn.Conv2d(256, 4, 3, 2, 1)).double()
+    x = torch.randn(4, 8, 4, 4, dtype=torch.float64, requires_grad=True)
+
+    def penalised_grads(small: bool):
+        with small_convs(critic, enabled=small):
+            out = critic(x).mean()
+            gx, = torch.autograd.grad(out, x, create_graph=True)  # a gradient penalty, as WGAN-GP critics use
+            loss = out + 10 * ((gx.flatten(1).norm(dim=1) - 1) ** 2).mean()
+            return torch.autograd.grad(loss, list(critic.parameters()))
+    ref = penalised_grads(False)
+    assert calls["routed"] == 0
+    mine = penalised_grads(True)
+    assert calls["routed"] == 1  # the 4x4 -> 2x2 convolution, 2304 products per pixel, batch 4: im2col
+    for a, b in zip(mine, ref):
+        torch.testing.assert_close(a, b)
+
+
+def test_an_interrupt_inside_a_forward_leaves_no_mode_behind():
+    model, x = _tiny_cnn(), torch.randn(2, 3, 4, 4)
+
+    def interrupt(module, inputs):
+        raise KeyboardInterrupt  # torch skips the always_call forward hooks for a BaseException
+
+    with pytest.raises(KeyboardInterrupt):
+        with small_convs(model):
+            handle = model[5].register_forward_pre_hook(interrupt)  # runs after lamina's pre-hook
+            try:
+                model(x)
+            finally:
+                handle.remove()
+    assert torch._C._len_torch_function_stack() == 0
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
+
+
+def test_keyword_calls_inference_mode_copies_and_functorch(monkeypatch):
+    calls = _count_routes(monkeypatch)
+    x, w = torch.randn(2, 16, 1, 1), torch.randn(4, 16, 3, 3)
+    with small_conv_mode():
+        out = F.conv2d(input=x, weight=w, padding=1)  # F.conv2d's own keyword names
+    torch.testing.assert_close(out, F.conv2d(x, w, padding=1))
+    assert calls["routed"] == 1
+    sc._tap_selection.cache_clear()
+    x2, w2 = torch.randn(64, 8, 2, 2), torch.randn(4, 8, 3, 3, requires_grad=True)
+    with torch.inference_mode(), torch.enable_grad():
+        conv2d_small(x2, torch.randn(4, 8, 3, 3), None, 1, 1)  # fills the selection cache
+    conv2d_small(x2, w2, None, 1, 1).sum().backward()  # a cached tensor made under inference_mode would fail here
+    assert w2.grad is not None
+    model = _tiny_cnn()
+    with small_convs(model):
+        copy = __import__("copy").deepcopy(model)  # carries the hooks, inert outside the block
+    before = calls["routed"]
+    copy(torch.randn(2, 3, 4, 4))
+    assert calls["routed"] == before
+    critic = nn.Conv2d(256, 4, 3, 2, 1)
+    xs = torch.randn(3, 256, 4, 4)
+    with small_convs(critic):
+        per_sample = torch.func.vmap(torch.func.grad(lambda xi: critic(xi[None]).sum()))(xs)
+    torch.testing.assert_close(per_sample, torch.func.vmap(torch.func.grad(lambda xi: critic(xi[None]).sum()))(xs))
