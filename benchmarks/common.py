@@ -31,6 +31,14 @@ def reseed(opts: dict[str, Any]) -> None:
     _seed_all(int(opts["seed"]) + int(opts.get("round", 0)))
 
 
+def reseed_weights(opts: dict[str, Any]) -> None:
+    """Seed torch alone with another number per round, right before a model is built: fastai's
+    ``RandomSplitter(seed=...)`` sets torch's global seed, which would give fastai the same initial weights in
+    every round (python's and numpy's states, which draw fastai's training order, are left as they are)."""
+    import torch
+    torch.manual_seed(10_000 + int(opts["seed"]) + int(opts.get("round", 0)))
+
+
 def _seed_all(seed: int) -> None:
     import numpy as np
     import torch

@@ -8,9 +8,13 @@ the split to the global random state), the file names sorted (fastai lists them 
 sorted), so that both sides validate on the same 20 images; and ``num_workers=2`` (as a user on a 2-core machine
 gets by default). ``time`` is the wall clock of the ``fit_one_cycle`` call, the optimizer's creation included.
 Python, numpy and torch are seeded with ``seed + round`` before the loaders are built, on both sides: the validation split stays fixed
-(``seed=42``), while each round draws its own training order and initial weights. (Seeded after the loaders,
-every round of a library would train in one and the same order, and the medians would rest on a single
-draw of it: the valid loss after 20 BatchNorm updates depends on that order as much as on the weights.)
+(``seed=42``), while each round draws its own training order. (Seeded after the loaders, every round of a
+library would train in one and the same order, and the medians would rest on a single draw of it: the valid
+loss after 20 BatchNorm updates depends on that order as much as on the weights.) Torch alone is seeded again
+right before ``unet_learner`` (`reseed_weights`), so that each round also draws its own initial weights on both
+sides: fastai's ``RandomSplitter(seed=42)`` sets torch's global seed, and before this every fastai round
+started from the same weights while lamina's rounds drew new ones, so the valid-loss medians compared one
+fastai draw with three of lamina's.
 
 mIoU is computed here, the same way for both, from ``get_preds`` on the validation set: the arg-max
 prediction and the target mask fill one confusion matrix over all validation pixels; pixels whose target
@@ -24,7 +28,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import pick_device, prepare, require_file, reseed, stopwatch
+from benchmarks.common import pick_device, prepare, require_file, reseed, reseed_weights, stopwatch
 
 TITLE = "Segmentation from scratch: CamVid tiny, Resize((96,128)), unet_learner resnet18, fit_one_cycle(2, 1e-3), bs 8"
 TARGET = {"metric": "time", "max_ratio": 0.6,
@@ -88,6 +92,7 @@ def run_lamina(data_dir: str, opts: dict[str, Any]) -> dict[str, Any]:
     dls = SegmentationDataLoaders.from_label_func(path, bs=BS, fnames=fnames, label_func=MaskOf(path), codes=codes,
                                                   valid_pct=0.2, seed=42, item_tfms=Resize(SIZE), num_workers=WORKERS,
                                                   device=pick_device(opts))
+    reseed_weights(opts)  # fastai's splitter set torch's seed: each round draws its own initial weights
     learn = unet_learner(dls, resnet18, pretrained=False)
     return _fit(learn, dls, [str(c) for c in codes], opts.get("quick", False))
 
@@ -103,5 +108,6 @@ def run_fastai(data_dir: str, opts: dict[str, Any]) -> dict[str, Any]:
     dls = SegmentationDataLoaders.from_label_func(path, bs=BS, fnames=fnames, label_func=MaskOf(path), codes=codes,
                                                   valid_pct=0.2, seed=42, item_tfms=Resize(SIZE), num_workers=WORKERS,
                                                   device=torch.device(pick_device(opts)))
+    reseed_weights(opts)  # fastai's splitter set torch's seed: each round draws its own initial weights
     learn = unet_learner(dls, resnet18, pretrained=False)
     return _fit(learn, dls, [str(c) for c in codes], opts.get("quick", False))
