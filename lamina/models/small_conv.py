@@ -35,15 +35,16 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-__all__ = ["conv2d_small", "small_conv_mode", "small_convs", "has_small_conv_candidates", "MAX_OUTPUT_PIXELS",
-           "MIN_DEPTH", "DENSE_MIN_BATCH", "SMALL_INPUT_PIXELS"]
+__all__ = ["conv2d_small", "small_conv_mode", "small_convs", "MAX_OUTPUT_PIXELS", "MIN_DEPTH", "DENSE_MIN_BATCH",
+           "SMALL_INPUT_PIXELS"]
 
 MAX_OUTPUT_PIXELS = 4
 """Outputs of at most this many pixels (2×2) are computed as products: beyond the 1×1 map, in training only,
 by the dense route or else the im2col route (torch's forward, a backward of two matrix products over im2col).
 Measured on a 2-core AVX2 CPU, forward + backward, batch 8 to 256, 256 and 512 channels: the im2col route took
-0.4–1.0× oneDNN's time at 2×2 outputs; at 4×4 outputs the products were slower, so the bound stops at 2×2. In
-inference (no gradient) oneDNN's forward was as fast or faster at 2×2, so only the 1×1 map changes there."""
+0.4–1.0× oneDNN's time at 2×2 outputs; at 4×4 outputs the products were 1.3–1.5× slower at batch 64 and 256, so
+the bound stops at 2×2. In inference (no gradient) oneDNN's forward was as fast or faster at 2×2, so only the
+1×1 map changes there."""
 
 MIN_DEPTH = 2048
 """...and only where each output pixel sums at least this many products (in channels × kernel taps): with 64 or
@@ -54,7 +55,7 @@ DENSE_MIN_BATCH = 64
 all input pixels to all output pixels, built from the kernel (`_dense_conv`): no product of padding at all,
 where im2col's columns are more than half padding there. Building the map costs the same whatever the batch, so
 it pays from this batch size on: at batch 64, 0.5–1.0× the im2col route's time and 0.6× oneDNN's with 64 or 128
-channels, at 256 0.3–0.8×; at batch 8, 1.5–2.7× (measured on the same CPU, 64 to 512 channels); at batch 32
+channels, at 256 0.3–0.4×; at batch 8, 1.5–2.7× (measured on the same CPU, 64 to 512 channels); at batch 32
 about break-even, and slower than the im2col route at 512 channels (one thread)."""
 
 
@@ -214,11 +215,6 @@ def _candidate(m: nn.Module) -> bool:
         and m.kernel_size[0] * m.kernel_size[1] > 1
 
 
-def has_small_conv_candidates(model: nn.Module) -> bool:
-    """Whether ``model`` has an ungrouped ``nn.Conv2d`` with a kernel bigger than 1×1 on the CPU."""
-    return any(_candidate(m) for m in model.modules())
-
-
 _state = threading.local()  # per thread: the (module id, mode or None) of the convolutions now in their forward
 _hooked: dict[int, list] = {}  # id of a hooked convolution -> [blocks holding it, its hook handles]
 _hooked_lock = threading.Lock()
@@ -288,7 +284,7 @@ def small_convs(model: nn.Module, enabled: bool = True) -> Iterator[bool]:
     Hooks on those modules push the mode before their forward and pop it after, also when the forward raises
     (and the block's end pops what an interrupt left); they are removed at the end of the block (nested blocks
     on one model share them), and nothing else of the model runs under the mode. Nothing is installed when
-    ``enabled`` is False or the model has no convolution that could use it (`has_small_conv_candidates`).
+    ``enabled`` is False or the model has no ungrouped ``nn.Conv2d`` with a kernel over 1×1 on the CPU.
     Yields whether hooks are in place.
     """
     convs = [m for m in model.modules() if _candidate(m)] if enabled else []
