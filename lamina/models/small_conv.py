@@ -8,8 +8,9 @@ forward and backward on a 2-core AVX2 CPU, where the same arithmetic as a matrix
 `conv2d_small` computes such a convolution exactly (the same sums, in another order) as a matrix product:
 
 - a 1×1 input giving a 1×1 output reads one tap of the kernel: ``linear(x, weight[:, :, i, j], bias)``;
-- in training, an input of fewer pixels than the kernel has taps (2×2 under 3×3), batch from
-  `DENSE_MIN_BATCH`: one dense map from every input pixel to every output pixel, built from the kernel;
+- an input of fewer pixels than the kernel has taps (2×2 under 3×3), batch from `DENSE_MIN_BATCH` in
+  training (`DENSE_MIN_INFERENCE_BATCH` without a gradient): one dense map from every input pixel to every
+  output pixel, gathered from the kernel;
 - other outputs of at most `MAX_OUTPUT_PIXELS` pixels from at least `MIN_DEPTH` inputs, in training: torch's
   forward, and a backward of two matrix products over the ``unfold``-ed input (im2col), where oneDNN's backward
   was slowest.
@@ -36,27 +37,31 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 __all__ = ["conv2d_small", "small_conv_mode", "small_convs", "MAX_OUTPUT_PIXELS", "MIN_DEPTH", "DENSE_MIN_BATCH",
-           "SMALL_INPUT_PIXELS"]
+           "DENSE_MIN_INFERENCE_BATCH", "SMALL_INPUT_PIXELS"]
 
 MAX_OUTPUT_PIXELS = 4
 """Outputs of at most this many pixels (2×2) are computed as products: beyond the 1×1 map, in training only,
 by the dense route or else the im2col route (torch's forward, a backward of two matrix products over im2col).
 Measured on a 2-core AVX2 CPU, forward + backward, batch 8 to 256, 256 and 512 channels: the im2col route took
 0.4–1.0× oneDNN's time at 2×2 outputs; at 4×4 outputs the products were 1.3–1.5× slower at batch 64 and 256, so
-the bound stops at 2×2. In inference (no gradient) oneDNN's forward was as fast or faster at 2×2, so only the
-1×1 map changes there."""
+the bound stops at 2×2. In inference (no gradient) oneDNN's forward was as fast or faster at 2×2, so beyond
+the 1×1 map only the dense route, from `DENSE_MIN_INFERENCE_BATCH`, changes there."""
 
 MIN_DEPTH = 2048
 """...and only where each output pixel sums at least this many products (in channels × kernel taps): with 64 or
 128 channels and a 3×3 kernel, oneDNN was 1.1–1.8× faster than the products."""
 
-DENSE_MIN_BATCH = 64
+DENSE_MIN_BATCH = 32
 """In training, an input with fewer pixels than the kernel has taps (2×2 under 3×3) becomes one dense map from
-all input pixels to all output pixels, built from the kernel (`_dense_conv`): no product of padding at all,
-where im2col's columns are more than half padding there. Building the map costs the same whatever the batch, so
-it pays from this batch size on: at batch 64, 0.5–1.0× the im2col route's time and 0.6× oneDNN's with 64 or 128
-channels, at 256 0.3–0.4×; at batch 8, 1.5–2.7× (measured on the same CPU, 64 to 512 channels); at batch 32
-about break-even, and slower than the im2col route at 512 channels (one thread)."""
+all input pixels to all output pixels, gathered from the kernel (`_dense_conv`): no product of padding at all,
+where im2col's columns are more than half padding there. Gathering the map costs the same whatever the batch, so
+it pays from this batch size on. Measured forward + backward on a 2-core AVX2 CPU, 64 to 512 channels: at
+batch 32 to 256, 0.2–0.65× oneDNN's time (0.3–0.4× at 512 channels) and below the im2col route's; at batch
+16 about the im2col route's; at batch 1 to 8 up to 1.6× oneDNN's and 2.3× the im2col route's time."""
+
+DENSE_MIN_INFERENCE_BATCH = 128
+"""Without a gradient the dense map pays from larger batches: forward only on the same CPU, 0.4–0.6× oneDNN's
+time at batch 128 and 256, about equal at 64, 1.1–2× slower below."""
 
 
 def _pair(v: Any) -> tuple[int, int] | None:
@@ -82,8 +87,9 @@ def conv2d_small(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor |
         The convolution's output (the values ``F.conv2d`` gives, up to float rounding), or None (torch's
         convolution runs) when the input is not a batched CPU tensor with an output of at most
         `MAX_OUTPUT_PIXELS` pixels, the kernel is 1×1, ``groups`` is not 1, ``padding`` is a string or the bias
-        is not one value per output channel; and, beyond a 1×1 map, also without a gradient to compute, under
-        autocast or functorch transforms, with mixed dtypes, or below `MIN_DEPTH` on the im2col route.
+        is not one value per output channel; and, beyond a 1×1 map, also under autocast or with mixed dtypes,
+        below the dense route's batch sizes without a gradient to compute, and on the im2col route under
+        functorch transforms or below `MIN_DEPTH`.
     """
     x = input
     if groups != 1 or x.dim() != 4 or weight.dim() != 4 or x.device.type != "cpu" or x.layout != torch.strided:
@@ -101,23 +107,28 @@ def conv2d_small(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor |
         if pad[0] % dil[0] or pad[1] % dil[1] or i >= kh or j >= kw:
             return None  # the kernel reads padding only (the output is the bias): rare, leave it to torch
         return F.linear(x.reshape(n, c), weight[:, :, i, j], bias).reshape(n, o, 1, 1)
-    if not _training_products(x, weight, bias):
-        return None  # forward alone: oneDNN is as fast or faster (see MAX_OUTPUT_PIXELS)
-    if h * w < kh * kw and n >= DENSE_MIN_BATCH:
+    if not _plain_dtypes(x, weight, bias):
+        return None
+    grad = _needs_grad(x, weight, bias)
+    if h * w < kh * kw and n >= (DENSE_MIN_BATCH if grad else DENSE_MIN_INFERENCE_BATCH):
         out = _dense_conv(x, weight, bias, (st, pad, dil), (ho, wo))
         channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
         return out.contiguous(memory_format=torch.channels_last) if channels_last else out  # as torch's
-    if c * kh * kw < MIN_DEPTH or _transforms_active():
-        return None
+    if not grad or c * kh * kw < MIN_DEPTH or _transforms_active():
+        return None  # forward alone: oneDNN is as fast or faster (see MAX_OUTPUT_PIXELS)
     return _ProductBackwardConv.apply(x, weight, bias, st, pad, dil)
 
 
-def _training_products(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> bool:
-    """Whether a gradient is to be computed, in one dtype and without autocast (the 2×2 routes' conditions)."""
-    grad = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad
-                                         or (bias is not None and bias.requires_grad))
+def _needs_grad(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> bool:
+    """Whether a gradient is to be computed through this convolution."""
+    return torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad
+                                        or (bias is not None and bias.requires_grad))
+
+
+def _plain_dtypes(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> bool:
+    """One dtype for all operands and no autocast (the conditions of the routes beyond the 1×1 map)."""
     same_dtype = x.dtype == weight.dtype and (bias is None or bias.dtype == x.dtype)
-    return grad and same_dtype and not torch.is_autocast_enabled("cpu")
+    return same_dtype and not torch.is_autocast_enabled("cpu")
 
 
 def _transforms_active() -> bool:
@@ -129,29 +140,37 @@ def _transforms_active() -> bool:
 
 
 @functools.lru_cache(maxsize=64)
-def _tap_selection(in_hw: tuple, kernel: tuple, geometry: tuple, out_hw: tuple, dtype: torch.dtype) -> torch.Tensor:
-    """(taps, out_pixels * in_pixels): 1 where the kernel's tap joins that output pixel to that input pixel."""
+def _tap_index(in_hw: tuple, kernel: tuple, geometry: tuple, out_hw: tuple) -> torch.Tensor:
+    """(out_pixels * in_pixels,): the kernel tap joining each output pixel to each input pixel, or ``kh * kw``
+    (a tap of zeros) where none does."""
     (h, w), (kh, kw), (st, pad, dil), (ho, wo) = in_hw, kernel, geometry, out_hw
+    taps = []
+    for oy, ox, iy, ix in itertools.product(range(ho), range(wo), range(h), range(w)):
+        ty, ry = divmod(iy - oy * st[0] + pad[0], dil[0])
+        tx, rx = divmod(ix - ox * st[1] + pad[1], dil[1])
+        taps.append(ty * kw + tx if ry == rx == 0 and 0 <= ty < kh and 0 <= tx < kw else kh * kw)
     with torch.inference_mode(False):  # cached: a tensor made under inference_mode could not be saved for backward
-        sel = torch.zeros(kh * kw, ho * wo, h * w, dtype=dtype, device="cpu")
-        for oy, ox, iy, ix in itertools.product(range(ho), range(wo), range(h), range(w)):
-            ty, ry = divmod(iy - oy * st[0] + pad[0], dil[0])
-            tx, rx = divmod(ix - ox * st[1] + pad[1], dil[1])
-            if ry == rx == 0 and 0 <= ty < kh and 0 <= tx < kw:
-                sel[ty * kw + tx, oy * wo + ox, iy * w + ix] = 1
-        return sel.reshape(kh * kw, -1)
+        return torch.tensor(taps, dtype=torch.long)
 
 
 def _dense_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, geometry: tuple,
                 out_hw: tuple) -> torch.Tensor:
     """The convolution as one dense map from all input pixels to all output pixels (fewer input pixels than
-    kernel taps: each input-output pair is one tap or none, so no product of padding is computed)."""
+    kernel taps: each input-output pair is one tap or none, so no product of padding is computed).
+
+    The map's rows are (output channel, output pixel), its columns (input pixel, input channel): each block of
+    a row is one tap's weights over the input channels, gathered by ``index_select`` from the kernel laid out
+    taps-then-channels (a view for a channels-last kernel), and the input is read pixels-then-channels (a view
+    for a channels-last input).
+    """
     (n, c, h, w), (o, _, kh, kw), (ho, wo) = x.shape, weight.shape, out_hw
-    sel = _tap_selection((h, w), (kh, kw), geometry, out_hw, weight.dtype)
-    dense = (weight.reshape(o * c, kh * kw) @ sel).reshape(o, c, ho * wo, h * w)
-    dense = dense.transpose(1, 2).reshape(o * ho * wo, c * h * w)
+    index = _tap_index((h, w), (kh, kw), geometry, out_hw)
+    taps = weight.permute(0, 2, 3, 1).reshape(o, kh * kw, c)
+    if int(index.max()) == kh * kw:  # some pairs are joined by no tap
+        taps = torch.cat([taps, taps.new_zeros(o, 1, c)], 1)
+    dense = taps.index_select(1, index).reshape(o * ho * wo, h * w * c)
     bias = bias.repeat_interleave(ho * wo) if bias is not None else None
-    return F.linear(x.reshape(n, c * h * w), dense, bias).reshape(n, o, ho, wo)
+    return F.linear(x.permute(0, 2, 3, 1).reshape(n, h * w * c), dense, bias).reshape(n, o, ho, wo)
 
 
 class _ProductBackwardConv(torch.autograd.Function):

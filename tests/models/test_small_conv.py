@@ -60,7 +60,10 @@ def test_what_is_left_to_torch():
     w = torch.randn(8, 512, 3, 3, requires_grad=True)
     assert conv2d_small(x2, w, None, 1, 1) is not None  # 2x2 output, 4608 products per pixel, training
     with torch.no_grad():
-        assert conv2d_small(x2, w, None, 1, 1) is None  # inference at 2x2: torch's forward is as fast
+        assert conv2d_small(x2, w, None, 1, 1) is None  # inference at 2x2, small batch: torch's forward is as fast
+        big = torch.randn(sc.DENSE_MIN_INFERENCE_BATCH, 16, 2, 2)
+        out = conv2d_small(big, torch.randn(8, 16, 3, 3), None, 1, 1)  # ...from large batches the dense map
+        assert out is not None and out.shape == (sc.DENSE_MIN_INFERENCE_BATCH, 8, 2, 2)
     assert conv2d_small(torch.randn(2, 512, 4, 4, requires_grad=True), w, None, 1, 1) is None  # 4x4 output
     assert conv2d_small(torch.randn(2, 16, 2, 2, requires_grad=True), torch.randn(8, 16, 3, 3), None, 1, 1) is None
     assert conv2d_small(x2, torch.randn(8, 256, 3, 3), None, 1, 1, 1, 2) is None  # grouped
@@ -69,17 +72,24 @@ def test_what_is_left_to_torch():
     assert conv2d_small(x2[0], w, None, 1, 1) is None  # unbatched
 
 
-def test_the_dense_map_at_training_batch_sizes():
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_the_dense_map_at_training_batch_sizes(channels_last):
     torch.manual_seed(0)
-    x = torch.randn(64, 64, 2, 2, requires_grad=True)
-    w, b = torch.randn(96, 64, 3, 3, requires_grad=True), torch.randn(96, requires_grad=True)
-    for stride in (1, 2):
-        out, ref = conv2d_small(x, w, b, stride, 1), F.conv2d(x, w, b, stride, 1)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    x = torch.randn(64, 64, 2, 2).contiguous(memory_format=fmt).requires_grad_()
+    w = torch.randn(96, 64, 3, 3).contiguous(memory_format=fmt).requires_grad_()
+    b = torch.randn(96, requires_grad=True)
+    for stride, pad, dil in ((1, 1, 1), (2, 1, 1), (1, 2, 2)):  # dilation 2: some pixel pairs are joined by no tap
+        out, ref = conv2d_small(x, w, b, stride, pad, dil), F.conv2d(x, w, b, stride, pad, dil)
         assert out is not None and out.shape == ref.shape
+        assert out.is_contiguous(memory_format=fmt)
         torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
         g = torch.randn_like(ref)
         for mine, theirs in zip(_grads(out, [x, w, b], g), _grads(ref, [x, w, b], g)):
             torch.testing.assert_close(mine, theirs, rtol=1e-4, atol=1e-4)
+    with torch.no_grad():
+        xs = x.detach().repeat(2, 1, 1, 1)  # 128: the dense map in inference too
+        torch.testing.assert_close(conv2d_small(xs, w, b, 1, 1), F.conv2d(xs, w, b, 1, 1), rtol=1e-4, atol=1e-4)
 
 
 def _tiny_cnn():
@@ -206,10 +216,11 @@ def test_keyword_calls_inference_mode_copies_and_functorch(monkeypatch):
         out = F.conv2d(input=x, weight=w, padding=1)  # F.conv2d's own keyword names
     torch.testing.assert_close(out, F.conv2d(x, w, padding=1))
     assert calls["routed"] == 1
-    sc._tap_selection.cache_clear()
-    x2, w2 = torch.randn(64, 8, 2, 2), torch.randn(4, 8, 3, 3, requires_grad=True)
-    with torch.inference_mode(), torch.enable_grad():
-        conv2d_small(x2, torch.randn(4, 8, 3, 3), None, 1, 1)  # fills the selection cache
+    sc._tap_index.cache_clear()
+    x2, w2 = torch.randn(sc.DENSE_MIN_INFERENCE_BATCH, 8, 2, 2), torch.randn(4, 8, 3, 3, requires_grad=True)
+    with torch.inference_mode():
+        assert conv2d_small(x2, torch.randn(4, 8, 3, 3), None, 1, 1) is not None  # fills the tap index cache
+    assert sc._tap_index.cache_info().currsize == 1
     conv2d_small(x2, w2, None, 1, 1).sum().backward()  # a cached tensor made under inference_mode would fail here
     assert w2.grad is not None
     model = _tiny_cnn()
