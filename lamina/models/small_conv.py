@@ -36,6 +36,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from lamina.models.cpu_pool import POOL_MIN_PIXELS, pool_mode
+
 __all__ = ["conv2d_small", "small_conv_mode", "small_convs", "MAX_OUTPUT_PIXELS", "MIN_DEPTH", "DENSE_MIN_BATCH",
            "DENSE_MIN_INFERENCE_BATCH", "SMALL_INPUT_PIXELS"]
 
@@ -230,8 +232,22 @@ SMALL_INPUT_PIXELS = 16
 
 
 def _candidate(m: nn.Module) -> bool:
+    if isinstance(m, nn.MaxPool2d):
+        return not m.return_indices
     return isinstance(m, nn.Conv2d) and m.groups == 1 and m.weight.device.type == "cpu" \
         and m.kernel_size[0] * m.kernel_size[1] > 1
+
+
+def _mode_for(module: nn.Module, x: Any) -> TorchFunctionMode | None:
+    """The mode a hooked module's forward runs under for input ``x``, or None."""
+    if not isinstance(x, torch.Tensor) or x.dim() != 4 or torch.jit.is_tracing() or torch.compiler.is_compiling():
+        return None  # exports trace torch's own operations
+    pixels = x.shape[-1] * x.shape[-2]
+    if isinstance(module, nn.MaxPool2d):
+        channels_first = x.device.type == "cpu" and x.is_contiguous() and not x.is_contiguous(
+            memory_format=torch.channels_last)
+        return pool_mode() if channels_first and pixels >= POOL_MIN_PIXELS else None
+    return small_conv_mode() if pixels <= SMALL_INPUT_PIXELS else None
 
 
 _state = threading.local()  # per thread: the (module id, mode or None) of the convolutions now in their forward
@@ -246,10 +262,7 @@ def _stack() -> list:
 def _enter(module: nn.Module, inputs: Any) -> None:
     if id(module) not in _hooked:  # a copy of a hooked module made during a block (deepcopy) keeps inert hooks
         return
-    x = inputs[0] if inputs else None
-    small = isinstance(x, torch.Tensor) and x.dim() == 4 and x.shape[-1] * x.shape[-2] <= SMALL_INPUT_PIXELS
-    tracing = torch.jit.is_tracing() or torch.compiler.is_compiling()  # exports trace torch's own convolutions
-    mode = small_conv_mode() if small and not tracing else None
+    mode = _mode_for(module, inputs[0] if inputs else None)
     if mode is not None:
         mode.__enter__()
     _stack().append((id(module), mode))
@@ -298,15 +311,19 @@ def _unhook(convs: list[nn.Module]) -> None:
 @contextlib.contextmanager
 def small_convs(model: nn.Module, enabled: bool = True) -> Iterator[bool]:
     """Inside this block, the forward of each of ``model``'s ``nn.Conv2d`` modules with an input of at most
-    `SMALL_INPUT_PIXELS` pixels runs under `small_conv_mode` (tracing and compiling excepted).
+    `SMALL_INPUT_PIXELS` pixels runs under `small_conv_mode`, and that of each ``nn.MaxPool2d`` with a
+    channels-first CPU input of at least `POOL_MIN_PIXELS` pixels under `lamina.models.cpu_pool.pool_mode`
+    (tracing and compiling excepted).
 
     Hooks on those modules push the mode before their forward and pop it after, also when the forward raises
     (and the block's end pops what an interrupt left); they are removed at the end of the block (nested blocks
-    on one model share them), and nothing else of the model runs under the mode. Nothing is installed when
-    ``enabled`` is False or the model has no ungrouped ``nn.Conv2d`` with a kernel over 1×1 on the CPU.
-    Yields whether hooks are in place.
+    on one model share them), and nothing else of the model runs under the modes. Nothing is installed when
+    ``enabled`` is False or the model has neither an ungrouped ``nn.Conv2d`` with a kernel over 1×1 on the CPU
+    nor, with its parameters on the CPU, an ``nn.MaxPool2d``. Yields whether hooks are in place.
     """
-    convs = [m for m in model.modules() if _candidate(m)] if enabled else []
+    on_cpu = next((p.device.type == "cpu" for p in model.parameters()), True)
+    convs = [m for m in model.modules() if _candidate(m) and (on_cpu or isinstance(m, nn.Conv2d))] \
+        if enabled else []
     if not convs:
         yield False
         return
