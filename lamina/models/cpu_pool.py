@@ -48,8 +48,8 @@ def max_pool2d_nchw(input: torch.Tensor, kernel_size: Any, stride: Any = None, p
     if return_indices or not isinstance(x, torch.Tensor) or x.dim() != 4 or x.device.type != "cpu" \
             or x.layout != torch.strided or x.dtype not in _FLOATS or x.shape[2] * x.shape[3] < POOL_MIN_PIXELS:
         return None
-    if not x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last) or _transforms_active():
-        return None
+    if _transforms_active() or not x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last):
+        return None  # (vmap cannot tell memory formats)
     k = _pair(kernel_size)
     st, pad, dil = _pair(stride, k), _pair(padding), _pair(dilation)
     if k is None or st is None or pad is None or dil is None or not isinstance(ceil_mode, bool):

@@ -8,9 +8,10 @@ forward and backward on a 2-core AVX2 CPU, where the same arithmetic as a matrix
 `conv2d_small` computes such a convolution exactly (the same sums, in another order) as a matrix product:
 
 - a 1×1 input giving a 1×1 output reads one tap of the kernel: ``linear(x, weight[:, :, i, j], bias)``;
-- an input of fewer pixels than the kernel has taps (2×2 under 3×3), batch from `DENSE_MIN_BATCH` in
-  training (`DENSE_MIN_INFERENCE_BATCH` without a gradient): one dense map from every input pixel to every
-  output pixel, gathered from the kernel;
+- an input of fewer pixels than the kernel has taps (2×2 under 3×3) whose every pixel a tap joins to every
+  output pixel, batch from `DENSE_MIN_BATCH` in training (`DENSE_MIN_INFERENCE_BATCH` without a gradient): one
+  dense map from every input pixel to every output pixel, gathered from the kernel (a NaN weight in a tap that
+  only ever reads padding stays out of it, where torch's kernel multiplies padding by it);
 - other outputs of at most `MAX_OUTPUT_PIXELS` pixels from at least `MIN_DEPTH` inputs, in training: torch's
   forward, and a backward of two matrix products over the ``unfold``-ed input (im2col), where oneDNN's backward
   was slowest.
@@ -113,9 +114,9 @@ def conv2d_small(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor |
         return None
     grad = _needs_grad(x, weight, bias)
     if h * w < kh * kw and n >= (DENSE_MIN_BATCH if grad else DENSE_MIN_INFERENCE_BATCH):
-        out = _dense_conv(x, weight, bias, (st, pad, dil), (ho, wo))
-        channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
-        return out.contiguous(memory_format=torch.channels_last) if channels_last else out  # as torch's
+        index = _tap_index((h, w), (kh, kw), (st, pad, dil), (ho, wo))
+        if index is not None:  # (a pair joined by no tap would multiply an inf or NaN input by 0)
+            return _dense_conv(x, weight, bias, index, (ho, wo))
     if not grad or c * kh * kw < MIN_DEPTH or _transforms_active():
         return None  # forward alone: oneDNN is as fast or faster (see MAX_OUTPUT_PIXELS)
     return _ProductBackwardConv.apply(x, weight, bias, st, pad, dil)
@@ -142,37 +143,60 @@ def _transforms_active() -> bool:
 
 
 @functools.lru_cache(maxsize=64)
-def _tap_index(in_hw: tuple, kernel: tuple, geometry: tuple, out_hw: tuple) -> torch.Tensor:
-    """(out_pixels * in_pixels,): the kernel tap joining each output pixel to each input pixel, or ``kh * kw``
-    (a tap of zeros) where none does."""
+def _tap_index(in_hw: tuple, kernel: tuple, geometry: tuple, out_hw: tuple) -> torch.Tensor | None:
+    """(out_pixels * in_pixels,): the kernel tap joining each output pixel to each input pixel; None where some
+    pair is joined by no tap (the dense map would hold zeros there)."""
     (h, w), (kh, kw), (st, pad, dil), (ho, wo) = in_hw, kernel, geometry, out_hw
     taps = []
     for oy, ox, iy, ix in itertools.product(range(ho), range(wo), range(h), range(w)):
         ty, ry = divmod(iy - oy * st[0] + pad[0], dil[0])
         tx, rx = divmod(ix - ox * st[1] + pad[1], dil[1])
-        taps.append(ty * kw + tx if ry == rx == 0 and 0 <= ty < kh and 0 <= tx < kw else kh * kw)
+        if not (ry == rx == 0 and 0 <= ty < kh and 0 <= tx < kw):
+            return None
+        taps.append(ty * kw + tx)
     with torch.inference_mode(False):  # cached: a tensor made under inference_mode could not be saved for backward
         return torch.tensor(taps, dtype=torch.long)
 
 
-def _dense_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, geometry: tuple,
+def _channels_last(t: torch.Tensor) -> bool:
+    return t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous()
+
+
+def _dense_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, index: torch.Tensor,
                 out_hw: tuple) -> torch.Tensor:
     """The convolution as one dense map from all input pixels to all output pixels (fewer input pixels than
-    kernel taps: each input-output pair is one tap or none, so no product of padding is computed).
+    kernel taps, each input-output pair joined by one tap: no product of padding is computed).
 
     The map's rows are (output channel, output pixel), its columns (input pixel, input channel): each block of
     a row is one tap's weights over the input channels, gathered by ``index_select`` from the kernel laid out
-    taps-then-channels (a view for a channels-last kernel), and the input is read pixels-then-channels (a view
-    for a channels-last input).
+    taps-then-channels, and the input is read pixels-then-channels (both views for channels-last operands).
+    The output and the gradients of ``x`` and ``weight`` come in the memory format torch's convolution gives
+    them (channels-last if either operand is), except under functorch transforms, which cannot tell formats.
     """
     (n, c, h, w), (o, _, kh, kw), (ho, wo) = x.shape, weight.shape, out_hw
-    index = _tap_index((h, w), (kh, kw), geometry, out_hw)
-    taps = weight.permute(0, 2, 3, 1).reshape(o, kh * kw, c)
-    if int(index.max()) == kh * kw:  # some pairs are joined by no tap
-        taps = torch.cat([taps, taps.new_zeros(o, 1, c)], 1)
-    dense = taps.index_select(1, index).reshape(o * ho * wo, h * w * c)
+    transforms = _transforms_active()
+    channels_last = not transforms and (_channels_last(x) or _channels_last(weight))
+    if not transforms:
+        x, weight = _GradInFormat.apply(x, channels_last), _GradInFormat.apply(weight, channels_last)
+    dense = weight.permute(0, 2, 3, 1).reshape(o, kh * kw, c).index_select(1, index)
     bias = bias.repeat_interleave(ho * wo) if bias is not None else None
-    return F.linear(x.permute(0, 2, 3, 1).reshape(n, h * w * c), dense, bias).reshape(n, o, ho, wo)
+    out = F.linear(x.permute(0, 2, 3, 1).reshape(n, h * w * c), dense.reshape(o * ho * wo, h * w * c), bias)
+    out = out.reshape(n, o, ho, wo)
+    return out.contiguous(memory_format=torch.channels_last) if channels_last else out
+
+
+class _GradInFormat(torch.autograd.Function):
+    """The identity, whose backward hands the gradient on in the given memory format (channels-last or
+    contiguous), as torch's convolution would."""
+
+    @staticmethod
+    def forward(ctx: Any, t: torch.Tensor, channels_last: bool) -> torch.Tensor:
+        ctx.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        return t.view_as(t)
+
+    @staticmethod
+    def backward(ctx: Any, g: torch.Tensor) -> tuple:
+        return g.contiguous(memory_format=ctx.memory_format), None
 
 
 class _ProductBackwardConv(torch.autograd.Function):
@@ -244,6 +268,8 @@ def _mode_for(module: nn.Module, x: Any) -> TorchFunctionMode | None:
         return None  # exports trace torch's own operations
     pixels = x.shape[-1] * x.shape[-2]
     if isinstance(module, nn.MaxPool2d):
+        if _transforms_active():  # (vmap cannot tell memory formats)
+            return None
         channels_first = x.device.type == "cpu" and x.is_contiguous() and not x.is_contiguous(
             memory_format=torch.channels_last)
         return pool_mode() if channels_first and pixels >= POOL_MIN_PIXELS else None

@@ -70,6 +70,16 @@ def test_what_is_left_to_torch():
     assert max_pool2d_nchw(x, 2) is not None
 
 
+def test_vmap_keeps_torch_pooling():
+    xs = torch.randn(3, 2, 4, 8, 8)
+    with pool_mode():
+        out = torch.func.vmap(nn.MaxPool2d(2))(xs)  # vmap cannot tell memory formats: torch's pooling serves it
+    assert torch.equal(out, torch.func.vmap(nn.MaxPool2d(2))(xs))
+    model = nn.Sequential(nn.MaxPool2d(2))
+    with small_convs(model):
+        assert torch.equal(torch.func.vmap(model)(xs), out)
+
+
 def test_the_mode_routes_every_spelling(monkeypatch):
     calls = {"n": 0}
     real = cp.max_pool2d_nchw

@@ -72,24 +72,45 @@ def test_what_is_left_to_torch():
     assert conv2d_small(x2[0], w, None, 1, 1) is None  # unbatched
 
 
-@pytest.mark.parametrize("channels_last", [False, True])
-def test_the_dense_map_at_training_batch_sizes(channels_last):
+def _fmt(t):
+    return "channels_last" if t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous() \
+        else "contiguous" if t.is_contiguous() else "other"
+
+
+@pytest.mark.parametrize("x_last,w_last", [(False, False), (True, False), (False, True), (True, True)])
+def test_the_dense_map_at_training_batch_sizes(x_last, w_last):
     torch.manual_seed(0)
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    x = torch.randn(64, 64, 2, 2).contiguous(memory_format=fmt).requires_grad_()
-    w = torch.randn(96, 64, 3, 3).contiguous(memory_format=fmt).requires_grad_()
-    b = torch.randn(96, requires_grad=True)
-    for stride, pad, dil in ((1, 1, 1), (2, 1, 1), (1, 2, 2)):  # dilation 2: some pixel pairs are joined by no tap
-        out, ref = conv2d_small(x, w, b, stride, pad, dil), F.conv2d(x, w, b, stride, pad, dil)
+    x = torch.randn(64, 64, 2, 2)
+    w, b = torch.randn(96, 64, 3, 3), torch.randn(96, requires_grad=True)
+    x = (x.contiguous(memory_format=torch.channels_last) if x_last else x).requires_grad_()
+    w = (w.contiguous(memory_format=torch.channels_last) if w_last else w).requires_grad_()
+    for stride in (1, 2):
+        out, ref = conv2d_small(x, w, b, stride, 1), F.conv2d(x, w, b, stride, 1)
         assert out is not None and out.shape == ref.shape
-        assert out.is_contiguous(memory_format=fmt)
+        assert _fmt(out) == _fmt(ref) or out.shape[2:] == (1, 1)  # memory formats as torch's
         torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
         g = torch.randn_like(ref)
         for mine, theirs in zip(_grads(out, [x, w, b], g), _grads(ref, [x, w, b], g)):
             torch.testing.assert_close(mine, theirs, rtol=1e-4, atol=1e-4)
+            assert _fmt(mine) == _fmt(theirs)
     with torch.no_grad():
         xs = x.detach().repeat(2, 1, 1, 1)  # 128: the dense map in inference too
         torch.testing.assert_close(conv2d_small(xs, w, b, 1, 1), F.conv2d(xs, w, b, 1, 1), rtol=1e-4, atol=1e-4)
+
+
+def test_the_dense_map_only_where_every_pixel_pair_has_a_tap():
+    x = torch.randn(64, 8, 2, 3, requires_grad=True)
+    w = torch.randn(4, 8, 3, 3, requires_grad=True)
+    x.data[0, 0, 0, 0] = float("inf")
+    # stride 2: output pixel (0, 1) reads no tap of input pixel (0, 0); a dense map would multiply inf by 0
+    assert sc._tap_index((2, 3), (3, 3), ((2, 2), (1, 1), (1, 1)), (1, 2)) is None
+    assert conv2d_small(x, w, None, 2, 1) is None  # (below MIN_DEPTH for the im2col route too)
+    assert sc._tap_index((2, 2), (3, 3), ((1, 1), (1, 1), (1, 1)), (2, 2)) is not None
+    xs = torch.randn(3, 130, 8, 2, 2)
+    with small_conv_mode():  # vmap cannot tell memory formats: the dense map then leaves them as they come
+        out = torch.func.vmap(lambda t: F.conv2d(t, w.detach(), None, 1, 1))(xs)
+    torch.testing.assert_close(out, torch.func.vmap(lambda t: F.conv2d(t, w.detach(), None, 1, 1))(xs),
+                               rtol=1e-4, atol=1e-4)
 
 
 def _tiny_cnn():
