@@ -37,6 +37,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
+
 from lamina.models.cpu_pool import POOL_MIN_PIXELS, pool_mode
 
 __all__ = ["conv2d_small", "small_conv_mode", "small_convs", "MAX_OUTPUT_PIXELS", "MIN_DEPTH", "DENSE_MIN_BATCH",
@@ -276,8 +278,9 @@ def _mode_for(module: nn.Module, x: Any) -> TorchFunctionMode | None:
     return small_conv_mode() if pixels <= SMALL_INPUT_PIXELS else None
 
 
-_state = threading.local()  # per thread: the (module id, mode or None) of the convolutions now in their forward
-_hooked: dict[int, list] = {}  # id of a hooked convolution -> [blocks holding it, its hook handles]
+_state = threading.local()  # per thread: the (module id, mode or None) of the hooked modules now in their forward
+_hooked: dict[int, int] = {}  # id of a module routed by an open block -> the number of open blocks holding it
+_global_handles: list = []  # the process-wide forward hooks, while any block is open
 _hooked_lock = threading.Lock()
 
 
@@ -286,7 +289,7 @@ def _stack() -> list:
 
 
 def _enter(module: nn.Module, inputs: Any) -> None:
-    if id(module) not in _hooked:  # a copy of a hooked module made during a block (deepcopy) keeps inert hooks
+    if id(module) not in _hooked:  # (the hooks see every module's forward while a block is open)
         return
     mode = _mode_for(module, inputs[0] if inputs else None)
     if mode is not None:
@@ -311,27 +314,32 @@ def _unwind(depth: int) -> None:
             mode.__exit__(None, None, None)
 
 
-def _hook(convs: list[nn.Module]) -> None:
+def _hook(modules: list[nn.Module]) -> None:
+    """Route ``modules``: the two process-wide module hooks (``register_module_forward_pre_hook`` and
+    ``register_module_forward_hook``) are installed while any block is open. Nothing is put on the modules
+    themselves, so a copy made during a block (``deepcopy``) carries no hook and scripts as any module."""
     with _hooked_lock:
-        for m in convs:
-            if id(m) in _hooked:
-                _hooked[id(m)][0] += 1
-            else:
-                handles = [m.register_forward_pre_hook(_enter), m.register_forward_hook(_exit, always_call=True)]
-                _hooked[id(m)] = [1, handles]
+        for m in modules:
+            _hooked[id(m)] = _hooked.get(id(m), 0) + 1
+        if not _global_handles:
+            _global_handles.extend([register_module_forward_pre_hook(_enter),
+                                    register_module_forward_hook(_exit, always_call=True)])
 
 
-def _unhook(convs: list[nn.Module]) -> None:
+def _unhook(modules: list[nn.Module]) -> None:
     with _hooked_lock:
-        for m in convs:
-            entry = _hooked.get(id(m))
-            if entry is None:
+        for m in modules:
+            count = _hooked.get(id(m))
+            if count is None:
                 continue
-            entry[0] -= 1
-            if entry[0] == 0:
+            if count > 1:
+                _hooked[id(m)] = count - 1
+            else:
                 del _hooked[id(m)]
-                for h in entry[1]:
-                    h.remove()
+        if not _hooked:
+            for h in _global_handles:
+                h.remove()
+            _global_handles.clear()
 
 
 @contextlib.contextmanager
@@ -341,9 +349,10 @@ def small_convs(model: nn.Module, enabled: bool = True) -> Iterator[bool]:
     channels-first CPU input of at least `POOL_MIN_PIXELS` pixels under `lamina.models.cpu_pool.pool_mode`
     (tracing and compiling excepted).
 
-    Hooks on those modules push the mode before their forward and pop it after, also when the forward raises
-    (and the block's end pops what an interrupt left); they are removed at the end of the block (nested blocks
-    on one model share them), and nothing else of the model runs under the modes. Nothing is installed when
+    Process-wide module hooks push the mode before those modules' forward and pop it after, also when the
+    forward raises (and the block's end pops what an interrupt left); they are removed when the last open block
+    ends (nested blocks on one model share them), nothing is put on the modules themselves, and nothing else of
+    the model runs under the modes. Nothing is installed when
     ``enabled`` is False or the model has neither an ungrouped ``nn.Conv2d`` with a kernel over 1×1 on the CPU
     nor, with its parameters on the CPU, an ``nn.MaxPool2d``. Yields whether hooks are in place.
     """

@@ -246,10 +246,14 @@ def test_keyword_calls_inference_mode_copies_and_functorch(monkeypatch):
     assert w2.grad is not None
     model = _tiny_cnn()
     with small_convs(model):
-        copy = __import__("copy").deepcopy(model)  # carries the hooks, inert outside the block
-    before = calls["routed"]
-    copy(torch.randn(2, 3, 4, 4))
-    assert calls["routed"] == before
+        copy = __import__("copy").deepcopy(model)  # (an EMA callback's copy, say): not routed, no hooks on it
+        before = calls["routed"]
+        copy(torch.randn(2, 3, 4, 4))
+        assert calls["routed"] == before
+        assert not any(m._forward_hooks or m._forward_pre_hooks for m in copy.modules())
+        torch.jit.script(nn.Sequential(nn.Conv2d(3, 4, 3), nn.MaxPool2d(2)))  # no untyped hooks on modules
+    assert not sc._global_handles and not sc._hooked
+    assert torch.jit.script(copy)(torch.randn(2, 3, 4, 4)).shape == (2, 2)
     critic = nn.Conv2d(256, 4, 3, 2, 1)
     xs = torch.randn(3, 256, 4, 4)
     with small_convs(critic):
