@@ -80,7 +80,7 @@ def test_vmap_keeps_torch_pooling():
         assert torch.equal(torch.func.vmap(model)(xs), out)
 
 
-def test_the_mode_routes_every_spelling(monkeypatch):
+def _count_routes(monkeypatch):
     calls = {"n": 0}
     real = cp.max_pool2d_nchw
 
@@ -89,6 +89,11 @@ def test_the_mode_routes_every_spelling(monkeypatch):
         calls["n"] += out is not None
         return out
     monkeypatch.setattr(cp, "max_pool2d_nchw", counting)
+    return calls
+
+
+def test_the_mode_routes_every_spelling(monkeypatch):
+    calls = _count_routes(monkeypatch)
     x = torch.randn(2, 3, 16, 16)
     with pool_mode():
         outs = [F.max_pool2d(x, 3, 2, 1), torch.max_pool2d(x, 3, 2, 1), nn.MaxPool2d(3, 2, 1)(x),
@@ -108,14 +113,7 @@ def _pool_cnn():
 
 
 def test_small_convs_routes_pool_modules_and_a_fit_ends_with_the_same_weights(monkeypatch):
-    calls = {"n": 0}
-    real = cp.max_pool2d_nchw
-
-    def counting(*args, **kwargs):
-        out = real(*args, **kwargs)
-        calls["n"] += out is not None
-        return out
-    monkeypatch.setattr(cp, "max_pool2d_nchw", counting)
+    calls = _count_routes(monkeypatch)
     gen = torch.Generator().manual_seed(0)
     x, y = torch.randn(48, 3, 16, 16, generator=gen), torch.randint(0, 2, (48,), generator=gen)
     results = []
