@@ -18,10 +18,11 @@ forward and backward on a 2-core AVX2 CPU, where the same arithmetic as a matrix
 
 It returns None for everything else (larger maps, grouped or 1×1 kernels, GPU tensors, string padding), which
 runs the regular convolution. `small_conv_mode` applies it to every ``conv2d`` call inside a block, and
-`small_convs(model)` to the model's convolution modules on small inputs inside a block: the Learner uses the
-latter around its passes on the CPU (``learn.small_convs = False`` turns it off). Nothing in the model changes:
-its modules, parameters, state dict and export are the same (the hooks on its convolutions exist only during
-the passes); only the arithmetic's route is another.
+`small_convs(model)` to the model's convolution modules on small inputs inside a block (and
+`lamina.models.cpu_pool`'s route to its max-pooling modules): the Learner uses the latter around its passes on
+the CPU (``learn.small_convs = False`` turns it off). Nothing in the model changes: its modules, parameters,
+state dict and export are the same (process-wide module hooks pick its modules out only during the passes);
+only the arithmetic's route is another.
 """
 
 from __future__ import annotations
