@@ -36,11 +36,10 @@ from typing import Any, Iterator, Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
 from torch.overrides import TorchFunctionMode
 
-from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
-
-from lamina.models.cpu_pool import POOL_MIN_PIXELS, pool_mode
+from lamina.models.cpu_pool import pool_mode, transforms_active
 
 __all__ = ["conv2d_small", "small_conv_mode", "small_convs", "MAX_OUTPUT_PIXELS", "MIN_DEPTH", "DENSE_MIN_BATCH",
            "DENSE_MIN_INFERENCE_BATCH", "SMALL_INPUT_PIXELS"]
@@ -62,8 +61,9 @@ DENSE_MIN_BATCH = 32
 all input pixels to all output pixels, gathered from the kernel (`_dense_conv`): no product of padding at all,
 where im2col's columns are more than half padding there. Gathering the map costs the same whatever the batch, so
 it pays from this batch size on. Measured forward + backward on a 2-core AVX2 CPU, 64 to 512 channels: at
-batch 32 to 256, 0.2–0.65× oneDNN's time (0.3–0.4× at 512 channels) and below the im2col route's; at batch
-16 about the im2col route's; at batch 1 to 8 up to 1.6× oneDNN's and 2.3× the im2col route's time."""
+batch 32 to 256, 0.2–0.75× oneDNN's time and at or below the im2col route's (equal at batch 32 with 512
+channels); at batch 16 about the im2col route's; at batch 1 to 8 up to 1.6× oneDNN's and 2.3× the im2col
+route's time."""
 
 DENSE_MIN_INFERENCE_BATCH = 128
 """Without a gradient the dense map pays from larger batches: forward only on the same CPU, 0.4–0.6× oneDNN's
@@ -120,7 +120,7 @@ def conv2d_small(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor |
         index = _tap_index((h, w), (kh, kw), (st, pad, dil), (ho, wo))
         if index is not None:  # (a pair joined by no tap would multiply an inf or NaN input by 0)
             return _dense_conv(x, weight, bias, index, (ho, wo))
-    if not grad or c * kh * kw < MIN_DEPTH or _transforms_active():
+    if not grad or c * kh * kw < MIN_DEPTH or transforms_active():
         return None  # forward alone: oneDNN is as fast or faster (see MAX_OUTPUT_PIXELS)
     return _ProductBackwardConv.apply(x, weight, bias, st, pad, dil)
 
@@ -135,14 +135,6 @@ def _plain_dtypes(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
     """One dtype for all operands and no autocast (the conditions of the routes beyond the 1×1 map)."""
     same_dtype = x.dtype == weight.dtype and (bias is None or bias.dtype == x.dtype)
     return same_dtype and not torch.is_autocast_enabled("cpu")
-
-
-def _transforms_active() -> bool:
-    """Whether functorch transforms (``torch.func.grad``, ``vmap``) or forward-mode AD are on: the custom
-    autograd Function of the im2col route defines neither, so torch's convolution serves them."""
-    functorch = getattr(torch._C, "_are_functorch_transforms_active", lambda: False)()
-    forward_ad = getattr(torch.autograd.forward_ad, "_current_level", -1) >= 0
-    return bool(functorch or forward_ad)
 
 
 @functools.lru_cache(maxsize=64)
@@ -177,7 +169,7 @@ def _dense_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
     them (channels-last if either operand is), except under functorch transforms, which cannot tell formats.
     """
     (n, c, h, w), (o, _, kh, kw), (ho, wo) = x.shape, weight.shape, out_hw
-    transforms = _transforms_active()
+    transforms = transforms_active()
     channels_last = not transforms and (_channels_last(x) or _channels_last(weight))
     if not transforms:
         x, weight = _GradInFormat.apply(x, channels_last), _GradInFormat.apply(weight, channels_last)
@@ -269,14 +261,9 @@ def _mode_for(module: nn.Module, x: Any) -> TorchFunctionMode | None:
     """The mode a hooked module's forward runs under for input ``x``, or None."""
     if not isinstance(x, torch.Tensor) or x.dim() != 4 or torch.jit.is_tracing() or torch.compiler.is_compiling():
         return None  # exports trace torch's own operations
-    pixels = x.shape[-1] * x.shape[-2]
     if isinstance(module, nn.MaxPool2d):
-        if _transforms_active():  # (vmap cannot tell memory formats)
-            return None
-        channels_first = x.device.type == "cpu" and x.is_contiguous() and not x.is_contiguous(
-            memory_format=torch.channels_last)
-        return pool_mode() if channels_first and pixels >= POOL_MIN_PIXELS else None
-    return small_conv_mode() if pixels <= SMALL_INPUT_PIXELS else None
+        return pool_mode()  # (`max_pool2d_nchw` tells which maps it takes)
+    return small_conv_mode() if x.shape[-1] * x.shape[-2] <= SMALL_INPUT_PIXELS else None
 
 
 _state = threading.local()  # per thread: the (module id, mode or None) of the hooked modules now in their forward
@@ -347,26 +334,26 @@ def _unhook(modules: list[nn.Module]) -> None:
 def small_convs(model: nn.Module, enabled: bool = True) -> Iterator[bool]:
     """Inside this block, the forward of each of ``model``'s ``nn.Conv2d`` modules with an input of at most
     `SMALL_INPUT_PIXELS` pixels runs under `small_conv_mode`, and that of each ``nn.MaxPool2d`` with a
-    channels-first CPU input of at least `POOL_MIN_PIXELS` pixels under `lamina.models.cpu_pool.pool_mode`
+    channels-first CPU input of at least `lamina.models.cpu_pool.POOL_MIN_PIXELS` pixels under `pool_mode`
     (tracing and compiling excepted).
 
     Process-wide module hooks push the mode before those modules' forward and pop it after, also when the
     forward raises (and the block's end pops what an interrupt left); they are removed when the last open block
     ends (nested blocks on one model share them), nothing is put on the modules themselves, and nothing else of
-    the model runs under the modes. Nothing is installed when
-    ``enabled`` is False or the model has neither an ungrouped ``nn.Conv2d`` with a kernel over 1×1 on the CPU
-    nor, with its parameters on the CPU, an ``nn.MaxPool2d``. Yields whether hooks are in place.
+    the model runs under the modes. Nothing is installed when ``enabled`` is False or the model has neither an
+    ungrouped ``nn.Conv2d`` with a kernel over 1×1 on the CPU nor, with its parameters on the CPU (or none), an
+    ``nn.MaxPool2d``. Yields whether hooks are in place.
     """
     on_cpu = next((p.device.type == "cpu" for p in model.parameters()), True)
-    convs = [m for m in model.modules() if _candidate(m) and (on_cpu or isinstance(m, nn.Conv2d))] \
+    routed = [m for m in model.modules() if _candidate(m) and (on_cpu or isinstance(m, nn.Conv2d))] \
         if enabled else []
-    if not convs:
+    if not routed:
         yield False
         return
     depth = len(_stack())
-    _hook(convs)
+    _hook(routed)
     try:
         yield True
     finally:
-        _unhook(convs)
+        _unhook(routed)
         _unwind(depth)

@@ -80,26 +80,14 @@ def test_vmap_keeps_torch_pooling():
         assert torch.equal(torch.func.vmap(model)(xs), out)
 
 
-def _count_routes(monkeypatch):
-    calls = {"n": 0}
-    real = cp.max_pool2d_nchw
-
-    def counting(*args, **kwargs):
-        out = real(*args, **kwargs)
-        calls["n"] += out is not None
-        return out
-    monkeypatch.setattr(cp, "max_pool2d_nchw", counting)
-    return calls
-
-
-def test_the_mode_routes_every_spelling(monkeypatch):
-    calls = _count_routes(monkeypatch)
+def test_the_mode_routes_every_spelling(count_routes):
+    calls = count_routes(cp, "max_pool2d_nchw")
     x = torch.randn(2, 3, 16, 16)
     with pool_mode():
         outs = [F.max_pool2d(x, 3, 2, 1), torch.max_pool2d(x, 3, 2, 1), nn.MaxPool2d(3, 2, 1)(x),
                 F.max_pool2d(input=x, kernel_size=3, stride=2, padding=1)]
         F.max_pool2d(x, 2, return_indices=True)  # torch's, with its indices
-    assert calls["n"] == 4
+    assert calls["routed"] == 4
     for out in outs:
         assert torch.equal(out, F.max_pool2d(x, 3, 2, 1))
 
@@ -112,8 +100,8 @@ def _pool_cnn():
                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 2))
 
 
-def test_small_convs_routes_pool_modules_and_a_fit_ends_with_the_same_weights(monkeypatch):
-    calls = _count_routes(monkeypatch)
+def test_small_convs_routes_pool_modules_and_a_fit_ends_with_the_same_weights(count_routes):
+    calls = count_routes(cp, "max_pool2d_nchw")
     gen = torch.Generator().manual_seed(0)
     x, y = torch.randn(48, 3, 16, 16, generator=gen), torch.randint(0, 2, (48,), generator=gen)
     results = []
@@ -126,10 +114,10 @@ def test_small_convs_routes_pool_modules_and_a_fit_ends_with_the_same_weights(mo
         results.append(([p.detach().clone() for p in learn.model.parameters()], learn.get_preds()[0]))
         if routed:
             # two pools of 8x8 and more, in the training and validation batches of two epochs and get_preds
-            assert calls["n"] == 2 * (2 * 2 + 2 + 1)
+            assert calls["routed"] == 2 * (2 * 2 + 2 + 1)
             assert not any(m._forward_hooks or m._forward_pre_hooks for m in learn.model.modules())
     (w_on, p_on), (w_off, p_off) = results
-    assert calls["n"] == 14
+    assert calls["routed"] == 14
     for a, b in zip(w_on, w_off):
         assert torch.equal(a, b)
     assert torch.equal(p_on, p_off)
@@ -139,7 +127,10 @@ def test_pool_hooks_only_for_cpu_models_and_traces_keep_torch_pooling():
     model = _pool_cnn()
     with small_convs(model) as installed:
         assert installed
-        traced = torch.jit.trace(model, torch.randn(2, 3, 16, 16))
-    assert "max_pool2d" in str(traced.inlined_graph)
+        graph = str(torch.jit.trace(model, torch.randn(2, 3, 16, 16)).inlined_graph)
+    assert graph.count("aten::max_pool2d(") == 3  # torch's own call, not the route's copies and indices
+    assert "max_pool2d_with_indices" not in graph and "PythonOp" not in graph
     with small_convs(nn.Sequential(nn.MaxPool2d(2))) as installed:
         assert installed  # no parameters: taken for a CPU model
+    with small_convs(_pool_cnn().to("meta")) as installed:
+        assert not installed  # parameters on another device (a GPU's): neither its pools nor its convolutions

@@ -121,20 +121,8 @@ def _tiny_cnn():
                          nn.Flatten(), nn.Linear(16, 2))
 
 
-def _count_routes(monkeypatch):
-    calls = {"routed": 0}
-    real = sc.conv2d_small
-
-    def counting(*args, **kwargs):
-        out = real(*args, **kwargs)
-        calls["routed"] += out is not None
-        return out
-    monkeypatch.setattr(sc, "conv2d_small", counting)
-    return calls
-
-
-def test_the_mode_routes_conv2d_and_keeps_outputs_and_gradients(monkeypatch):
-    calls = _count_routes(monkeypatch)
+def test_the_mode_routes_conv2d_and_keeps_outputs_and_gradients(count_routes):
+    calls = count_routes(sc, "conv2d_small")
     model, x = _tiny_cnn(), torch.randn(6, 3, 4, 4)
     ref = model(x)
     ref_grads = torch.autograd.grad(ref.sum(), list(model.parameters()))
@@ -148,8 +136,8 @@ def test_the_mode_routes_conv2d_and_keeps_outputs_and_gradients(monkeypatch):
 
 
 @pytest.mark.filterwarnings("ignore::FutureWarning")  # torch.jit.trace: what the ONNX export uses
-def test_small_convs_hooks_are_removed_and_the_mode_popped_on_errors(monkeypatch):
-    calls = _count_routes(monkeypatch)
+def test_small_convs_hooks_are_removed_and_the_mode_popped_on_errors(count_routes):
+    calls = count_routes(sc, "conv2d_small")
     model = _tiny_cnn()
     with small_convs(model) as installed:
         assert installed
@@ -171,8 +159,8 @@ def test_small_convs_hooks_are_removed_and_the_mode_popped_on_errors(monkeypatch
         assert not installed  # no convolution: nothing to install
 
 
-def _fit_weights(small: bool, monkeypatch) -> tuple:
-    calls = _count_routes(monkeypatch)
+def _fit_weights(small: bool, count_routes) -> tuple:
+    calls = count_routes(sc, "conv2d_small")
     gen = torch.Generator().manual_seed(0)
     x, y = torch.randn(96, 3, 4, 4, generator=gen), torch.randint(0, 2, (96,), generator=gen)
     dls = DataLoaders.from_tensors(x[:64], y[:64], x[64:], y[64:], bs=16, device="cpu", shuffle=False)
@@ -184,17 +172,17 @@ def _fit_weights(small: bool, monkeypatch) -> tuple:
     return [p.detach().clone() for p in learn.model.parameters()], preds, calls["routed"]
 
 
-def test_learner_fit_with_and_without_small_convs_ends_with_the_same_weights(monkeypatch):
-    w_small, p_small, routed = _fit_weights(True, monkeypatch)
-    w_torch, p_torch, routed_off = _fit_weights(False, monkeypatch)
+def test_learner_fit_with_and_without_small_convs_ends_with_the_same_weights(count_routes):
+    w_small, p_small, routed = _fit_weights(True, count_routes)
+    w_torch, p_torch, routed_off = _fit_weights(False, count_routes)
     assert routed >= 2 * 4 + 2 * 2 + 2 and routed_off == 0  # training and validation batches, get_preds
     for a, b in zip(w_small, w_torch):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(p_small, p_torch, rtol=1e-4, atol=1e-5)
 
 
-def test_second_derivatives_through_the_im2col_route_equal_torch(monkeypatch):
-    calls = _count_routes(monkeypatch)
+def test_second_derivatives_through_the_im2col_route_equal_torch(count_routes):
+    calls = count_routes(sc, "conv2d_small")
     torch.manual_seed(0)
     critic = nn.Sequential(nn.Conv2d(8, 256, 1), nn.LeakyReLU(0.2), nn.Conv2d(256, 4, 3, 2, 1)).double()
     x = torch.randn(4, 8, 4, 4, dtype=torch.float64, requires_grad=True)
@@ -230,8 +218,8 @@ def test_an_interrupt_inside_a_forward_leaves_no_mode_behind():
     assert not any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
 
 
-def test_keyword_calls_inference_mode_copies_and_functorch(monkeypatch):
-    calls = _count_routes(monkeypatch)
+def test_keyword_calls_inference_mode_copies_and_functorch(count_routes):
+    calls = count_routes(sc, "conv2d_small")
     x, w = torch.randn(2, 16, 1, 1), torch.randn(4, 16, 3, 3)
     with small_conv_mode():
         out = F.conv2d(input=x, weight=w, padding=1)  # F.conv2d's own keyword names
