@@ -8,8 +8,10 @@ Two workloads, each with the same per-process batch size in both set-ups:
 
 Each process times its training steps after a warm-up. Reported: the throughput ratio (samples per second of the
 job over the single process's) and the time of one step against the single process's, whose difference is what the
-gradient all-reduce (and the loss average) costs per step. Targets: ≥ 1.7× for the CNN; a tabular step ≤ 1.25× the
-single-process one. Writes ``benchmarks/DISTRIBUTED.md``.
+gradient sum (and the loss average) costs per step. The 2-process job runs twice per round: as users get it (the
+ranks of one machine sum through shared memory, `lamina.distributed_shm`) and with ``LAMINA_DIST_SHM=0`` (gloo's
+collectives, as between machines). Targets: ≥ 1.7× for the CNN; a tabular step ≤ 1.25× the single-process one.
+Writes ``benchmarks/DISTRIBUTED.md``.
 
     python benchmarks/distributed_scaling.py                 # both workloads, 3 rounds
     python benchmarks/distributed_scaling.py --tasks tabular --repeats 1
@@ -28,7 +30,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-STEPS = {"cnn": (2, 8), "tabular": (20, 200)}  # (warm-up steps, timed steps) per process
+STEPS = {"cnn": (2, 8), "tabular": (50, 1000)}  # (warm-up steps, timed steps) per process
 
 
 def _cnn_learner():
@@ -91,28 +93,38 @@ def worker(task: str, out: Path) -> None:
         learn.fit(1000, 1e-3, cbs=Timer())
     step = (stamps[warm + timed] - stamps[warm]) / timed
     rank = int(os.environ.get("RANK", 0))
-    result = {"step_s": step, "bs": learn.dls.train.bs, "allreduce_s": _allreduce_time(learn.model, timed)}
+    result = {"step_s": step, "bs": learn.dls.train.bs, **_sum_times(learn.model, timed)}
     (out / f"{task}_{rank}.json").write_text(json.dumps(result))
 
 
-def _allreduce_time(model, n: int) -> float | None:
-    """Seconds of one all-reduce of a gradient-sized buffer, alone (None in one process)."""
+def _sum_times(model, n: int) -> dict:
+    """Seconds of one sum of a gradient-sized buffer over the ranks, alone: gloo's all-reduce and the shared-memory
+    sum (None in one process, or where the shared-memory sum is off)."""
     import torch
     import torch.distributed as dist
+    from lamina.distributed_shm import shared_sum
     if not dist.is_initialized():
-        return None
+        return {"allreduce_s": None, "shm_sum_s": None}
     grads = torch.zeros(sum(p.numel() for p in model.parameters() if p.requires_grad))
-    dist.barrier()
-    start = time.perf_counter()
-    for _ in range(n):
-        dist.all_reduce(grads)
-    return (time.perf_counter() - start) / n
+    times = {}
+    for name, run in (("allreduce_s", dist.all_reduce), ("shm_sum_s", lambda t: shared_sum(t, 60))):
+        if run(grads) is None and name == "shm_sum_s":
+            times[name] = None
+            continue
+        dist.barrier()
+        start = time.perf_counter()
+        for _ in range(n):
+            run(grads)
+        times[name] = (time.perf_counter() - start) / n
+    return times
 
 
-def measure(task: str, n_proc: int, independent: bool = False) -> dict:
+def measure(task: str, n_proc: int, independent: bool = False, shm: bool = True) -> dict:
     """Launch one measurement; the job's step time is its slowest rank's. ``independent``: ``n_proc`` plain
-    single-process runs at the same time, without communication (what the machine's sharing alone costs)."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "LAMINA_DEVICE": "cpu", "PYTHONPATH": str(ROOT)}
+    single-process runs at the same time, without communication (what the machine's sharing alone costs);
+    ``shm=False``: the ranks sum through gloo even on one machine."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "LAMINA_DEVICE": "cpu", "PYTHONPATH": str(ROOT),
+           "LAMINA_DIST_SHM": "1" if shm else "0"}
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
         me = [str(Path(__file__).resolve()), "--worker", task, str(out)]
@@ -126,41 +138,46 @@ def measure(task: str, n_proc: int, independent: bool = False) -> dict:
             subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
         runs = [json.loads(p.read_text()) for p in sorted(out.glob(f"{task}_*.json"))]
     step = max(r["step_s"] for r in runs)
-    return {"step_s": step, "samples_per_s": n_proc * runs[0]["bs"] / step, "allreduce_s": runs[0]["allreduce_s"]}
+    return {"step_s": step, "samples_per_s": n_proc * runs[0]["bs"] / step,
+            **{k: runs[0].get(k) for k in ("allreduce_s", "shm_sum_s")}}
 
 
 def report(results: dict, load: str, repeats: int) -> str:
-    lines = ["# Data-parallel scaling (CPU, gloo)", "",
+    lines = ["# Data-parallel scaling (CPU)", "",
              "`python benchmarks/distributed_scaling.py` — 2 processes × 1 thread (torchrun) against 1 process × "
              "1 thread, the same per-process batch size; medians of the rounds (min–max of the ratio).", "",
              f"Machine: {os.cpu_count()} CPUs, shared; load average before the runs: {load}. {repeats} round(s), "
-             "the two set-ups alternating.", "",
-             "| workload | 1 proc step | 2 independent procs' step | 2 proc DDP step | all-reduce alone | "
-             "step ratio (DDP/1) | step ratio (DDP/independent) | throughput ratio | target |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "the set-ups alternating.", "",
+             "| workload | 1 proc step | 2 independent procs' step | 2 proc DDP step | step ratio (DDP/1) | "
+             "step ratio (DDP/independent) | throughput ratio | 2 proc DDP step, gloo only | gloo sum alone | "
+             "shared-memory sum alone | target |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     targets = {"cnn": ("throughput", 1.7), "tabular": ("step", 1.25)}
+    ms = lambda s: "—" if s is None else f"{s * 1e3:.2f} ms"  # noqa: E731
     for task, runs in results.items():
-        one = statistics.median(r[0]["step_s"] for r in runs)
-        two = statistics.median(r[1]["step_s"] for r in runs)
-        ratios = [r[1]["samples_per_s"] / r[0]["samples_per_s"] for r in runs]
-        steps = [r[1]["step_s"] / r[0]["step_s"] for r in runs]
+        med = lambda kind, key="step_s": statistics.median(r[kind][key] for r in runs)  # noqa: E731
+        ratios = [r["ddp"]["samples_per_s"] / r["one"]["samples_per_s"] for r in runs]
+        steps = [r["ddp"]["step_s"] / r["one"]["step_s"] for r in runs]
+        gloo = [r["gloo"]["step_s"] / r["one"]["step_s"] for r in runs]
         kind, goal = targets[task]
         value = statistics.median(ratios) if kind == "throughput" else statistics.median(steps)
         met = value >= goal if kind == "throughput" else value <= goal
-        reduce = statistics.median(r[1]["allreduce_s"] for r in runs)
-        alone = statistics.median(r[2]["step_s"] for r in runs)
-        shared = statistics.median(r[1]["step_s"] / r[2]["step_s"] for r in runs)
-        lines.append(f"| {task} | {one * 1e3:.2f} ms | {alone * 1e3:.2f} ms | {two * 1e3:.2f} ms | "
-                     f"{reduce * 1e3:.2f} ms | {statistics.median(steps):.2f}× "
-                     f"({min(steps):.2f}–{max(steps):.2f}) | {shared:.2f}× | {statistics.median(ratios):.2f}× "
-                     f"({min(ratios):.2f}–{max(ratios):.2f}) | {kind} {'≥' if kind == 'throughput' else '≤'} "
-                     f"{goal}×: {'met' if met else 'missed'} |")
+        shared = statistics.median(r["ddp"]["step_s"] / r["independent"]["step_s"] for r in runs)
+        shm_alone = [r["ddp"]["shm_sum_s"] for r in runs if r["ddp"]["shm_sum_s"] is not None]
+        lines.append(f"| {task} | {ms(med('one'))} | {ms(med('independent'))} | {ms(med('ddp'))} | "
+                     f"{statistics.median(steps):.2f}× ({min(steps):.2f}–{max(steps):.2f}) | {shared:.2f}× | "
+                     f"{statistics.median(ratios):.2f}× ({min(ratios):.2f}–{max(ratios):.2f}) | "
+                     f"{ms(med('gloo'))} ({statistics.median(gloo):.2f}×) | {ms(med('gloo', 'allreduce_s'))} | "
+                     f"{ms(statistics.median(shm_alone) if shm_alone else None)} | "
+                     f"{kind} {'≥' if kind == 'throughput' else '≤'} {goal}×: {'met' if met else 'missed'} |")
     lines += ["", "The communication overhead per step is the 2-process step minus the 1-process step (the same "
-              "per-process work): one collective that sums the gradients with the loss average riding along "
-              "(an all-gather on gloo for small models, else an all-reduce). \"All-reduce alone\" is "
-              "one gloo all-reduce of a buffer the size of the trainable parameters, timed after the fit. "
-              "\"2 independent procs\" are two single-process runs at once, without any communication: on a "
-              "shared 2-core machine they show what running two processes costs before DDP adds anything.", "",
+              "per-process work): one sum of the gradients with the loss average riding along. The ranks of one "
+              "machine sum through a shared-memory file (`lamina.distributed_shm`); the \"gloo only\" job "
+              "(`LAMINA_DIST_SHM=0`) sums through gloo's collectives as ranks on different machines do (an "
+              "all-gather for small models, else an all-reduce). The sums \"alone\" are one sum of a buffer the "
+              "size of the trainable parameters, timed after the fit. \"2 independent procs\" are two "
+              "single-process runs at once, without any communication: on a shared 2-core machine they show "
+              "what running two processes costs before DDP adds anything.", "",
               "fastai 2.8.12's `distrib_ctx` does not run on this CPU set-up: with `accelerate` installed in its "
               "environment and `distrib_ctx(cpu=True)` under torchrun, its `DistributedDL` broadcasts the epoch's "
               "order with `LongTensor(t).cuda()` (\"nccl only works with cuda tensors\") and fails with \"Found no "
@@ -183,9 +200,11 @@ def main() -> None:
     for task in args.tasks.split(","):
         results[task] = []
         for r in range(args.repeats):
-            order = (1, 2, 0) if r % 2 == 0 else (0, 2, 1)  # 0: two independent processes
-            got = {n: measure(task, n or 2, independent=n == 0) for n in order}
-            results[task].append((got[1], got[2], got[0]))
+            kinds = {"one": (1, False, True), "ddp": (2, False, True), "gloo": (2, False, False),
+                     "independent": (2, True, True)}
+            order = list(kinds) if r % 2 == 0 else list(kinds)[::-1]  # alternating
+            got = {k: measure(task, kinds[k][0], independent=kinds[k][1], shm=kinds[k][2]) for k in order}
+            results[task].append(got)
             print(task, r, got, flush=True)
     text = report(results, load, args.repeats)
     Path(args.out).write_text(text)

@@ -26,6 +26,7 @@ import torch
 import torch.distributed as dist
 
 from .core import default_device, num_distrib, rank_distrib
+from .distributed_shm import close_shared, shared_sum
 
 __all__ = ["is_distributed", "local_rank", "default_backend", "dist_timeout", "setup_distrib", "teardown_distrib",
            "is_initialized", "world_size", "get_rank", "barrier", "all_reduce_sum", "all_reduce_mean",
@@ -134,6 +135,7 @@ def teardown_distrib() -> None:
     while the interpreter shuts down, the process aborts; so the tear-down, which runs at exit, waits until this
     process's other threads stop running (a few milliseconds, at most half a second).
     """
+    close_shared()
     if is_initialized():
         dist.destroy_process_group()
         _wait_for_threads_to_idle()
@@ -316,9 +318,17 @@ GATHER_SUM_MAX = 1 << 19
 
 
 def _sum_async(t: torch.Tensor) -> torch.futures.Future:
-    """A future of the sum over ranks of the dense or sparse tensor ``t`` (``t`` itself may be overwritten)."""
-    n = dist.get_world_size()
-    if t.is_sparse or t.numel() * n > GATHER_SUM_MAX or dist.get_backend() != "gloo":
+    """A future of the sum over ranks of the dense or sparse tensor ``t`` (``t`` itself may be overwritten).
+
+    On gloo, when every rank runs on this machine, the sum goes through shared memory (`shared_sum`, done before
+    this returns); else one gloo all-gather for a small tensor, or the backend's all-reduce."""
+    n, gloo = dist.get_world_size(), dist.get_backend() == "gloo"
+    total = shared_sum(t, dist_timeout().total_seconds()) if gloo else None
+    if total is not None:  # the ranks share this machine: summed through shared memory, already done
+        done = torch.futures.Future()
+        done.set_result(total)
+        return done
+    if t.is_sparse or t.numel() * n > GATHER_SUM_MAX or not gloo:
         return dist.all_reduce(t, async_op=True).get_future().then(lambda fut: fut.value()[0])
     gathered = t.new_empty((n, t.numel()))
     gather = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from lamina.callbacks.core import Callback, CancelFitException, CancelTrainExcep
 from lamina.callbacks.training import GradientAccumulation
 from lamina.core import set_seed
 from lamina.distributed import LossRider
+from lamina.distributed_shm import SharedMemorySum
 from lamina.data.loaders import DataLoaders
 from lamina.learner import Learner
 from lamina.losses import CrossEntropyLossFlat
@@ -93,6 +95,35 @@ def core(out: Path) -> dict:
     resumed.load("model_1", resume=True)
     resumed.fit_one_cycle(3, 1e-2, start_epoch=resumed.epochs_done)
     res["resumed_weights"], res["resumed_values"] = weights(resumed), resumed.recorder.values
+    res["shm"] = shared_sums(rank)  # last: it ends with rank 0 timing out on a sum rank 1 skips
+    return res
+
+
+def shared_sums(rank: int) -> dict:
+    """The shared-memory sums directly: dtypes, sizes (the file grows), a strided tensor, what is left in
+    /dev/shm, a rank refusing, and a peer that never comes."""
+    from lamina import distributed_shm as shm
+    res = {"used_by_fits": shm._state["sum"] is not None, "pid": os.getpid(),
+           "left_in_dev_shm": sorted(f for f in os.listdir(shm.SHM_DIR) if f.startswith("lamina-sum-"))}
+    gen = torch.Generator().manual_seed(rank)
+    for dtype, numel in [(torch.float32, 5), (torch.float64, 3000), (torch.float32, 300_000), (torch.float32, 7)]:
+        t = torch.randn(numel, generator=gen, dtype=dtype)
+        res[f"{dtype}_{numel}"] = (t.clone(), shm.shared_sum(t, 30).clone())
+    strided = torch.arange(12.0).view(3, 4).t() * (rank + 1)  # not contiguous
+    res["strided"] = shm.shared_sum(strided, 30).clone()
+    res["slot_bytes"] = shm._state["sum"].slot_bytes
+    big = torch.zeros(1).expand(shm.MAX_BYTES // 4)  # two halves over two ranks would not fit: gloo's
+    res["too_big"] = shm.shared_sum(big, 30) is None
+    if rank == 1:
+        os.environ["LAMINA_DIST_SHM"] = "0"
+    res["refused"] = shm.SharedMemorySum.open(4096, 30) is None  # one rank says no: nobody uses it
+    os.environ.pop("LAMINA_DIST_SHM", None)
+    if rank == 0:
+        start = time.monotonic()
+        try:
+            shm.shared_sum(torch.ones(3), 0.5)
+        except RuntimeError as err:
+            res["timeout"] = (str(err), time.monotonic() - start)
     return res
 
 
@@ -113,6 +144,8 @@ def collectives_per_step(learn: Learner, fit: Any) -> list[int]:
     real = {n: getattr(dist, n) for n in names}
     for n in names:
         setattr(dist, n, lambda *a, _n=n, **k: (calls.append(_n), real[_n](*a, **k))[1])
+    shared = SharedMemorySum.sum  # the ranks of one machine sum gradients through shared memory
+    SharedMemorySum.sum = lambda *a, **k: (calls.append("shared_sum"), shared(*a, **k))[1]
     probe = Callback(before_batch=lambda learn: calls.clear(),
                      after_batch=lambda learn: steps.append(len(calls)) if learn.training else None)
     try:
@@ -120,6 +153,7 @@ def collectives_per_step(learn: Learner, fit: Any) -> list[int]:
     finally:
         for n in names:
             setattr(dist, n, real[n])
+        SharedMemorySum.sum = shared
     return steps
 
 

@@ -319,6 +319,22 @@ def test_a_two_process_step_waits_for_one_collective_or_two_with_the_loss_alone(
         assert merged == [1] * 4 and alone == [2] * 4  # 256 rows, 2 ranks at bs 32
 
 
+def test_ranks_of_one_machine_sum_through_shared_memory(core_job):
+    ranks = [job["shm"] for job in core_job]
+    assert all(r["used_by_fits"] for r in ranks)  # the fits above went this way
+    for pid in (r["pid"] for r in ranks):  # the file's name is gone once every rank mapped it
+        assert not [f for r in ranks for f in r["left_in_dev_shm"] if f"-{pid}-" in f]
+    for key in ("torch.float32_5", "torch.float64_3000", "torch.float32_300000", "torch.float32_7"):
+        (mine0, sum0), (mine1, sum1) = ranks[0][key], ranks[1][key]
+        assert sum0.dtype == mine0.dtype and torch.equal(sum0, mine0 + mine1) and torch.equal(sum0, sum1)
+    assert ranks[0]["slot_bytes"] >= 300_000 * 4  # grown for the larger tensor, then used for the smaller
+    want = torch.arange(12.0).view(3, 4).t() * 3
+    assert all(torch.equal(r["strided"], want) for r in ranks)
+    assert all(r["too_big"] and r["refused"] for r in ranks)
+    message, waited = ranks[0]["timeout"]
+    assert "rank 1" in message and "LAMINA_DIST_TIMEOUT" in message and 0.5 <= waited < 10
+
+
 def test_two_processes_validate_exactly_as_one(core_job):
     single = mlp_learner(bs=64)
     single.model.load_state_dict(core_job[0]["fit_weights"])

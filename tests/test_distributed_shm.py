@@ -1,0 +1,99 @@
+"""The shared-memory gradient sum without a process group: two ranks played by two threads on one mapping, the
+file's set-up, and the refusals. The sum inside a real 2-process job is tested in test_distributed.py."""
+
+from __future__ import annotations
+
+import mmap
+import os
+import threading
+import time
+
+import pytest
+import torch
+
+from lamina import distributed_shm as shm
+from lamina.distributed_shm import SharedMemorySum
+
+pytestmark = pytest.mark.skipif(not os.path.isdir(shm.SHM_DIR), reason="needs /dev/shm")
+
+
+@pytest.fixture
+def mapping():
+    """A fresh two-rank mapping with 4 KB slots, its name already removed (as after the set-up)."""
+    size = SharedMemorySum.size_for(2, 4096)
+    path = shm._create(size)
+    assert path and os.stat(path).st_size == size and os.stat(path).st_mode & 0o777 == 0o600
+    mm = shm._map(path, size)
+    shm._unlink(path)
+    assert not os.path.exists(path)
+    yield mm
+
+
+def test_two_ranks_sum_many_times_in_a_row_and_agree_bit_for_bit(mapping):
+    ranks = [SharedMemorySum(mapping, rank, 2, 4096, timeout_s=60) for rank in range(2)]
+    inputs = [[torch.randn(1 + (i * 37) % 900, generator=torch.Generator().manual_seed(10 * i + r))
+               for i in range(40)] for r in range(2)]
+    outputs: list[list[torch.Tensor]] = [[], []]
+
+    def run(r: int) -> None:  # rank 1 lags behind now and then, so a half is rewritten while the other is read
+        for i, t in enumerate(inputs[r]):
+            if r == 1 and i % 7 == 0:
+                time.sleep(0.01)
+            outputs[r].append(ranks[r].sum(t.clone()))
+    threads = [threading.Thread(target=run, args=(r,)) for r in range(2)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(timeout=120)
+    assert len(outputs[0]) == len(outputs[1]) == 40
+    for i in range(40):
+        want = inputs[0][i] + inputs[1][i]
+        assert torch.equal(outputs[0][i], want) and torch.equal(outputs[1][i], want)
+
+
+def test_a_sum_writes_into_its_argument_strided_or_float64(mapping):
+    alone = SharedMemorySum(mapping, 0, 1, 4096, timeout_s=5)  # one rank: the sum is the tensor itself
+    t = torch.arange(12.0, dtype=torch.float64).view(3, 4).t()
+    out = alone.sum(t)
+    assert out is t and torch.equal(t, torch.arange(12.0, dtype=torch.float64).view(3, 4).t())
+    assert alone.fits(torch.zeros(512, dtype=torch.float64)) and not alone.fits(torch.zeros(513, dtype=torch.float64))
+    assert not alone.fits(torch.zeros(3, dtype=torch.long)) and not alone.fits(torch.zeros(3).to_sparse())
+
+
+def test_the_flags_of_many_ranks_stay_before_the_slots():
+    assert SharedMemorySum.header_for(64) == 4096 and SharedMemorySum.header_for(65) == 8192  # 64 bytes a rank
+    assert SharedMemorySum.size_for(65, 1000) == 8192 + 2 * 65 * 1000
+
+
+def test_a_peer_that_never_comes_raises_naming_it(mapping):
+    lonely = SharedMemorySum(mapping, 0, 2, 4096, timeout_s=0.3)
+    with pytest.raises(RuntimeError, match="rank 1 to reach gradient sum #1.*LAMINA_DIST_TIMEOUT"):
+        lonely.sum(torch.ones(3))
+
+
+def test_a_missing_or_resized_file_is_refused_not_mapped(tmp_path):
+    assert shm._map(os.path.join(shm.SHM_DIR, "lamina-sum-no-such-file"), 4096) is None  # another machine's
+    path = shm._create(8192)
+    try:
+        assert shm._map(path, 4096) is None  # not the size the job agreed on
+        assert isinstance(shm._map(path, 8192), mmap.mmap)
+    finally:
+        shm._unlink(path)
+
+
+@pytest.mark.parametrize("value", ["0", "off", "false"])
+def test_lamina_dist_shm_0_votes_no(monkeypatch, value):
+    monkeypatch.setenv("LAMINA_DIST_SHM", value)
+    assert not shm._votes_yes()
+
+
+def test_without_a_process_group_of_two_nothing_is_shared():
+    import datetime
+    store = torch.distributed.HashStore()
+    torch.distributed.init_process_group("gloo", store=store, rank=0, world_size=1,
+                                         timeout=datetime.timedelta(seconds=30))
+    try:
+        assert shm.shared_sum(torch.ones(3), 5) is None  # one rank: gloo's own (local) collective
+    finally:
+        shm.close_shared()
+        torch.distributed.destroy_process_group()
