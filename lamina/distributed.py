@@ -323,7 +323,7 @@ def _sum_async(t: torch.Tensor) -> torch.futures.Future:
     On gloo, when every rank runs on this machine, the sum goes through shared memory (`shared_sum`, done before
     this returns); else one gloo all-gather for a small tensor, or the backend's all-reduce."""
     n, gloo = dist.get_world_size(), dist.get_backend() == "gloo"
-    total = shared_sum(t, dist_timeout().total_seconds()) if gloo else None
+    total = shared_sum(t, _group_timeout_s()) if gloo else None
     if total is not None:  # the ranks share this machine: summed through shared memory, already done
         done = torch.futures.Future()
         done.set_result(total)
@@ -333,7 +333,15 @@ def _sum_async(t: torch.Tensor) -> torch.futures.Future:
     gathered = t.new_empty((n, t.numel()))
     gather = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor
     work = gather(gathered.view(-1), t.reshape(-1), async_op=True)
-    return work.get_future().then(lambda _: gathered.sum(0).view_as(t))
+    return work.get_future().then(lambda fut: (fut.value(), gathered.sum(0).view_as(t))[1])  # value(): raise
+
+
+def _group_timeout_s() -> float:
+    """The default group's collective timeout in seconds (what its gloo collectives wait), else `dist_timeout`'s."""
+    try:
+        return dist.group.WORLD._get_backend(torch.device("cpu")).options._timeout.total_seconds()
+    except (AttributeError, RuntimeError, TypeError, ValueError):  # a private accessor: absent from some torch
+        return dist_timeout().total_seconds()
 
 
 def broadcast_int(value: int, src: int = 0) -> int:

@@ -8,20 +8,23 @@ and each add them up itself: a sum of 30k floats over 2 processes takes about 70
 The protocol, per sum (the ranks call it in the same order with tensors of the same size, as any collective):
 
 1. rank ``r`` copies its tensor into its slot of the current half of the file (the halves alternate);
-2. it publishes the sum's sequence number in its flag;
-3. it waits until every flag shows that number, then adds the slots in rank order (the same order everywhere,
-   so every rank gets the same bits).
+2. it publishes the tensor's size and dtype, then the sum's sequence number, in its flags;
+3. it waits until every rank's sequence number shows that sum, checks that their sizes and dtypes are its own
+   (else it raises, as gloo does on a mismatched collective), then adds the slots in rank order (the same order
+   everywhere, so every rank gets the same bits).
 
 A slot of one half is written again two sums later, by which time every rank has published the sum in between,
 which it does only after reading the earlier one. The flag is written after the slot and read before it: x86-64
 keeps stores in order and loads in order (its memory model, TSO), so a rank that sees a flag sees the slot
 behind it. Other processors reorder them; there the sums stay with gloo.
 
-Setting up is itself collective (on gloo): rank 0 creates the file in ``/dev/shm``, every rank maps it and says
-whether it could, and rank 0 removes the name once all have answered, so nothing is left behind, even after a
-crash. A rank on another machine cannot open the file: the job then keeps gloo everywhere, as it does when
-``LAMINA_DIST_SHM=0`` on any rank, when ``/dev/shm`` lacks the space, or off x86-64. A rank that waits longer than
-the collective timeout (`lamina.distributed.dist_timeout`) for a peer raises instead of hanging.
+Setting up is itself collective (on gloo): the ranks first vote (so all are there), then rank 0 creates the file
+in ``/dev/shm``, every rank maps it and says whether it could, and rank 0 removes the name once all have answered
+(or the set-up failed), so the name lives for milliseconds; names a killed set-up left behind are removed by the
+next one on the machine once their process is gone. A rank on another machine cannot open the file: the job then
+keeps gloo everywhere, as it does when ``LAMINA_DIST_SHM=0`` on any rank, when ``/dev/shm`` lacks the space, or off
+x86-64. A waiting rank yields its core for 0.2 ms, then sleeps between looks (50 µs, doubling up to 1 ms); it
+raises when a peer's process is gone, or after the process group's timeout.
 """
 
 from __future__ import annotations
@@ -43,8 +46,11 @@ PAGE = 4096
 FLAG_STRIDE = 8  # int64s between two ranks' flags: each on its own 64-byte line (ranks write only their own)
 # The largest file the sums may map, in bytes; a tensor whose two halves over all ranks would not fit keeps gloo.
 MAX_BYTES = 256 << 20
-SPIN_S = 2e-4  # wait this long busily (yielding the core) before sleeping between looks at the flags
-SLEEP_S = 5e-5
+SPIN_S = 2e-4  # wait this long yielding the core before sleeping between looks at the flags
+SLEEP_S, MAX_SLEEP_S = 5e-5, 1e-3  # the first sleep, doubling up to the longest
+SEQ, PID, NUMEL, DTYPE = 0, 1, (2, 3), (4, 5)  # a rank's flags (the size and dtype per half, as the slots)
+DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+STALE_S = 600  # a name older than this whose creating process is gone was left by a killed set-up
 
 
 def _votes_yes() -> bool:
@@ -72,6 +78,9 @@ class SharedMemorySum:
         self.flags = np.frombuffer(mm, dtype=np.int64, count=world * FLAG_STRIDE)
         self.header = self.header_for(world)
         self.seq = 0
+        # Whether the peers' processes are visible from here (one machine, one PID namespace): then a wait also
+        # ends when a peer's process is gone, not only at the timeout.
+        self._pids_visible = all(_alive(int(self.flags[j * FLAG_STRIDE + PID])) for j in range(world))
         self._views: dict[tuple[torch.dtype, int, int], list[torch.Tensor]] = {}
 
     @staticmethod
@@ -89,15 +98,22 @@ class SharedMemorySum:
         """Map a new file with slots of ``slot_bytes`` bytes on every rank, or None on every rank when any rank
         cannot (another machine, no room, switched off). Collective: every rank of the default group calls it."""
         rank, world = dist.get_rank(), dist.get_world_size()
-        size = cls.size_for(world, slot_bytes)
-        name = [_create(size) if rank == 0 and _votes_yes() else ""]
-        dist.broadcast_object_list(name, src=0)
-        mm = _map(name[0], size) if name[0] and _votes_yes() else None
-        ok = torch.tensor([int(mm is not None)])
-        dist.all_reduce(ok, op=dist.ReduceOp.MIN)
-        if rank == 0 and name[0]:
-            _unlink(name[0])  # every rank has mapped it or given up: the name is no longer needed
-        if not ok.item():
+        if not _all_agree(_votes_yes()):  # everyone is here before anything is created
+            return None
+        size, name, mm = cls.size_for(world, slot_bytes), [""], None
+        try:
+            if rank == 0:
+                _remove_stale()
+                name[0] = _create(size)
+            dist.broadcast_object_list(name, src=0)
+            mm = _map(name[0], size) if name[0] else None
+            if mm is not None:
+                np.frombuffer(mm, dtype=np.int64, count=world * FLAG_STRIDE)[rank * FLAG_STRIDE + PID] = os.getpid()
+            ok = _all_agree(mm is not None)
+        finally:
+            if rank == 0 and name[0]:
+                _unlink(name[0])  # every rank has mapped it, given up, or failed: the name is no longer needed
+        if not ok:
             if mm is not None:
                 mm.close()
             return None
@@ -105,15 +121,19 @@ class SharedMemorySum:
 
     def fits(self, t: torch.Tensor) -> bool:
         """Whether ``t`` (dense, on the CPU, a floating dtype) fits a slot; the same answer on every rank."""
-        return (t.device.type == "cpu" and not t.is_sparse and t.is_floating_point()
+        return (t.device.type == "cpu" and not t.is_sparse and t.dtype in DTYPES
                 and t.numel() * t.element_size() <= self.slot_bytes)
 
     def sum(self, t: torch.Tensor) -> torch.Tensor:
         """The sum over ranks of ``t``, written into ``t`` (returned)."""
+        if t.numel() == 0:
+            return t
         self.seq += 1
         slots = self._slots(t.dtype, t.numel(), self.seq & 1)
         slots[self.rank].copy_(t.reshape(-1))
-        self.flags[self.rank * FLAG_STRIDE] = self.seq  # after the slot: see the module's docstring
+        mine, half = self.rank * FLAG_STRIDE, self.seq & 1
+        self.flags[mine + NUMEL[half]], self.flags[mine + DTYPE[half]] = t.numel(), DTYPES.index(t.dtype)
+        self.flags[mine + SEQ] = self.seq  # after the slot and its size: see the module's docstring
         self._wait(self.seq)
         flat = t.view(-1) if t.is_contiguous() else torch.empty_like(slots[0])
         flat.copy_(slots[0])
@@ -130,20 +150,39 @@ class SharedMemorySum:
         return self._views[key]
 
     def _wait(self, seq: int) -> None:
-        start, looks = time.monotonic(), 0
+        start, looks, nap = time.monotonic(), 0, SLEEP_S
         for j in range(self.world):
-            while self.flags[j * FLAG_STRIDE] < seq:
+            while self.flags[j * FLAG_STRIDE + SEQ] < seq:
                 looks += 1
                 if looks & 63:
                     continue
                 waited = time.monotonic() - start
-                if waited > self.timeout_s:
-                    raise RuntimeError(f"Rank {self.rank} waited {waited:.1f} s for rank {j} to reach gradient sum "
-                                       f"#{seq}: that rank stopped or hangs (LAMINA_DIST_TIMEOUT sets the limit)")
                 if waited < SPIN_S:
                     os.sched_yield()
-                else:
-                    time.sleep(SLEEP_S)
+                    continue
+                self._check_alive(j, seq, waited)
+                time.sleep(nap)
+                nap = min(2 * nap, MAX_SLEEP_S)
+            self._check_same(j, seq)
+
+    def _check_alive(self, j: int, seq: int, waited: float) -> None:
+        pid = int(self.flags[j * FLAG_STRIDE + PID])
+        gone = self._pids_visible and not _alive(pid)
+        if gone or waited > self.timeout_s:
+            why = f"its process ({pid}) is gone" if gone else f"none came within {waited:.1f} s (the process " \
+                "group's timeout; LAMINA_DIST_TIMEOUT sets lamina's)"
+            raise RuntimeError(f"Rank {self.rank} waited for rank {j} to reach gradient sum #{seq}: {why}")
+
+    def _check_same(self, j: int, seq: int) -> None:
+        """Rank ``j``'s size and dtype for sum ``seq`` (kept until every rank has read them, as its slot)."""
+        numel, dtype = NUMEL[seq & 1], DTYPE[seq & 1]
+        mine = int(self.flags[self.rank * FLAG_STRIDE + numel]), DTYPES[self.flags[self.rank * FLAG_STRIDE + dtype]]
+        theirs = int(self.flags[j * FLAG_STRIDE + numel]), DTYPES[self.flags[j * FLAG_STRIDE + dtype]]
+        if mine != theirs:
+            raise RuntimeError(f"Gradient sum #{seq} does not match across ranks: rank {self.rank} has {mine[0]} "
+                               f"elements of {mine[1]}, rank {j} {theirs[0]} of {theirs[1]}: the ranks must call the "
+                               "same collectives with tensors of the same size (a model that differs between "
+                               "processes?)")
 
     def close(self) -> None:
         """Let the mapping go (it closes when the last view of it does)."""
@@ -174,7 +213,7 @@ def shared_sum(t: torch.Tensor, timeout_s: float) -> torch.Tensor | None:
     if _state["group"] is not group:
         close_shared()
         _state["group"] = group
-    if t.device.type != "cpu" or t.is_sparse or not t.is_floating_point() or dist.get_world_size() < 2:
+    if t.device.type != "cpu" or t.is_sparse or t.dtype not in DTYPES or dist.get_world_size() < 2:
         return None
     current, need = _state["sum"], t.numel() * t.element_size()
     if current is not None and current.fits(t):
@@ -200,6 +239,39 @@ def close_shared() -> None:
     if _state["sum"] is not None:
         _state["sum"].close()
     _state.update(group=None, sum=None, refused=None)
+
+
+def _all_agree(yes: bool) -> bool:
+    """Whether every rank says yes (a collective)."""
+    vote = torch.tensor([int(yes)])
+    dist.all_reduce(vote, op=dist.ReduceOp.MIN)
+    return bool(vote.item())
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process of that number
+    return True
+
+
+def _remove_stale() -> None:
+    """Remove the names that killed set-ups left in ``/dev/shm``: older than `STALE_S`, their process gone."""
+    now = time.time()
+    for entry in os.scandir(SHM_DIR):
+        parts = entry.name.split("-")
+        if entry.name.startswith("lamina-sum-") and len(parts) == 4 and parts[2].isdigit():
+            try:
+                old = now - entry.stat().st_mtime > STALE_S
+            except OSError:
+                continue
+            if old and not _alive(int(parts[2])):
+                _unlink(entry.path)
 
 
 def _create(size: int) -> str:

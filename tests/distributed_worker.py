@@ -179,20 +179,26 @@ def buffers_and_collectives(rank: int) -> dict:
 
 
 def apps(out: Path) -> dict:
-    """The four chapter-1 workloads, unchanged single-process code, each exported on rank 0."""
+    """The four chapter-1 workloads, unchanged single-process code, each exported on rank 0. Rank 1 turns the
+    shared-memory sum off: every rank then sums through gloo, as ranks on two machines do."""
+    if os.environ["RANK"] == "1":
+        os.environ["LAMINA_DIST_SHM"] = "0"
     sys.path.insert(0, str(Path(__file__).parent.parent))
     from tests.distributed_apps import build_all
+    from lamina.distributed_shm import _state as shm_state
     res = {}
     for name, learn, item in build_all(out / f"data_{os.environ['RANK']}"):
         learn.path = out
         learn.fine_tune(1) if name != "collab" else learn.fit_one_cycle(1, 5e-3)
-        res[name] = {"values": learn.recorder.values,
+        res[name] = {"values": learn.recorder.values, "shm": shm_state["sum"] is not None,
                      "predict": learn.predict(item)[1:], "export": str(learn.export(f"{name}.pkl"))}
     return res
 
 
 def crash(out: Path) -> dict:
-    """Rank 1 raises in the middle of the first epoch; the job must end, not hang."""
+    """Rank 1 raises in the middle of the first epoch; the job must end, not hang. Through gloo (the
+    shared-memory sum's dead peer is tested in test_distributed_shm.py)."""
+    os.environ["LAMINA_DIST_SHM"] = "0"
     class Boom(Callback):
         def after_batch(self):
             if int(os.environ["RANK"]) == 1 and self.learn.iter == 2:

@@ -370,6 +370,7 @@ def test_the_four_chapter_one_workloads_train_on_two_processes_and_export_on_ran
         assert Path(result["export"]) == tmp_path / f"{name}.pkl"
         assert ranks[1][name]["export"] == "None"  # only rank 0 writes
         assert ranks[0][name]["values"] == ranks[1][name]["values"]  # one table: the metrics are combined
+        assert not ranks[0][name]["shm"] and not ranks[1][name]["shm"]  # rank 1 said no: gloo on both
     fresh = subprocess.run([sys.executable, "-c", _PREDICT, str(tmp_path)], env=job_env(), capture_output=True,
                            text=True, timeout=180, check=False)
     assert fresh.returncode == 0, fresh.stderr[-3000:]

@@ -67,8 +67,63 @@ def test_the_flags_of_many_ranks_stay_before_the_slots():
 
 def test_a_peer_that_never_comes_raises_naming_it(mapping):
     lonely = SharedMemorySum(mapping, 0, 2, 4096, timeout_s=0.3)
-    with pytest.raises(RuntimeError, match="rank 1 to reach gradient sum #1.*LAMINA_DIST_TIMEOUT"):
+    with pytest.raises(RuntimeError, match="rank 1 to reach gradient sum #1: none came within 0.3 s.*LAMINA_DIST_TIM"):
         lonely.sum(torch.ones(3))
+
+
+def test_ranks_that_pass_different_sizes_raise_instead_of_summing_stale_data(mapping):
+    ranks = [SharedMemorySum(mapping, rank, 2, 4096, timeout_s=30) for rank in range(2)]
+    errors: list[str] = []
+
+    def run(r: int) -> None:
+        try:
+            ranks[r].sum(torch.ones(10 + r))
+        except RuntimeError as err:
+            errors.append(str(err))
+    threads = [threading.Thread(target=run, args=(r,)) for r in range(2)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(timeout=60)
+    assert len(errors) == 2 and all("does not match across ranks" in e for e in errors)
+    assert any("rank 0 has 10 elements of torch.float32, rank 1 11" in e for e in errors)
+
+
+def test_a_peer_whose_process_ended_is_noticed_before_the_timeout(mapping):
+    import subprocess
+    import sys
+    peer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        flags = torch.frombuffer(mapping, dtype=torch.int64, count=2 * shm.FLAG_STRIDE)
+        flags[shm.PID], flags[shm.FLAG_STRIDE + shm.PID] = os.getpid(), peer.pid  # as the set-up writes them
+        me = SharedMemorySum(mapping, 0, 2, 4096, timeout_s=60)
+    finally:
+        peer.kill()
+        peer.wait()
+    start = time.monotonic()
+    with pytest.raises(RuntimeError, match=f"rank 1 to reach gradient sum #1: its process \\({peer.pid}\\) is gone"):
+        me.sum(torch.ones(3))
+    assert time.monotonic() - start < 10
+
+
+def test_names_left_by_killed_set_ups_are_removed_once_old_and_orphaned():
+    import subprocess
+    import sys
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    names = {"old_dead": f"lamina-sum-{dead}-testold", "new_dead": f"lamina-sum-{dead}-testnew",
+             "old_alive": f"lamina-sum-{os.getpid()}-testold"}
+    paths = {k: os.path.join(shm.SHM_DIR, v) for k, v in names.items()}
+    try:
+        for key, path in paths.items():
+            open(path, "wb").close()
+            if key.startswith("old"):
+                os.utime(path, (time.time() - 2 * shm.STALE_S,) * 2)
+        shm._remove_stale()
+        assert [os.path.exists(paths[k]) for k in ("old_dead", "new_dead", "old_alive")] == [False, True, True]
+    finally:
+        for path in paths.values():
+            shm._unlink(path)
 
 
 def test_a_missing_or_resized_file_is_refused_not_mapped(tmp_path):
