@@ -32,6 +32,7 @@ from __future__ import annotations
 import mmap
 import os
 import platform
+import re
 import secrets
 import time
 
@@ -48,7 +49,9 @@ FLAG_STRIDE = 8  # int64s between two ranks' flags: each on its own 64-byte line
 MAX_BYTES = 256 << 20
 SPIN_S = 2e-4  # wait this long yielding the core before sleeping between looks at the flags
 SLEEP_S, MAX_SLEEP_S = 5e-5, 1e-3  # the first sleep, doubling up to the longest
-SEQ, PID, NUMEL, DTYPE = 0, 1, (2, 3), (4, 5)  # a rank's flags (the size and dtype per half, as the slots)
+# A rank's flags: the sum's number, its process (PID and PID namespace), the size and dtype per half (as the slots)
+SEQ, PID, NUMEL, DTYPE, PIDNS = 0, 1, (2, 3), (4, 5), 6
+_NAME = re.compile(r"lamina-sum-([0-9]{1,10})-[0-9a-f]{16}")
 DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 STALE_S = 600  # a name older than this whose creating process is gone was left by a killed set-up
 
@@ -80,7 +83,10 @@ class SharedMemorySum:
         self.seq = 0
         # Whether the peers' processes are visible from here (one machine, one PID namespace): then a wait also
         # ends when a peer's process is gone, not only at the timeout.
-        self._pids_visible = all(_alive(int(self.flags[j * FLAG_STRIDE + PID])) for j in range(world))
+        ns = _pid_namespace()
+        self._pids_visible = ns > 0 and all(
+            self.flags[j * FLAG_STRIDE + PIDNS] == ns and _alive(int(self.flags[j * FLAG_STRIDE + PID]))
+            for j in range(world))
         self._views: dict[tuple[torch.dtype, int, int], list[torch.Tensor]] = {}
 
     @staticmethod
@@ -108,7 +114,9 @@ class SharedMemorySum:
             dist.broadcast_object_list(name, src=0)
             mm = _map(name[0], size) if name[0] else None
             if mm is not None:
-                np.frombuffer(mm, dtype=np.int64, count=world * FLAG_STRIDE)[rank * FLAG_STRIDE + PID] = os.getpid()
+                flags = np.frombuffer(mm, dtype=np.int64, count=world * FLAG_STRIDE)
+                flags[rank * FLAG_STRIDE + PID], flags[rank * FLAG_STRIDE + PIDNS] = os.getpid(), _pid_namespace()
+                del flags
             ok = _all_agree(mm is not None)
         finally:
             if rank == 0 and name[0]:
@@ -253,25 +261,32 @@ def _alive(pid: int) -> bool:
         return False
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
     except PermissionError:
         return True  # another user's process of that number
+    except (OSError, OverflowError, ValueError):
+        return False
     return True
 
 
+def _pid_namespace() -> int:
+    """An identity of this process's PID namespace (0 when unknown): PIDs compare only within one."""
+    try:
+        return os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return 0
+
+
 def _remove_stale() -> None:
-    """Remove the names that killed set-ups left in ``/dev/shm``: older than `STALE_S`, their process gone."""
+    """Remove the names that killed set-ups left in ``/dev/shm``: older than `STALE_S`, their process gone.
+    Best effort: whatever else is there, or any error, leaves things as they are."""
     now = time.time()
-    for entry in os.scandir(SHM_DIR):
-        parts = entry.name.split("-")
-        if entry.name.startswith("lamina-sum-") and len(parts) == 4 and parts[2].isdigit():
-            try:
-                old = now - entry.stat().st_mtime > STALE_S
-            except OSError:
-                continue
-            if old and not _alive(int(parts[2])):
+    try:
+        for entry in os.scandir(SHM_DIR):
+            found = _NAME.fullmatch(entry.name)
+            if found and now - entry.stat().st_mtime > STALE_S and not _alive(int(found.group(1))):
                 _unlink(entry.path)
+    except Exception:  # noqa: BLE001 - a name this cannot read must not stop the job's set-up
+        pass
 
 
 def _create(size: int) -> str:

@@ -111,7 +111,7 @@ def shared_sums(rank: int) -> dict:
         res[f"{dtype}_{numel}"] = (t.clone(), shm.shared_sum(t, 30).clone())
     strided = torch.arange(12.0).view(3, 4).t() * (rank + 1)  # not contiguous
     res["strided"] = shm.shared_sum(strided, 30).clone()
-    res["slot_bytes"] = shm._state["sum"].slot_bytes
+    res["slot_bytes"], res["pids_visible"] = shm._state["sum"].slot_bytes, shm._state["sum"]._pids_visible
     big = torch.zeros(1).expand(shm.MAX_BYTES // 4)  # two halves over two ranks would not fit: gloo's
     res["too_big"] = shm.shared_sum(big, 30) is None
     if rank == 1:

@@ -322,6 +322,7 @@ def test_a_two_process_step_waits_for_one_collective_or_two_with_the_loss_alone(
 def test_ranks_of_one_machine_sum_through_shared_memory(core_job):
     ranks = [job["shm"] for job in core_job]
     assert all(r["used_by_fits"] for r in ranks)  # the fits above went this way
+    assert all(r["pids_visible"] for r in ranks)  # one machine, one PID namespace: a dead peer is noticed
     for pid in (r["pid"] for r in ranks):  # the file's name is gone once every rank mapped it
         assert not [f for r in ranks for f in r["left_in_dev_shm"] if f"-{pid}-" in f]
     for key in ("torch.float32_5", "torch.float64_3000", "torch.float32_300000", "torch.float32_7"):

@@ -96,7 +96,10 @@ def test_a_peer_whose_process_ended_is_noticed_before_the_timeout(mapping):
     try:
         flags = torch.frombuffer(mapping, dtype=torch.int64, count=2 * shm.FLAG_STRIDE)
         flags[shm.PID], flags[shm.FLAG_STRIDE + shm.PID] = os.getpid(), peer.pid  # as the set-up writes them
+        flags[shm.PIDNS] = flags[shm.FLAG_STRIDE + shm.PIDNS] = shm._pid_namespace()
         me = SharedMemorySum(mapping, 0, 2, 4096, timeout_s=60)
+        flags[shm.FLAG_STRIDE + shm.PIDNS] += 1  # a peer in another PID namespace: its number means nothing here
+        assert me._pids_visible and not SharedMemorySum(mapping, 0, 2, 4096, timeout_s=60)._pids_visible
     finally:
         peer.kill()
         peer.wait()
@@ -111,8 +114,9 @@ def test_names_left_by_killed_set_ups_are_removed_once_old_and_orphaned():
     import sys
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
                           text=True, check=True).stdout.strip()
-    names = {"old_dead": f"lamina-sum-{dead}-testold", "new_dead": f"lamina-sum-{dead}-testnew",
-             "old_alive": f"lamina-sum-{os.getpid()}-testold"}
+    names = {"old_dead": f"lamina-sum-{dead}-{'a' * 16}", "new_dead": f"lamina-sum-{dead}-{'b' * 16}",
+             "old_alive": f"lamina-sum-{os.getpid()}-{'c' * 16}",  # below: names of no set-up, left alone
+             "old_odd": "lamina-sum-\u00b2-x", "old_huge": f"lamina-sum-99999999999999999999-{'d' * 16}"}
     paths = {k: os.path.join(shm.SHM_DIR, v) for k, v in names.items()}
     try:
         for key, path in paths.items():
@@ -120,7 +124,7 @@ def test_names_left_by_killed_set_ups_are_removed_once_old_and_orphaned():
             if key.startswith("old"):
                 os.utime(path, (time.time() - 2 * shm.STALE_S,) * 2)
         shm._remove_stale()
-        assert [os.path.exists(paths[k]) for k in ("old_dead", "new_dead", "old_alive")] == [False, True, True]
+        assert [os.path.exists(paths[k]) for k in names] == [False, True, True, True, True]
     finally:
         for path in paths.values():
             shm._unlink(path)
