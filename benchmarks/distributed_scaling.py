@@ -106,11 +106,12 @@ def _sum_times(model, n: int) -> dict:
     if not dist.is_initialized():
         return {"allreduce_s": None, "shm_sum_s": None}
     grads = torch.zeros(sum(p.numel() for p in model.parameters() if p.requires_grad))
-    times = {}
-    for name, run in (("allreduce_s", dist.all_reduce), ("shm_sum_s", lambda t: shared_sum(t, 60))):
-        if run(grads) is None and name == "shm_sum_s":
-            times[name] = None
-            continue
+    dist.all_reduce(grads)  # warm-up; the shared-memory sum's first call sets its file up, or says it is off
+    sums = {"allreduce_s": dist.all_reduce}
+    if shared_sum(grads, 60) is not None:
+        sums["shm_sum_s"] = lambda t: shared_sum(t, 60)
+    times = {"shm_sum_s": None}
+    for name, run in sums.items():
         dist.barrier()
         start = time.perf_counter()
         for _ in range(n):

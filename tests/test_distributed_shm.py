@@ -29,22 +29,36 @@ def mapping():
     yield mm
 
 
-def test_two_ranks_sum_many_times_in_a_row_and_agree_bit_for_bit(mapping):
-    ranks = [SharedMemorySum(mapping, rank, 2, 4096, timeout_s=60) for rank in range(2)]
-    inputs = [[torch.randn(1 + (i * 37) % 900, generator=torch.Generator().manual_seed(10 * i + r))
-               for i in range(40)] for r in range(2)]
-    outputs: list[list[torch.Tensor]] = [[], []]
+def two_ranks(mapping, work) -> list:
+    """Run ``work(rank, sums)`` for ranks 0 and 1 at once, each in a thread with its own `SharedMemorySum` on
+    ``mapping``; each rank's return value, or the error it raised."""
+    results: list = [None, None]
 
-    def run(r: int) -> None:  # rank 1 lags behind now and then, so a half is rewritten while the other is read
-        for i, t in enumerate(inputs[r]):
-            if r == 1 and i % 7 == 0:
-                time.sleep(0.01)
-            outputs[r].append(ranks[r].sum(t.clone()))
+    def run(r: int) -> None:
+        try:
+            results[r] = work(r, SharedMemorySum(mapping, r, 2, 4096, timeout_s=30))
+        except RuntimeError as err:
+            results[r] = err
     threads = [threading.Thread(target=run, args=(r,)) for r in range(2)]
     for th in threads:
         th.start()
     for th in threads:
         th.join(timeout=120)
+    return results
+
+
+def test_two_ranks_sum_many_times_in_a_row_and_agree_bit_for_bit(mapping):
+    inputs = [[torch.randn(1 + (i * 37) % 900, generator=torch.Generator().manual_seed(10 * i + r))
+               for i in range(40)] for r in range(2)]
+
+    def work(r, sums):  # rank 1 lags behind now and then, so a half is rewritten while the other is read
+        out = []
+        for i, t in enumerate(inputs[r]):
+            if r == 1 and i % 7 == 0:
+                time.sleep(0.01)
+            out.append(sums.sum(t.clone()))
+        return out
+    outputs = two_ranks(mapping, work)
     assert len(outputs[0]) == len(outputs[1]) == 40
     for i in range(40):
         want = inputs[0][i] + inputs[1][i]
@@ -52,10 +66,12 @@ def test_two_ranks_sum_many_times_in_a_row_and_agree_bit_for_bit(mapping):
 
 
 def test_a_sum_writes_into_its_argument_strided_or_float64(mapping):
-    alone = SharedMemorySum(mapping, 0, 1, 4096, timeout_s=5)  # one rank: the sum is the tensor itself
-    t = torch.arange(12.0, dtype=torch.float64).view(3, 4).t()
-    out = alone.sum(t)
-    assert out is t and torch.equal(t, torch.arange(12.0, dtype=torch.float64).view(3, 4).t())
+    def work(r, sums):
+        t = torch.arange(12.0, dtype=torch.float64).view(3, 4).t() * (r + 1)  # not contiguous
+        return t, sums.sum(t)
+    for t, out in two_ranks(mapping, work):
+        assert out is t and torch.equal(t, torch.arange(12.0, dtype=torch.float64).view(3, 4).t() * 3)
+    alone = SharedMemorySum(mapping, 0, 1, 4096, timeout_s=5)
     assert alone.fits(torch.zeros(512, dtype=torch.float64)) and not alone.fits(torch.zeros(513, dtype=torch.float64))
     assert not alone.fits(torch.zeros(3, dtype=torch.long)) and not alone.fits(torch.zeros(3).to_sparse())
 
@@ -72,21 +88,9 @@ def test_a_peer_that_never_comes_raises_naming_it(mapping):
 
 
 def test_ranks_that_pass_different_sizes_raise_instead_of_summing_stale_data(mapping):
-    ranks = [SharedMemorySum(mapping, rank, 2, 4096, timeout_s=30) for rank in range(2)]
-    errors: list[str] = []
-
-    def run(r: int) -> None:
-        try:
-            ranks[r].sum(torch.ones(10 + r))
-        except RuntimeError as err:
-            errors.append(str(err))
-    threads = [threading.Thread(target=run, args=(r,)) for r in range(2)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join(timeout=60)
-    assert len(errors) == 2 and all("does not match across ranks" in e for e in errors)
-    assert any("rank 0 has 10 elements of torch.float32, rank 1 11" in e for e in errors)
+    errors = [str(e) for e in two_ranks(mapping, lambda r, sums: sums.sum(torch.ones(10 + r)))]
+    assert all("does not match across ranks" in e for e in errors)
+    assert "rank 0 has 10 elements of torch.float32, rank 1 11" in errors[0]
 
 
 def test_a_peer_whose_process_ended_is_noticed_before_the_timeout(mapping):

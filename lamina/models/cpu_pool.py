@@ -5,9 +5,9 @@ stem's 3×3 stride-2 pooling of an xresnet18 at 64 px (batch 64, 64 channels, 32
 2-core AVX2 CPU against 3 ms channels-last, and 36 ms forward and backward. `max_pool2d_nchw` converts the map
 to channels-last for the forward (one copy), returns the output in the input's layout, and runs the backward
 with torch's channels-first backward kernel, which is fast: 13 ms forward alone and 24 ms with the backward
-there; at maps of 8×8 to 48×64, 1.5–2.7× faster than torch's forward and backward, 2–5× its forward alone. The values, the gradients (ties included: both
-layouts pick the same window position) and the second derivatives are torch's. Channels-last maps already take
-the fast kernel and are left alone.
+there; at maps of 8×8 to 48×64, 1.5–2.7× faster than torch's forward and backward, 2–5× its forward alone. The
+values, the gradients (ties included: both layouts pick the same window position) and the second derivatives
+are torch's. Channels-last maps already take the fast kernel and are left alone.
 
 `pool_mode` applies it to every ``max_pool2d`` call inside a block; `lamina.models.small_conv.small_convs`
 pushes it around a model's ``nn.MaxPool2d`` modules during the Learner's passes.
@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
-__all__ = ["max_pool2d_nchw", "pool_mode", "transforms_active", "POOL_MIN_PIXELS"]
+__all__ = ["max_pool2d_nchw", "pool_mode", "transforms_active", "int_pair", "POOL_MIN_PIXELS"]
 
 POOL_MIN_PIXELS = 64
 """Maps of fewer pixels (below 8×8, where the gain was not measured) keep torch's kernel."""
@@ -29,13 +29,15 @@ POOL_MIN_PIXELS = 64
 _FLOATS = (torch.float32, torch.float64)
 
 
-def _pair(v: Any, default: Any = None) -> list[int] | None:
+def int_pair(v: Any, default: Any = None) -> tuple[int, int] | None:
+    """A 2-d operator's size argument (``stride=2``, ``(2,)``, ``[2, 1]``) as two ints; ``default`` for None or
+    an empty one (pooling's stride then is the kernel's), None for any other form (torch's own call decides)."""
     if v is None or (isinstance(v, (tuple, list)) and len(v) == 0):
         return default
     if isinstance(v, int):
-        return [v, v]
+        return v, v
     if isinstance(v, (tuple, list)) and len(v) in (1, 2) and all(isinstance(i, int) for i in v):
-        return [int(v[0]), int(v[-1])]
+        return int(v[0]), int(v[-1])
     return None
 
 
@@ -50,8 +52,8 @@ def max_pool2d_nchw(input: torch.Tensor, kernel_size: Any, stride: Any = None, p
         return None
     if transforms_active() or not x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last):
         return None  # (vmap cannot tell memory formats)
-    k = _pair(kernel_size)
-    st, pad, dil = _pair(stride, k), _pair(padding), _pair(dilation)
+    k = int_pair(kernel_size)
+    st, pad, dil = int_pair(stride, k), int_pair(padding), int_pair(dilation)
     if k is None or st is None or pad is None or dil is None or not isinstance(ceil_mode, bool):
         return None
     if torch.is_grad_enabled() and x.requires_grad:
@@ -74,7 +76,7 @@ class _MaxPoolThroughChannelsLast(torch.autograd.Function):
     ``max_pool2d_with_indices_backward``, so second derivatives are exact."""
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, k: list, st: list, pad: list, dil: list, ceil: bool) -> torch.Tensor:
+    def forward(ctx: Any, x: torch.Tensor, k: tuple, st: tuple, pad: tuple, dil: tuple, ceil: bool) -> torch.Tensor:
         out, indices = torch.ops.aten.max_pool2d_with_indices(x.contiguous(memory_format=torch.channels_last),
                                                               k, st, pad, dil, ceil)
         ctx.save_for_backward(x, indices.contiguous())

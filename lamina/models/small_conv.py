@@ -39,7 +39,7 @@ from torch import nn
 from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
 from torch.overrides import TorchFunctionMode
 
-from lamina.models.cpu_pool import pool_mode, transforms_active
+from lamina.models.cpu_pool import int_pair, pool_mode, transforms_active
 
 __all__ = ["conv2d_small", "small_conv_mode", "small_convs", "MAX_OUTPUT_PIXELS", "MIN_DEPTH", "DENSE_MIN_BATCH",
            "DENSE_MIN_INFERENCE_BATCH", "SMALL_INPUT_PIXELS"]
@@ -70,14 +70,6 @@ DENSE_MIN_INFERENCE_BATCH = 128
 time at batch 128 and 256, about equal at 64, 1.1–2× slower below."""
 
 
-def _pair(v: Any) -> tuple[int, int] | None:
-    if isinstance(v, int):
-        return v, v
-    if isinstance(v, (tuple, list)) and len(v) == 2 and all(isinstance(i, int) for i in v):
-        return int(v[0]), int(v[1])
-    return None
-
-
 def _out_size(size: int, k: int, s: int, p: int, d: int) -> int:
     return (size + 2 * p - d * (k - 1) - 1) // s + 1
 
@@ -100,7 +92,7 @@ def conv2d_small(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor |
     x = input
     if groups != 1 or x.dim() != 4 or weight.dim() != 4 or x.device.type != "cpu" or x.layout != torch.strided:
         return None
-    st, pad, dil = _pair(stride), _pair(padding), _pair(dilation)
+    st, pad, dil = int_pair(stride), int_pair(padding), int_pair(dilation)
     (n, c, h, w), (o, _, kh, kw) = x.shape, weight.shape
     if st is None or pad is None or dil is None or kh * kw == 1 or weight.shape[1] != c \
             or (bias is not None and tuple(bias.shape) != (o,)):

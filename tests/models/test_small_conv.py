@@ -55,6 +55,13 @@ def test_one_pixel_uses_the_center_tap_in_inference_too():
     assert out.shape == (4, 32, 1, 1)
 
 
+def test_one_element_size_arguments_are_read_as_torch_reads_them():
+    x, w = torch.randn(4, 64, 1, 1), torch.randn(32, 64, 3, 3)
+    with torch.no_grad():
+        out = conv2d_small(x, w, None, (1,), [1], (1,))  # F.conv2d expands one-element sizes to both sides
+        torch.testing.assert_close(out, F.conv2d(x, w, None, (1,), [1], (1,)), rtol=1e-5, atol=1e-5)
+
+
 def test_what_is_left_to_torch():
     x2 = torch.randn(2, 512, 2, 2, requires_grad=True)
     w = torch.randn(8, 512, 3, 3, requires_grad=True)
