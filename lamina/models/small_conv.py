@@ -40,6 +40,8 @@ from torch.nn.modules.module import register_module_forward_hook, register_modul
 from torch.overrides import TorchFunctionMode
 
 from lamina.models.cpu_pool import int_pair, pool_mode, transforms_active
+from lamina.models.large_conv import MIN_PIXELS as LARGE_MIN_PIXELS
+from lamina.models.large_conv import large_conv_mode
 
 __all__ = ["conv2d_small", "small_conv_mode", "small_convs", "MAX_OUTPUT_PIXELS", "MIN_DEPTH", "DENSE_MIN_BATCH",
            "DENSE_MIN_INFERENCE_BATCH", "SMALL_INPUT_PIXELS"]
@@ -255,7 +257,10 @@ def _mode_for(module: nn.Module, x: Any) -> TorchFunctionMode | None:
         return None  # exports trace torch's own operations
     if isinstance(module, nn.MaxPool2d):
         return pool_mode()  # (`max_pool2d_nchw` tells which maps it takes)
-    return small_conv_mode() if x.shape[-1] * x.shape[-2] <= SMALL_INPUT_PIXELS else None
+    pixels = x.shape[-1] * x.shape[-2]
+    if pixels <= SMALL_INPUT_PIXELS:
+        return small_conv_mode()
+    return large_conv_mode() if pixels >= LARGE_MIN_PIXELS else None
 
 
 _state = threading.local()  # per thread: the (module id, mode or None) of the hooked modules now in their forward
@@ -325,9 +330,10 @@ def _unhook(modules: list[nn.Module]) -> None:
 @contextlib.contextmanager
 def small_convs(model: nn.Module, enabled: bool = True) -> Iterator[bool]:
     """Inside this block, the forward of each of ``model``'s ``nn.Conv2d`` modules with an input of at most
-    `SMALL_INPUT_PIXELS` pixels runs under `small_conv_mode`, and that of each ``nn.MaxPool2d`` with a
-    channels-first CPU input of at least `lamina.models.cpu_pool.POOL_MIN_PIXELS` pixels under `pool_mode`
-    (tracing and compiling excepted).
+    `SMALL_INPUT_PIXELS` pixels runs under `small_conv_mode`, one with an input of at least
+    `lamina.models.large_conv.MIN_PIXELS` pixels under `lamina.models.large_conv.large_conv_mode`, and that of
+    each ``nn.MaxPool2d`` with a channels-first CPU input of at least `lamina.models.cpu_pool.POOL_MIN_PIXELS`
+    pixels under `pool_mode` (tracing and compiling excepted).
 
     Process-wide module hooks push the mode before those modules' forward and pop it after, also when the
     forward raises (and the block's end pops what an interrupt left); they are removed when the last open block
