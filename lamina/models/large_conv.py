@@ -18,7 +18,11 @@ measured), not bit for bit, and since the choice rests on timing, two processes 
 ``torch.backends.cudnn.deterministic``) and ``torch.use_deterministic_algorithms(True)`` keep torch's kernel.
 
 Only channels-first float32 CPU tensors without autocast, with an input map of at least `MIN_PIXELS` pixels, stride
-1, no dilation, one group and a padding smaller than the kernel are candidates. `large_conv_mode` applies the
+1, no dilation, one group and a padding smaller than the kernel are candidates; tracing, compiling, functorch
+transforms and anomaly detection keep torch's kernel (a fast algorithm mixes a tile's pixels, so one NaN or inf
+input makes a whole tile of outputs NaN, where torch's kernel spoils only the outputs that read it). NNPACK's
+thread pool is made at torch's thread count of its first use and never resized: after ``torch.set_num_threads``
+changes the count, torch's kernel runs. `large_conv_mode` applies the
 route to every ``conv2d`` call inside a block; `lamina.models.small_conv.small_convs` pushes it around a model's
 convolution modules on large inputs during the Learner's passes (``learn.small_convs = False`` turns it off).
 """
@@ -46,6 +50,7 @@ MARGIN = 0.9
 
 _choices: dict[tuple, bool] = {}  # (route, shape key) -> NNPACK chosen
 _lock = threading.Lock()
+_pool_threads: list[int] = []  # the thread count NNPACK's pool was made with, at its first use here
 
 
 @functools.lru_cache(maxsize=1)
@@ -68,13 +73,20 @@ def _deterministic() -> bool:
     return torch.are_deterministic_algorithms_enabled() or bool(torch.backends.cudnn.deterministic)
 
 
+def _nnpack_usable() -> bool:
+    """NNPACK is there and its thread pool (made once, at torch's thread count of its first use, and never
+    resized) has torch's current thread count: after ``torch.set_num_threads`` changes it, torch's kernel."""
+    return nnpack_available() and (not _pool_threads or _pool_threads[0] == torch.get_num_threads())
+
+
 def _padding(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: Any, padding: Any,
              dilation: Any, groups: int) -> tuple[int, int] | None:
     """The padding when the call is a candidate for the route (see the module's docstring), else None."""
     if groups != 1 or not isinstance(x, torch.Tensor) or not isinstance(weight, torch.Tensor) or x.dim() != 4 \
             or weight.dim() != 4 or x.device.type != "cpu" or x.layout != torch.strided:
         return None
-    if x.shape[2] * x.shape[3] < MIN_PIXELS or not x.is_contiguous() or x.shape[0] == 0:
+    if x.shape[2] * x.shape[3] < MIN_PIXELS or not x.is_contiguous() or not weight.is_contiguous() \
+            or x.shape[0] == 0:
         return None
     if x.dtype != torch.float32 or weight.dtype != torch.float32 or weight.device.type != "cpu" \
             or (bias is not None and (bias.dtype != torch.float32 or tuple(bias.shape) != (weight.shape[0],))):
@@ -84,7 +96,8 @@ def _padding(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, s
     if int_pair(stride) != (1, 1) or int_pair(dilation) != (1, 1) or pad is None or weight.shape[1] != x.shape[1] \
             or kh > 16 or kw > 16 or not (0 <= pad[0] < kh and 0 <= pad[1] < kw):
         return None
-    if torch.is_autocast_enabled("cpu") or transforms_active() or _deterministic() or not nnpack_available():
+    if torch.is_autocast_enabled("cpu") or transforms_active() or _deterministic() or torch.is_anomaly_enabled() \
+            or torch.jit.is_tracing() or torch.compiler.is_compiling() or not _nnpack_usable():
         return None
     return pad
 
@@ -107,16 +120,26 @@ def conv2d_large(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor |
     key = (tuple(input.shape), tuple(weight.shape), pad, bias is not None, torch.get_num_threads())
     grad = torch.is_grad_enabled() and (input.requires_grad or weight.requires_grad
                                         or (bias is not None and bias.requires_grad))
+    input_grad = grad and input.requires_grad
     with _lock:
-        if _choices.get(("forward", key)) is False and (not grad or _choices.get(("input_grad", key)) is False):
+        if _choices.get(("forward", key)) is False and (not input_grad or _choices.get(("input_grad", key)) is False):
             return None  # torch's kernel wherever this call goes: leave it (and its autograd) to torch
+    if grad:
+        return _LargeConv.apply(input, weight, bias, pad, key)
+    return _forward(input, weight, bias, pad, key)
+
+
+def _forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, pad: tuple,
+             key: tuple) -> torch.Tensor:
     with torch.no_grad():
-        out = _choose(("forward", key), lambda: torch.conv2d(input, weight, bias, 1, pad),
-                      lambda: _nnpack(input, weight, bias, pad))
-    return _LargeConv.apply(input, weight, bias, pad, key, out) if grad else out
+        return _choose(("forward", key), lambda: torch.conv2d(x, weight, bias, 1, pad),
+                       lambda: _nnpack(x, weight, bias, pad))
 
 
 def _nnpack(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, pad: tuple) -> torch.Tensor:
+    with _lock:
+        if not _pool_threads:
+            _pool_threads.append(torch.get_num_threads())
     return torch._nnpack_spatial_convolution(x.contiguous(), weight.contiguous(), bias, list(pad), [1, 1])
 
 
@@ -125,8 +148,15 @@ def _choose(key: tuple, torch_route: Callable[[], torch.Tensor],
     """The output of the route chosen for ``key``; the first call of a key times both routes twice and chooses."""
     with _lock:
         known = _choices.get(key)
-    if known is not None:
-        return nnpack_route() if known else torch_route()
+    if known is not None and not known:
+        return torch_route()
+    if known:
+        try:
+            return nnpack_route()
+        except RuntimeError:  # e.g. NNPACK's workspace allocation failed: torch's kernel from now on
+            with _lock:
+                _choices[key] = False
+            return torch_route()
     timings: dict[bool, list[float]] = {False: [], True: []}
     outs: dict[bool, torch.Tensor] = {}
     for _ in range(2):
@@ -151,11 +181,11 @@ class _LargeConv(torch.autograd.Function):
     and bias gradients are torch's."""
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, pad: tuple, key: tuple,
-                out: torch.Tensor) -> torch.Tensor:
+    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, pad: tuple,
+                key: tuple) -> torch.Tensor:
         ctx.save_for_backward(x, weight)
         ctx.pad, ctx.key, ctx.has_bias = pad, key, bias is not None
-        return out
+        return _forward(x, weight, bias, pad, key)
 
     @staticmethod
     def backward(ctx: Any, g: torch.Tensor) -> tuple:
@@ -163,7 +193,9 @@ class _LargeConv(torch.autograd.Function):
         g = g.contiguous()
         (kh, kw), (ph, pw) = weight.shape[2:], ctx.pad
         grad_x = None
-        if ctx.needs_input_grad[0]:
+        if ctx.needs_input_grad[0] and not _nnpack_usable():  # the thread count changed since the forward
+            grad_x = _torch_grads(g, x, weight, ctx.pad, (True, False, False))[0]
+        elif ctx.needs_input_grad[0]:
             flipped = weight.flip(2, 3).transpose(0, 1).contiguous()
             back_pad = (kh - 1 - ph, kw - 1 - pw)
             grad_x = _choose(("input_grad", ctx.key),
@@ -171,7 +203,7 @@ class _LargeConv(torch.autograd.Function):
                              lambda: _nnpack(g, flipped, None, back_pad))
         _, grad_w, grad_b = _torch_grads(g, x, weight, ctx.pad, (False, ctx.needs_input_grad[1],
                                                                  ctx.has_bias and ctx.needs_input_grad[2]))
-        return grad_x, grad_w, grad_b, None, None, None
+        return grad_x, grad_w, grad_b, None, None
 
 
 def _torch_grads(g: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, pad: tuple, mask: tuple) -> tuple:

@@ -158,3 +158,58 @@ def test_learner_fit_with_and_without_the_route_ends_with_the_same_weights(monke
         torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4)
     torch.testing.assert_close(p_routed, p_torch, rtol=1e-3, atol=1e-4)
     assert not sc._global_handles and not sc._hooked
+
+
+@pytest.mark.parametrize("margin", [NNPACK, TORCH])
+def test_in_place_operations_after_a_routed_convolution(monkeypatch, margin):
+    monkeypatch.setattr(lc, "MARGIN", margin)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(4, 4, 3, padding=1))
+    x = torch.randn(2, 3, 10, 10)  # the first convolution's input needs no gradient
+    ref = torch.autograd.grad(model(x).pow(2).sum(), list(model.parameters()))
+    for _ in range(2):  # the first step chooses, the second runs the choices
+        with sc.small_convs(model):
+            out = model(x)
+            out += 1  # in place on the last convolution's output too
+        grads = torch.autograd.grad((out - 1).pow(2).sum(), list(model.parameters()))
+        for a, b in zip(grads, ref):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+    first = ((2, 3, 10, 10), (4, 3, 3, 3), (1, 1), True, torch.get_num_threads())
+    assert ("input_grad", first) not in routes()  # nothing asks for the first convolution's input gradient
+    if margin == TORCH:  # torch's kernel both ways: the calls are torch's own
+        assert conv2d_large(x, model[0].weight, model[0].bias, 1, 1) is None
+
+
+def test_a_changed_thread_count_nnpack_failing_later_and_what_steps_aside(monkeypatch):
+    monkeypatch.setattr(lc, "MARGIN", NNPACK)
+    x, w = torch.randn(2, 3, 10, 10, requires_grad=True), torch.randn(4, 3, 3, 3, requires_grad=True)
+    monkeypatch.setattr(lc, "_pool_threads", [torch.get_num_threads() + 1])  # NNPACK's pool has another size
+    assert conv2d_large(x, w, None, 1, 1) is None
+    monkeypatch.setattr(lc, "_pool_threads", [])
+    out = conv2d_large(x, w, None, 1, 1)
+    assert lc._pool_threads == [torch.get_num_threads()]
+    calls = []
+    real = lc._nnpack
+    monkeypatch.setattr(lc, "_nnpack", lambda *a: calls.append(1) or real(*a))
+    lc._pool_threads[0] += 1  # torch.set_num_threads between the forward and the backward
+    gx, = torch.autograd.grad(out.sum(), x)
+    assert not calls and not any(route == "input_grad" for route, _ in routes())
+    torch.testing.assert_close(gx, torch.autograd.grad(F.conv2d(x, w, None, 1, 1).sum(), x)[0])
+    lc._pool_threads[0] -= 1
+
+    def fail(*args):
+        raise RuntimeError("NNPACK SpatialConvolution_updateOutput failed")
+    monkeypatch.setattr(lc, "_nnpack", fail)  # chosen before, failing now: torch's kernel from now on
+    with torch.no_grad():
+        torch.testing.assert_close(conv2d_large(x, w, None, 1, 1), F.conv2d(x, w, None, 1, 1))
+    assert list(routes().values()) == [False]
+    lc._choices.clear()
+    monkeypatch.setattr(lc, "_nnpack", real)
+    assert conv2d_large(x, w.contiguous(memory_format=torch.channels_last), None, 1, 1) is None
+    with torch.autograd.detect_anomaly():
+        assert conv2d_large(x, w, None, 1, 1) is None  # a NaN would spread over a whole NNPACK tile
+    model = nn.Conv2d(3, 4, 3, padding=1)
+    with large_conv_mode():
+        traced = torch.jit.trace(model, torch.randn(2, 3, 10, 10), check_trace=False)  # (the check runs eagerly)
+    assert "_LargeConv" not in str(traced.inlined_graph)  # tracing records torch's own convolution
+    assert routes() == {}
