@@ -27,7 +27,6 @@ from torch import nn
 from ..callbacks.precision import ChannelsLast, MixedPrecision, cpu_has_amx
 from ..learner import Learner
 from ..models.bodies import create_body, model_meta
-from ..models.large_conv import nnpack_available
 from ..models.heads import HeadConfig, create_head
 from ..models.vision import (VisionArch, add_head, arch_name, build_vision_model, create_timm_model,
                              create_unet_model, create_vision_model, resolve_arch)
@@ -104,11 +103,10 @@ def default_formats(device: torch.device, x: Any, unet: bool = False) -> tuple[b
       one thread: resnet34 at 224 px 0.26x the fp32 time, at 112 px 0.40x; resnet18 at 96 px 0.72x; a U-Net
       at 96x128 0.28x. Below 96 px it is slower (28 px: 1.4x), so small images stay in fp32.
     * Other CPUs: channels-last where oneDNN's convolutions gain from it (classifiers from 160 px; resnet18 at
-      224 px 0.80-0.85x, at 28-64 px 1.1-1.3x), fp32. U-Nets stay channels-first where this torch has NNPACK:
-      their full-resolution convolutions then take the route timed faster per shape
-      (`lamina.models.large_conv`; a resnet18 U-Net's training step at 96x128 took 0.7-0.8x the time of
-      either memory format without it), which reads channels-first maps. Without NNPACK, channels-last from
-      96 px (about equal there).
+      224 px 0.80-0.85x, at 28-64 px 1.1-1.3x), fp32. U-Nets stay channels-first: a resnet18 U-Net's training
+      step took about the same time either way at 96x128 and 1.4x longer channels-last at 192x256 (AVX2, 2
+      threads), and their full-resolution convolutions can then take NNPACK where it is timed faster
+      (`lamina.models.large_conv`, which reads channels-first maps).
 
     ``learn.to_fp32()`` and ``learn.to_contiguous()`` undo either choice.
     """
@@ -119,9 +117,7 @@ def default_formats(device: torch.device, x: Any, unet: bool = False) -> tuple[b
     side = min(x.shape[-2:])
     if side >= 96 and cpu_has_amx():
         return True, True
-    if unet:
-        return side >= 96 and not nnpack_available(), False
-    return side >= 160, False
+    return not unet and side >= 160, False
 
 
 def _finish(learn: Learner, pretrained: bool, x: Any = None, unet: bool = False) -> Learner:

@@ -221,15 +221,14 @@ def test_channels_last_when_the_data_is_on_a_gpu(offline_hub):
     assert not hasattr(vision_learner(_dls(), resnet18, pretrained=False), "channels_last")
 
 
-@pytest.mark.parametrize("amx,nnpack", [(False, False), (False, True), (True, False), (True, True)])
-def test_default_formats_by_device_and_image_size(monkeypatch, amx, nnpack):
+@pytest.mark.parametrize("amx", [False, True])
+def test_default_formats_by_device_and_image_size(monkeypatch, amx):
     monkeypatch.setattr(vision_learner_module, "cpu_has_amx", lambda: amx)
-    monkeypatch.setattr(vision_learner_module, "nnpack_available", lambda: nnpack)
     cpu, big, mid = torch.device("cpu"), torch.zeros(1, 3, 224, 224), torch.zeros(1, 3, 128, 224)
     assert default_formats(cpu, big) == (True, amx)
     assert default_formats(cpu, mid) == (amx, amx)  # the shorter side decides
-    # a U-Net in fp32 stays channels-first where NNPACK can take its full-resolution convolutions
-    assert default_formats(cpu, torch.zeros(1, 3, 96, 128), unet=True) == (amx or not nnpack, amx)
+    # a U-Net in fp32 stays channels-first (channels-last was slower for it without bf16)
+    assert default_formats(cpu, torch.zeros(1, 3, 96, 128), unet=True) == (amx, amx)
     assert default_formats(cpu, torch.zeros(1, 3, 64, 64), unet=True) == (False, False)
     assert default_formats(cpu, None) == (False, False)
     assert default_formats(torch.device("cuda"), None) == (True, False)
