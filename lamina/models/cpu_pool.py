@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
-__all__ = ["max_pool2d_nchw", "pool_mode", "transforms_active", "int_pair", "POOL_MIN_PIXELS"]
+__all__ = ["max_pool2d_nchw", "pool_mode", "transforms_active", "int_pair", "RouteMode", "POOL_MIN_PIXELS"]
 
 POOL_MIN_PIXELS = 64
 """Maps of fewer pixels (below 8×8, where the gain was not measured) keep torch's kernel."""
@@ -39,6 +39,25 @@ def int_pair(v: Any, default: Any = None) -> tuple[int, int] | None:
     if isinstance(v, (tuple, list)) and len(v) in (1, 2) and all(isinstance(i, int) for i in v):
         return int(v[0]), int(v[-1])
     return None
+
+
+class RouteMode(TorchFunctionMode):
+    """A mode that sends the calls of one torch function (``target``) through ``route``, which returns the result
+    or None to leave the call to torch. Subclasses set both."""
+
+    target: Any = None
+
+    @staticmethod
+    def route(*args: Any, **kwargs: Any) -> Any:
+        return None
+
+    def __torch_function__(self, func: Any, types: Any, args: Sequence = (), kwargs: Any = None) -> Any:
+        kwargs = kwargs or {}
+        if func is self.target:
+            out = self.route(*args, **kwargs)
+            if out is not None:
+                return out
+        return func(*args, **kwargs)
 
 
 def max_pool2d_nchw(input: torch.Tensor, kernel_size: Any, stride: Any = None, padding: Any = 0,

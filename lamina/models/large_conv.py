@@ -32,12 +32,11 @@ from __future__ import annotations
 import functools
 import threading
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import torch
-from torch.overrides import TorchFunctionMode
 
-from lamina.models.cpu_pool import int_pair, transforms_active
+from lamina.models.cpu_pool import RouteMode, int_pair, transforms_active
 
 __all__ = ["conv2d_large", "large_conv_mode", "nnpack_available", "routes", "MIN_PIXELS", "MARGIN"]
 
@@ -211,7 +210,7 @@ def _torch_grads(g: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, pad: tu
                                                [0, 0], 1, list(mask))
 
 
-class large_conv_mode(TorchFunctionMode):
+class large_conv_mode(RouteMode):
     """Inside this block, ``torch.conv2d`` calls (``F.conv2d``, ``nn.Conv2d``) that `conv2d_large` takes run
     through it; the rest run unchanged.
 
@@ -221,10 +220,5 @@ class large_conv_mode(TorchFunctionMode):
         >>> loss.backward()
     """
 
-    def __torch_function__(self, func: Any, types: Any, args: Sequence = (), kwargs: Any = None) -> Any:
-        kwargs = kwargs or {}
-        if func is torch.conv2d:
-            out = conv2d_large(*args, **kwargs)
-            if out is not None:
-                return out
-        return func(*args, **kwargs)
+    target = torch.conv2d
+    route = staticmethod(conv2d_large)

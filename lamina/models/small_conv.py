@@ -31,7 +31,7 @@ import contextlib
 import functools
 import itertools
 import threading
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -39,7 +39,7 @@ from torch import nn
 from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
 from torch.overrides import TorchFunctionMode
 
-from lamina.models.cpu_pool import int_pair, pool_mode, transforms_active
+from lamina.models.cpu_pool import RouteMode, int_pair, pool_mode, transforms_active
 from lamina.models.large_conv import MIN_PIXELS as LARGE_MIN_PIXELS
 from lamina.models.large_conv import large_conv_mode
 
@@ -220,7 +220,7 @@ class _ProductBackwardConv(torch.autograd.Function):
         return grad_x, grad_w, grad_b, None, None, None
 
 
-class small_conv_mode(TorchFunctionMode):
+class small_conv_mode(RouteMode):
     """Inside this block, every ``conv2d`` call that `conv2d_small` can compute is computed by it.
 
     Example::
@@ -230,13 +230,8 @@ class small_conv_mode(TorchFunctionMode):
         loss.backward()                     # their backward is the matrix products' backward
     """
 
-    def __torch_function__(self, func: Any, types: Any, args: Sequence = (), kwargs: Any = None) -> Any:
-        kwargs = kwargs or {}
-        if func is torch.conv2d:
-            out = conv2d_small(*args, **kwargs)
-            if out is not None:
-                return out
-        return func(*args, **kwargs)
+    target = torch.conv2d
+    route = staticmethod(conv2d_small)
 
 
 SMALL_INPUT_PIXELS = 16
