@@ -231,7 +231,10 @@ class small_conv_mode(RouteMode):
     """
 
     target = torch.conv2d
-    route = staticmethod(conv2d_small)
+
+    @staticmethod
+    def route(*args: Any, **kwargs: Any) -> torch.Tensor | None:
+        return conv2d_small(*args, **kwargs)  # (looked up at each call)
 
 
 SMALL_INPUT_PIXELS = 16
