@@ -99,8 +99,8 @@ class Learner(CallbackListMixin, OptimizerMixin, ScheduleMixin, PredictMixin, TT
             fed small images) run as matrix products in every pass (`lamina.models.small_conv`), those on large
             maps through NNPACK where it was timed faster for the shape (`lamina.models.large_conv`), and max
             pooling of channels-first maps runs through torch's channels-last kernel (`lamina.models.cpu_pool`):
-            the same values up to float rounding, several times faster there. True by default (a compiled model
-            keeps torch's kernels); set it to False to run torch's kernels only.
+            the same values up to float rounding, faster there. True by default (a compiled model keeps
+            torch's kernels); set it to False to run torch's kernels only.
 
     Raises:
         ValueError: when no loss is given and the data carries none.

@@ -22,9 +22,9 @@ Only channels-first float32 CPU tensors without autocast, with an input map of a
 transforms and anomaly detection keep torch's kernel (a fast algorithm mixes a tile's pixels, so one NaN or inf
 input makes a whole tile of outputs NaN, where torch's kernel spoils only the outputs that read it). NNPACK's
 thread pool is made at torch's thread count of its first use and never resized: after ``torch.set_num_threads``
-changes the count, torch's kernel runs. `large_conv_mode` applies the
-route to every ``conv2d`` call inside a block; `lamina.models.small_conv.small_convs` pushes it around a model's
-convolution modules on large inputs during the Learner's passes (``learn.small_convs = False`` turns it off).
+changes the count, torch's kernel runs. `large_conv_mode` applies the route to every ``conv2d`` call inside a
+block; `lamina.models.small_conv.small_convs` pushes it around a model's convolution modules on large inputs
+during the Learner's passes (``learn.small_convs = False`` turns it off).
 """
 
 from __future__ import annotations
@@ -55,10 +55,7 @@ _pool_threads: list[int] = []  # the thread count NNPACK's pool was made with, a
 @functools.lru_cache(maxsize=1)
 def nnpack_available() -> bool:
     """Whether this torch build has NNPACK (the query also initialises it, which its convolution needs)."""
-    try:
-        return bool(torch._nnpack_available())
-    except (AttributeError, RuntimeError):
-        return False
+    return torch.backends.nnpack.is_available()
 
 
 def routes() -> dict[tuple, bool]:
@@ -66,6 +63,12 @@ def routes() -> dict[tuple, bool]:
     ``"forward"`` or ``"input_grad"``."""
     with _lock:
         return dict(_choices)
+
+
+def _known(key: tuple) -> bool | None:
+    """The choice made for ``key`` (True: NNPACK), None before the first call of the shape."""
+    with _lock:
+        return _choices.get(key)
 
 
 def _deterministic() -> bool:
@@ -120,9 +123,8 @@ def conv2d_large(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor |
     grad = torch.is_grad_enabled() and (input.requires_grad or weight.requires_grad
                                         or (bias is not None and bias.requires_grad))
     input_grad = grad and input.requires_grad
-    with _lock:
-        if _choices.get(("forward", key)) is False and (not input_grad or _choices.get(("input_grad", key)) is False):
-            return None  # torch's kernel wherever this call goes: leave it (and its autograd) to torch
+    if _known(("forward", key)) is False and (not input_grad or _known(("input_grad", key)) is False):
+        return None  # torch's kernel wherever this call goes: leave it (and its autograd) to torch
     if grad:
         return _LargeConv.apply(input, weight, bias, pad, key)
     return _forward(input, weight, bias, pad, key)
@@ -145,9 +147,8 @@ def _nnpack(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, pa
 def _choose(key: tuple, torch_route: Callable[[], torch.Tensor],
             nnpack_route: Callable[[], torch.Tensor]) -> torch.Tensor:
     """The output of the route chosen for ``key``; the first call of a key times both routes twice and chooses."""
-    with _lock:
-        known = _choices.get(key)
-    if known is not None and not known:
+    known = _known(key)
+    if known is False:
         return torch_route()
     if known:
         try:
@@ -191,18 +192,18 @@ class _LargeConv(torch.autograd.Function):
         x, weight = ctx.saved_tensors
         g = g.contiguous()
         (kh, kw), (ph, pw) = weight.shape[2:], ctx.pad
-        grad_x = None
-        if ctx.needs_input_grad[0] and not _nnpack_usable():  # the thread count changed since the forward
-            grad_x = _torch_grads(g, x, weight, ctx.pad, (True, False, False))[0]
-        elif ctx.needs_input_grad[0]:
-            flipped = weight.flip(2, 3).transpose(0, 1).contiguous()
+        need_x, grad_x = ctx.needs_input_grad[0], None
+        # NNPACK may take the input gradient unless torch's kernel won it or the thread count changed since the
+        # forward; otherwise torch computes it in the same call as the weight gradient
+        if need_x and _known(("input_grad", ctx.key)) is not False and _nnpack_usable():
             back_pad = (kh - 1 - ph, kw - 1 - pw)
             grad_x = _choose(("input_grad", ctx.key),
                              lambda: _torch_grads(g, x, weight, ctx.pad, (True, False, False))[0],
-                             lambda: _nnpack(g, flipped, None, back_pad))
-        _, grad_w, grad_b = _torch_grads(g, x, weight, ctx.pad, (False, ctx.needs_input_grad[1],
-                                                                 ctx.has_bias and ctx.needs_input_grad[2]))
-        return grad_x, grad_w, grad_b, None, None
+                             lambda: _nnpack(g, weight.flip(2, 3).transpose(0, 1), None, back_pad))
+            need_x = False
+        torch_x, grad_w, grad_b = _torch_grads(g, x, weight, ctx.pad, (need_x, ctx.needs_input_grad[1],
+                                                                       ctx.has_bias and ctx.needs_input_grad[2]))
+        return (grad_x if grad_x is not None else torch_x), grad_w, grad_b, None, None
 
 
 def _torch_grads(g: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, pad: tuple, mask: tuple) -> tuple:

@@ -40,8 +40,7 @@ from torch.nn.modules.module import register_module_forward_hook, register_modul
 from torch.overrides import TorchFunctionMode
 
 from lamina.models.cpu_pool import RouteMode, int_pair, pool_mode, transforms_active
-from lamina.models.large_conv import MIN_PIXELS as LARGE_MIN_PIXELS
-from lamina.models.large_conv import large_conv_mode
+from lamina.models import large_conv
 
 __all__ = ["conv2d_small", "small_conv_mode", "small_convs", "MAX_OUTPUT_PIXELS", "MIN_DEPTH", "DENSE_MIN_BATCH",
            "DENSE_MIN_INFERENCE_BATCH", "SMALL_INPUT_PIXELS"]
@@ -258,7 +257,7 @@ def _mode_for(module: nn.Module, x: Any) -> TorchFunctionMode | None:
     pixels = x.shape[-1] * x.shape[-2]
     if pixels <= SMALL_INPUT_PIXELS:
         return small_conv_mode()
-    return large_conv_mode() if pixels >= LARGE_MIN_PIXELS else None
+    return large_conv.large_conv_mode() if pixels >= large_conv.MIN_PIXELS else None
 
 
 _state = threading.local()  # per thread: the (module id, mode or None) of the hooked modules now in their forward

@@ -22,7 +22,6 @@ NNPACK, TORCH = 1e9, 0.0
 @pytest.fixture(autouse=True)
 def small_maps(monkeypatch):
     monkeypatch.setattr(lc, "MIN_PIXELS", 64)
-    monkeypatch.setattr(sc, "LARGE_MIN_PIXELS", 64)
     lc._choices.clear()
     yield
     lc._choices.clear()
@@ -66,6 +65,21 @@ def test_the_choice_is_made_once_per_shape_and_torch_both_ways_leaves_the_call_t
     assert len(timed) == 6 and len(routes()) == 3
     monkeypatch.setattr(lc, "MARGIN", NNPACK)  # a decision stands for the process
     assert conv2d_large(x, w, None, 1, 1) is None
+
+
+def test_nnpack_forward_with_torchs_input_gradient(monkeypatch):
+    x, w = torch.randn(2, 3, 10, 10, requires_grad=True), torch.randn(4, 3, 3, 3, requires_grad=True)
+    b = torch.randn(4, requires_grad=True)
+    key = ((2, 3, 10, 10), (4, 3, 3, 3), (1, 1), True, torch.get_num_threads())
+    lc._choices.update({("forward", key): True, ("input_grad", key): False})  # as chosen by an earlier call
+    calls = []
+    real = lc._nnpack
+    monkeypatch.setattr(lc, "_nnpack", lambda *a: calls.append(1) or real(*a))
+    out, ref = conv2d_large(x, w, b, 1, 1), F.conv2d(x, w, b, 1, 1)
+    g = torch.randn_like(ref)
+    for mine, theirs in zip(_grads(out, [x, w, b], g), _grads(ref, [x, w, b], g)):
+        torch.testing.assert_close(mine, theirs, rtol=1e-4, atol=1e-4)  # one torch call for all three
+    assert len(calls) == 1  # the forward only
 
 
 def test_nnpack_refusing_a_shape_keeps_torch_and_torch_errors_are_the_calls(monkeypatch):
