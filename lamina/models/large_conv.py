@@ -84,9 +84,10 @@ def _nnpack_usable() -> bool:
 def _padding(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: Any, padding: Any,
              dilation: Any, groups: int) -> tuple[int, int] | None:
     """The padding when the call is a candidate for the route (see the module's docstring), else None."""
-    if groups != 1 or not isinstance(x, torch.Tensor) or not isinstance(weight, torch.Tensor) or x.dim() != 4 \
-            or weight.dim() != 4 or x.device.type != "cpu" or x.layout != torch.strided:
-        return None
+    if torch.jit.is_tracing() or groups != 1 or not isinstance(x, torch.Tensor) \
+            or not isinstance(weight, torch.Tensor) or x.dim() != 4 or weight.dim() != 4 or x.device.type != "cpu" \
+            or x.layout != torch.strided:
+        return None  # (tracing first: the shape tests below would warn while tracing)
     if x.shape[2] * x.shape[3] < MIN_PIXELS or not x.is_contiguous() or not weight.is_contiguous() \
             or x.shape[0] == 0:
         return None
