@@ -102,10 +102,11 @@ class Learner(CallbackListMixin, OptimizerMixin, ScheduleMixin, PredictMixin, TT
             pooling of channels-first maps runs through torch's channels-last kernel (`lamina.models.cpu_pool`):
             the same values up to float rounding, faster there. True by default (a compiled model keeps
             torch's kernels); set it to False to run torch's kernels only.
-        reuse_memory: during `fit`, `validate` and `get_preds`, large CPU tensors reuse the memory that freed
-            ones leave, instead of fresh pages from the system (Linux with glibc; `lamina.cpu_memory`): several
-            times faster element-wise operations on large activations, possibly a higher resident memory during
-            the call. True by default; set it to False to keep glibc's defaults.
+        reuse_memory: during `fit`, `validate` and `get_preds`, CPU tensors over 32 MiB reuse the memory that
+            freed ones leave, instead of fresh pages from the system (Linux with glibc, main thread;
+            `lamina.cpu_memory`): element-wise operations on such activations several times faster, a higher
+            resident memory during the call. True by default; False leaves the allocator alone (the loaders'
+            iterations still use it unless ``LAMINA_REUSE_MEMORY=0``).
 
     Raises:
         ValueError: when no loss is given and the data carries none.

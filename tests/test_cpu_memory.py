@@ -1,9 +1,15 @@
 """Freed memory kept for reuse during the Learner's passes: glibc serves a large tensor from the heap inside the
-block and from a fresh mapping outside it, blocks nest and are undone on errors, and `fit`, `validate` and
-`get_preds` run inside one unless ``learn.reuse_memory`` is False."""
+block and from a fresh mapping outside it, blocks nest (across threads) and are undone on errors, the heap is
+trimmed only after it grew, and `fit`, `validate`, `get_preds` and a loader's iteration run inside a block unless
+turned off.
 
-import ctypes
-import threading
+What glibc does with a block depends on the free blocks its heap already holds, which earlier tests leave behind,
+so those checks run in a fresh interpreter."""
+
+import json
+import subprocess
+import sys
+import textwrap
 
 import pytest
 import torch
@@ -15,44 +21,28 @@ from lamina.data.loaders import DataLoaders
 from lamina.learner import Learner
 from lamina.losses import CrossEntropyLossFlat
 
-pytestmark = pytest.mark.skipif(cm.glibc_allocator() is None, reason="the C library is not glibc")
+pytestmark = pytest.mark.skipif(cm.glibc_allocator() is None, reason="the C library is not glibc 2.33+")
 
+_PROBE = textwrap.dedent("""
+    import json, threading
+    import torch
+    import lamina.cpu_memory as cm
 
-class _MallInfo2(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
-                                                     "fsmblks", "uordblks", "fordblks", "keepcost")]
-
-
-def _mapped_blocks() -> int:
-    """glibc's count of blocks now served by their own mapping (``mallinfo2().hblks``)."""
     libc = cm.glibc_allocator()
-    if not hasattr(libc, "mallinfo2"):
-        pytest.skip("glibc before 2.33 has no mallinfo2")
-    libc.mallinfo2.restype = _MallInfo2
-    return libc.mallinfo2().hblks
 
+    def mapped():  # whether a new 48 MiB tensor (over glibc's largest threshold, 32 MiB) gets its own mapping
+        before = libc.mallinfo2().hblks
+        t = torch.empty(12 << 20)
+        now = libc.mallinfo2().hblks
+        del t
+        return now > before
 
-def _large_tensor_is_mapped() -> bool:
-    before = _mapped_blocks()
-    t = torch.empty(12 * 1024 * 1024)  # 48 MiB: over glibc's largest mapping threshold (32 MiB)
-    mapped = _mapped_blocks() > before
-    del t
-    return mapped
-
-
-def test_large_blocks_come_from_the_heap_inside_the_block_and_blocks_nest():
-    assert _large_tensor_is_mapped()
+    seen = {"before": mapped()}
     with cm.reuse_freed_memory() as on:
-        assert on and not _large_tensor_is_mapped()
+        seen["on"], seen["inside"] = on, mapped()
         with cm.reuse_freed_memory():
             pass
-        assert not _large_tensor_is_mapped()  # the inner block's end leaves the outer one in force
-    assert _large_tensor_is_mapped() and cm._depth == 0
-    with cm.reuse_freed_memory(enabled=False) as on:
-        assert not on and _large_tensor_is_mapped()
-
-
-def test_blocks_in_threads_and_errors_restore_the_defaults():
+        seen["after_inner"] = mapped()
     inside, release = threading.Event(), threading.Event()
 
     def other():
@@ -62,13 +52,51 @@ def test_blocks_in_threads_and_errors_restore_the_defaults():
     thread = threading.Thread(target=other)
     thread.start()
     inside.wait(10)
-    with pytest.raises(RuntimeError, match="boom"):
+    try:
         with cm.reuse_freed_memory():
             raise RuntimeError("boom")
-    assert cm._depth == 1 and not _large_tensor_is_mapped()  # the other thread's block is still open
+    except RuntimeError:
+        pass
+    seen["other_thread_open"] = (cm._depth, mapped())
     release.set()
     thread.join(10)
-    assert cm._depth == 0 and _large_tensor_is_mapped()
+    seen["depth_after"] = cm._depth
+    before = libc.mallinfo2().hblks
+    t = torch.empty(80 << 20)  # 320 MiB, never touched: more than the blocks freed above, so mapped
+    seen["after"] = libc.mallinfo2().hblks > before
+    del t
+    print(json.dumps(seen))
+""")
+
+
+def test_large_blocks_come_from_the_heap_inside_blocks_that_nest_across_threads():
+    out = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    if not seen["before"]:
+        pytest.skip("another allocator serves malloc (a preloaded jemalloc or tcmalloc)")
+    assert seen["on"] and not seen["inside"]
+    assert not seen["after_inner"]  # the inner block's end leaves the outer one in force
+    assert seen["other_thread_open"] == [1, False]  # an error closed this block; the other thread's is still open
+    assert seen["depth_after"] == 0 and seen["after"]  # mapping is back after the last block
+
+
+def test_the_heap_is_trimmed_only_after_it_grew(monkeypatch):
+    libc = cm.glibc_allocator()
+    trims, sizes = [], iter([0, 100 << 20, 0, 1 << 20])  # (heap at a block's start, at its end) twice
+    real_trim = libc.malloc_trim
+    monkeypatch.setattr(libc, "malloc_trim", lambda pad: trims.append(pad) or real_trim(pad))
+    monkeypatch.setattr(cm, "_heap_bytes", lambda lib: next(sizes))
+    with cm.reuse_freed_memory():
+        pass
+    assert trims == [0]  # grew by 100 MiB: over TRIM_AFTER_GROWTH
+    with cm.reuse_freed_memory():
+        with cm.reuse_freed_memory():  # (nested: no reading of the heap, no trim)
+            pass
+    assert trims == [0]  # grew by 1 MiB: no trim (a `predict` pays none)
+    monkeypatch.setenv("LAMINA_REUSE_MEMORY", "0")
+    with cm.reuse_freed_memory() as on:
+        assert not on and cm._depth == 0
 
 
 class _Depths(Callback):
@@ -77,6 +105,11 @@ class _Depths(Callback):
 
     def after_batch(self):
         self.seen.add((self.learn.training, cm._depth > 0))
+
+    def after_epoch(self):
+        if self.learn.reuse_memory:
+            self.learn.get_preds()  # a nested call: the fit's block stays open after it
+            assert cm._depth > 0
 
 
 def _learner() -> Learner:
@@ -100,3 +133,33 @@ def test_fit_validate_and_get_preds_run_inside_the_block_unless_turned_off():
         depths.seen.clear()
         learn.fit(1)
         assert depths.seen == {(True, False), (False, False)}
+
+
+class _Depth(torch.utils.data.Dataset):
+    """Items that record whether the block was open when they were read (in the main process)."""
+
+    def __init__(self):
+        self.seen = []
+
+    def __len__(self):
+        return 6
+
+    def __getitem__(self, i):
+        self.seen.append(cm._depth > 0)
+        return [float(i)]  # a list: torch's collate, through the per-item path
+
+
+def test_a_loaders_iteration_runs_inside_the_block_until_it_ends_or_is_dropped(monkeypatch):
+    from lamina.data.dataloader import DataLoader
+    ds = _Depth()
+    dl = DataLoader(ds, bs=2, device="cpu")
+    assert len(list(dl)) == 3 and all(ds.seen) and cm._depth == 0
+    batches = iter(dl)
+    next(batches)
+    assert cm._depth == 1  # between batches too
+    del batches  # an iteration left unfinished closes the block when dropped
+    assert cm._depth == 0
+    monkeypatch.setenv("LAMINA_REUSE_MEMORY", "0")
+    ds.seen.clear()
+    list(dl)
+    assert ds.seen and not any(ds.seen)
