@@ -20,16 +20,18 @@ adjustment, so it cannot be handed back). If the heap grew by more than `TRIM_AF
 pays no trim).
 
 Costs: memory freed during the block stays with the process until it is reused or trimmed, and the heap can
-fragment: a fresh process's peak resident memory for 2 epochs of the U-Net above was 1.91 GB against 1.70 GB
-without it (1.14 GB against 1.30 GB after the fit, with the trim); a large tensor made inside a block and freed
-after it goes back to the system only at the next trim. Threads other than the main one gain little: glibc's
-per-thread arenas map requests over 64 MiB whatever ``M_MMAP_MAX`` says. Loader workers forked during a block
-inherit the settings for their lifetime.
+fragment: a fresh process's peak resident memory for 2 epochs of the U-Net above was 1.94 GB against 1.70 GB
+without it (1.13 GB against 1.31 GB after the fit, with the trim), for a fit of 28.1 s against 32.4 s (medians
+of 3 alternating fresh processes each, ``python benchmarks/memory_reuse.py``); a large tensor made inside a
+block and freed after it goes back to the system only at the next trim. Threads other than the main one gain
+little: glibc's per-thread arenas map requests over 64 MiB whatever ``M_MMAP_MAX`` says. Loader workers forked
+during a block inherit the settings for their lifetime.
 
-The Learner's `fit`, `validate` and `get_preds` run inside it (``learn.reuse_memory = False`` turns that off), and
-so does each iteration of a `lamina.data.dataloader.DataLoader`, from its first batch until it ends or the
-iterator is dropped (an iterator kept half-consumed keeps the block open). The environment variable
-``LAMINA_REUSE_MEMORY=0`` turns it off everywhere. It steps aside where the allocator is configured by the
+The Learner's `fit`, `validate` and `get_preds` run inside it (``learn.reuse_memory = False`` turns that off; the
+environment variable ``LAMINA_REUSE_MEMORY=0`` turns it off everywhere). Loader iterations outside them do not:
+the chapter-1 pets loader (2 workers, bs 64, float batches of 38.5 MB) delivered 283 images/s with it and 291
+without, medians of 3 fresh processes each (``python benchmarks/memory_reuse.py``), its time going to decoding
+in the workers. It steps aside where the allocator is configured by the
 user (``MALLOC_*_`` variables, ``GLIBC_TUNABLES`` with ``glibc.malloc``) and off Linux with glibc (macOS,
 Windows, musl), where it does nothing.
 """

@@ -105,8 +105,8 @@ class Learner(CallbackListMixin, OptimizerMixin, ScheduleMixin, PredictMixin, TT
         reuse_memory: during `fit`, `validate` and `get_preds`, CPU tensors over 32 MiB reuse the memory that
             freed ones leave, instead of fresh pages from the system (Linux with glibc, main thread;
             `lamina.cpu_memory`): element-wise operations on such activations several times faster, a higher
-            resident memory during the call. True by default; False leaves the allocator alone (the loaders'
-            iterations still use it unless ``LAMINA_REUSE_MEMORY=0``).
+            resident memory during the call. True by default; False leaves the allocator alone
+            (``LAMINA_REUSE_MEMORY=0`` does it for every Learner).
 
     Raises:
         ValueError: when no loss is given and the data carries none.

@@ -1,7 +1,6 @@
 """Freed memory kept for reuse during the Learner's passes: glibc serves a large tensor from the heap inside the
 block and from a fresh mapping outside it, blocks nest (across threads) and are undone on errors, the heap is
-trimmed only after it grew, and `fit`, `validate`, `get_preds` and a loader's iteration run inside a block unless
-turned off.
+trimmed only after it grew, and `fit`, `validate` and `get_preds` run inside a block unless turned off.
 
 What glibc does with a block depends on the free blocks its heap already holds, which earlier tests leave behind,
 so those checks run in a fresh interpreter."""
@@ -133,33 +132,3 @@ def test_fit_validate_and_get_preds_run_inside_the_block_unless_turned_off():
         depths.seen.clear()
         learn.fit(1)
         assert depths.seen == {(True, False), (False, False)}
-
-
-class _Depth(torch.utils.data.Dataset):
-    """Items that record whether the block was open when they were read (in the main process)."""
-
-    def __init__(self):
-        self.seen = []
-
-    def __len__(self):
-        return 6
-
-    def __getitem__(self, i):
-        self.seen.append(cm._depth > 0)
-        return [float(i)]  # a list: torch's collate, through the per-item path
-
-
-def test_a_loaders_iteration_runs_inside_the_block_until_it_ends_or_is_dropped(monkeypatch):
-    from lamina.data.dataloader import DataLoader
-    ds = _Depth()
-    dl = DataLoader(ds, bs=2, device="cpu")
-    assert len(list(dl)) == 3 and all(ds.seen) and cm._depth == 0
-    batches = iter(dl)
-    next(batches)
-    assert cm._depth == 1  # between batches too
-    del batches  # an iteration left unfinished closes the block when dropped
-    assert cm._depth == 0
-    monkeypatch.setenv("LAMINA_REUSE_MEMORY", "0")
-    ds.seen.clear()
-    list(dl)
-    assert ds.seen and not any(ds.seen)

@@ -21,7 +21,6 @@ import torch
 from torch.utils.data import Dataset, default_collate
 
 from ..core import default_device, seed_worker, to_cpu, to_device
-from ..cpu_memory import reuse_freed_memory
 from ..foundation import L
 from .stacked import stacked_batches, stacked_rows
 from .transforms import apply_batch_tfms, undo_batch_tfms
@@ -243,12 +242,6 @@ class DataLoader(_LoaderBase):
             prefetch_factor=4 if self.num_workers else None)
 
     def __iter__(self):
-        # large batches reuse the memory of the batches before them while the iteration runs (`lamina.cpu_memory`;
-        # workers started here inherit the setting)
-        with reuse_freed_memory():
-            yield from self._batches()
-
-    def _batches(self):
         gen = self._epoch_generator()
         rows = self.stacked()
         if rows is not None:
