@@ -32,6 +32,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from benchmarks.run import data_dir  # noqa: E402  (``--data``'s default: $LAMINA_BENCH_DATA, else ../shared/data)
 
 
 def _resident_mib() -> float:
@@ -77,8 +79,7 @@ def _is_cat(name: str) -> bool:
 
 def _pets() -> dict:
     from lamina.vision.all import ImageDataLoaders, Resize, get_image_files
-    data = Path(os.environ.get("LAMINA_BENCH_DATA", str(ROOT.parent / "shared" / "data")))
-    path = data / "oxford-iiit-pet" / "images"
+    path = data_dir(None) / "oxford-iiit-pet" / "images"
     dls = ImageDataLoaders.from_name_func(path, sorted(get_image_files(path)), valid_pct=0.2, seed=42,
                                           label_func=_is_cat, item_tfms=Resize(224),
                                           num_workers=2, bs=64, device="cpu")
@@ -89,7 +90,7 @@ def _pets() -> dict:
 
 
 def _run(job: str, reuse: bool) -> dict:
-    env = {**os.environ, "LAMINA_REUSE_MEMORY": "1" if reuse else "0", "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "LAMINA_REUSE_MEMORY": "1" if reuse else "0"}
     out = subprocess.run([sys.executable, __file__, "--worker", job], env=env, capture_output=True, text=True,
                          check=True, timeout=1200)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -104,8 +105,7 @@ def main() -> None:
     if args.worker:
         print(json.dumps(_unet() if args.worker == "unet" else _pets()))
         return
-    pets = Path(os.environ.get("LAMINA_BENCH_DATA", str(ROOT.parent / "shared" / "data"))) / "oxford-iiit-pet"
-    jobs = [j for j in args.jobs.split(",") if j != "pets" or pets.exists()]
+    jobs = [j for j in args.jobs.split(",") if j != "pets" or (data_dir(None) / "oxford-iiit-pet").exists()]
     for job in jobs:
         runs: dict[bool, list[dict]] = {True: [], False: []}
         for r in range(args.rounds):

@@ -31,9 +31,9 @@ The Learner's `fit`, `validate` and `get_preds` run inside it (``learn.reuse_mem
 environment variable ``LAMINA_REUSE_MEMORY=0`` turns it off everywhere). Loader iterations outside them do not:
 the chapter-1 pets loader (2 workers, bs 64, float batches of 38.5 MB) delivered 283 images/s with it and 291
 without, medians of 3 fresh processes each (``python benchmarks/memory_reuse.py``), its time going to decoding
-in the workers. It steps aside where the allocator is configured by the
-user (``MALLOC_*_`` variables, ``GLIBC_TUNABLES`` with ``glibc.malloc``) and off Linux with glibc (macOS,
-Windows, musl), where it does nothing.
+in the workers. It steps aside where the user configured the allocator (``MALLOC_*_`` variables,
+``GLIBC_TUNABLES`` with ``glibc.malloc``) or preloaded another one (jemalloc, tcmalloc, mimalloc in
+``LD_PRELOAD``), and off Linux with glibc (macOS, Windows, musl), where it does nothing.
 """
 
 from __future__ import annotations
@@ -57,6 +57,7 @@ TRIM_AFTER_GROWTH = 64 << 20
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_MMAP_MAX = -1, -3, -4  # mallopt's parameter numbers (malloc.h)
 _AFTER = ((_M_MMAP_MAX, 65536), (_M_MMAP_THRESHOLD, 32 << 20), (_M_TRIM_THRESHOLD, 64 << 20))
 _USER_SETTINGS = ("MALLOC_MMAP_MAX_", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_")
+_OTHER_ALLOCATORS = ("jemalloc", "tcmalloc", "mimalloc")  # preloaded in place of glibc's malloc
 _depth = 0  # open blocks, all threads
 _heap_at_start = 0
 _lock = threading.Lock()
@@ -69,10 +70,11 @@ class _MallInfo2(ctypes.Structure):
 
 @functools.lru_cache(maxsize=1)
 def glibc_allocator() -> Any:
-    """The C library when it is glibc (with ``mallopt``, ``malloc_trim`` and ``mallinfo2``, glibc 2.33 or later)
-    and the user has not configured its allocator through the environment, else None."""
+    """The C library when it is glibc (with ``mallopt``, ``malloc_trim`` and ``mallinfo2``, glibc 2.33 or later),
+    serves ``malloc`` and the user has not configured it through the environment, else None."""
+    preloaded = os.environ.get("LD_PRELOAD", "")
     if not sys.platform.startswith("linux") or any(os.environ.get(v) for v in _USER_SETTINGS) \
-            or "glibc.malloc" in os.environ.get("GLIBC_TUNABLES", ""):
+            or "glibc.malloc" in os.environ.get("GLIBC_TUNABLES", "") or any(a in preloaded for a in _OTHER_ALLOCATORS):
         return None
     try:
         libc = ctypes.CDLL(None)

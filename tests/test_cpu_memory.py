@@ -132,3 +132,18 @@ def test_fit_validate_and_get_preds_run_inside_the_block_unless_turned_off():
         depths.seen.clear()
         learn.fit(1)
         assert depths.seen == {(True, False), (False, False)}
+
+
+@pytest.mark.parametrize("name,value", [("MALLOC_MMAP_THRESHOLD_", "65536"),
+                                        ("GLIBC_TUNABLES", "glibc.malloc.trim_threshold=0"),
+                                        ("LD_PRELOAD", "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2")])
+def test_an_allocator_the_user_configured_or_preloaded_is_left_alone(monkeypatch, name, value):
+    monkeypatch.setenv(name, value)
+    cm.glibc_allocator.cache_clear()
+    try:
+        with cm.reuse_freed_memory() as on:
+            assert not on and cm._depth == 0
+    finally:
+        monkeypatch.undo()
+        cm.glibc_allocator.cache_clear()
+    assert cm.glibc_allocator() is not None
