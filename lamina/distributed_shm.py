@@ -25,10 +25,11 @@ in ``/dev/shm``, every rank maps it and says whether it could, and rank 0 remove
 next one on the machine once their process is gone. A rank on another machine cannot open the file: the job then
 keeps gloo everywhere, as it does when ``LAMINA_DIST_SHM=0`` on any rank, when ``/dev/shm`` lacks the space, or off
 x86-64. A waiting rank first watches the flags without a system call for up to 1 ms (most waits of a small model's
-step are shorter), then yields its core between looks until 2 ms, then sleeps between looks (50 µs, doubling up to
-1 ms); it raises when a peer's process is gone, or after the process group's timeout. The first phase is the
-fastest: a tabular DDP step took 5–9% less than when yielding from the start (`benchmarks/DISTRIBUTED.md`); it
-is short, so a peer that shares the core loses at most 1 ms to it.
+step are shorter), then yields its core between looks until 2 ms into the wait, then sleeps between looks (50 µs,
+doubling up to 1 ms); it raises when a peer's process is gone, or after the process group's timeout. The first
+phase is the fastest: a tabular DDP step took 5–9% less than when yielding from the start
+(`benchmarks/DISTRIBUTED.md`). But a peer that shares the waiting rank's core cannot run during it, so it is
+skipped when the job has more ranks than this process has CPUs to run on.
 """
 
 from __future__ import annotations
@@ -51,8 +52,8 @@ PAGE = 4096
 FLAG_STRIDE = 8  # int64s between two ranks' flags: each on its own 64-byte line (ranks write only their own)
 # The largest file the sums may map, in bytes; a tensor whose two halves over all ranks would not fit keeps gloo.
 MAX_BYTES = 256 << 20
-BUSY_S = 1e-3  # watch the flags this long without a system call,
-SPIN_S = 2e-3  # then yield the core between looks until this long, before sleeping between them
+BUSY_S = 1e-3  # watch the flags this long without a system call (when every rank can have a core of its own),
+YIELD_UNTIL_S = 2e-3  # then yield the core between looks until this long into the wait, then sleep between them
 SLEEP_S, MAX_SLEEP_S = 5e-5, 1e-3  # the first sleep, doubling up to the longest
 # A rank's flags: the sum's number, its process (PID and PID namespace), the size and dtype per half (as the slots)
 SEQ, PID, NUMEL, DTYPE, PIDNS = 0, 1, (2, 3), (4, 5), 6
@@ -98,6 +99,7 @@ class SharedMemorySum:
             self.flags[j * FLAG_STRIDE + PIDNS] == ns and _alive(int(self.flags[j * FLAG_STRIDE + PID]))
             for j in range(world))
         self._views: dict[tuple[torch.dtype, int, int], list[torch.Tensor]] = {}
+        self.busy_s = BUSY_S if world <= _usable_cpus() else 0.0  # no watching a core a peer may need
 
     @staticmethod
     def header_for(world: int) -> int:
@@ -174,9 +176,9 @@ class SharedMemorySum:
                 if looks & 63:
                     continue
                 waited = time.monotonic() - start
-                if waited < BUSY_S:
+                if waited < self.busy_s:
                     continue
-                if waited < SPIN_S:
+                if waited < YIELD_UNTIL_S:
                     os.sched_yield()
                     continue
                 self._check_alive(j, seq, waited)
@@ -277,6 +279,14 @@ def _alive(pid: int) -> bool:
     except (OSError, OverflowError, ValueError):
         return False
     return True
+
+
+def _usable_cpus() -> int:
+    """The CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def _pid_namespace() -> int:

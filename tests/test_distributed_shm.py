@@ -3,6 +3,7 @@ file's set-up, and the refusals. The sum inside a real 2-process job is tested i
 
 from __future__ import annotations
 
+import itertools
 import mmap
 import os
 import threading
@@ -160,3 +161,25 @@ def test_without_a_process_group_of_two_nothing_is_shared():
     finally:
         shm.close_shared()
         torch.distributed.destroy_process_group()
+
+
+@pytest.mark.parametrize("cpus, watches", [(2, True), (1, False)])
+def test_a_waiting_rank_watches_before_it_yields_only_when_every_rank_can_have_a_cpu(mapping, monkeypatch, cpus,
+                                                                                   watches):
+    monkeypatch.setattr(shm, "_usable_cpus", lambda: cpus)
+    waiting, peer = (SharedMemorySum(mapping, r, 2, 4096, timeout_s=30) for r in range(2))
+    assert waiting.busy_s == (shm.BUSY_S if watches else 0.0)
+    ticks = itertools.count()  # a clock that moves 0.1 ms at each reading: the phases no longer depend on the host
+    monkeypatch.setattr(shm.time, "monotonic", lambda: next(ticks) * 1e-4)
+    first_yield: list = []
+    monkeypatch.setattr(shm.os, "sched_yield", lambda: first_yield or first_yield.append(next(ticks) * 1e-4))
+    late = threading.Thread(target=lambda: (time.sleep(0.05), peer.sum(torch.ones(3))))
+    late.start()
+    out = waiting.sum(torch.ones(3))
+    late.join()
+    assert out.tolist() == [2.0, 2.0, 2.0] and first_yield
+    assert (first_yield[0] >= shm.BUSY_S) == watches  # watching: no yield in the first 1 ms of the wait
+
+
+def test_usable_cpus_counts_the_cpus_this_process_may_run_on():
+    assert 1 <= shm._usable_cpus() <= (os.cpu_count() or 1)
