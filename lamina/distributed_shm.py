@@ -27,7 +27,7 @@ keeps gloo everywhere, as it does when ``LAMINA_DIST_SHM=0`` on any rank, when `
 x86-64. A waiting rank first watches the flags without a system call for up to 1 ms (most waits of a small model's
 step are shorter), then yields its core between looks until 2 ms into the wait, then sleeps between looks (50 µs,
 doubling up to 1 ms); it raises when a peer's process is gone, or after the process group's timeout. The first
-phase is the fastest: a tabular DDP step took 5–9% less than when yielding from the start
+phase is the fastest: a tabular DDP step took 3–10% less than when yielding from the start
 (`benchmarks/DISTRIBUTED.md`). But a peer that shares the waiting rank's core cannot run during it, so it is
 skipped when the job has more ranks than this process has CPUs to run on.
 """
