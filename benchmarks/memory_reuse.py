@@ -34,6 +34,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from benchmarks.run import data_dir  # noqa: E402  (``--data``'s default: $LAMINA_BENCH_DATA, else ../shared/data)
+from benchmarks.tasks.segmentation_camvid import MaskOf  # noqa: E402  (the benchmarks' mask-file rule and label)
+from benchmarks.tasks.vision_pipeline import is_cat  # noqa: E402
 
 
 def _resident_mib() -> float:
@@ -46,42 +48,31 @@ def _unet() -> dict:
     from PIL import Image
 
     from lamina.vision.all import SegmentationDataLoaders, get_image_files, resnet18, unet_learner
-    folder = Path(tempfile.mkdtemp())
-    (folder / "images").mkdir()
-    (folder / "labels").mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(40):
-        Image.fromarray((rng.random((96, 128, 3)) * 255).astype("uint8")).save(folder / "images" / f"{i}.png")
-        Image.fromarray((rng.random((96, 128)) * 32).astype("uint8")).save(folder / "labels" / f"{i}_P.png")
-    dls = SegmentationDataLoaders.from_label_func(
-        folder, get_image_files(folder / "images"), _MaskOf(folder), codes=[str(i) for i in range(32)], bs=8,
-        num_workers=0, valid_pct=0.2, seed=42)
-    learn = unet_learner(dls, resnet18, pretrained=False)
-    with learn.no_bar(), learn.no_logging():
-        start = time.perf_counter()
-        learn.fit(2)
-        seconds = time.perf_counter() - start
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        (folder / "images").mkdir()
+        (folder / "labels").mkdir()
+        rng = np.random.default_rng(0)
+        for i in range(40):
+            Image.fromarray((rng.random((96, 128, 3)) * 255).astype("uint8")).save(folder / "images" / f"{i}.png")
+            Image.fromarray((rng.random((96, 128)) * 32).astype("uint8")).save(folder / "labels" / f"{i}_P.png")
+        dls = SegmentationDataLoaders.from_label_func(
+            folder, get_image_files(folder / "images"), MaskOf(folder), codes=[str(i) for i in range(32)], bs=8,
+            num_workers=0, valid_pct=0.2, seed=42)
+        learn = unet_learner(dls, resnet18, pretrained=False)
+        with learn.no_bar(), learn.no_logging():
+            start = time.perf_counter()
+            learn.fit(2)
+            seconds = time.perf_counter() - start
     return {"fit_s": seconds, "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "after_mib": _resident_mib()}
-
-
-class _MaskOf:
-    def __init__(self, folder: Path):
-        self.folder = folder
-
-    def __call__(self, fn: Path) -> Path:
-        return self.folder / "labels" / f"{fn.stem}_P.png"
-
-
-def _is_cat(name: str) -> bool:
-    return name[0].isupper()
 
 
 def _pets() -> dict:
     from lamina.vision.all import ImageDataLoaders, Resize, get_image_files
     path = data_dir(None) / "oxford-iiit-pet" / "images"
     dls = ImageDataLoaders.from_name_func(path, sorted(get_image_files(path)), valid_pct=0.2, seed=42,
-                                          label_func=_is_cat, item_tfms=Resize(224),
+                                          label_func=is_cat, item_tfms=Resize(224),
                                           num_workers=2, bs=64, device="cpu")
     sum(len(xb) for xb, _ in dls.train)  # files into the page cache, first-use costs paid
     start = time.perf_counter()
