@@ -3,7 +3,9 @@ data access, fastai's ``L`` and ``Module``, and the usual ``np``/``pd``/``torch`
 and the everyday names the book's code uses without importing them: `lamina.torch_core`'s (``tensor``, ``to_np``,
 ``one_hot``, ``first``, ``save_pickle`` ...), ``math``, ``array``, ``Image`` (PIL's module), ``Tensor``,
 ``Embedding``, ``get_emb_sz``, ``get_c``, ``image2tensor``, ``PILImageBW``, ``show_image``/``show_images`` and the
-typed tensors (``TensorImage`` ...).
+typed tensors (``TensorImage`` ...); and what fastai's star import brings from the standard library and its
+helpers (`lamina.book_names`: ``re``, ``random``, ``os``, ``json``, ``copy``, ``Counter``, ``plt`` imported on first
+use, ``coll_repr``, ``store_attr``, ``patch``, ``params`` ...).
 
 Importing this surface (or one built on it: ``lamina.vision.all``, ``lamina.tabular.all``, ``lamina.collab``)
 gives ``pathlib.Path`` the method ``ls()`` (`lamina.foundation.patch_path_ls`), as fastai code expects.
@@ -21,6 +23,8 @@ from numpy import array
 from PIL import Image
 from torch import Tensor, nn
 
+from .book_names import *  # noqa: F403  (re, random, os, json, copy, Counter, plt, coll_repr, store_attr ...)
+from .book_names import __all__ as _book_names_all
 from .callbacks.core import (Callback, CancelBackwardException, CancelBatchException, CancelEpochException,
                              CancelFitException, CancelStepException, CancelTrainException,
                              CancelValidException)
@@ -94,7 +98,9 @@ __all__ = ["partial", "Path", "np", "pd", "torch", "F", "nn",
            "show_image", "show_images", "TensorImage", "TensorImageBW", "TensorMask", "TensorPoint",
            *_torch_core_all,
            # the mid-level data API (book chapter 11)
-           "Transform", "Pipeline", "TfmdLists", "fastuple", "show_at", "decode_at"]
+           "Transform", "Pipeline", "TfmdLists", "fastuple", "show_at", "decode_at",
+           # what fastai's star import brings from the standard library and fastcore (lamina.book_names)
+           *[n for n in _book_names_all if n not in ("math", "LazyModule")]]
 
 # The one change lamina makes to a class it does not own, made here so that only the fastai-style surfaces make
 # it: fastai code lists folders with `path.ls()` (see docs/decisions.md). Importing it again changes nothing.

@@ -4,8 +4,8 @@ That is: the Learner, callbacks, losses, metrics, optimizers, ``untar_data``/``U
 ``load_learner``, ``np``/``pd``/``torch``/``nn``/``F``/``Path``/``partial`` (from `lamina.basics`); image types,
 item and batch transforms, blocks, splitters and labellers, ``ImageDataLoaders``/``SegmentationDataLoaders``,
 the architectures (``resnet34`` ...), ``vision_learner``/``cnn_learner``/``unet_learner`` and interpretation;
-and ``plt`` (``matplotlib.pyplot``, as fastai's surface has it: notebooks plot with it). torchvision is not
-imported here: it loads when a model is built.
+and ``plt`` (``matplotlib.pyplot``, imported on first use, as fastai's surface has it: notebooks plot with it).
+torchvision is not imported here: it loads when a model is built.
 
 fastai's typed tensors (``TensorImage`` ...) are there for user code; lamina's batches are plain tensors whose
 meaning is in the loaders' ``kinds`` (see `lamina.torch_core`). Points and boxes also have an
@@ -20,8 +20,6 @@ Example:
     >>> learn = vision_learner(dls, resnet34, metrics=error_rate)
     >>> learn.fine_tune(1)
 """
-
-import matplotlib.pyplot as plt
 
 from ..basics import *  # noqa: F403  (the basics surface's __all__)
 from ..basics import __all__ as _basics_all
@@ -56,7 +54,7 @@ from .transforms import (AddMaskCodes, CropPad, DihedralItem, FlipItem, PadMode,
                          RatioResize, Resize, ResizeMethod, ToTensor)
 
 __all__ = [
-    *_basics_all, "plt",
+    *_basics_all,
     # data: blocks, splitters, labellers, files
     "TransformBlock", "CategoryBlock", "MultiCategoryBlock", "RegressionBlock", "Category", "Categorize",
     "MultiCategorize", "EncodedMultiCategorize", "OneHotEncode", "RegressionSetup", "DataBlock", "Datasets",
