@@ -261,6 +261,7 @@ class Learner(CallbackListMixin, OptimizerMixin, ScheduleMixin, PredictMixin, TT
         """Run batch number ``i``: split it into ``xb``/``yb`` (``dls.n_inp`` inputs), then `train_step`
         between ``before_batch`` and ``after_batch``."""
         self.iter = i
+        batch = batch if isinstance(batch, (tuple, list)) else (batch,)  # a loader of single tensors
         n_inp = self.dls.n_inp if getattr(self.dls, "n_inp", None) else max(1, len(batch) - 1)
         self.xb, self.yb = tuple(batch[:n_inp]), tuple(batch[n_inp:])
         with self.events("batch"):

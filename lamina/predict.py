@@ -171,6 +171,7 @@ class PredictMixin:
 
     def _preds_for_batch(self, batch: tuple) -> tuple:
         """Predictions for one batch already on the device (for loaders that are not tensor slices)."""
+        batch = batch if isinstance(batch, (tuple, list)) else (batch,)
         n_inp = self.dls.n_inp or max(1, len(batch) - 1)
         self.model.to(self.dls.device).eval()
         with torch.no_grad():

@@ -22,7 +22,7 @@ from torch.utils.data import Dataset, default_collate
 
 from ..core import default_device, seed_worker, to_cpu, to_device
 from ..foundation import L
-from .stacked import stacked_batches, stacked_rows
+from .stacked import single_member_items, stacked_batches, stacked_rows
 from .transforms import apply_batch_tfms, undo_batch_tfms
 
 __all__ = ["DataLoader", "TensorDataLoader", "BeforeBatchCollate", "GATHER_BATCHES", "default_num_workers",
@@ -245,8 +245,9 @@ class DataLoader(_LoaderBase):
         gen = self._epoch_generator()
         rows = self.stacked()
         if rows is not None:
+            single = single_member_items(self.dataset)
             for batch in stacked_batches(rows, self.bs, self.shuffle, self.drop_last, gen):
-                yield self._finish(batch)
+                yield _as_collated(batch[0] if single else batch, self._finish(batch))
             return
         if self._torch_dl is None or not self.persistent_workers:
             self._torch_dl = self._make_torch_dl(gen)
@@ -257,7 +258,7 @@ class DataLoader(_LoaderBase):
         batches, pid = iter(self._torch_dl), os.getpid()
         try:
             for batch in batches:
-                yield self._finish(batch)
+                yield _as_collated(batch, self._finish(batch))
         finally:
             if not self.persistent_workers and os.getpid() == pid:  # a forked copy does not own the workers
                 _stop_workers(batches)
@@ -280,6 +281,13 @@ class DataLoader(_LoaderBase):
         new.epochs_seen = self.epochs_seen
         new.show, new.show_results, new.dls = self.show, self.show_results, self.dls
         return new
+
+
+def _as_collated(collated: Any, finished: tuple) -> Any:
+    """What a loader yields: the batch as collated, a tuple of its members, or the single tensor that items which
+    are not tuples collate to (``DataLoader(range(15), bs=5)`` yields tensors, as torch's and fastai's loaders
+    do). The learner takes a single tensor as a batch of one member."""
+    return finished[0] if not isinstance(collated, (list, tuple)) and len(finished) == 1 else finished
 
 
 # How many batches of shuffled rows a `TensorDataLoader` gathers at once.

@@ -210,17 +210,22 @@ class DataLoaders:
 
     @classmethod
     def from_dsets(cls, *dsets: Dataset, path: str = ".", bs: int = 64, val_bs: int | None = None,
-                   shuffle: bool = True, device: torch.device | str | None = None, num_workers: int = 0,
+                   shuffle: bool | Sequence[bool] | None = None, device: torch.device | str | None = None,
+                   num_workers: int = 0, drop_last: bool | Sequence[bool] | None = None,
                    **kwargs: Any) -> "DataLoaders":
-        """Loaders over map-style datasets: the first is shuffled (and drops its last partial batch).
+        """Loaders over map-style datasets: by default the first is shuffled and drops its last partial batch.
 
+        ``shuffle`` and ``drop_last``, when given, apply to every loader (``drop_last=True, shuffle=False``
+        for a language model's ordered sequences), or one value per dataset as a tuple or list.
         ``kwargs`` named ``vocab``, ``n_out``, ``loss_func``, ``n_inp`` or ``inference`` go to `DataLoaders`;
         the others (``after_batch``, ``collate_fn``, ``kinds``, ``pin_memory`` ...) to every `DataLoader`.
         """
         own = {k: kwargs.pop(k) for k in ("vocab", "n_out", "loss_func", "n_inp", "inference") if k in kwargs}
-        loaders = [DataLoader(ds, bs=bs if i == 0 else (val_bs or bs), shuffle=shuffle and i == 0,
-                              drop_last=shuffle and i == 0, num_workers=num_workers, device=device,
-                              split_idx=min(i, 1), **kwargs) for i, ds in enumerate(dsets)]
+        shuffles = _per_loader("shuffle", shuffle, len(dsets))
+        drops = _per_loader("drop_last", drop_last, len(dsets))
+        loaders = [DataLoader(ds, bs=bs if i == 0 else (val_bs or bs), shuffle=shuffles[i], drop_last=drops[i],
+                              num_workers=num_workers, device=device, split_idx=min(i, 1), **kwargs)
+                   for i, ds in enumerate(dsets)]
         return cls(*loaders, path=path, **own)
 
     @classmethod
@@ -236,6 +241,19 @@ class DataLoaders:
         kwargs.setdefault("inference", {"builder": "tensor_inference_dls",
                                         "kwargs": {"vocab": kwargs.get("vocab"), "n_out": kwargs.get("n_out")}})
         return cls(train, valid, path=path, n_inp=1, **kwargs)
+
+
+def _per_loader(name: str, value: bool | Sequence[bool] | None, n: int) -> list[bool]:
+    """One ``name`` flag per loader: the default (the first loader only) when None, a single value for all, or
+    one value each."""
+    if value is None:
+        return [i == 0 for i in range(n)]
+    if isinstance(value, (tuple, list)):
+        if len(value) != n:
+            raise ValueError(f"`{name}` has {len(value)} values for {n} datasets; give one per dataset or a "
+                             f"single value for all: {name}={value!r}")
+        return [bool(v) for v in value]
+    return [bool(value)] * n
 
 
 @register("data")

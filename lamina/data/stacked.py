@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["STACK_MAX_ITEMS", "stacked_batches", "stacked_rows"]
+__all__ = ["STACK_MAX_ITEMS", "single_member_items", "stacked_batches", "stacked_rows"]
 
 # Lists longer than this keep the per-item path: stacking them would hold a second copy of a large dataset.
 STACK_MAX_ITEMS = 10_000_000
@@ -77,6 +77,16 @@ def stacked_rows(dataset: Any) -> tuple[torch.Tensor, ...] | None:
     if isinstance(dataset, (list, tuple)):
         return _stack_items(dataset)
     return None
+
+
+def single_member_items(dataset: Any) -> bool:
+    """Whether the dataset's items are single values (a tensor's rows, numbers), which torch collates to one
+    tensor, rather than tuples or lists (a ``TensorDataset``'s items are tuples, of one tensor or more)."""
+    if type(dataset) is torch.utils.data.TensorDataset:
+        return False
+    if isinstance(dataset, (torch.Tensor, np.ndarray)):
+        return True
+    return len(dataset) > 0 and not isinstance(dataset[0], (list, tuple))
 
 
 def stacked_batches(rows: tuple[torch.Tensor, ...], bs: int, shuffle: bool, drop_last: bool,

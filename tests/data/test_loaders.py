@@ -123,7 +123,7 @@ def test_dataloader_takes_batch_size_and_any_indexable_dataset():
     coll = range(15)
     dl = DataLoader(coll, batch_size=5, shuffle=True, device="cpu")
     batches = list(dl)
-    assert dl.bs == 5 and len(batches) == 3 and sorted(torch.cat([b[0] for b in batches]).tolist()) == list(range(15))
+    assert dl.bs == 5 and len(batches) == 3 and sorted(torch.cat(batches).tolist()) == list(range(15))  # tensors
     x, y = torch.randn(10, 4), torch.arange(10)
     dset = list(zip(x, y))  # a list of tuples, as the book builds it
     dl = DataLoader(dset, batch_size=4, device="cpu")
@@ -153,3 +153,38 @@ def test_vocab_picks_several_by_a_list_of_indices():
     assert dls.vocab[[2, 0]] == ["c", "a"] and dls.vocab == ["a", "b", "c"]
     vocab = CategoryMap(["dog", "cat", "emu"])
     assert vocab[[0, 2]] == ["cat", "emu"] and vocab[torch.tensor([1])] == ["dog"] and vocab[1] == "dog"
+
+
+def test_from_dsets_shuffle_and_drop_last_per_loader():
+    train, valid = TensorDataset(torch.arange(20)), TensorDataset(torch.arange(10))
+    dls = DataLoaders.from_dsets(train, valid, bs=8, device="cpu")  # default: the training loader alone
+    assert (dls.train.shuffle, dls.train.drop_last) == (True, True)
+    assert (dls.valid.shuffle, dls.valid.drop_last) == (False, False)
+    # chapter 12's ordered sequences: one value for every loader, as fastai
+    dls = DataLoaders.from_dsets(train, valid, bs=8, drop_last=True, shuffle=False, device="cpu")
+    assert [len(dl) for dl in dls.loaders] == [2, 1]
+    assert torch.equal(torch.cat([x for x, in dls.train]), torch.arange(16))
+    dls = DataLoaders.from_dsets(train, valid, bs=8, drop_last=(False, True), device="cpu")
+    assert [len(dl) for dl in dls.loaders] == [3, 1] and dls.train.shuffle and not dls.valid.shuffle
+    with pytest.raises(ValueError, match="`drop_last` has 3 values for 2 datasets"):
+        DataLoaders.from_dsets(train, valid, drop_last=(True, True, False))
+
+
+def test_a_loader_of_single_values_yields_tensors_and_a_learner_takes_them():
+    from torch import nn
+
+    from lamina.learner import Learner
+    batches = list(DataLoader(range(15), bs=5, shuffle=True, device="cpu"))  # the book's chapter 4
+    assert all(isinstance(b, torch.Tensor) for b in batches)
+    assert sorted(torch.cat(batches).tolist()) == list(range(15))
+    assert torch.equal(DataLoader(torch.arange(15), bs=5, device="cpu").one_batch(), torch.arange(5))
+    pairs = DataLoader(list(zip(torch.arange(4), torch.arange(4) * 2)), bs=2, device="cpu").one_batch()
+    assert isinstance(pairs, tuple) and torch.equal(pairs[1], torch.tensor([0, 2]))
+    one = DataLoader(TensorDataset(torch.arange(4)), bs=2, device="cpu").one_batch()
+    assert isinstance(one, tuple) and len(one) == 1  # a TensorDataset's items are tuples
+    x = torch.randn(12, 3)
+    dls = DataLoaders.from_tensors(x, x.sum(1, keepdim=True), x, x.sum(1, keepdim=True), bs=4, device="cpu")
+    learn = Learner(dls, nn.Linear(3, 1), loss_func=torch.nn.functional.mse_loss)
+    preds, targs = learn.get_preds(dl=DataLoader(x, bs=5, device="cpu"))  # inputs alone: one member a batch
+    assert preds.shape == (12, 1) and targs is None
+    assert torch.allclose(preds, learn.model(x).detach(), atol=1e-6)
