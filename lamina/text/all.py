@@ -30,7 +30,7 @@ from ..models.awd_lstm import (AWD_LSTM, EmbeddingDropout, RNNDropout, WeightDro
 from ..models.bodies import PretrainedWeightsError
 from ..models.text import (LinearDecoder, PoolingLinearClassifier, SentenceEncoder, SequentialRNN,
                            get_language_model, get_text_classifier, masked_concat_pool)
-from .callbacks import ModelResetter, RNNRegularizer, rnn_cbs
+from .callbacks import ModelResetter, RNNCallback, RNNRegularizer, rnn_cbs
 from .core import (BOS, EOS, FLD, PAD, TK_MAJ, TK_REP, TK_UP, TK_WREP, UNK, BaseTokenizer, SpacyTokenizer,
                    TokenizeWithRules, WordTokenizer, decode_spec_tokens, defaults, fix_html, lowercase,
                    replace_all_caps, replace_maj, replace_rep, replace_space, replace_wrep, rm_useless_spaces,
@@ -64,5 +64,5 @@ __all__ = [
     "SentenceEncoder", "PoolingLinearClassifier", "masked_concat_pool", "get_language_model", "get_text_classifier",
     # learners
     "TextLearner", "LMLearner", "language_model_learner", "text_classifier_learner", "ModelResetter",
-    "RNNRegularizer", "rnn_cbs", "match_embeds", "read_vocab", "PretrainedWeightsError",
+    "RNNCallback", "RNNRegularizer", "rnn_cbs", "match_embeds", "read_vocab", "PretrainedWeightsError",
 ]

@@ -12,7 +12,7 @@ from torch import nn
 
 from ..callbacks.core import Callback
 
-__all__ = ["ModelResetter", "RNNRegularizer", "rnn_cbs"]
+__all__ = ["ModelResetter", "RNNCallback", "RNNRegularizer", "rnn_cbs"]
 
 
 def _reset(model: nn.Module) -> None:
@@ -35,11 +35,36 @@ class ModelResetter(Callback):
         _reset(self.learn.model)
 
 
+class RNNCallback(Callback):
+    """For models that return ``(output, raw_outputs, dropped_outputs)``, as the fastai book's hand-written LSTM
+    language models do: the output becomes the prediction the loss and metrics see, the two others are kept for
+    `RNNRegularizer` until the end of the batch. A list of per-layer outputs gives its last layer. Other
+    predictions pass unchanged (lamina's own text models keep their outputs on the head instead).
+    """
+
+    order = -5  # before anything that reads the prediction (mixed precision casts it at order 10)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.raw_out: Any = None
+        self.out: Any = None
+
+    def after_pred(self) -> None:
+        pred = self.learn.pred
+        if isinstance(pred, (tuple, list)) and len(pred) == 3:
+            output, self.raw_out, self.out = (o[-1] if isinstance(o, (tuple, list)) else o for o in pred)
+            self.learn.pred = output
+
+    def after_batch(self) -> None:
+        self.raw_out = self.out = None
+
+
 class RNNRegularizer(Callback):
     """Activation regularisation (AR) and temporal activation regularisation (TAR), training only.
 
     ``loss += alpha · mean(dropped_out²) + beta · mean((raw_out[:, t+1] − raw_out[:, t])²)``, read from the
-    last recurrent layer's outputs that the model's head keeps (``rnn_outputs``). AR keeps activations small,
+    last recurrent layer's outputs that the model's head keeps (``rnn_outputs``), or else that `RNNCallback`
+    took from the model's output. AR keeps activations small,
     TAR keeps them from jumping between time steps (Merity et al. 2017).
 
     Args:
@@ -54,12 +79,16 @@ class RNNRegularizer(Callback):
         super().__init__()
         self.alpha, self.beta = alpha, beta
         self._head: Any = None
+        self._split: RNNCallback | None = None
 
     def before_fit(self) -> None:
         self._head = next((m for m in self.learn.model.modules() if hasattr(m, "rnn_outputs")), None)
+        self._split = next((cb for cb in self.learn.cbs if isinstance(cb, RNNCallback)), None)
 
     def after_loss(self) -> None:
         outputs = getattr(self._head, "rnn_outputs", None)
+        if outputs is None and self._split is not None and self._split.raw_out is not None:
+            outputs = (self._split.raw_out, self._split.out)
         if outputs is None or not self.learn.training or not (self.alpha or self.beta):
             return
         raw, dropped = outputs
@@ -75,9 +104,9 @@ class RNNRegularizer(Callback):
             self._head.rnn_outputs = None  # the activations are not needed past the step
 
     def after_fit(self) -> None:
-        self._head = None
+        self._head = self._split = None
 
 
 def rnn_cbs(alpha: float = 0.0, beta: float = 0.0) -> list[Callback]:
-    """The callbacks a recurrent text model trains with: `ModelResetter` and `RNNRegularizer`."""
-    return [ModelResetter(), RNNRegularizer(alpha=alpha, beta=beta)]
+    """The callbacks a recurrent text model trains with: `ModelResetter`, `RNNCallback` and `RNNRegularizer`."""
+    return [ModelResetter(), RNNCallback(), RNNRegularizer(alpha=alpha, beta=beta)]

@@ -48,3 +48,49 @@ def test_text_learners_reset_the_state_and_add_ar_tar_in_training_only(reviews, 
     assert probe.extra[False] and all(e == 0 for e in probe.extra[False])  # never to the validation loss
     assert probe.resets == 2  # before training and before validation
     assert learn.model[0].hidden is None  # and after the fit
+
+
+def test_a_model_returning_its_rnn_outputs_trains_with_ar_and_tar():
+    """The book's chapter-12 LSTM returns (output, raw, dropped): `RNNCallback` keeps the output as the prediction
+    and hands the two others to `RNNRegularizer`."""
+    import torch
+    from torch import nn
+
+    from lamina.text.all import CrossEntropyLossFlat, DataLoaders, RNNCallback, TextLearner
+
+    class LSTMModel(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb, self.rnn, self.out = nn.Embedding(10, 8), nn.LSTM(8, 8, batch_first=True), nn.Linear(8, 10)
+            self.drop = nn.Dropout(0.1)
+
+        def forward(self, x):
+            raw, _ = self.rnn(self.emb(x))
+            dropped = self.drop(raw)
+            self.seen = (raw, dropped)
+            return self.out(dropped), raw, dropped
+
+        def reset(self):
+            pass
+
+    class Check(Callback):
+        order = 5
+
+        def after_loss(self):
+            raw, dropped = self.learn.model.seen
+            assert isinstance(self.learn.pred, torch.Tensor) and self.learn.pred.shape[-1] == 10
+            if self.learn.training:
+                want = 2.0 * dropped.pow(2).mean() + 1.0 * (raw[:, 1:] - raw[:, :-1]).pow(2).mean()
+                self.extra.append(float((self.learn.loss_grad - self.learn.loss - want).detach()))
+
+    set_seed(0)
+    seqs = [(torch.arange(i, i + 8) % 10, torch.arange(i + 1, i + 9) % 10) for i in range(64)]
+    dls = DataLoaders.from_dsets(seqs[:48], seqs[48:], bs=8, shuffle=False, device="cpu")
+    check = Check()
+    check.extra = []
+    learn = TextLearner(dls, LSTMModel(), loss_func=CrossEntropyLossFlat(), cbs=check)
+    assert any(isinstance(cb, RNNCallback) for cb in learn.cbs)
+    with learn.no_bar(), learn.no_logging():
+        learn.fit(1, 1e-2)
+    assert len(check.extra) == 6 and max(abs(e) for e in check.extra) < 1e-5
+    assert len(learn.get_preds()[0]) == 16
