@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 import pickle
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -34,6 +35,7 @@ from torch import nn
 
 from .core import to_cpu, to_device
 from .foundation import L
+from .pickle_forms import from_plain, to_plain
 
 __all__ = ["tensor", "to_np", "to_cpu", "to_device", "one_hot", "sigmoid_range", "Inf", "noop", "first", "Lambda",
            "sequential", "subplots", "save_pickle", "load_pickle", "PICKLE_SAFE", "TensorBase", "TensorCategory",
@@ -182,27 +184,38 @@ class _PlainUnpickler(pickle.Unpickler):
         if (module, name) not in PICKLE_SAFE:
             raise pickle.UnpicklingError(
                 f"load_pickle refused {self.name}: it asks to rebuild {module}.{name}, and load_pickle only loads "
-                "plain data (lists, dicts, tuples, sets, numbers, strings, paths, numpy arrays), so that opening a "
-                "file never runs code. Save tensors and models with torch.save and load them with "
-                "torch.load(fn, weights_only=True); if you trust this file, open it with pickle yourself")
+                "plain data (lists, dicts, tuples, sets, numbers, strings, paths, numpy arrays, and the DataFrames "
+                "and TabularPandas that lamina's save_pickle writes), so that opening a file never runs code. Save "
+                "tensors and models with torch.save and load them with torch.load(fn, weights_only=True); if you "
+                "trust this file, open it with pickle yourself")
         return super().find_class(module, name)
 
 
 def save_pickle(fn: str | Path, o: Any) -> None:
-    """Write ``o`` to ``fn`` with pickle (read it back with `load_pickle`)."""
-    with open(fn, "wb") as f:
-        pickle.dump(o, f)
+    """Write ``o`` to ``fn`` with pickle (read it back with `load_pickle`). DataFrames, Series and
+    `TabularPandas` objects, alone or in lists, tuples and dicts, are written in their plain forms
+    (`lamina.pickle_forms`), which `load_pickle` rebuilds without unpickling any pandas or lamina class.
+    The file is replaced only once the whole pickle is written."""
+    data = pickle.dumps(to_plain(o))
+    fn = Path(fn)
+    tmp = fn.with_name(f".{fn.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, fn)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def load_pickle(fn: str | Path) -> Any:
-    """Read a pickle of plain data: containers, numbers, strings, paths, numpy arrays (`PICKLE_SAFE`).
+    """Read a pickle of plain data: containers, numbers, strings, paths, numpy arrays (`PICKLE_SAFE`), and the
+    plain forms `save_pickle` writes for DataFrames, Series and `TabularPandas`.
 
     Raises:
         pickle.UnpicklingError: naming the file and the class, when the pickle holds anything else (code
             could run while it is rebuilt).
     """
     with open(fn, "rb") as f:
-        return _PlainUnpickler(f, repr(str(fn))).load()
+        return from_plain(_PlainUnpickler(f, repr(str(fn))).load(), repr(str(fn)))
 
 
 # --- typed tensors ---------------------------------------------------------------------------------------

@@ -13,8 +13,9 @@ import pytest
 import lamina
 
 ROOT = Path(lamina.__file__).parent
-L0 = {"core", "config", "cpu_memory", "book_names", "registry", "foundation", "torch_core", "compiled", "distributed",
-      "distributed_shm", "figures", "data", "optim", "optim_fused", "optimizer", "steppers", "schedules", "models"}
+L0 = {"core", "config", "cpu_memory", "book_names", "pickle_forms", "registry", "foundation", "torch_core",
+      "compiled", "distributed", "distributed_shm", "figures", "data", "optim", "optim_fused", "optimizer", "steppers",
+      "schedules", "models"}
 L1 = {"learner", "callbacks", "callback", "metrics", "losses", "losses_base", "export", "predict", "checkpoint", "onnx", "tta"}
 APPS = {"vision", "tabular", "collab", "text", "interpret"}
 SURFACES = {"vision/all.py", "tabular/all.py", "text/all.py", "collab/__init__.py", "basics.py", "cli.py", "testing.py",

@@ -1,0 +1,139 @@
+"""Plain forms: how `save_pickle` writes pandas DataFrames and Series (and, registered by their modules, lamina
+objects such as `TabularPandas`) so that `load_pickle`, which rebuilds only plain data, reads them back.
+
+An object of a registered type is written as ``{"__lamina_form__": tag, "data": ...}``, where ``data`` holds
+only containers, numbers, strings and numpy arrays; `load_pickle` finds the tag in this module's table and calls
+the builder registered under it. Nothing read from the file names a module or a class: a tag that is not in the
+table is an error. A pandas column is kept as its numpy values, a categorical one as codes and categories, and
+one of pandas' own dtypes (``string``, ``Int64``, ``boolean`` ...) as Python values and the dtype's name.
+
+Example:
+    >>> save_pickle('xs.pkl', xs)          # the book's chapter 9: a DataFrame of processed columns
+    >>> xs = load_pickle('xs.pkl')         # the same DataFrame, without unpickling any pandas class
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["register_form", "to_plain", "from_plain", "FORM_KEY"]
+
+FORM_KEY = "__lamina_form__"
+_ENCODERS: dict[type, tuple[str, Callable[[Any], Any]]] = {}
+_BUILDERS: dict[str, Callable[[Any], Any]] = {}
+_PLAIN_SCALARS = (str, int, float, bool, bytes, type(None))
+
+
+def register_form(cls: type, tag: str, encode: Callable[[Any], Any], build: Callable[[Any], Any]) -> None:
+    """Write objects of exactly ``cls`` as ``encode(obj)`` (plain data) under ``tag``; read them with ``build``."""
+    _ENCODERS[cls] = (tag, encode)
+    _BUILDERS[tag] = build
+
+
+def to_plain(obj: Any) -> Any:
+    """``obj`` with every object of a registered type (in lists, tuples and dicts too) in its plain form."""
+    form = _ENCODERS.get(type(obj))
+    if form is not None:
+        return {FORM_KEY: form[0], "data": to_plain(form[1](obj))}
+    if type(obj) in (list, tuple):
+        return type(obj)(to_plain(o) for o in obj)
+    if type(obj) is dict:
+        return {k: to_plain(v) for k, v in obj.items()}
+    return obj
+
+
+def from_plain(obj: Any, name: str = "the file") -> Any:
+    """The objects `to_plain` wrote, rebuilt by the builders registered under their tags."""
+    if type(obj) is dict and FORM_KEY in obj:
+        tag = obj[FORM_KEY]
+        build = _BUILDERS.get(tag) if isinstance(tag, str) else None
+        if build is None:
+            hint = " (import lamina.tabular.all first)" if tag == "TabularPandas" else ""
+            raise ValueError(f"{name} holds an object of kind {tag!r} that this session cannot rebuild{hint}; "
+                             f"the kinds it knows: {sorted(_BUILDERS)}")
+        return build(from_plain(obj["data"], name))
+    if type(obj) in (list, tuple):
+        return type(obj)(from_plain(o, name) for o in obj)
+    if type(obj) is dict:
+        return {k: from_plain(v, name) for k, v in obj.items()}
+    return obj
+
+
+# --- pandas ----------------------------------------------------------------------------------------------
+
+def _plain_objects(values: np.ndarray, what: str) -> np.ndarray:
+    """Object values with pandas' missing markers as None, checked to be plain Python values."""
+    out = np.array([None if v is pd.NA or v is pd.NaT else v for v in values], dtype=object)
+    bad = next((v for v in out if not isinstance(v, _PLAIN_SCALARS)), None)
+    if bad is not None:
+        raise TypeError(f"save_pickle cannot write {what}: it holds {bad!r} ({type(bad).__name__}), and a pickle "
+                        "that load_pickle reads holds only text, numbers and arrays. Convert it first, e.g. "
+                        ".astype(str)")
+    return out
+
+
+def _encode_values(s: pd.Series | pd.Index, what: str) -> dict[str, Any]:
+    dtype = s.dtype
+    if isinstance(dtype, pd.CategoricalDtype):
+        return {"kind": "categorical", "codes": np.asarray(s.cat.codes if isinstance(s, pd.Series) else s.codes),
+                "categories": _encode_values(dtype.categories, f"the categories of {what}"),
+                "ordered": bool(dtype.ordered)}
+    numpy_objects = isinstance(dtype, np.dtype) and dtype.kind == "O"
+    if isinstance(dtype, np.dtype) and not numpy_objects:
+        return {"kind": "numpy", "values": s.to_numpy()}
+    kind = "numpy" if numpy_objects else "extension"
+    return {"kind": kind, "values": _plain_objects(s.to_numpy(dtype=object), what), "dtype": str(dtype)}
+
+
+def _build_values(form: dict[str, Any]) -> Any:
+    if form["kind"] == "categorical":
+        categories = pd.Index(_build_values(form["categories"]))
+        return pd.Categorical.from_codes(form["codes"], categories=categories, ordered=form["ordered"])
+    if form["kind"] == "extension":
+        return pd.array(list(form["values"]), dtype=str(form["dtype"]))
+    return form["values"]
+
+
+def _encode_index(index: pd.Index) -> dict[str, Any]:
+    if isinstance(index, pd.MultiIndex):
+        raise TypeError("save_pickle writes a DataFrame whose index and columns have one level: call "
+                        ".reset_index() first (or flatten the column names)")
+    if isinstance(index, pd.RangeIndex):
+        return {"range": (index.start, index.stop, index.step), "name": index.name}
+    return {"values": _encode_values(index, "the index"), "name": index.name}
+
+
+def _build_index(form: dict[str, Any]) -> pd.Index:
+    if "range" in form:
+        return pd.RangeIndex(*form["range"], name=form["name"])
+    return pd.Index(_build_values(form["values"]), name=form["name"])
+
+
+def _encode_frame(df: pd.DataFrame) -> dict[str, Any]:
+    _encode_index(df.columns)  # one level of column names
+    return {"index": _encode_index(df.index), "names": list(df.columns),
+            "columns": [_encode_values(df.iloc[:, i], f"column {c!r}") for i, c in enumerate(df.columns)]}
+
+
+def _build_frame(data: dict[str, Any]) -> pd.DataFrame:
+    index = _build_index(data["index"])
+    columns = {i: pd.Series(_build_values(c), index=index) for i, c in enumerate(data["columns"])}
+    df = pd.DataFrame(columns, index=index)
+    df.columns = data["names"]
+    return df
+
+
+def _encode_series(s: pd.Series) -> dict[str, Any]:
+    return {"index": _encode_index(s.index), "name": s.name, "values": _encode_values(s, f"Series {s.name!r}")}
+
+
+def _build_series(data: dict[str, Any]) -> pd.Series:
+    return pd.Series(_build_values(data["values"]), index=_build_index(data["index"]), name=data["name"])
+
+
+register_form(pd.DataFrame, "DataFrame", _encode_frame, _build_frame)
+register_form(pd.Series, "Series", _encode_series, _build_series)
