@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 __all__ = ["default_device", "set_seed", "seed_worker", "to_device", "to_cpu", "rank_distrib", "num_distrib",
-           "listify", "as_float", "user_stacklevel"]
+           "listify", "as_members", "as_float", "user_stacklevel"]
 
 
 def default_device() -> torch.device:
@@ -112,6 +112,12 @@ def listify(obj: Any) -> list:
     if obj is None:
         return []
     return list(obj) if isinstance(obj, (list, tuple)) else [obj]
+
+
+def as_members(batch: Any) -> tuple | list:
+    """A batch as its members: a tuple or list as it is, a single tensor (what a loader over single values
+    yields) as a one-member tuple."""
+    return batch if isinstance(batch, (tuple, list)) else (batch,)
 
 
 def as_float(value: Any) -> Any:

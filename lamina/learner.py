@@ -31,6 +31,7 @@ from .callbacks.recorder import Recorder
 from .callbacks.schedule import ScheduleMixin
 from .callbacks.training import TrainEvalCallback
 from .checkpoint import CheckpointMixin
+from .core import as_members
 from .compiled import CompileMixin, is_compiled, uncompiled
 from .cpu_memory import reuse_freed_memory
 from .export import load_learner
@@ -261,7 +262,7 @@ class Learner(CallbackListMixin, OptimizerMixin, ScheduleMixin, PredictMixin, TT
         """Run batch number ``i``: split it into ``xb``/``yb`` (``dls.n_inp`` inputs), then `train_step`
         between ``before_batch`` and ``after_batch``."""
         self.iter = i
-        batch = batch if isinstance(batch, (tuple, list)) else (batch,)  # a loader of single tensors
+        batch = as_members(batch)  # a loader over single values yields tensors
         n_inp = self.dls.n_inp if getattr(self.dls, "n_inp", None) else max(1, len(batch) - 1)
         self.xb, self.yb = tuple(batch[:n_inp]), tuple(batch[n_inp:])
         with self.events("batch"):

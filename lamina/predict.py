@@ -7,7 +7,7 @@ from typing import Any
 import torch
 
 from .callbacks.core import Callback
-from .core import as_float, to_cpu
+from .core import as_float, as_members, to_cpu
 from .losses import loss_not_reduced
 
 __all__ = ["PredictMixin", "GatherPredsCallback"]
@@ -171,7 +171,7 @@ class PredictMixin:
 
     def _preds_for_batch(self, batch: tuple) -> tuple:
         """Predictions for one batch already on the device (for loaders that are not tensor slices)."""
-        batch = batch if isinstance(batch, (tuple, list)) else (batch,)
+        batch = as_members(batch)
         n_inp = self.dls.n_inp or max(1, len(batch) - 1)
         self.model.to(self.dls.device).eval()
         with torch.no_grad():

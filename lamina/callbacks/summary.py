@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..core import to_device
+from ..core import as_members, to_device
 from ..models.bodies import eval_mode
 from .hook import Hooks
 
@@ -114,7 +114,7 @@ def _frozen_groups(opt: Any) -> int:
 def learner_summary(learn: Any) -> PrettyString:
     """What ``learn.summary()`` returns: `module_summary` on a training batch, then the optimizer, the loss,
     the frozen param groups (once an optimizer exists) and the callbacks by order."""
-    batch = learn.dls.train.one_batch()
+    batch = as_members(learn.dls.train.one_batch())
     n_inp = getattr(learn.dls, "n_inp", None) or max(1, len(batch) - 1)
     res = module_summary(learn, *batch[:n_inp])
     opt_name = getattr(learn.opt_func, "__name__", None) or repr(learn.opt_func)

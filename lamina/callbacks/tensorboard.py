@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..core import as_members
 from .tracking import TrackingBase, check_library, fit_hparams, import_library, prediction_samples
 
 __all__ = ["TensorBoardCallback"]
@@ -67,7 +68,7 @@ class TensorBoardCallback(TrackingBase):
 
     def _add_graph(self) -> None:
         learn = self.learn
-        batch = learn.dls.train.one_batch()
+        batch = as_members(learn.dls.train.one_batch())
         n_inp = getattr(learn.dls, "n_inp", None) or max(1, len(batch) - 1)
         was_training = learn.model.training
         learn.model.eval()  # tracing runs the model: in train mode it would move batch-norm statistics

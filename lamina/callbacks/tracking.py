@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from ..core import rank_distrib
+from ..core import as_members, rank_distrib
 from .core import Callback
 from .recorder import Recorder
 from .schedule import LRFinder, ParamScheduler
@@ -126,7 +126,7 @@ def prediction_samples(learn: Any, n: int, dl: Any = None) -> tuple[torch.Tensor
     learn.model.eval()
     try:
         with torch.no_grad():
-            for batch in dl:
+            for batch in map(as_members, dl):
                 n_inp = getattr(learn.dls, "n_inp", None) or max(1, len(batch) - 1)
                 out = learn.model(*batch[:n_inp])
                 out = act(out) if act is not None else out

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset, default_collate
 
-from ..core import default_device, seed_worker, to_cpu, to_device
+from ..core import as_members, default_device, seed_worker, to_cpu, to_device
 from ..foundation import L
 from .stacked import single_member_items, stacked_batches, stacked_rows
 from .transforms import apply_batch_tfms, undo_batch_tfms
@@ -116,7 +116,7 @@ class _LoaderBase:
         self.device = torch.device(device)
         return self
 
-    def one_batch(self) -> tuple:
+    def one_batch(self) -> Any:
         """The first batch, without worker processes and without advancing the epoch count."""
         saved = self.epochs_seen
         loader = self.new(num_workers=0) if isinstance(self, DataLoader) else self
@@ -140,11 +140,11 @@ class _LoaderBase:
                                       "Build it with an application factory (ImageDataLoaders, ...)")
         return self.show(self.dls, self.one_batch() if b is None else b, max_n=max_n, **kwargs)
 
-    def decode(self, batch: tuple) -> tuple:
+    def decode(self, batch: Any) -> tuple:
         """The batch with the batch transforms that can be undone undone (e.g. normalisation), for showing."""
-        return undo_batch_tfms(tuple(batch), self.after_batch, self.kinds)
+        return undo_batch_tfms(tuple(as_members(batch)), self.after_batch, self.kinds)
 
-    def decode_batch(self, batch: tuple, max_n: int = 9, full: bool = True) -> L:
+    def decode_batch(self, batch: Any, max_n: int = 9, full: bool = True) -> L:
         """The first ``max_n`` samples of a batch, each decoded as far as its dataset can (`decode`, then the
         dataset's ``decode``: class indices back to labels), on the CPU."""
         batch = to_cpu(self.decode(batch))

@@ -145,7 +145,7 @@ class DistributedDL:
         share.epochs_seen = epoch
         return share
 
-    def one_batch(self) -> tuple:
+    def one_batch(self) -> Any:
         """The first batch of the wrapped loader."""
         return self.dl.one_batch()
 

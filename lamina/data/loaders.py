@@ -155,7 +155,7 @@ class DataLoaders:
     def cuda(self) -> "DataLoaders":
         return self.to("cuda")
 
-    def one_batch(self) -> tuple:
+    def one_batch(self) -> Any:
         """The first training batch."""
         return self.train.one_batch()
 
@@ -248,7 +248,7 @@ def _per_loader(name: str, value: bool | Sequence[bool] | None, n: int) -> list[
     one value each."""
     if value is None:
         return [i == 0 for i in range(n)]
-    if isinstance(value, (tuple, list)):
+    if not isinstance(value, (bool, int, str)) and hasattr(value, "__len__"):  # a tuple, list, L, array ...
         if len(value) != n:
             raise ValueError(f"`{name}` has {len(value)} values for {n} datasets; give one per dataset or a "
                              f"single value for all: {name}={value!r}")

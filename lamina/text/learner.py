@@ -21,7 +21,7 @@ from torch import nn
 
 from ..callbacks.precision import MixedPrecision, cpu_has_bf16_matmul
 from ..checkpoint import atomic_write
-from ..core import to_cpu
+from ..core import as_members, to_cpu
 from ..data.block import get_c
 from ..export import ExportError
 from ..learner import Learner
@@ -162,7 +162,7 @@ class TextLearner(Learner):
 
 
 def _padded_inputs(dl: Any) -> torch.Tensor:
-    batches = [to_cpu(b[0]) for b in dl]
+    batches = [to_cpu(as_members(b)[0]) for b in dl]
     width = max((b.shape[1] for b in batches), default=0)
     pad = getattr(dl, "pad_idx", 1)
     return torch.cat([torch.nn.functional.pad(b, (width - b.shape[1], 0), value=pad) for b in batches])

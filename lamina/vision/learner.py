@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..core import as_members
 from ..callbacks.precision import ChannelsLast, MixedPrecision, cpu_has_amx
 from ..learner import Learner
 from ..models.bodies import create_body, model_meta
@@ -62,7 +63,7 @@ def _first_input(dls: Any) -> Any:
             return dl.tensors[0][:1]  # tensor data: its first rows are the inputs, no copy needed
         if not hasattr(dl, "tensors") and len(dl.dataset):
             probe = dl.new(bs=1, shuffle=False, drop_last=False, num_workers=0, device="cpu", after_batch=[])
-            return next(iter(probe))[0]
+            return as_members(next(iter(probe)))[0]
     return None
 
 
@@ -221,7 +222,7 @@ def unet_learner(dls: Any, arch: Any, normalize: bool = True, n_out: int | None 
         kwargs = {**config, **kwargs}
     n_out = _n_out(dls, n_out, "unet_learner")
     arch = VisionArch.of(arch)
-    xb = dls.one_batch()[0]
+    xb = as_members(dls.one_batch())[0]
     n_in = kwargs.get("n_in", 3)
     _check_channels(xb, n_in, "unet_learner")
     img_size = tuple(int(s) for s in xb.shape[-2:])
