@@ -3,6 +3,8 @@
 import subprocess
 import sys
 
+import pytest
+
 import lamina.text.all as surface
 from lamina.callbacks.core import Callback
 from lamina.text.all import (AWD_LSTM, ModelResetter, RNNRegularizer, TextDataLoaders, language_model_learner,
@@ -50,13 +52,15 @@ def test_text_learners_reset_the_state_and_add_ar_tar_in_training_only(reviews, 
     assert learn.model[0].hidden is None  # and after the fit
 
 
-def test_a_model_returning_its_rnn_outputs_trains_with_ar_and_tar():
+@pytest.mark.parametrize("learner", ["TextLearner", "Learner"])
+def test_a_model_returning_its_rnn_outputs_trains_with_ar_and_tar(learner):
     """The book's chapter-12 LSTM returns (output, raw, dropped): `RNNCallback` keeps the output as the prediction
-    and hands the two others to `RNNRegularizer`."""
+    and hands the two others to `RNNRegularizer`; a plain `Learner` given `ModelResetter` and `RNNRegularizer`
+    alone (as the book writes it) trains the same way."""
     import torch
     from torch import nn
 
-    from lamina.text.all import CrossEntropyLossFlat, DataLoaders, RNNCallback, TextLearner
+    from lamina.text.all import CrossEntropyLossFlat, DataLoaders, Learner, RNNCallback, TextLearner
 
     class LSTMModel(nn.Module):
         def __init__(self):
@@ -88,8 +92,12 @@ def test_a_model_returning_its_rnn_outputs_trains_with_ar_and_tar():
     dls = DataLoaders.from_dsets(seqs[:48], seqs[48:], bs=8, shuffle=False, device="cpu")
     check = Check()
     check.extra = []
-    learn = TextLearner(dls, LSTMModel(), loss_func=CrossEntropyLossFlat(), cbs=check)
-    assert any(isinstance(cb, RNNCallback) for cb in learn.cbs)
+    if learner == "TextLearner":
+        learn = TextLearner(dls, LSTMModel(), loss_func=CrossEntropyLossFlat(), cbs=check)
+        assert any(isinstance(cb, RNNCallback) for cb in learn.cbs)
+    else:
+        learn = Learner(dls, LSTMModel(), loss_func=CrossEntropyLossFlat(),
+                        cbs=[ModelResetter, RNNRegularizer(alpha=2, beta=1), check])
     with learn.no_bar(), learn.no_logging():
         learn.fit(1, 1e-2)
     assert len(check.extra) == 6 and max(abs(e) for e in check.extra) < 1e-5
