@@ -86,14 +86,15 @@ class LazyModule(types.ModuleType):
 
 plt = LazyModule("matplotlib.pyplot")
 
-_SCALARS = (str, bytes, bytearray, dict, torch.Tensor)
-
 
 def coll_repr(c: Iterable, max_n: int = 10) -> str:
     """``c``'s length and its first ``max_n`` items, as `L` shows them: ``(#20) [0,1,2...]``."""
-    items = list(c)
-    shown = ",".join(repr(o) for o in items[:max_n])
-    return f"(#{len(items)}) [{shown}{'...' if len(items) > max_n else ''}]"
+    n = len(c) if hasattr(c, "__len__") else None
+    if n is None:
+        c = list(c)
+        n = len(c)
+    shown = ",".join(repr(o) for o in itertools.islice(c, max_n))
+    return f"(#{n}) [{shown}{'...' if n > max_n else ''}]"
 
 
 def ifnone(a: Any, b: Any) -> Any:
@@ -101,31 +102,41 @@ def ifnone(a: Any, b: Any) -> Any:
     return b if a is None else a
 
 
-def listify(o: Any = None, *rest: Any) -> list:
-    """``o`` as a list: [] for None, the items of a list, tuple, range, generator or other iterable, and a
-    one-item list for a string, dict, tensor, array or any other single object. Several arguments: their list."""
+def listify(o: Any = None, *rest: Any, use_list: bool = False, match: Any = None) -> list:
+    """``o`` as a list: [] for None, a list itself, a one-item list for a string, bytes or an array (a tensor
+    too), the items of any other iterable (a dict's keys), else ``[o]``. Several arguments: their list.
+    ``use_list``: ``list(o)`` whatever ``o`` is. ``match`` (a length or a collection): a single item is repeated
+    to that length, and any other length must equal it."""
     if rest:
-        return [o, *rest]
-    if o is None:
-        return []
-    if isinstance(o, list):
-        return o
-    if isinstance(o, _SCALARS) or hasattr(o, "__array__") or not isinstance(o, Iterable):
-        return [o]
-    return list(o)
+        o = (o, *rest)
+    if use_list:
+        res = list(o)
+    elif o is None:
+        res = []
+    elif isinstance(o, list):
+        res = o
+    elif isinstance(o, (str, bytes, bytearray)) or hasattr(o, "__array__") or not isinstance(o, Iterable):
+        res = [o]
+    else:
+        res = list(o)
+    if match is not None:
+        n = match if isinstance(match, int) else len(match)
+        if len(res) == 1:
+            res = res * n
+        elif len(res) != n:
+            raise ValueError(f"{len(res)} values where {n} are needed: give one value, or one per item")
+    return res
 
 
 def tuplify(o: Any, use_list: bool = False, match: Any = None) -> tuple:
-    """``listify(o)`` as a tuple (a list with ``use_list``); a single item is repeated to ``len(match)``."""
-    items = listify(o)
-    if match is not None and len(items) == 1:
-        items = items * len(match)
-    return list(items) if use_list else tuple(items)
+    """`listify` (with the same ``use_list`` and ``match``) as a tuple."""
+    return tuple(listify(o, use_list=use_list, match=match))
 
 
 def store_attr(names: str | Iterable[str] | None = None, but: str | Iterable[str] = (), **attrs: Any) -> None:
-    """In a method (``__init__``), store its arguments on ``self``: all of them, those of ``names`` (a list or a
-    comma-separated string), less those of ``but``; keyword arguments are stored as given instead.
+    """In a method (``__init__``), store its arguments on the object it was called on (its first argument):
+    all of them, or those of ``names`` (a list or a comma-separated string), less those of ``but``; keyword
+    arguments are stored as given, besides.
 
     Example:
         >>> class Scaler:
@@ -135,20 +146,19 @@ def store_attr(names: str | Iterable[str] | None = None, but: str | Iterable[str
     """
     frame = sys._getframe(1)
     try:
-        args = frame.f_locals
-        if "self" not in args:
-            raise TypeError("store_attr() stores a method's arguments on `self`: call it inside a method whose "
-                            "first argument is named self (or pass values: store_attr(a=1))")
-        target = args["self"]
-        if attrs:
-            for k, v in attrs.items():
-                setattr(target, k, v)
+        code, args = frame.f_code, frame.f_locals
+        if code.co_argcount + code.co_kwonlyargcount == 0 or code.co_varnames[0] not in args:
+            raise TypeError("store_attr() stores a method's arguments on its object: call it inside a method "
+                            "such as __init__")
+        target = args[code.co_varnames[0]]
+        for k, v in attrs.items():
+            setattr(target, k, v)
+        if attrs and names is None:
             return
-        code = frame.f_code
-        wanted = _names(names) if names is not None else list(code.co_varnames[1:code.co_argcount
-                                                                                 + code.co_kwonlyargcount])
-        for name in wanted:
-            if name not in _names(but):
+        params = code.co_varnames[1:code.co_argcount + code.co_kwonlyargcount]
+        skip = set(_names(but))
+        for name in (_names(names) if names is not None else params):
+            if name not in skip:
                 setattr(target, name, args[name])
     finally:
         del frame
@@ -162,18 +172,20 @@ def patch(f: Callable) -> Callable:
     """Add ``f`` as a method to the class its first argument is annotated with (``def show(self: Learner)``);
     a union (``Learner | Recorder``) adds it to each. Returns ``f``."""
     first = next(iter(inspect.signature(f).parameters), None)
-    frame = sys._getframe(1)
-    try:  # a string annotation (``from __future__ import annotations``) may name a class local to the caller
-        hints = typing.get_type_hints(f, localns=dict(frame.f_locals)) if first is not None else {}
-    finally:
-        del frame
-    if first not in hints:
+    ann = f.__annotations__.get(first) if first is not None else None
+    if ann is None:
         raise TypeError(f"@patch adds {f.__name__} to the class of its first argument's annotation: write "
                         f"def {f.__name__}(self: SomeClass, ...)")
-    cls = hints[first]
-    classes = typing.get_args(cls) if typing.get_args(cls) else (cls,)
-    for c in classes:
-        setattr(c, f.__name__, f)
+    if isinstance(ann, str):  # ``from __future__ import annotations``: the caller's own source, as typing does
+        frame = sys._getframe(1)
+        try:
+            ann = eval(ann, f.__globals__, dict(frame.f_locals))  # noqa: S307
+        finally:
+            del frame
+    classes = typing.get_args(ann) or (ann,)
+    for cls in classes:
+        if cls is not type(None):
+            setattr(cls, f.__name__, f)
     return f
 
 
@@ -192,10 +204,11 @@ _NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
 
 
 def apply_init(m: nn.Module, func: Callable = nn.init.kaiming_normal_) -> None:
-    """Initialise every trainable leaf module of ``m`` but normalisation layers: ``func`` on its weight, zeros in
-    its bias."""
-    for leaf in flatten_model(m):
-        if isinstance(leaf, _NORMS) or not any(p.requires_grad for p in leaf.parameters()):
+    """Initialise ``m`` and each of its modules, but normalisation layers and frozen modules: ``func`` on the
+    module's own ``weight``, zeros in its own ``bias``."""
+    for leaf in m.modules():
+        first = next(leaf.parameters(), None)
+        if isinstance(leaf, _NORMS) or first is None or not first.requires_grad:
             continue
         weight, bias = getattr(leaf, "weight", None), getattr(leaf, "bias", None)
         if func is not None and isinstance(weight, torch.Tensor):

@@ -37,11 +37,17 @@ def test_plt_imports_pyplot_on_first_use():
 
 def test_coll_repr_ifnone_listify_tuplify():
     assert bn.coll_repr(range(20), 3) == "(#20) [0,1,2...]" and bn.coll_repr(["a"]) == "(#1) ['a']"
+    assert bn.coll_repr(range(10**12), 2) == "(#1000000000000) [0,1...]"  # not built whole
+    assert bn.coll_repr((x for x in "ab")) == "(#2) ['a','b']"
     assert bn.ifnone(None, 3) == 3 and bn.ifnone(0, 3) == 0
     t = torch.zeros(3)
     assert bn.listify(None) == [] and bn.listify("ab") == ["ab"] and bn.listify(range(3)) == [0, 1, 2]
     assert bn.listify(t)[0] is t and bn.listify(1, 2) == [1, 2] and bn.listify((x for x in "ab")) == ["a", "b"]
-    assert bn.tuplify(True, match=[0, 1, 2]) == (True, True, True) and bn.tuplify([1, 2], use_list=True) == [1, 2]
+    assert bn.listify({"a": 1}) == ["a"] and len(bn.listify(t, use_list=True)) == 3
+    assert bn.listify(7, match=3) == [7, 7, 7] and bn.listify([1, 2], match=["x", "y"]) == [1, 2]
+    with pytest.raises(ValueError, match="2 values where 3 are needed"):
+        bn.listify([1, 2], match=3)
+    assert bn.tuplify(True, match=[0, 1, 2]) == (True, True, True) and bn.tuplify([1, 2], use_list=True) == (1, 2)
 
 
 def test_store_attr_stores_the_method_arguments():
@@ -50,12 +56,12 @@ def test_store_attr_stores_the_method_arguments():
             bn.store_attr()
 
     class Some:
-        def __init__(self, a, b, c):
-            bn.store_attr("a, c")
-            bn.store_attr(but="a,c")
+        def __init__(me, a, b, c, d=0):  # the object is the first argument, whatever its name
+            bn.store_attr("a, c", d=10)
+            bn.store_attr(but="a,c,d")
 
     thing, some = Thing(1), Some(1, 2, 3)
-    assert (thing.a, thing.b, thing.c) == (1, 2, 3) and (some.a, some.b, some.c) == (1, 2, 3)
+    assert (thing.a, thing.b, thing.c) == (1, 2, 3) and (some.a, some.b, some.c, some.d) == (1, 2, 3, 10)
     with pytest.raises(TypeError, match="inside a method"):
         bn.store_attr()
 
@@ -67,17 +73,26 @@ def test_patch_adds_a_method_to_the_annotated_classes():
     class B:
         pass
 
-    def twice(self: A | B, x):
+    def twice(self: A | B, x: Later):  # noqa: F821  (only the first annotation is read)
         return 2 * x
 
+    def name(self: A | None):
+        return "an A"
+
     assert bn.patch(twice) is twice and A().twice(2) == 4 and B().twice(3) == 6
+    assert bn.patch(name) and A().name() == "an A"
     with pytest.raises(TypeError, match="annotation"):
         bn.patch(lambda self: 1)
 
 
 def test_model_helpers():
-    model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Sequential(nn.ReLU(), nn.Linear(4, 2)))
-    assert len(bn.params(model)) == 6
+    class WithOwnWeight(nn.Sequential):
+        def __init__(self, *layers):
+            super().__init__(*layers)
+            self.weight = nn.Parameter(torch.full((2, 2), 5.0))
+
+    model = WithOwnWeight(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Sequential(nn.ReLU(), nn.Linear(4, 2)))
+    assert len(bn.params(model)) == 7
     assert [type(m).__name__ for m in bn.flatten_model(model)] == ["Linear", "BatchNorm1d", "ReLU", "Linear"]
     with torch.no_grad():
         for p in model.parameters():
@@ -85,6 +100,7 @@ def test_model_helpers():
     bn.apply_init(model)
     assert torch.all(model[0].bias == 0) and torch.all(model[2][1].bias == 0)
     assert not torch.all(model[0].weight == 5) and torch.all(model[1].weight == 5)  # normalisation untouched
+    assert not torch.all(model.weight == 5)  # a parent's own weight too, as fastai's apply_leaf
     x = bn.trunc_normal_(torch.empty(10_000), mean=1.0, std=0.5)
     assert x.min() > 0.0 and x.max() < 2.0 and abs(x.mean().item() - 1.0) < 0.05
 
