@@ -81,14 +81,16 @@ def _has_pool(module: nn.Module) -> bool:
     return any(isinstance(m, _POOLS) for m in module.modules())
 
 
-def create_body(model: nn.Module, n_in: int = 3, pretrained: bool = True,
+def create_body(model: nn.Module | Callable, n_in: int = 3, pretrained: bool = True,
                 cut: int | Callable[[nn.Module], nn.Module] | None = None) -> nn.Module:
     """Cut a classification model to its feature extractor, taking ``n_in`` input channels.
 
     Its max-pools become lamina's `MaxPool2d` (the same values, faster on the CPU).
 
     Args:
-        model: an instantiated model (e.g. ``resnet34(weights='DEFAULT')``).
+        model: an instantiated model (e.g. ``resnet34(weights='DEFAULT')``), or an architecture
+            (``create_body(resnet34, cut=-2)``, as the fastai book writes it), built here with its pretrained
+            weights when ``pretrained``.
         n_in: input channels; when not 3 the first conv is replaced (see `_new_first_weights` for pretrained).
         pretrained: the model holds pretrained weights (the new first conv is then derived from them).
         cut: keep ``children[:cut]`` (an int), or ``cut(model)`` (a function); None cuts before the last
@@ -98,6 +100,10 @@ def create_body(model: nn.Module, n_in: int = 3, pretrained: bool = True,
         ValueError: when no cut is given and no child has a pooling layer.
         TypeError: for a ``cut`` that is neither an int nor callable.
     """
+    if not isinstance(model, nn.Module):
+        if not callable(model):
+            raise TypeError(f"`model` must be a model or an architecture such as resnet34; received {model!r}")
+        model = build_arch(model, pretrained=pretrained)
     _adapt_first_conv(model, n_in, pretrained)
     children = list(model.children())
     if cut is None:

@@ -80,6 +80,10 @@ def test_create_body_cuts():
         create_body(model, pretrained=False, cut="layer4")
     with pytest.raises(ValueError, match="no child has a pooling layer"):
         create_body(nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU()), pretrained=False)
+    built = create_body(ARCHS["resnet18"], pretrained=False, cut=-2)  # an architecture, as the fastai book writes
+    assert len(built) == 8 and built[0].weight.shape == (64, 3, 7, 7)
+    with pytest.raises(TypeError, match="a model or an architecture"):
+        create_body("resnet18", pretrained=False)
 
 
 @pytest.mark.parametrize("n_in", [1, 2, 4])
