@@ -188,3 +188,16 @@ def test_a_loader_of_single_values_yields_tensors_and_a_learner_takes_them():
     preds, targs = learn.get_preds(dl=DataLoader(x, bs=5, device="cpu"))  # inputs alone: one member a batch
     assert preds.shape == (12, 1) and targs is None
     assert torch.allclose(preds, learn.model(x).detach(), atol=1e-6)
+
+
+def test_what_reads_a_batch_takes_a_single_tensor_as_one_member():
+    from torch import nn
+
+    from lamina.learner import Learner
+    x = torch.randn(12, 3)
+    dl = DataLoader(x, bs=4, device="cpu")
+    samples = dl.decode_batch(dl.one_batch(), max_n=2)
+    assert len(samples) == 2 and torch.equal(samples[0][0], x[0])  # a sample is (row,), not a row's numbers
+    learn = Learner(DataLoaders(dl, DataLoader(x, bs=4, device="cpu")), nn.Linear(3, 1),
+                    loss_func=torch.nn.functional.mse_loss)
+    assert "Input shape: 4 x 3" in learn.summary()
