@@ -136,7 +136,7 @@ def tuplify(o: Any, use_list: bool = False, match: Any = None) -> tuple:
 def store_attr(names: str | Iterable[str] | None = None, but: str | Iterable[str] = (), **attrs: Any) -> None:
     """In a method (``__init__``), store its arguments on the object it was called on (its first argument):
     all of them, or those of ``names`` (a list or a comma-separated string), less those of ``but``; keyword
-    arguments are stored as given, besides.
+    arguments are stored as given, besides (``but`` applies to them too).
 
     Example:
         >>> class Scaler:
@@ -151,15 +151,12 @@ def store_attr(names: str | Iterable[str] | None = None, but: str | Iterable[str
             raise TypeError("store_attr() stores a method's arguments on its object: call it inside a method "
                             "such as __init__")
         target = args[code.co_varnames[0]]
-        for k, v in attrs.items():
-            setattr(target, k, v)
-        if attrs and names is None:
-            return
         params = code.co_varnames[1:code.co_argcount + code.co_kwonlyargcount]
+        values = {name: args[name] for name in (_names(names) if names is not None else params)}
         skip = set(_names(but))
-        for name in (_names(names) if names is not None else params):
+        for name, value in {**values, **attrs}.items():
             if name not in skip:
-                setattr(target, name, args[name])
+                setattr(target, name, value)
     finally:
         del frame
 

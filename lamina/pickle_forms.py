@@ -14,11 +14,14 @@ Example:
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from .foundation import L
 
 __all__ = ["register_form", "to_plain", "from_plain", "FORM_KEY"]
 
@@ -26,6 +29,9 @@ FORM_KEY = "__lamina_form__"
 _ENCODERS: dict[type, tuple[str, Callable[[Any], Any]]] = {}
 _BUILDERS: dict[str, Callable[[Any], Any]] = {}
 _PLAIN_SCALARS = (str, int, float, bool, bytes, type(None))
+# pandas' own dtypes a column may be rebuilt with: only these names are passed to pandas from a file
+_EXTENSION_DTYPES = frozenset({"Int8", "Int16", "Int32", "Int64", "UInt8", "UInt16", "UInt32", "UInt64", "Float32",
+                               "Float64", "boolean", "string", "str"})
 
 
 def register_form(cls: type, tag: str, encode: Callable[[Any], Any], build: Callable[[Any], Any]) -> None:
@@ -39,10 +45,10 @@ def to_plain(obj: Any) -> Any:
     form = _ENCODERS.get(type(obj))
     if form is not None:
         return {FORM_KEY: form[0], "data": to_plain(form[1](obj))}
-    if type(obj) in (list, tuple):
+    if type(obj) in (list, tuple, L):
         return type(obj)(to_plain(o) for o in obj)
-    if type(obj) is dict:
-        return {k: to_plain(v) for k, v in obj.items()}
+    if type(obj) in (dict, OrderedDict):
+        return type(obj)((k, to_plain(v)) for k, v in obj.items())
     return obj
 
 
@@ -56,10 +62,10 @@ def from_plain(obj: Any, name: str = "the file") -> Any:
             raise ValueError(f"{name} holds an object of kind {tag!r} that this session cannot rebuild{hint}; "
                              f"the kinds it knows: {sorted(_BUILDERS)}")
         return build(from_plain(obj["data"], name))
-    if type(obj) in (list, tuple):
+    if type(obj) in (list, tuple, L):
         return type(obj)(from_plain(o, name) for o in obj)
-    if type(obj) is dict:
-        return {k: from_plain(v, name) for k, v in obj.items()}
+    if type(obj) in (dict, OrderedDict):
+        return type(obj)((k, from_plain(v, name)) for k, v in obj.items())
     return obj
 
 
@@ -68,11 +74,12 @@ def from_plain(obj: Any, name: str = "the file") -> Any:
 def _plain_objects(values: np.ndarray, what: str) -> np.ndarray:
     """Object values with pandas' missing markers as None, checked to be plain Python values."""
     out = np.array([None if v is pd.NA or v is pd.NaT else v for v in values], dtype=object)
-    bad = next((v for v in out if not isinstance(v, _PLAIN_SCALARS)), None)
+    bad = next((v for v in out if not isinstance(v, (*_PLAIN_SCALARS, np.generic))), None)
     if bad is not None:
+        hint = ".dt.tz_convert(None) for times with a time zone" if isinstance(bad, pd.Timestamp) else \
+            ".astype(str), or .astype(float)"
         raise TypeError(f"save_pickle cannot write {what}: it holds {bad!r} ({type(bad).__name__}), and a pickle "
-                        "that load_pickle reads holds only text, numbers and arrays. Convert it first, e.g. "
-                        ".astype(str)")
+                        f"that load_pickle reads holds only text, numbers and arrays. Convert it first: {hint}")
     return out
 
 
@@ -85,17 +92,29 @@ def _encode_values(s: pd.Series | pd.Index, what: str) -> dict[str, Any]:
     numpy_objects = isinstance(dtype, np.dtype) and dtype.kind == "O"
     if isinstance(dtype, np.dtype) and not numpy_objects:
         return {"kind": "numpy", "values": s.to_numpy()}
+    if not numpy_objects and str(dtype) not in _EXTENSION_DTYPES:
+        raise TypeError(f"save_pickle cannot write {what}: its dtype {dtype} is not one load_pickle rebuilds "
+                        f"(numpy's, categories, or {sorted(_EXTENSION_DTYPES)}). Convert it first, e.g. "
+                        ".dt.tz_convert(None) for times with a time zone, or .astype(str)")
     kind = "numpy" if numpy_objects else "extension"
     return {"kind": kind, "values": _plain_objects(s.to_numpy(dtype=object), what), "dtype": str(dtype)}
 
 
 def _build_values(form: dict[str, Any]) -> Any:
-    if form["kind"] == "categorical":
+    kind = form.get("kind")
+    if kind == "categorical":
         categories = pd.Index(_build_values(form["categories"]))
-        return pd.Categorical.from_codes(form["codes"], categories=categories, ordered=form["ordered"])
-    if form["kind"] == "extension":
-        return pd.array(list(form["values"]), dtype=str(form["dtype"]))
-    return form["values"]
+        return pd.Categorical.from_codes(np.asarray(form["codes"]), categories=categories,
+                                         ordered=bool(form["ordered"]))
+    values = form.get("values")
+    if kind not in ("numpy", "extension") or not isinstance(values, np.ndarray):
+        raise ValueError(f"A column's plain form is damaged (kind {kind!r}, values of type {type(values).__name__})")
+    if kind == "extension":
+        if form.get("dtype") not in _EXTENSION_DTYPES:
+            raise ValueError(f"A column's plain form names the dtype {form.get('dtype')!r}, not one of "
+                             f"{sorted(_EXTENSION_DTYPES)}")
+        return pd.array(list(values), dtype=form["dtype"])
+    return values
 
 
 def _encode_index(index: pd.Index) -> dict[str, Any]:
@@ -114,8 +133,7 @@ def _build_index(form: dict[str, Any]) -> pd.Index:
 
 
 def _encode_frame(df: pd.DataFrame) -> dict[str, Any]:
-    _encode_index(df.columns)  # one level of column names
-    return {"index": _encode_index(df.index), "names": list(df.columns),
+    return {"index": _encode_index(df.index), "names": _encode_index(df.columns),
             "columns": [_encode_values(df.iloc[:, i], f"column {c!r}") for i, c in enumerate(df.columns)]}
 
 
@@ -123,7 +141,7 @@ def _build_frame(data: dict[str, Any]) -> pd.DataFrame:
     index = _build_index(data["index"])
     columns = {i: pd.Series(_build_values(c), index=index) for i, c in enumerate(data["columns"])}
     df = pd.DataFrame(columns, index=index)
-    df.columns = data["names"]
+    df.columns = _build_index(data["names"])
     return df
 
 

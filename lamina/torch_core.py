@@ -21,10 +21,12 @@ Example:
 
 from __future__ import annotations
 
+import io
 import math
 import numbers
 import os
 import pickle
+import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -193,17 +195,30 @@ class _PlainUnpickler(pickle.Unpickler):
 
 def save_pickle(fn: str | Path, o: Any) -> None:
     """Write ``o`` to ``fn`` with pickle (read it back with `load_pickle`). DataFrames, Series and
-    `TabularPandas` objects, alone or in lists, tuples and dicts, are written in their plain forms
+    `TabularPandas` objects, alone or in lists, tuples, dicts and `L`s, are written in their plain forms
     (`lamina.pickle_forms`), which `load_pickle` rebuilds without unpickling any pandas or lamina class.
-    The file is replaced only once the whole pickle is written."""
+    What `load_pickle` would refuse is refused here (TypeError), and the file is replaced only once the whole
+    pickle is written (through a symbolic link, keeping the file's mode)."""
     data = pickle.dumps(to_plain(o))
-    fn = Path(fn)
-    tmp = fn.with_name(f".{fn.name}.{os.getpid()}.tmp")
+    try:  # what load_pickle would refuse is refused now, before a file changes
+        _PlainUnpickler(io.BytesIO(data), repr(str(fn))).load()
+    except pickle.UnpicklingError as e:
+        raise TypeError(f"save_pickle cannot write this object so that load_pickle reads it back: {e}") from None
+    fn = Path(fn).resolve()  # through a symbolic link, as open() writes
+    fd, tmp = tempfile.mkstemp(dir=fn.parent, prefix=f".{fn.name}.", suffix=".tmp")
     try:
-        tmp.write_bytes(data)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        if fn.exists():
+            os.chmod(tmp, fn.stat().st_mode & 0o7777)
+        else:  # mkstemp's 0600 otherwise: a new file gets the mode open() would have given it
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, fn)
     finally:
-        tmp.unlink(missing_ok=True)
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 def load_pickle(fn: str | Path) -> Any:

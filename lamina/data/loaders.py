@@ -248,7 +248,7 @@ def _per_loader(name: str, value: bool | Sequence[bool] | None, n: int) -> list[
     one value each."""
     if value is None:
         return [i == 0 for i in range(n)]
-    if not isinstance(value, (bool, int, str)) and hasattr(value, "__len__"):  # a tuple, list, L, array ...
+    if not isinstance(value, (bool, int, str)) and hasattr(value, "__len__") and getattr(value, "ndim", 1) != 0:
         if len(value) != n:
             raise ValueError(f"`{name}` has {len(value)} values for {n} datasets; give one per dataset or a "
                              f"single value for all: {name}={value!r}")

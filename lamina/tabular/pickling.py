@@ -22,7 +22,12 @@ def _encode(to: TabularPandas) -> dict[str, Any]:
     problem = to.processor.json_problem()
     if problem is not None:
         raise TypeError(f"save_pickle cannot write this TabularPandas: {problem}")
-    return {"processor": to.processor.to_config(), "items": to.items, "raw": to._raw, "order": to._order,
+    config = to.processor.to_config()
+    try:  # a proc of the user's own is not in lamina's table of procs: it could not be rebuilt
+        TabularProcessor.from_config(config)
+    except (KeyError, ValueError, TypeError) as e:
+        raise TypeError(f"save_pickle cannot write this TabularPandas so that load_pickle rebuilds it: {e}") from None
+    return {"processor": config, "items": to.items, "raw": to._raw, "order": to._order,
             "n_train": int(to.n_train), "device": None if to.device is None else str(to.device)}
 
 
