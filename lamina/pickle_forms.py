@@ -59,7 +59,7 @@ def from_plain(obj: Any, name: str = "the file") -> Any:
         build = _BUILDERS.get(tag) if isinstance(tag, str) else None
         if build is None:
             hint = " (import lamina.tabular.all first)" if tag == "TabularPandas" else ""
-            raise ValueError(f"{name} holds an object of kind {tag!r} that this session cannot rebuild{hint}; "
+            raise ValueError(f"{name} holds an object of kind {tag!r} that this process cannot rebuild{hint}; "
                              f"the kinds it knows: {sorted(_BUILDERS)}")
         return build(from_plain(obj["data"], name))
     if type(obj) in (list, tuple, L):

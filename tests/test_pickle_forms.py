@@ -61,7 +61,7 @@ def test_what_has_no_plain_form_is_refused_before_the_file_changes(tmp_path):
     assert load_pickle(path) == [1, 2] and [p.name for p in tmp_path.iterdir()] == ["df.pkl"]
     with open(path, "wb") as f:
         pickle.dump({FORM_KEY: "Unheard", "data": {}}, f)
-    with pytest.raises(ValueError, match="'Unheard' that this session cannot rebuild"):
+    with pytest.raises(ValueError, match="'Unheard' that this process cannot rebuild"):
         load_pickle(path)
 
 
