@@ -152,7 +152,12 @@ def store_attr(names: str | Iterable[str] | None = None, but: str | Iterable[str
                             "such as __init__")
         target = args[code.co_varnames[0]]
         params = code.co_varnames[1:code.co_argcount + code.co_kwonlyargcount]
-        values = {name: args[name] for name in (_names(names) if names is not None else params)}
+        wanted = _names(names) if names is not None else params
+        unknown = [name for name in wanted if name not in args]
+        if unknown:
+            raise NameError(f"store_attr({names!r}): {unknown} are not arguments of {code.co_name}; name its "
+                            f"arguments ({', '.join(params)}), or pass values as keywords: store_attr(x=...)")
+        values = {name: args[name] for name in wanted}
         skip = set(_names(but))
         for name, value in {**values, **attrs}.items():
             if name not in skip:
@@ -193,8 +198,7 @@ def params(m: nn.Module) -> list[nn.Parameter]:
 
 def flatten_model(m: nn.Module) -> list[nn.Module]:
     """The modules of ``m`` that have no children, in order."""
-    children = list(m.children())
-    return [leaf for c in children for leaf in flatten_model(c)] if children else [m]
+    return [leaf for leaf in m.modules() if next(leaf.children(), None) is None]
 
 
 _NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
@@ -224,8 +228,7 @@ def trunc_normal_(x: torch.Tensor, mean: float = 0.0, std: float = 1.0) -> torch
 
 def flatten_check(inp: torch.Tensor, targ: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``inp`` and ``targ`` flattened, checked to hold as many values (a metric's first step)."""
-    inp, targ = inp.contiguous().view(-1), targ.contiguous().view(-1)
-    if len(inp) != len(targ):
-        raise ValueError(f"The predictions and the targets hold different numbers of values ({len(inp)} and "
-                         f"{len(targ)}): a metric compares one prediction per target value")
-    return inp, targ
+    if inp.numel() != targ.numel():
+        raise ValueError(f"predictions and targets must have the same number of elements; received shapes "
+                         f"{tuple(inp.shape)} and {tuple(targ.shape)}")
+    return inp.reshape(-1), targ.reshape(-1)

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 __all__ = ["default_device", "set_seed", "seed_worker", "to_device", "to_cpu", "rank_distrib", "num_distrib",
-           "listify", "as_members", "as_float", "user_stacklevel"]
+           "listify", "as_members", "as_float", "user_stacklevel", "usable_cpus"]
 
 
 def default_device() -> torch.device:
@@ -112,6 +112,14 @@ def listify(obj: Any) -> list:
     if obj is None:
         return []
     return list(obj) if isinstance(obj, (list, tuple)) else [obj]
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity where the OS tells it, else the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def as_members(batch: Any) -> tuple | list:

@@ -45,6 +45,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from .core import usable_cpus
+
 __all__ = ["SharedMemorySum", "shared_sum", "summable", "close_shared"]
 
 SHM_DIR = "/dev/shm"
@@ -99,7 +101,7 @@ class SharedMemorySum:
             self.flags[j * FLAG_STRIDE + PIDNS] == ns and _alive(int(self.flags[j * FLAG_STRIDE + PID]))
             for j in range(world))
         self._views: dict[tuple[torch.dtype, int, int], list[torch.Tensor]] = {}
-        self.busy_s = BUSY_S if world <= _usable_cpus() else 0.0  # no watching a core a peer may need
+        self.busy_s = BUSY_S if world <= usable_cpus() else 0.0  # no watching a core a peer may need
 
     @staticmethod
     def header_for(world: int) -> int:
@@ -279,14 +281,6 @@ def _alive(pid: int) -> bool:
     except (OSError, OverflowError, ValueError):
         return False
     return True
-
-
-def _usable_cpus() -> int:
-    """The CPUs this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
 
 
 def _pid_namespace() -> int:

@@ -24,9 +24,7 @@ from __future__ import annotations
 import io
 import math
 import numbers
-import os
 import pickle
-import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -35,6 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .atomic import atomic_write
 from .core import to_cpu, to_device
 from .foundation import L
 from .pickle_forms import from_plain, to_plain
@@ -204,21 +203,7 @@ def save_pickle(fn: str | Path, o: Any) -> None:
         _PlainUnpickler(io.BytesIO(data), repr(str(fn))).load()
     except pickle.UnpicklingError as e:
         raise TypeError(f"save_pickle cannot write this object so that load_pickle reads it back: {e}") from None
-    fn = Path(fn).resolve()  # through a symbolic link, as open() writes
-    fd, tmp = tempfile.mkstemp(dir=fn.parent, prefix=f".{fn.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        if fn.exists():
-            os.chmod(tmp, fn.stat().st_mode & 0o7777)
-        else:  # mkstemp's 0600 otherwise: a new file gets the mode open() would have given it
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, fn)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_write(Path(fn), lambda f: f.write(data), size_hint=len(data), what="pickle")
 
 
 def load_pickle(fn: str | Path) -> Any:

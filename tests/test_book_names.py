@@ -108,10 +108,19 @@ def test_model_helpers():
 def test_flatten_check():
     a, b = bn.flatten_check(torch.zeros(2, 3), torch.ones(6))
     assert a.shape == b.shape == (6,)
-    with pytest.raises(ValueError, match="6 and 5"):
+    with pytest.raises(ValueError, match=r"shapes \(2, 3\) and \(5,\)"):
         bn.flatten_check(torch.zeros(2, 3), torch.ones(5))
 
 
 def test_the_module_list_is_importable():
     for name in ("re", "json", "tarfile", "zipfile", "urllib"):
         assert getattr(bn, name) is importlib.import_module(name)
+
+
+def test_store_attr_names_what_is_not_an_argument():
+    class Thing:
+        def __init__(self, a):
+            bn.store_attr("a, b")
+
+    with pytest.raises(NameError, match=r"\['b'\] are not arguments of __init__; name its arguments \(a\)"):
+        Thing(1)

@@ -166,7 +166,7 @@ def test_without_a_process_group_of_two_nothing_is_shared():
 @pytest.mark.parametrize("cpus, watches", [(2, True), (1, False)])
 def test_a_waiting_rank_watches_before_it_yields_only_when_every_rank_can_have_a_cpu(mapping, monkeypatch, cpus,
                                                                                    watches):
-    monkeypatch.setattr(shm, "_usable_cpus", lambda: cpus)
+    monkeypatch.setattr(shm, "usable_cpus", lambda: cpus)
     waiting, peer = (SharedMemorySum(mapping, r, 2, 4096, timeout_s=30) for r in range(2))
     assert waiting.busy_s == (shm.BUSY_S if watches else 0.0)
     ticks = itertools.count()  # a clock that moves 0.1 ms at each reading: the phases no longer depend on the host
@@ -182,4 +182,4 @@ def test_a_waiting_rank_watches_before_it_yields_only_when_every_rank_can_have_a
 
 
 def test_usable_cpus_counts_the_cpus_this_process_may_run_on():
-    assert 1 <= shm._usable_cpus() <= (os.cpu_count() or 1)
+    assert 1 <= shm.usable_cpus() <= (os.cpu_count() or 1)

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset, default_collate
 
-from ..core import as_members, default_device, seed_worker, to_cpu, to_device
+from ..core import as_members, default_device, seed_worker, to_cpu, to_device, usable_cpus
 from ..foundation import L
 from .stacked import single_member_items, stacked_batches, stacked_rows
 from .transforms import apply_batch_tfms, undo_batch_tfms
@@ -31,7 +31,7 @@ __all__ = ["DataLoader", "TensorDataLoader", "BeforeBatchCollate", "GATHER_BATCH
 
 def default_num_workers() -> int:
     """Worker processes for loading: one per usable CPU, at most 8, and none on a one-CPU machine."""
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cpus = usable_cpus()
     return 0 if cpus <= 1 else min(cpus, 8)
 
 
@@ -247,7 +247,7 @@ class DataLoader(_LoaderBase):
         if rows is not None:
             single = single_member_items(self.dataset)
             for batch in stacked_batches(rows, self.bs, self.shuffle, self.drop_last, gen):
-                yield _as_collated(batch[0] if single else batch, self._finish(batch))
+                yield _yielded(self._finish(batch), single)
             return
         if self._torch_dl is None or not self.persistent_workers:
             self._torch_dl = self._make_torch_dl(gen)
@@ -258,7 +258,7 @@ class DataLoader(_LoaderBase):
         batches, pid = iter(self._torch_dl), os.getpid()
         try:
             for batch in batches:
-                yield _as_collated(batch, self._finish(batch))
+                yield _yielded(self._finish(batch), not isinstance(batch, (list, tuple)))
         finally:
             if not self.persistent_workers and os.getpid() == pid:  # a forked copy does not own the workers
                 _stop_workers(batches)
@@ -283,11 +283,11 @@ class DataLoader(_LoaderBase):
         return new
 
 
-def _as_collated(collated: Any, finished: tuple) -> Any:
-    """What a loader yields: the batch as collated, a tuple of its members, or the single tensor that items which
-    are not tuples collate to (``DataLoader(range(15), bs=5)`` yields tensors, as torch's and fastai's loaders
-    do). The learner takes a single tensor as a batch of one member."""
-    return finished[0] if not isinstance(collated, (list, tuple)) and len(finished) == 1 else finished
+def _yielded(finished: tuple, single: bool) -> Any:
+    """What a loader yields: a tuple of the batch's members, or the single tensor that items which are not tuples
+    collate to (``DataLoader(range(15), bs=5)`` yields tensors, as torch's and fastai's loaders do). The learner
+    takes a single tensor as a batch of one member."""
+    return finished[0] if single and len(finished) == 1 else finished
 
 
 # How many batches of shuffled rows a `TensorDataLoader` gathers at once.

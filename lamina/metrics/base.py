@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..book_names import flatten_check as _flatten_check  # (its metrics use it under this name)
 from ..distributed import all_gather_cat, all_reduce_sum
 
 
@@ -46,13 +47,6 @@ def _target(learn: Any, metric: Metric) -> Tensor:
 
 def _batch_size(learn: Any) -> int:
     return len(learn.yb[0]) if learn.yb else len(learn.pred)
-
-
-def _flatten_check(pred: Tensor, targ: Tensor) -> tuple[Tensor, Tensor]:
-    if pred.numel() != targ.numel():
-        raise ValueError(f"predictions and targets must have the same number of elements; received shapes "
-                         f"{tuple(pred.shape)} and {tuple(targ.shape)}")
-    return pred.reshape(-1), targ.reshape(-1)
 
 
 def _weights(n: int, sample_weight: Sequence[float] | Tensor | None) -> Tensor:

@@ -127,7 +127,7 @@ def test_kill_9_mid_write_keeps_the_previous_file_and_the_next_write_removes_the
 
 
 def test_next_write_removes_only_leftovers_of_dead_writers_of_that_file(tmp_path):
-    from lamina.checkpoint import _temp_name
+    from lamina.atomic import _temp_name
     target = tmp_path / "ckpt.pth"
     live = _temp_name("ckpt.pth")  # this process's own name: a live writer
     prefix, host, pid, start, token, suffix = live.rsplit(".", 5)
@@ -221,7 +221,7 @@ def test_resume_from_a_checkpoint_without_optimizer_state_is_an_error(tmp_path):
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="process states come from Linux's /proc")
 def test_a_killed_writer_not_yet_reaped_counts_as_dead(tmp_path):
-    from lamina.checkpoint import _process_stat, _temp_name
+    from lamina.atomic import _process_stat, _temp_name
     zombie = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         zombie.send_signal(signal.SIGKILL)
@@ -235,3 +235,12 @@ def test_a_killed_writer_not_yet_reaped_counts_as_dead(tmp_path):
         assert not leftover.exists()
     finally:
         zombie.wait()
+
+
+def test_atomic_write_goes_through_a_link_and_keeps_the_permissions(tmp_path):
+    target, link = tmp_path / "model.pth", tmp_path / "latest.pth"
+    atomic_write(target, lambda f: f.write(b"old"))
+    target.chmod(0o640)
+    link.symlink_to(target)
+    atomic_write(link, lambda f: f.write(b"new"))
+    assert link.is_symlink() and target.read_bytes() == b"new" and (target.stat().st_mode & 0o777) == 0o640

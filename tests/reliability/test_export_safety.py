@@ -167,9 +167,9 @@ def test_no_import_of_lamina_is_reachable_from_an_export(tmp_path, blob, side_ef
 
 
 def test_the_walk_sees_the_imports_that_opened_the_hole():
-    found = {entry for name in ("lamina.checkpoint", "lamina.data.archives")
+    found = {entry for name in ("lamina.checkpoint", "lamina.atomic", "lamina.data.archives")
              for entry in foreign_globals(importlib.import_module(name))}
-    assert {"lamina.checkpoint:os", "lamina.checkpoint:torch", "lamina.data.archives:shutil"} <= found
+    assert {"lamina.atomic:os", "lamina.checkpoint:torch", "lamina.data.archives:shutil"} <= found
 
 
 @pytest.mark.parametrize("factory", ["create_vision_model", "lamina.vision.learner:create_vision_model"])
