@@ -5,10 +5,10 @@ That is: the Learner, callbacks, losses, metrics (``accuracy``, ``Perplexity`` .
 ``partial`` (from `lamina.basics`); the data block API (blocks, splitters, labellers); tokenization (rules, special
 tokens, `Tokenizer`, `SpacyTokenizer`), `Numericalize`, `TextBlock`, `TextDataLoaders`, the text loaders; the
 AWD-LSTM models and their configs and splitters; ``language_model_learner``/``text_classifier_learner`` and
-their callbacks.
+their callbacks; ``SubwordTokenizer`` (SentencePiece pieces, needs the ``sentencepiece`` package).
 
 Not provided: fastai's typed text tensors (``TensorText``, ``LMTensorText``), since batches are plain tensors whose
-meaning is in the loaders' ``kinds``; the QRNN and Transformer architectures; SentencePiece tokenizers.
+meaning is in the loaders' ``kinds``; the QRNN and Transformer architectures.
 
 Example:
     >>> from lamina.text.all import *
@@ -41,6 +41,7 @@ from .learner import LMLearner, TextLearner, language_model_learner, text_classi
 from .loaders import LMDataLoader, SortedDL, pad_batch
 from .pretrained import match_embeds, read_vocab
 from .synth import synth_review_folder, synth_reviews
+from .subword import SentencePieceTokenizer, SubwordTokenizer
 from .tokenizer import Tokenizer
 from .vocab import Numericalize, make_vocab
 
@@ -55,7 +56,8 @@ __all__ = [
     "UNK", "PAD", "BOS", "EOS", "FLD", "TK_REP", "TK_WREP", "TK_UP", "TK_MAJ", "defaults", "spec_add_spaces",
     "rm_useless_spaces", "replace_rep", "replace_wrep", "fix_html", "replace_all_caps", "replace_maj", "lowercase",
     "replace_space", "BaseTokenizer", "SpacyTokenizer", "WordTokenizer", "TokenizeWithRules", "tokenize1",
-    "decode_spec_tokens", "Tokenizer", "Tokens", "Numericalize", "make_vocab",
+    "decode_spec_tokens", "Tokenizer", "Tokens", "SubwordTokenizer", "SentencePieceTokenizer", "Numericalize",
+    "make_vocab",
     # data
     "TextBlock", "TextDataLoaders", "LMDataLoader", "SortedDL", "pad_batch", "synth_reviews", "synth_review_folder",
     # models

@@ -190,8 +190,11 @@ class LMLearner(TextLearner):
         vocab = text_vocab_of(self.dls)
         ids = self.dls.encode_text(text).to(self.dls.device)
         generated = _sample(self.model, ids, n_words, vocab, no_unk, temperature, min_p)
-        tokens = [vocab[i] for i in [*ids.tolist(), *generated] if vocab[i] not in (BOS, PAD)]
-        return self.dls.tokenizer.sep.join(decoder(tokens))
+        tokens = [vocab[i] for i in [*ids.tolist(), *generated]]
+        pieces_to_text = getattr(self.dls.tokenizer.tok, "decode", None)
+        if pieces_to_text is not None:  # pieces of words (`SubwordTokenizer`): the words they spell
+            tokens = pieces_to_text(tokens).split()
+        return self.dls.tokenizer.sep.join(decoder([t for t in tokens if t not in (BOS, PAD)]))
 
 
 @torch.no_grad()

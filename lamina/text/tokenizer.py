@@ -30,11 +30,13 @@ import pandas as pd
 from ..data.files import get_files
 from .core import FLD, BaseTokenizer, SpacyTokenizer, WordTokenizer, defaults, rule_name, rules_from_names
 from .corpus import Corpus, TokenTable, Tokens, corpus_key, load_corpus, save_corpus, tokenize_corpus
+from .subword import SentencePieceTokenizer
 
 __all__ = ["Tokenizer", "join_texts", "TOKENIZERS"]
 
 # Word tokenizers an export may name, with the arguments their config holds.
-TOKENIZERS: dict[str, type] = {"SpacyTokenizer": SpacyTokenizer, "BaseTokenizer": BaseTokenizer}
+TOKENIZERS: dict[str, type] = {"SpacyTokenizer": SpacyTokenizer, "BaseTokenizer": BaseTokenizer,
+                               "SentencePieceTokenizer": SentencePieceTokenizer}
 
 
 def join_texts(df: pd.DataFrame, text_cols: Sequence[Any], mark_fields: bool = False) -> list[str]:
@@ -126,6 +128,7 @@ class Tokenizer:
         res.path = path
         names = [f.relative_to(path).as_posix() for f in files]
         texts = [f.read_text(encoding=encoding) for f in files]
+        res._fit_tok(texts)
         for name, tokens in zip(names, res._tokenize_cached(texts, names)):
             res._files[str(path / name)] = tokens
         return res
@@ -156,10 +159,20 @@ class Tokenizer:
                                   "be tokenized again next time. Pass a writable output_dir=/cache_dir=")
         return [corpus.doc(i) for i in range(len(corpus))]
 
+    def _fit_tok(self, texts: Sequence[str]) -> None:
+        """Let a word tokenizer that learns from the texts (`SubwordTokenizer`) learn from ``texts``, with the rules
+        applied, unless it already has."""
+        if hasattr(self.tok, "setup") and not getattr(self.tok, "trained", True):
+            if self.cache_dir is not None and getattr(self.tok, "cache_dir", False) is None:
+                self.tok.cache_dir = self.cache_dir  # keep the learned model beside the cached tokens
+            self.tok.setup(texts, self.rules)
+
     def prepare(self, texts: Sequence[str]) -> None:
-        """Tokenize, in one batch, the ``texts`` not seen yet (so later per-item calls are lookups)."""
+        """Tokenize, in one batch, the ``texts`` not seen yet (so later per-item calls are lookups). A word
+        tokenizer that learns from the texts (`SubwordTokenizer`) learns from the first ones."""
         new = list(dict.fromkeys(t for t in texts if isinstance(t, str) and t not in self._texts))
         if new:
+            self._fit_tok(new)
             self._texts.update(zip(new, self._tokenize_cached(new)))
 
     def setup(self, values: Sequence[Any]) -> None:
@@ -197,8 +210,10 @@ class Tokenizer:
         return [fresh[t] if isinstance(t, str) and t in fresh else self(t) for t in texts]
 
     def decode(self, tokens: Sequence[str]) -> str:
-        """The tokens joined with ``sep``."""
-        return self.sep.join(tokens)
+        """The tokens joined with ``sep`` (the text they spell, for a word tokenizer with a ``decode``:
+        `SubwordTokenizer`)."""
+        tok_decode = getattr(self.tok, "decode", None)
+        return tok_decode(list(tokens)) if tok_decode is not None else self.sep.join(tokens)
 
     def __deepcopy__(self, memo: dict) -> "Tokenizer":
         # `DataBlock` copies steps that have a `setup`: share the remembered tokens (they depend on the text
@@ -212,7 +227,8 @@ class Tokenizer:
         Raises:
             ValueError: for a word tokenizer or a rule that is not one of lamina's (it cannot be named in a file).
         """
-        tok_spec = self.tok.spec() if hasattr(self.tok, "spec") else {}
+        describe = getattr(self.tok, "to_config", None) or getattr(self.tok, "spec", None)
+        tok_spec = describe() if describe is not None else {}
         if tok_spec.get("name") not in TOKENIZERS:
             raise ValueError(f"The word tokenizer {type(self.tok).__name__} cannot be described in an export: use "
                              f"one of {sorted(TOKENIZERS)}")
