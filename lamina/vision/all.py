@@ -50,6 +50,7 @@ from .data import ImageBlock, ImageDataLoaders, MaskBlock, SegmentationDataLoade
 from .learner import (cnn_learner, create_timm_model, create_unet_model, create_vision_model, unet_learner,
                       vision_learner)
 from .points import PointBlock, PointScaler
+from .utils import download_images, resize_image, resize_images, resize_to
 from .transforms import (AddMaskCodes, CropPad, DihedralItem, FlipItem, PadMode, RandomCrop, RandomResizedCrop,
                          RatioResize, Resize, ResizeMethod, ToTensor)
 
@@ -58,7 +59,8 @@ __all__ = [
     # data: blocks, splitters, labellers, files
     "TransformBlock", "CategoryBlock", "MultiCategoryBlock", "RegressionBlock", "Category", "Categorize",
     "MultiCategorize", "EncodedMultiCategorize", "OneHotEncode", "RegressionSetup", "DataBlock", "Datasets",
-    "FileGetter", "ImageGetter", "verify_image", "verify_images", "RandomSplitter", "GrandparentSplitter",
+    "FileGetter", "ImageGetter", "verify_image", "verify_images", "download_images", "resize_images",
+    "resize_image", "resize_to", "RandomSplitter", "GrandparentSplitter",
     "IndexSplitter", "FuncSplitter", "MaskSplitter", "FileSplitter", "ColSplitter", "EndSplitter",
     "RandomSubsetSplitter", "TrainTestSplitter", "parent_label", "RegexLabeller", "using_attr", "ColReader",
     "ItemGetter", "AttrGetter",

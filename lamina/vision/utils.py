@@ -1,0 +1,225 @@
+"""Gathering your own images (fastai's chapter 2): download a list of image URLs, then shrink the files.
+
+* `download_images` fetches URLs into a folder, several at a time. Each file appears only once it is complete
+  (a dropped connection never leaves half an image under an image name), and the URLs that failed are reported
+  in one warning instead of silently missing.
+* `resize_images` shrinks every image of a folder so its longer side is at most ``max_size`` (into ``dest``,
+  which may be the same folder: each file is replaced by its complete resized version, never half written).
+* Broken downloads are then found with `verify_images` and deleted: ``verify_images(fns).map(Path.unlink)``.
+
+Example:
+    >>> download_images(path/'grizzly', urls=urls)
+    >>> resize_images(path/'grizzly', max_size=400, dest=path/'grizzly')
+    >>> failed = verify_images(get_image_files(path)); failed.map(Path.unlink)
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+import threading
+import uuid
+import warnings
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from ..core import usable_cpus
+from ..data.external import DownloadError, download_url
+from ..data.files import get_image_files, image_extensions, verify_image
+from ..foundation import L
+
+__all__ = ["download_images", "resize_to", "resize_image", "resize_images"]
+
+_SAFE_NAME = re.compile(r"[^\w.-]+")
+
+
+def _url_list(url_file: str | Path | None, urls: Iterable[str] | None, max_pics: int) -> list[str]:
+    if urls is None:
+        if url_file is None:
+            raise ValueError("download_images: pass urls= (a list of image URLs) or url_file= (a text file with "
+                             "one URL per line)")
+        if not Path(url_file).is_file():
+            raise FileNotFoundError(f"download_images: url_file={str(url_file)!r} is not a file; pass a text file "
+                                    "with one image URL per line, or the URLs themselves as urls=")
+        urls = Path(url_file).read_text(encoding="utf8").splitlines()
+    elif isinstance(urls, str):
+        urls = [urls]
+    return [u.strip() for u in urls if u and u.strip()][:max_pics]
+
+
+def _suffix_and_stem(url: str) -> tuple[str, str]:
+    """The image suffix of ``url``'s path (``.jpg`` when it has none, or one that is not an image's) and a file
+    stem made of its last path component."""
+    name = Path(unquote(urlsplit(url).path)).name
+    stem, suffix = os.path.splitext(name)
+    suffix = suffix.lower() if suffix.lower() in image_extensions else ".jpg"
+    return suffix, _SAFE_NAME.sub("_", stem).strip("._")
+
+
+class _Names:
+    """File names for the downloads, given out one at a time (threads ask concurrently)."""
+
+    def __init__(self, dest: Path, preserve_filename: bool):
+        self.dest, self.preserve, self.lock, self.taken = dest, preserve_filename, threading.Lock(), set()
+
+    def __call__(self, url: str) -> Path:
+        suffix, stem = _suffix_and_stem(url)
+        if not (self.preserve and stem):
+            return self.dest / f"{uuid.uuid4()}{suffix}"
+        with self.lock:  # the URL's own name, numbered when a file (or another download) already has it
+            candidate, n = stem, 1
+            while candidate + suffix in self.taken or (self.dest / (candidate + suffix)).exists():
+                candidate, n = f"{stem}{n}", n + 1
+            self.taken.add(candidate + suffix)
+        return self.dest / (candidate + suffix)
+
+
+def _fetch_image(url: str, path: Path, timeout: float) -> str | None:
+    """Download ``url`` to ``path``; None when it worked, else why not (nothing is left behind)."""
+    if urlsplit(url).scheme not in ("http", "https", "file"):
+        return f"{url!r} is not an http(s):// or file:// URL"
+    try:
+        download_url(url, path, timeout=timeout, show_progress=False)
+        return None
+    except (DownloadError, OSError, ValueError) as e:
+        path.with_name(path.name + ".part").unlink(missing_ok=True)  # an image download is never resumed
+        return str(e).split("; ")[0]  # what happened, without the advice about dataset mirrors
+
+
+def download_images(dest: str | Path, url_file: str | Path | None = None, urls: Iterable[str] | None = None,
+                    max_pics: int = 1000, n_workers: int = 8, timeout: float = 4,
+                    preserve_filename: bool = False) -> L:
+    """Download the images at ``urls`` (or listed one per line in ``url_file``) into the folder ``dest``.
+
+    Files are named with a random UUID and the URL's image suffix (``.jpg`` when it has none), or with the URL's
+    own file name if ``preserve_filename`` (numbered ``name1.jpg`` ... when taken). A URL that fails (no
+    connection, an HTTP error, a timeout) leaves no file; all failures are reported in one warning.
+
+    Args:
+        dest: the folder (created when missing).
+        url_file, urls: where the URLs come from.
+        max_pics: download at most this many (the first ones).
+        n_workers: downloads at once (threads).
+        timeout: seconds to wait for a connection and for each read.
+        preserve_filename: name files after the URLs instead of UUIDs.
+
+    Returns:
+        The files written, as an `L` in the order of the URLs.
+    """
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    todo = _url_list(url_file, urls, max_pics)
+    names = _Names(dest, preserve_filename)
+    paths = [names(u) for u in todo]
+    with ThreadPoolExecutor(max_workers=max(1, n_workers)) as pool:
+        problems = list(pool.map(lambda up: _fetch_image(up[0], up[1], timeout), zip(todo, paths)))
+    failed = [(u, p) for u, p in zip(todo, problems) if p is not None]
+    if failed:
+        shown = "; ".join(f"{u}: {p}" for u, p in failed[:3])
+        warnings.warn(f"download_images: {len(failed)} of {len(todo)} URLs could not be downloaded into {dest} "
+                      f"(first: {shown})", stacklevel=2)
+    return L([p for p, problem in zip(paths, problems) if problem is None])
+
+
+def resize_to(img: Any, targ_sz: int, use_min: bool = False) -> tuple[int, int]:
+    """The ``(width, height)`` with the same aspect ratio as the PIL image ``img`` whose longer side (shorter if
+    ``use_min``) is ``targ_sz``."""
+    w, h = img.size
+    ratio = targ_sz / (min if use_min else max)(w, h)
+    return int(w * ratio), int(h * ratio)
+
+
+def _save_atomically(img: Any, target: Path, img_format: str | None, **kwargs: Any) -> None:
+    """Save ``img`` to a temporary file beside ``target``, then rename it over ``target``."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    try:
+        img.save(tmp, img_format or _format_of(target), **kwargs)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _format_of(target: Path) -> str:
+    from PIL import Image
+
+    Image.init()
+    fmt = Image.EXTENSION.get(target.suffix.lower())
+    if fmt is None:
+        raise ValueError(f"resize_image: Pillow cannot write {target.suffix!r} files ({target}); pass ext= an "
+                         "image suffix such as '.jpg' or '.png', or img_format=")
+    return fmt
+
+
+def resize_image(file: str | Path, dest: str | Path, src: str | Path = ".", max_size: int | None = None,
+                 n_channels: int = 3, ext: str | None = None, img_format: str | None = None,
+                 resample: Any = None, resume: bool = False, **kwargs: Any) -> Path | None:
+    """Write ``src/file`` to ``dest/file`` with its longer side at most ``max_size`` and ``n_channels``
+    channels (3: converted to RGB).
+
+    A file already within bounds is copied as it is (left alone when ``dest/file`` is the file itself).
+    ``ext`` changes the suffix of the written file; ``kwargs`` go to Pillow's ``save`` (``quality=`` ...).
+    With ``resume``, an existing ``dest/file`` is kept. A file that cannot be decoded is skipped.
+
+    Returns:
+        The file written (or kept), or None when ``src/file`` is not a readable image.
+    """
+    from PIL import Image
+
+    source, target = Path(src) / file, Path(dest) / file
+    target = target.with_suffix(ext) if ext is not None else target
+    if resume and target.exists():
+        return target
+    if not verify_image(source):
+        return None
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with Image.open(source) as img:
+        too_big = max_size is not None and max(img.size) > max_size
+        channels = len(img.getbands())
+        if too_big or channels != n_channels or target.suffix.lower() != source.suffix.lower():
+            out = img.resize(resize_to(img, max_size), resample=Image.Resampling.BILINEAR if resample is None
+                             else resample) if too_big else img
+            out = out.convert("RGB") if n_channels == 3 and out.mode != "RGB" else out
+            _save_atomically(out, target, img_format, **kwargs)
+        elif source.resolve() != target.resolve():
+            shutil.copy2(source, target)
+    return target
+
+
+def resize_images(path: str | Path, max_workers: int | None = None, max_size: int | None = None,
+                  recurse: bool = False, dest: str | Path = Path("."), n_channels: int = 3, ext: str | None = None,
+                  img_format: str | None = None, resample: Any = None, resume: bool = False,
+                  **kwargs: Any) -> L:
+    """`resize_image` for every image under ``path`` (its sub-folders too if ``recurse``), written under ``dest``
+    at the same relative paths, several at a time (threads: Pillow decodes and resizes without the GIL).
+
+    ``resume`` keeps the files ``dest`` already has (for a run that was stopped; leave it off when ``dest`` is
+    ``path``). Images that cannot be decoded are skipped and counted in a warning (find them with `verify_images`).
+
+    Returns:
+        The files written, as an `L`.
+    """
+    path, dest = Path(path), Path(dest)
+    if not path.is_dir():
+        raise FileNotFoundError(f"resize_images: {path} is not a folder; pass the folder holding the images")
+    dest.mkdir(parents=True, exist_ok=True)
+    files = [f.relative_to(path) for f in get_image_files(path, recurse=recurse)]
+
+    def one(f: Path) -> Path | None:
+        return resize_image(f, dest, src=path, max_size=max_size, n_channels=n_channels, ext=ext,
+                            img_format=img_format, resample=resample, resume=resume, **kwargs)
+
+    with ThreadPoolExecutor(max_workers=max_workers or usable_cpus()) as pool:
+        done = list(pool.map(one, files))
+    skipped: Sequence[Path] = [path / f for f, d in zip(files, done) if d is None]
+    if skipped:
+        warnings.warn(f"resize_images: {len(skipped)} of {len(files)} files under {path} are not readable images and "
+                      f"were skipped (first: {skipped[0]}); verify_images(get_image_files(path)) lists them",
+                      stacklevel=2)
+    return L([d for d in done if d is not None])
