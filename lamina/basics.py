@@ -31,6 +31,7 @@ from .callbacks.core import (Callback, CancelBackwardException, CancelBatchExcep
 from .callbacks.hook import (ActivationStats, Hook, HookCallback, Hooks, dummy_eval, has_params, hook_output,
                              hook_outputs, model_sizes, num_features_model)
 from .callbacks.distributed import DistributedTrainer
+from .callbacks.graph import ShowGraphCallback
 from .callbacks.logging import CSVLogger
 from .callbacks.mixup import CutMix, MixHandler, MixUp
 from .callbacks.mlflow import MLFlowCallback
@@ -76,7 +77,8 @@ from .vision.tensors import TensorImage, TensorImageBW, TensorMask, TensorPoint
 __all__ = ["partial", "Path", "np", "pd", "torch", "F", "nn",
            "Callback", "CancelBackwardException", "CancelBatchException", "CancelEpochException",
            "CancelFitException", "CancelStepException", "CancelTrainException", "CancelValidException",
-           "CSVLogger", "ChannelsLast", "MixedPrecision", "ProgressCallback", "Recorder", "LRFinder",
+           "CSVLogger", "ChannelsLast", "MixedPrecision", "ProgressCallback", "ShowGraphCallback", "Recorder",
+           "LRFinder",
            "ParamScheduler", "SuggestionMethod", "minimum", "slide", "steep", "valley", "EarlyStoppingCallback",
            "ReduceLROnPlateau", "SaveModelCallback", "TrackerCallback", "BnFreeze", "GradientAccumulation",
            "GradientClip", "ShortEpochCallback", "SkipToEpoch", "TerminateOnNaNCallback", "TrainEvalCallback",
