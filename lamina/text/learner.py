@@ -190,11 +190,8 @@ class LMLearner(TextLearner):
         vocab = text_vocab_of(self.dls)
         ids = self.dls.encode_text(text).to(self.dls.device)
         generated = _sample(self.model, ids, n_words, vocab, no_unk, temperature, min_p)
-        tokens = [vocab[i] for i in [*ids.tolist(), *generated]]
-        pieces_to_text = getattr(self.dls.tokenizer.tok, "decode", None)
-        if pieces_to_text is not None:  # pieces of words (`SubwordTokenizer`): the words they spell
-            tokens = pieces_to_text(tokens).split()
-        return self.dls.tokenizer.sep.join(decoder([t for t in tokens if t not in (BOS, PAD)]))
+        words = self.dls.tokenizer.words([vocab[i] for i in [*ids.tolist(), *generated]])  # pieces spell words
+        return self.dls.tokenizer.sep.join(decoder([t for t in words if t not in (BOS, PAD)]))
 
 
 @torch.no_grad()

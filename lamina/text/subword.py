@@ -13,10 +13,10 @@ there, and a later `setup` on the same texts reads it instead of learning again.
 Needs the ``sentencepiece`` package: ``pip install 'lamina[text]'``.
 
 Example:
-    >>> sp = SubwordTokenizer(vocab_sz=1000)
-    >>> sp.setup(texts)                      # learn the pieces
+    >>> sp = SubwordTokenizer(vocab_sz=10000)
+    >>> sp.setup(texts)                      # learn the pieces (no rules here: a Tokenizer applies its own)
     >>> ' '.join(first(sp([texts[0]]))[:8])
-    '▁xxbos ▁xxmaj ▁this ▁movie , ▁which ▁i ▁just'
+    '▁Un - b leep ing - be lie'
 """
 
 from __future__ import annotations
@@ -38,6 +38,8 @@ __all__ = ["SentencePieceTokenizer", "SubwordTokenizer", "subword_vocab_size", "
 # rarest characters are better left unknown than given pieces of their own).
 EU_LANGS = ("bg cs da de el en es et fi fr ga hr hu it lt lv mt nl pl pt ro sk sl sv").split()
 SPACE = "\u2581"  # how SentencePiece writes the space in front of a word
+MAX_MODEL_CHARS = 64 * 2**20  # the largest model (base64 characters) an export may hold
+_KEEP_MODELS = 3  # learned models kept in a cache folder (the newest)
 
 
 def _sentencepiece() -> Any:
@@ -99,8 +101,7 @@ class SentencePieceTokenizer:
         self._proto: bytes | None = None
         self._sp: Any = None
         if sp_model_proto is not None:
-            self._load(base64.b64decode(sp_model_proto, validate=True) if isinstance(sp_model_proto, str)
-                       else bytes(sp_model_proto), "the sp_model_proto bytes")
+            self._load(_proto_bytes(sp_model_proto), "the sp_model_proto bytes")
         elif self.sp_model is not None:
             if not self.sp_model.is_file():
                 raise FileNotFoundError(f"SubwordTokenizer: sp_model={str(self.sp_model)!r} is not a file; pass a "
@@ -150,6 +151,9 @@ class SentencePieceTokenizer:
         if cached is not None:
             try:
                 self.sp_model = atomic_write(cached, lambda f: f.write(self._proto), what="SentencePiece model")
+                models = sorted(cached.parent.glob("spm-*.model"), key=lambda p: p.stat().st_mtime, reverse=True)
+                for stale in models[_KEEP_MODELS:]:  # models of older texts or settings
+                    stale.unlink(missing_ok=True)
             except OSError as e:  # a read-only folder: the model is still learned, just not kept
                 warnings.warn(f"SubwordTokenizer: could not keep the learned model in {self.cache_dir} ({e}); it "
                               "will be learned again next time. Pass a writable cache_dir=")
@@ -167,12 +171,20 @@ class SentencePieceTokenizer:
         spm = _sentencepiece()
         model = io.BytesIO()
         longest = max(len(line.encode("utf-8")) for line in lines)
-        spm.SentencePieceTrainer.train(
-            sentence_iterator=iter(lines), model_writer=model, model_type=self.model_type,
-            vocab_size=self.vocab_sz or subword_vocab_size(lines, self.max_vocab_sz), hard_vocab_limit=False,
-            character_coverage=self.char_coverage, user_defined_symbols=[SPACE + t for t in self.special_toks],
-            unk_id=0, pad_id=-1, bos_id=-1, eos_id=-1, max_sentence_length=max(longest + 1, 4192),
-            minloglevel=2, num_threads=usable_cpus())
+        size = self.vocab_sz
+        if size is None:  # at least one piece per character, special token and the unknown piece
+            chars = len(set().union(*map(set, lines)) - {" "}) + len(self.special_toks) + 2
+            size = min(max(subword_vocab_size(lines, self.max_vocab_sz), chars), max(self.max_vocab_sz, chars))
+        try:
+            spm.SentencePieceTrainer.train(
+                sentence_iterator=iter(lines), model_writer=model, model_type=self.model_type, vocab_size=size,
+                hard_vocab_limit=False, character_coverage=self.char_coverage,
+                user_defined_symbols=[SPACE + t for t in self.special_toks], unk_id=0, pad_id=-1, bos_id=-1,
+                eos_id=-1, max_sentence_length=max(longest + 1, 4192), minloglevel=2, num_threads=usable_cpus())
+        except RuntimeError as e:
+            raise ValueError(f"SubwordTokenizer: SentencePiece could not learn {size} pieces from these texts "
+                             f"({str(e).split('] ')[-1]}); pass a larger vocab_sz, or leave it out to size the "
+                             "vocabulary from the texts") from None
         return model.getvalue()
 
     # --- tokenizing -----------------------------------------------------------------------------------------
@@ -184,8 +196,10 @@ class SentencePieceTokenizer:
         return (self._sp.EncodeAsPieces(str(t)) for t in items)
 
     def decode(self, pieces: Sequence[str]) -> str:
-        """The text the pieces spell (``▁`` back to spaces)."""
-        return "".join(pieces).replace(SPACE, " ").strip()
+        """The text the pieces spell (``▁`` back to spaces; a special token without its ``▁``, as vocabularies
+        hold them, is a word of its own)."""
+        special = set(self.special_toks)
+        return "".join(SPACE + p if p in special else p for p in pieces).replace(SPACE, " ").strip()
 
     # --- descriptions -----------------------------------------------------------------------------------------
     def spec(self) -> dict:
@@ -205,6 +219,31 @@ class SentencePieceTokenizer:
                 "model_type": self.model_type, "char_coverage": self.char_coverage,
                 "sp_model_proto": base64.b64encode(self._proto).decode("ascii")}
 
+    @classmethod
+    def from_config(cls, cfg: dict) -> "SentencePieceTokenizer":
+        """The tokenizer an export describes (what `to_config` wrote): settings and the model's bytes, nothing
+        that names a file.
+
+        Raises:
+            ValueError: for another field, a missing or oversized model, or settings of the wrong type.
+        """
+        allowed = {"lang", "special_toks", "model_type", "char_coverage", "sp_model_proto"}
+        if set(cfg) - allowed:
+            raise ValueError(f"SubwordTokenizer in an export: unexpected fields {sorted(set(cfg) - allowed)}; an "
+                             f"export holds only {sorted(allowed)}")
+        proto, toks = cfg.get("sp_model_proto"), cfg.get("special_toks")
+        if not isinstance(proto, str) or not proto or len(proto) > MAX_MODEL_CHARS:
+            raise ValueError("SubwordTokenizer in an export: sp_model_proto must hold the model's bytes in base64 "
+                             f"(at most {MAX_MODEL_CHARS:,} characters); export the learner again")
+        if toks is not None and not (isinstance(toks, list) and all(isinstance(t, str) for t in toks)):
+            raise ValueError("SubwordTokenizer in an export: special_toks must be a list of strings")
+        coverage = cfg.get("char_coverage", 0.9998)
+        if not isinstance(cfg.get("lang", "en"), str) or isinstance(coverage, bool) or not isinstance(
+                coverage, (int, float)):
+            raise ValueError("SubwordTokenizer in an export: lang must be a string and char_coverage a number")
+        return cls(lang=cfg.get("lang", "en"), special_toks=toks, model_type=cfg.get("model_type", "unigram"),
+                   char_coverage=cfg.get("char_coverage"), sp_model_proto=proto)
+
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
         state["_sp"] = None  # the SentencePiece processor does not pickle: rebuilt from the bytes
@@ -221,6 +260,19 @@ class SentencePieceTokenizer:
 
 
 SubwordTokenizer = SentencePieceTokenizer
+
+
+def _proto_bytes(proto: Any) -> bytes:
+    """Model bytes from bytes or their base64 text."""
+    if isinstance(proto, (bytes, bytearray, memoryview)):
+        return bytes(proto)
+    if isinstance(proto, str):
+        try:
+            return base64.b64decode(proto, validate=True)
+        except ValueError as e:
+            raise ValueError(f"SubwordTokenizer: sp_model_proto is not base64 text ({e})") from None
+    raise TypeError(f"SubwordTokenizer: sp_model_proto must be the model's bytes or their base64 text; received "
+                    f"{type(proto).__name__}")
 
 
 def _text_of(item: Any, rules: Sequence[Callable[[str], str]] | None) -> str:

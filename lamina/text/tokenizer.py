@@ -67,7 +67,7 @@ class Tokenizer:
         rules: the rules applied to each text first (default ``defaults.text_proc_rules``).
         counter, lengths: accepted for fastai compatibility (the vocabulary is counted on the training items).
         mode: ``'df'``, ``'folder'`` or None.
-        sep: how `decode` joins tokens.
+        sep: how `decode` joins tokens (the words that pieces spell, for `SubwordTokenizer`).
         post_rules: per-token rules (default ``defaults.text_postproc_rules``).
         n_workers: processes for large batches (default one per CPU, at most 8).
         cache_dir: where batches of texts are cached (None: not cached).
@@ -87,6 +87,7 @@ class Tokenizer:
         self.mark_fields = False
         self.path: Path | None = None
         self.table = TokenTable()
+        self._tok_set_up = False
         self._texts: dict[str, Tokens] = {}  # text -> its tokens
         self._files: dict[str, Tokens] = {}  # file path -> its tokens (folder mode)
 
@@ -160,12 +161,14 @@ class Tokenizer:
         return [corpus.doc(i) for i in range(len(corpus))]
 
     def _fit_tok(self, texts: Sequence[str]) -> None:
-        """Let a word tokenizer that learns from the texts (`SubwordTokenizer`) learn from ``texts``, with the rules
-        applied, unless it already has."""
-        if hasattr(self.tok, "setup") and not getattr(self.tok, "trained", True):
-            if self.cache_dir is not None and getattr(self.tok, "cache_dir", False) is None:
-                self.tok.cache_dir = self.cache_dir  # keep the learned model beside the cached tokens
-            self.tok.setup(texts, self.rules)
+        """Let a word tokenizer that learns from the texts (one with a ``setup``, as `SubwordTokenizer`) learn from
+        ``texts``, with the rules applied: once, and not when it is already ``trained``."""
+        if not hasattr(self.tok, "setup") or getattr(self.tok, "trained", False) or self._tok_set_up:
+            return
+        if self.cache_dir is not None and getattr(self.tok, "cache_dir", False) is None:
+            self.tok.cache_dir = self.cache_dir  # keep the learned model beside the cached tokens
+        self.tok.setup(texts, self.rules)
+        self._tok_set_up = True
 
     def prepare(self, texts: Sequence[str]) -> None:
         """Tokenize, in one batch, the ``texts`` not seen yet (so later per-item calls are lookups). A word
@@ -209,11 +212,15 @@ class Tokenizer:
         fresh = dict(zip(raw, self._tokenize_cached(raw) if raw else []))
         return [fresh[t] if isinstance(t, str) and t in fresh else self(t) for t in texts]
 
+    def words(self, tokens: Sequence[str]) -> list[str]:
+        """The words of ``tokens``: the tokens themselves, or the words that `SubwordTokenizer` pieces spell."""
+        if isinstance(self.tok, SentencePieceTokenizer):
+            return self.tok.decode(list(tokens)).split()
+        return list(tokens)
+
     def decode(self, tokens: Sequence[str]) -> str:
-        """The tokens joined with ``sep`` (the text they spell, for a word tokenizer with a ``decode``:
-        `SubwordTokenizer`)."""
-        tok_decode = getattr(self.tok, "decode", None)
-        return tok_decode(list(tokens)) if tok_decode is not None else self.sep.join(tokens)
+        """The `words` of ``tokens`` joined with ``sep``."""
+        return self.sep.join(self.words(tokens))
 
     def __deepcopy__(self, memo: dict) -> "Tokenizer":
         # `DataBlock` copies steps that have a `setup`: share the remembered tokens (they depend on the text
@@ -252,7 +259,8 @@ class Tokenizer:
         """
         if cfg.get("tok") not in TOKENIZERS:
             raise ValueError(f"Unknown word tokenizer {cfg.get('tok')!r}: known ones are {sorted(TOKENIZERS)}")
-        tok = TOKENIZERS[cfg["tok"]](**dict(cfg.get("tok_kwargs") or {}))
+        tok_cls, tok_kwargs = TOKENIZERS[cfg["tok"]], dict(cfg.get("tok_kwargs") or {})
+        tok = tok_cls.from_config(tok_kwargs) if hasattr(tok_cls, "from_config") else tok_cls(**tok_kwargs)
         res = cls(tok, rules=rules_from_names(cfg.get("rules", [])), post_rules=rules_from_names(
             cfg.get("post_rules", [])), sep=cfg.get("sep", " "), mode=cfg.get("mode"))
         res.text_cols, res.mark_fields = list(cfg.get("text_cols") or []), bool(cfg.get("mark_fields", False))

@@ -1,6 +1,8 @@
 """SubwordTokenizer (SentencePiece): learning the pieces, special tokens, the cached model, workers, exports."""
 
 import pickle
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -50,6 +52,11 @@ def test_clear_errors(tmp_path, texts):
         list(SubwordTokenizer()(["some text"]))
     with pytest.raises(ValueError, match="texts are empty"):
         SubwordTokenizer().setup(["", "   "])
+    with pytest.raises(ValueError, match="could not learn 20 pieces.*larger vocab_sz"):
+        SubwordTokenizer(vocab_sz=20).setup(texts)
+    tiny = SubwordTokenizer()  # the default size covers every character, however few the texts
+    tiny.setup(["The quick brown fox jumps over the lazy dog!"])
+    assert tiny.decode(next(tiny(["The lazy dog"]))) == "The lazy dog"
     with pytest.raises(ValueError, match="model_type"):
         SubwordTokenizer(model_type="wordpiece")
     with pytest.raises(FileNotFoundError, match="missing.model"):
@@ -95,6 +102,9 @@ def test_a_folder_tokenizer_learns_once_and_keeps_the_model_beside_its_tokens(tm
     assert len(trained) == 2 and models[0].stat().st_size > 100
     Tokenizer.from_folder(path, tok=SubwordTokenizer(vocab_sz=40))  # other settings: another model
     assert len(trained) == 3 and len(list((tmp_path / "imdb_tok").glob("spm-*.model"))) == 2
+    for size in (45, 55):
+        Tokenizer.from_folder(path, tok=SubwordTokenizer(vocab_sz=size))
+    assert len(list((tmp_path / "imdb_tok").glob("spm-*.model"))) == 3  # the newest models only
 
 
 def test_classifier_and_language_model_export_the_model_inside_the_file(tmp_path, reviews, clas_config, lm_config):
@@ -124,3 +134,71 @@ def test_classifier_and_language_model_export_the_model_inside_the_file(tmp_path
     lm_loaded = load_learner(lm.export(tmp_path / "lm.pkl"))
     set_seed(1)
     assert lm_loaded.predict("The film", 5) == generated
+
+
+def test_special_tokens_from_the_vocabulary_decode_as_words(texts):
+    sp = SubwordTokenizer(vocab_sz=60)
+    sp.setup(texts, defaults.text_proc_rules)
+    assert sp.decode([SPACE + "the", "xxunk", SPACE + "film", "xxpad", "s"]) == "the xxunk film xxpads"
+    tok = Tokenizer(sp)
+    assert tok.words([SPACE + "xxbos", SPACE + "gr", "eat", "xxunk"]) == ["xxbos", "great", "xxunk"]
+
+
+def test_an_export_names_no_file_and_holds_a_model(texts, tmp_path):
+    sp = SubwordTokenizer(vocab_sz=60)
+    sp.setup(texts)
+    good = Tokenizer(sp).to_config()
+    assert Tokenizer.from_config(good).tok.spec() == sp.spec()
+    bad_configs = {
+        "unexpected fields": {"sp_model": str(tmp_path / "x.model")},
+        "sp_model_proto must hold": {"sp_model_proto": None},
+        "must hold the model": {"sp_model_proto": 800_000_000},
+        "special_toks must be": {"special_toks": "xxbos"},
+        "not base64": {"sp_model_proto": "not base64!"},
+        "do not hold a SentencePiece model": {"sp_model_proto": "AAAA"},
+    }
+    for message, change in bad_configs.items():
+        cfg = {**good, "tok_kwargs": {**good["tok_kwargs"], **change}}
+        with pytest.raises(ValueError, match=message):
+            Tokenizer.from_config(cfg)
+
+
+def test_crafted_models_are_refused_cleanly(texts, tmp_path):
+    """A model with an enormous piece or a damaged character map is refused with an error, in a separate process
+    so that a crash would show as one."""
+    sp = SubwordTokenizer(vocab_sz=60)
+    sp.setup(texts)
+    (tmp_path / "model").write_bytes(sp._proto)
+    code = f"""
+from pathlib import Path
+from sentencepiece import sentencepiece_model_pb2 as pb
+from lamina.text.subword import SubwordTokenizer
+raw = Path({str(tmp_path / 'model')!r}).read_bytes()
+long, charsmap = pb.ModelProto(), pb.ModelProto()
+long.ParseFromString(raw); charsmap.ParseFromString(raw)
+long.pieces[20].piece = "a" * 400000
+charsmap.normalizer_spec.precompiled_charsmap = b"\\xff\\xff\\xff\\x7f" + b"\\x00" * 64
+for model in (long, charsmap):
+    try:
+        SubwordTokenizer(sp_model_proto=model.SerializeToString())
+        print("loaded")
+    except ValueError:
+        print("refused")
+"""
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["refused", "refused"]
+
+
+def test_a_datablock_learns_the_pieces_from_its_training_texts(reviews, monkeypatch):
+    seen = []
+    real_setup = SentencePieceTokenizer.setup
+    monkeypatch.setattr(SentencePieceTokenizer, "setup",
+                        lambda self, items, rules=None: seen.append(list(items)) or real_setup(self, items, rules))
+    block = DataBlock(blocks=(TextBlock.from_df("text", tok=SubwordTokenizer(vocab_sz=60)), CategoryBlock),
+                      get_x=ColReader("text"), get_y=ColReader("label"), splitter=ColSplitter("is_valid"))
+    dls = block.dataloaders(reviews, bs=16)
+    train_texts = set(reviews.loc[~reviews.is_valid, "text"])
+    assert len(seen) == 1 and set(seen[0]) == train_texts  # learned once, from the training texts only
+    x, _ = dls.one_batch()
+    assert x.shape[0] == 16 and any(t.startswith(SPACE) for t in dls.vocab[0])
