@@ -18,7 +18,8 @@ Write your own by subclassing `Metric` and implementing ``reset``, ``accumulate(
 ``accumulate`` may read ``learn.pred``, ``learn.yb``, ``learn.loss``, ``learn.training`` and ``learn.loss_func``.
 
 Layout: `base` (the protocol, generic metrics, helpers), `functions` (per-sample functions), `classification`,
-`regression` and `segmentation`; import everything from ``lamina.metrics``.
+`ranking` (average precision), `regression`, `segmentation`, `text` (perplexity, BLEU) and `loss` (parts of a
+loss as columns); import everything from ``lamina.metrics``.
 """
 
 from .base import AccumMetric, AvgLoss, AvgMetric, AvgSmoothLoss, Metric, ValueMetric, as_metric, skm_to_fastai
@@ -29,7 +30,9 @@ from .functions import (accuracy, accuracy_multi, error_rate, exp_rmspe, foregro
                         top_k_accuracy)
 from .regression import ExplainedVariance, PearsonCorrCoef, R2Score, SpearmanCorrCoef
 from .segmentation import Dice, DiceMulti, JaccardCoeff, JaccardCoeffMulti, MeanIoU
-from .text import Perplexity
+from .loss import LossMetric, LossMetrics
+from .ranking import APScoreBinary, APScoreMulti, MatthewsCorrCoefMulti
+from .text import CorpusBLEUMetric, Perplexity
 
 __all__ = [
     "Metric", "AvgMetric", "AvgLoss", "AvgSmoothLoss", "AccumMetric", "ValueMetric", "as_metric", "skm_to_fastai",
@@ -37,5 +40,6 @@ __all__ = [
     "foreground_acc", "R2Score", "ExplainedVariance", "PearsonCorrCoef", "SpearmanCorrCoef",
     "F1Score", "FBeta", "Precision", "Recall", "BalancedAccuracy", "MatthewsCorrCoef", "CohenKappa",
     "RocAuc", "RocAucBinary", "F1ScoreMulti", "FBetaMulti", "PrecisionMulti", "RecallMulti", "RocAucMulti",
-    "Dice", "DiceMulti", "JaccardCoeff", "JaccardCoeffMulti", "MeanIoU", "Perplexity",
+    "Dice", "DiceMulti", "JaccardCoeff", "JaccardCoeffMulti", "MeanIoU", "Perplexity", "CorpusBLEUMetric",
+    "APScoreBinary", "APScoreMulti", "MatthewsCorrCoefMulti", "LossMetric", "LossMetrics",
 ]
