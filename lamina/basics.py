@@ -51,6 +51,8 @@ from .data.external import URLs, download_url, untar_data
 from .data.files import get_files, get_image_files, get_text_files, image_extensions
 from .data.loaders import DataLoader, DataLoaders, TensorDataLoader
 from .data.midlevel import Pipeline, TfmdLists, Transform, decode_at, fastuple, show_at
+from .data.pipeline import DisplayedTransform, RandTransform
+from .data.transforms.base import ItemTransform
 from .data.block import get_c
 from .data.transforms import CategoryMap
 from .export import load_learner
@@ -100,7 +102,8 @@ __all__ = ["partial", "Path", "np", "pd", "torch", "F", "nn",
            "show_image", "show_images", "TensorImage", "TensorImageBW", "TensorMask", "TensorPoint",
            *_torch_core_all,
            # the mid-level data API (book chapter 11)
-           "Transform", "Pipeline", "TfmdLists", "fastuple", "show_at", "decode_at",
+           "Transform", "DisplayedTransform", "RandTransform", "ItemTransform", "Pipeline", "TfmdLists", "fastuple",
+           "show_at", "decode_at",
            # what fastai's star import brings from the standard library and fastcore (lamina.book_names)
            *[n for n in _book_names_all if n not in ("math", "LazyModule")]]
 

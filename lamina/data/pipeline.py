@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import random
 import typing
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -30,7 +31,7 @@ from typing import Any
 from ..foundation import L
 from .transforms import as_steps, sort_tfms, step_hook
 
-__all__ = ["Transform", "Pipeline", "fastuple", "run_steps"]
+__all__ = ["Transform", "DisplayedTransform", "RandTransform", "Pipeline", "fastuple", "run_steps"]
 
 
 @functools.lru_cache(maxsize=1024)
@@ -157,6 +158,53 @@ class Transform:
 
     def __repr__(self) -> str:
         return f"{self.name}(order={self.order}, split_idx={self.split_idx})"
+
+
+class DisplayedTransform(Transform):
+    """A `Transform` whose repr shows its settings (its public attributes), as fastai's does."""
+
+    def __repr__(self) -> str:
+        settings = {k: v for k, v in vars(self).items() if not k.startswith("_") and not callable(v)}
+        return f"{self.name} -- {settings} (order={self.order}, split_idx={self.split_idx})"
+
+
+class RandTransform(DisplayedTransform):
+    """A `Transform` applied at random, while training only: before each call `before_call` decides (``self.do``)
+    whether it runs, with probability ``p``; override `before_call` to draw the transform's own random values.
+
+    Args:
+        p: the probability of applying it.
+        nm: a name for ``self.name`` (default: the class name).
+        before_call: a function ``(x, split_idx)`` replacing `before_call`.
+        **kwargs: `Transform` arguments (``order``, ``split_idx``: None applies it on validation too).
+
+    Example:
+        >>> class RandomFlipH(RandTransform):
+        ...     def encodes(self, img: PILImage): return img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        >>> item_tfms = [Resize(224), RandomFlipH(p=0.5)]
+    """
+
+    split_idx: int | None = 0
+
+    def __init__(self, p: float = 1.0, nm: str | None = None, before_call: Callable | None = None, **kwargs: Any):
+        if not 0 <= p <= 1:
+            raise ValueError(f"RandTransform: p={p} must be a probability, between 0 and 1")
+        super().__init__(**kwargs)
+        self.p, self.do, self._nm = p, True, nm
+        if before_call is not None:
+            self.before_call = before_call
+
+    @property
+    def name(self) -> str:
+        return self._nm or super().name
+
+    def before_call(self, x: Any, split_idx: int | None) -> None:
+        """Decide whether this call applies the transform (``self.do``): always when ``p`` is 1."""
+        self.do = self.p == 1.0 or random.random() < self.p
+
+    def __call__(self, x: Any, *args: Any, split_idx: int | None = None, **kwargs: Any) -> Any:
+        self.before_call(x, args[1] if len(args) == 2 else split_idx)
+        return super().__call__(x, *args, split_idx=split_idx, **kwargs) if self.do else x
 
 
 def _as_pipeline_step(step: Any) -> Any:

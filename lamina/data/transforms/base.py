@@ -26,6 +26,8 @@ Example:
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
@@ -127,11 +129,23 @@ def tfm_hook(tfm: Any, name: str) -> Any:
     return getattr(tfm, name) if declares(tfm, name) else getattr(TransformBase, name)
 
 
+@functools.lru_cache(maxsize=256)
+def _whole_sample_form(encodes: Any) -> bool:
+    """Whether ``encodes`` is fastai's one-argument form (``encodes(self, x)``: the whole sample, no split)."""
+    try:
+        params = list(inspect.signature(encodes).parameters.values())[1:]
+    except (TypeError, ValueError):
+        return False
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(positional) == 1 and not any(p.kind == p.VAR_POSITIONAL for p in params)
+
+
 class ItemTransform(TransformBase):
     """Base class of item transforms: call it on a sample tuple, or on one image: ``tfm(img, split_idx=1)``.
 
     Subclasses implement ``encodes(sample, split_idx) -> sample`` and list their constructor arguments in
-    ``_config_keys``.
+    ``_config_keys``. fastai's form, ``encodes(self, x)`` with the whole sample (``img, mask = x``) and no split,
+    works too: it is called with the sample as it is (on the splits ``split_idx`` allows).
 
     Attributes:
         random_on_train: draws random numbers on the training split (validation never does); `is_random`
@@ -146,9 +160,12 @@ class ItemTransform(TransformBase):
         return applies and split_idx != 1 and self.random_on_train
 
     def __call__(self, sample: Any, split_idx: int | None = None) -> Any:
+        applies = self.split_idx is None or split_idx is None or self.split_idx == split_idx
+        if _whole_sample_form(type(self).encodes):
+            return self.encodes(sample) if applies else sample
         single = not isinstance(sample, tuple)
         items = (sample,) if single else sample
-        if self.split_idx is None or split_idx is None or self.split_idx == split_idx:
+        if applies:
             items = self.encodes(items, split_idx)
         if single:
             return items[0]
