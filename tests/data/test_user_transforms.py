@@ -77,7 +77,8 @@ def test_item_transform_in_fastai_form_gets_the_whole_sample(tmp_path):
     assert SwapAndTag()((img, mask), split_idx=1) == (img, mask)  # split_idx=0: not on validation
     files = make_segmentation_set(tmp_path / "seg", n=8)
     codes = ["a", "b", "c"]
-    block = DataBlock(blocks=(ImageBlock, MaskBlock(codes)), get_y=lambda f: tmp_path / "seg" / "labels" / f"{f.stem}_P.png",
+    labels = tmp_path / "seg" / "labels"
+    block = DataBlock(blocks=(ImageBlock, MaskBlock(codes)), get_y=lambda f: labels / f"{f.stem}_P.png",
                       item_tfms=[SwapAndTag()], splitter=RandomSplitter(seed=0))
     x, y = block.dataloaders(files, bs=2, num_workers=0).train.one_batch()
     assert x.shape[0] == y.shape[0] == 2 and y.dtype == torch.long
