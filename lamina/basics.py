@@ -55,6 +55,7 @@ from .data.pipeline import DisplayedTransform, RandTransform
 from .data.transforms.base import ItemTransform
 from .data.block import get_c
 from .data.transforms import CategoryMap
+from .checkpoint import load_model, save_model
 from .export import load_learner
 from .foundation import L, Module, patch_path_ls
 from .learner import Learner
@@ -88,7 +89,7 @@ __all__ = ["partial", "Path", "np", "pd", "torch", "F", "nn",
            "DistributedTrainer", "DistributedDL", "rank0_first", "setup_distrib", "teardown_distrib", "rank_distrib",
            "num_distrib", "default_device", "set_seed", "URLs", "download_url", "untar_data", "get_files",
            "get_image_files", "get_text_files", "image_extensions", "DataLoader", "DataLoaders",
-           "TensorDataLoader", "CategoryMap", "load_learner", "Learner", "SGD", "Adam", "OptimWrapper", "RAdam",
+           "TensorDataLoader", "CategoryMap", "load_learner", "save_model", "load_model", "Learner", "SGD", "Adam", "OptimWrapper", "RAdam",
            "RMSProp", "trainable_params", "SchedCos", "SchedExp", "SchedLin", "SchedNo", "SchedPoly",
            "combine_scheds", "combined_cos", *_losses_all, *_metrics_all,
            # fastai's foundations, and its stepper optimizer with its steppers

@@ -22,7 +22,7 @@ from .compiled import fit_state_keys, plain_state_dict
 from .core import rank_distrib
 from .distributed import all_gather_cat, get_rank, is_initialized, on_rank0, world_size
 
-__all__ = ["CheckpointMixin", "atomic_write", "rng_states", "set_rng_states"]
+__all__ = ["CheckpointMixin", "atomic_write", "rng_states", "set_rng_states", "save_model", "load_model"]
 
 
 def rng_states() -> dict:
@@ -191,3 +191,45 @@ def _legacy_callback_states(state: dict) -> dict:
     if state.get("scaler"):
         states["mixed_precision"] = {"scaler": state["scaler"]}
     return states
+
+
+def save_model(file: str | Path, model: torch.nn.Module, opt: Any = None, with_opt: bool = True,
+               pickle_protocol: int = 2) -> Path:
+    """Save ``model``'s weights (and ``opt``'s state if ``with_opt``) to ``file``, atomically: fastai's function
+    behind ``learn.save``, for a model outside a Learner. ``pickle_protocol`` is accepted for compatibility.
+
+    Returns:
+        The path written.
+    """
+    state = {"model": plain_state_dict(model)}
+    if with_opt and opt is not None:
+        state["opt"] = opt.state_dict()
+    return atomic_write(Path(file), lambda f: torch.save(state, f), size_hint=_tensor_bytes(state), what="checkpoint")
+
+
+def load_model(file: str | Path, model: torch.nn.Module, opt: Any = None, with_opt: bool = True,
+               device: torch.device | str | None = None, strict: bool = True) -> None:
+    """Load weights written by `save_model` or ``learn.save`` (or a bare state dict) into ``model``, and the
+    optimizer's state into ``opt`` when both are there; read with ``weights_only=True``.
+
+    Raises:
+        FileNotFoundError: naming ``file`` when it does not exist.
+        ValueError: when the weights do not fit ``model`` (the model is left unchanged).
+    """
+    path = Path(file)
+    if not path.is_file():
+        raise FileNotFoundError(f"load_model: no file at {path}; check the path (learn.save writes "
+                                "<learn.path>/<model_dir>/<name>.pth)")
+    state = torch.load(path, map_location=device or "cpu", weights_only=True)
+    state = state if isinstance(state, dict) and "model" in state else {"model": state}
+    backup = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    try:
+        model.load_state_dict(fit_state_keys(state["model"], model), strict=strict)
+        if with_opt and opt is not None and "opt" in state:
+            opt.load_state_dict(state["opt"])
+    except (RuntimeError, ValueError, KeyError, TypeError) as e:
+        model.load_state_dict(backup)
+        raise ValueError(f"load_model: the weights in {path} do not fit this model ({e}); load them into the same "
+                         "architecture, or pass strict=False") from e
+    if with_opt and opt is not None and "opt" not in state:
+        warnings.warn(f"load_model: {path} holds no optimizer state; the optimizer starts fresh")

@@ -203,3 +203,29 @@ def test_a_checkpoint_written_before_callback_states_still_resumes(tmp_path):
                 cbs=Callback(before_epoch=lambda l: seen.append((l.recorder.smooth_loss.count,
                                                                   float(l.recorder.smooth_loss.val)))))
     assert seen == [(count, pytest.approx(val))]
+
+
+def test_save_model_and_load_model_outside_a_learner(tmp_path):
+    from lamina.checkpoint import load_model, save_model
+
+    learn = make_learner(tmp_path)
+    learn.fit(1, 1e-2)
+    path = save_model(tmp_path / "plain.pth", learn.model, learn.opt)
+    other = make_learner(tmp_path, seed=5)
+    other.create_opt()
+    load_model(path, other.model, other.opt)
+    assert all(torch.equal(a, b) for a, b in zip(learn.model.state_dict().values(),
+                                                   other.model.state_dict().values()))
+    saved, loaded = learn.opt.state_dict()["opt"]["state"], other.opt.state_dict()["opt"]["state"]
+    assert saved.keys() == loaded.keys() and all(
+        torch.equal(saved[k]["exp_avg"], loaded[k]["exp_avg"]) for k in saved)
+    fresh = make_learner(tmp_path, seed=6)  # learn.save's files load too
+    load_model(learn.save("stage"), fresh.model)
+    assert all(torch.equal(a, b) for a, b in zip(learn.model.state_dict().values(), fresh.model.state_dict().values()))
+    wrong = torch.nn.Linear(3, 1)
+    before = wrong.weight.detach().clone()
+    with pytest.raises(ValueError, match="do not fit this model"):
+        load_model(path, wrong)
+    assert torch.equal(wrong.weight, before)
+    with pytest.raises(FileNotFoundError, match="missing.pth"):
+        load_model(tmp_path / "missing.pth", wrong)
