@@ -2,9 +2,10 @@
 
 A checkpoint holds the model, the optimizer (state and per-group hypers), the random states (Python,
 numpy, torch CPU and CUDA), the loaders' epoch counters, the number of epochs done, and each callback's
-own state by callback name (the Recorder's smoothed loss, the grad scaler, the trackers' best value). It is written to a temporary file in the same folder, flushed to disk, then renamed
-over the old one: a crash mid-write leaves the previous checkpoint intact, and the next write into
-that folder removes the temporary file the crashed writer left.
+own state by callback name (the Recorder's smoothed loss, the grad scaler, the trackers' best value). It is
+written to a temporary file in the same folder, flushed to disk, then renamed over the old one: a crash mid-write
+leaves the previous checkpoint intact, and the next write into that folder removes the temporary file the crashed
+writer left. `save_model` / `load_model` do the same for a model outside a Learner.
 """
 
 from __future__ import annotations
