@@ -61,8 +61,13 @@ def get_files(path: str | Path, extensions: str | Iterable[str] | None = None, r
         The paths, sorted folder by folder, as an `L`.
 
     Raises:
-        FileNotFoundError: ``path`` does not exist. NotADirectoryError: ``path`` is a file.
+        FileNotFoundError: ``path`` does not exist. NotADirectoryError: ``path`` is a file. TypeError: ``path`` is
+            a list of files rather than a folder.
     """
+    if not isinstance(path, (str, os.PathLike)):
+        what = f"a {type(path).__name__} of {len(path)} items" if hasattr(path, "__len__") else repr(path)
+        raise TypeError(f"`path` must be a folder to list files from; received {what}. Files listed already are "
+                        "the items themselves: pass them as the DataBlock's source (with get_items=None)")
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"`path` does not exist: {path}; check it (did untar_data finish?)")

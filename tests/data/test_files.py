@@ -66,6 +66,8 @@ def test_missing_or_file_path(tmp_path):
     (tmp_path / "f.txt").write_text("x")
     with pytest.raises(NotADirectoryError, match="must be a folder.*f.txt"):
         get_image_files(tmp_path / "f.txt")
+    with pytest.raises(TypeError, match="received a list of 2 items.*the DataBlock's source"):
+        get_image_files([tmp_path / "f.txt", tmp_path / "g.txt"])  # files listed already, as a get_items source
 
 
 def test_image_and_text_files(tree, tmp_path_factory):
