@@ -50,6 +50,7 @@ from .data import ImageBlock, ImageDataLoaders, MaskBlock, SegmentationDataLoade
 from .learner import (cnn_learner, create_timm_model, create_unet_model, create_vision_model, unet_learner,
                       vision_learner)
 from .points import PointBlock, PointScaler
+from .pil_patch import patch_pil_image
 from .utils import download_images, resize_image, resize_images, resize_to
 from .transforms import (AddMaskCodes, CropPad, DihedralItem, FlipItem, PadMode, RandomCrop, RandomResizedCrop,
                          RatioResize, Resize, ResizeMethod, ToTensor)
@@ -85,3 +86,5 @@ __all__ = [
     "XResNet", "init_cnn", "SEBlock", "SEResNeXtBlock", "SeparableBlock", "SEModule", "SimpleSelfAttention",
     "AvgPool", "MaxPool", "AdaptiveAvgPool", *XRESNETS,
 ]
+
+patch_pil_image()  # fastai code calls Image.open(f).to_thumb(128, 128) (see lamina.vision.pil_patch)
