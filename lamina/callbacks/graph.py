@@ -42,7 +42,8 @@ class ShowGraphCallback(Callback):
         learn = self.learn
         self.active = rank_distrib() == 0 and not any(isinstance(cb, LRFinder) for cb in learn.cbs) \
             and getattr(learn, "recorder", None) is not None
-        self.fig, self._display = None, None
+        if self.active:  # lr_find keeps the last fit's figure
+            self.fig, self._display = None, None
 
     def after_epoch(self) -> None:
         if not getattr(self, "active", False):
@@ -66,7 +67,11 @@ class ShowGraphCallback(Callback):
         per_epoch = len(losses) / max(len(rec.iters), 1)
         planned = int(round(per_epoch * (self.learn.n_epoch - getattr(self.learn, "start_epoch", 0))))
         ax.set_xlim(0, max(planned, len(losses)))
-        ax.set_ylim(0, max(max(losses), *valid) * 1.05 if valid else max(losses) * 1.05)
+        finite = [v for v in (*losses, *valid) if math.isfinite(v)]
+        if finite:  # the frame starts at 0 (or below, for a negative loss); a NaN or inf loss is left out of it
+            low, high = min(0.0, min(finite)), max(0.0, max(finite))
+            span = (high - low) or 1.0
+            ax.set_ylim(low - 0.05 * span if low < 0 else 0.0, high + 0.05 * span)
         ax.set_xlabel("batch")
         ax.set_ylabel("loss")
         ax.legend()

@@ -5,6 +5,7 @@ multi-label decisions.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
@@ -22,9 +23,10 @@ def _binary_ap(scores: Tensor, targs: Tensor, sample_weight: Any = None, pos_lab
     s = torch.as_tensor(scores).reshape(-1).double()
     y = (torch.as_tensor(targs).reshape(-1).double() == float(pos_label)).double()
     w = _weights(len(y), sample_weight)
-    if (w * y).sum() == 0:
-        raise ValueError("average precision needs positive targets, but this epoch's targets hold none; use a "
-                         "larger or stratified validation set")
+    if (w * y).sum() == 0:  # as scikit-learn: nothing to find scores 0 (a rare label missing from this epoch)
+        warnings.warn("average precision: no positive target in this epoch's data (for this label); it scores 0. "
+                      "A larger or stratified validation set avoids it", stacklevel=2)
+        return 0.0
     order = torch.argsort(s, descending=True, stable=True)
     s, y, w = s[order], y[order], w[order]
     ends = torch.cat([torch.nonzero(s[1:] != s[:-1]).reshape(-1), torch.tensor([len(s) - 1])])
@@ -43,7 +45,8 @@ def _multilabel_ap(probs: Tensor, targs: Tensor, average: str = "macro", pos_lab
     weight = _weights(len(targs), sample_weight)
     if average == "micro":
         return _binary_ap(probs.reshape(-1), targs.reshape(-1), weight.repeat_interleave(targs.shape[1]), pos_label)
-    aps = torch.tensor([_binary_ap(probs[:, c], targs[:, c], weight, pos_label) for c in range(targs.shape[1])])
+    aps = torch.tensor([_binary_ap(probs[:, c], targs[:, c], weight, pos_label) for c in range(targs.shape[1])],
+                       dtype=torch.float64)
     if average == "weighted":
         support = (weight[:, None] * (targs == float(pos_label))).sum(0)
         return float((aps * support).sum() / support.sum())

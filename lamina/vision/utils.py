@@ -18,20 +18,22 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import tempfile
 import threading
 import uuid
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
+from contextlib import suppress
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from ..atomic import atomic_write
 from ..core import usable_cpus
 from ..data.external import DownloadError, download_url
 from ..data.files import get_image_files, image_extensions, verify_image
 from ..foundation import L
+from .core import _deep_to_8bit, _is_deep
 
 __all__ = ["download_images", "resize_to", "resize_image", "resize_images"]
 
@@ -58,7 +60,7 @@ def _suffix_and_stem(url: str) -> tuple[str, str]:
     name = Path(unquote(urlsplit(url).path)).name
     stem, suffix = os.path.splitext(name)
     suffix = suffix.lower() if suffix.lower() in image_extensions else ".jpg"
-    return suffix, _SAFE_NAME.sub("_", stem).strip("._")
+    return suffix, _SAFE_NAME.sub("_", stem).strip("._")[:100]  # a name, with room for its lock and part files
 
 
 class _Names:
@@ -81,14 +83,19 @@ class _Names:
 
 def _fetch_image(url: str, path: Path, timeout: float) -> str | None:
     """Download ``url`` to ``path``; None when it worked, else why not (nothing is left behind)."""
-    if urlsplit(url).scheme not in ("http", "https", "file"):
-        return f"{url!r} is not an http(s):// or file:// URL"
+    if urlsplit(url).scheme not in ("http", "https"):
+        return f"{url!r} is not an http(s):// URL"
     try:
         download_url(url, path, timeout=timeout, show_progress=False)
-        return None
     except (DownloadError, OSError, ValueError) as e:
-        path.with_name(path.name + ".part").unlink(missing_ok=True)  # an image download is never resumed
+        with suppress(OSError):
+            path.with_name(path.name + ".part").unlink(missing_ok=True)  # an image download is never resumed
         return str(e).split("; ")[0]  # what happened, without the advice about dataset mirrors
+    if not verify_image(path):  # cut short with no length sent, or a web page instead of an image
+        with suppress(OSError):
+            path.unlink(missing_ok=True)
+        return "what came back is not a complete image"
+    return None
 
 
 def download_images(dest: str | Path, url_file: str | Path | None = None, urls: Iterable[str] | None = None,
@@ -98,11 +105,12 @@ def download_images(dest: str | Path, url_file: str | Path | None = None, urls: 
 
     Files are named with a random UUID and the URL's image suffix (``.jpg`` when it has none), or with the URL's
     own file name if ``preserve_filename`` (numbered ``name1.jpg`` ... when taken). A URL that fails (no
-    connection, an HTTP error, a timeout) leaves no file; all failures are reported in one warning.
+    connection, an HTTP error, a timeout, a download that is not a complete image) leaves no file; all failures
+    are reported in one warning.
 
     Args:
         dest: the folder (created when missing).
-        url_file, urls: where the URLs come from.
+        url_file, urls: where the URLs come from (``http://`` or ``https://``).
         max_pics: download at most this many (the first ones).
         n_workers: downloads at once (threads).
         timeout: seconds to wait for a connection and for each read.
@@ -131,19 +139,14 @@ def resize_to(img: Any, targ_sz: int, use_min: bool = False) -> tuple[int, int]:
     ``use_min``) is ``targ_sz``."""
     w, h = img.size
     ratio = targ_sz / (min if use_min else max)(w, h)
-    return int(w * ratio), int(h * ratio)
+    return max(1, int(w * ratio)), max(1, int(h * ratio))
 
 
 def _save_atomically(img: Any, target: Path, img_format: str | None, **kwargs: Any) -> None:
-    """Save ``img`` to a temporary file beside ``target``, then rename it over ``target``."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    try:
-        img.save(tmp, img_format or _format_of(target), **kwargs)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Save ``img`` to ``target`` through `atomic_write` (a temporary file renamed over it: never half written;
+    a link is written through and the file keeps its permissions)."""
+    fmt = img_format or _format_of(target)
+    atomic_write(target, lambda f: img.save(f, fmt, **kwargs), what="resized image")
 
 
 def _format_of(target: Path) -> str:
@@ -165,12 +168,13 @@ def resize_image(file: str | Path, dest: str | Path, src: str | Path = ".", max_
 
     A file already within bounds is copied as it is (left alone when ``dest/file`` is the file itself).
     ``ext`` changes the suffix of the written file; ``kwargs`` go to Pillow's ``save`` (``quality=`` ...).
-    With ``resume``, an existing ``dest/file`` is kept. A file that cannot be decoded is skipped.
+    With ``resume``, an existing ``dest/file`` is kept. A file that cannot be decoded is skipped. A re-encoded
+    image is turned as its EXIF orientation says (the tag is not kept) and 16-bit images are scaled to 8 bits.
 
     Returns:
         The file written (or kept), or None when ``src/file`` is not a readable image.
     """
-    from PIL import Image
+    from PIL import Image, ImageOps
 
     source, target = Path(src) / file, Path(dest) / file
     target = target.with_suffix(ext) if ext is not None else target
@@ -181,10 +185,12 @@ def resize_image(file: str | Path, dest: str | Path, src: str | Path = ".", max_
     target.parent.mkdir(parents=True, exist_ok=True)
     with Image.open(source) as img:
         too_big = max_size is not None and max(img.size) > max_size
-        channels = len(img.getbands())
-        if too_big or channels != n_channels or target.suffix.lower() != source.suffix.lower():
-            out = img.resize(resize_to(img, max_size), resample=Image.Resampling.BILINEAR if resample is None
-                             else resample) if too_big else img
+        if too_big or len(img.getbands()) != n_channels or target.suffix.lower() != source.suffix.lower():
+            out = ImageOps.exif_transpose(img)  # the pixels as the camera meant them: the EXIF tag is not kept
+            out = _deep_to_8bit(out) if _is_deep(out) else out
+            if too_big:
+                out = out.resize(resize_to(out, max_size),
+                                 resample=Image.Resampling.BILINEAR if resample is None else resample)
             out = out.convert("RGB") if n_channels == 3 and out.mode != "RGB" else out
             _save_atomically(out, target, img_format, **kwargs)
         elif source.resolve() != target.resolve():
@@ -199,8 +205,9 @@ def resize_images(path: str | Path, max_workers: int | None = None, max_size: in
     """`resize_image` for every image under ``path`` (its sub-folders too if ``recurse``), written under ``dest``
     at the same relative paths, several at a time (threads: Pillow decodes and resizes without the GIL).
 
-    ``resume`` keeps the files ``dest`` already has (for a run that was stopped; leave it off when ``dest`` is
-    ``path``). Images that cannot be decoded are skipped and counted in a warning (find them with `verify_images`).
+    ``resume`` keeps the files ``dest`` already has (for a run that was stopped; not when ``dest`` is ``path``).
+    Files that cannot be decoded or written are skipped and counted in one warning (find the unreadable ones with
+    `verify_images`).
 
     Returns:
         The files written, as an `L`.
@@ -208,18 +215,24 @@ def resize_images(path: str | Path, max_workers: int | None = None, max_size: in
     path, dest = Path(path), Path(dest)
     if not path.is_dir():
         raise FileNotFoundError(f"resize_images: {path} is not a folder; pass the folder holding the images")
+    if resume and dest.resolve() == path.resolve():
+        raise ValueError("resize_images: resume=True with dest= the images' own folder would keep every file as it "
+                         "is; leave resume off to resize in place")
     dest.mkdir(parents=True, exist_ok=True)
     files = [f.relative_to(path) for f in get_image_files(path, recurse=recurse)]
 
-    def one(f: Path) -> Path | None:
-        return resize_image(f, dest, src=path, max_size=max_size, n_channels=n_channels, ext=ext,
-                            img_format=img_format, resample=resample, resume=resume, **kwargs)
+    def one(f: Path) -> Path | str:
+        try:
+            done = resize_image(f, dest, src=path, max_size=max_size, n_channels=n_channels, ext=ext,
+                                img_format=img_format, resample=resample, resume=resume, **kwargs)
+        except (OSError, ValueError) as e:  # one bad file does not stop the others
+            return f"{path / f}: {e}"
+        return done if done is not None else f"{path / f}: not a readable image"
 
     with ThreadPoolExecutor(max_workers=max_workers or usable_cpus()) as pool:
         done = list(pool.map(one, files))
-    skipped: Sequence[Path] = [path / f for f, d in zip(files, done) if d is None]
+    skipped = [d for d in done if isinstance(d, str)]
     if skipped:
-        warnings.warn(f"resize_images: {len(skipped)} of {len(files)} files under {path} are not readable images and "
-                      f"were skipped (first: {skipped[0]}); verify_images(get_image_files(path)) lists them",
-                      stacklevel=2)
-    return L([d for d in done if d is not None])
+        warnings.warn(f"resize_images: {len(skipped)} of {len(files)} files under {path} were skipped (first: "
+                      f"{skipped[0]}); verify_images(get_image_files(path)) lists the unreadable ones", stacklevel=2)
+    return L([d for d in done if isinstance(d, Path)])

@@ -60,3 +60,18 @@ def test_lr_find_draws_nothing():
     assert cb.fig is None
     learn.fit(1)
     assert cb.fig is not None
+
+
+def test_a_nan_loss_or_a_negative_one_does_not_break_the_frame():
+    cb = ShowGraphCallback()
+    learn = _learner(cb)
+    learn.fit(1)
+    rec = learn.recorder
+    rec._losses = [*rec.losses[:-1], float("nan")]
+    rec.values[-1][1] = -0.5
+    cb.after_epoch()  # draws again with a NaN training loss and a negative validation loss
+    low, high = cb.fig.axes[0].get_ylim()
+    assert low < -0.5 and high > 0
+    figure = cb.fig
+    learn.lr_find(num_it=10, show_plot=False)
+    assert cb.fig is figure  # lr_find keeps the last fit's figure

@@ -34,8 +34,8 @@ def test_average_precision_binary():
     # class 0 as the positive one, same scores: .9(-) .8(+) .4(-) .35(-) .1(+): gains 1/2 at 1/2 and 1/2 at 2/5
     assert run_metric(APScoreBinary(pos_label=0), logits, targ) == pytest.approx(0.5 * 0.5 + 0.5 * 0.4)
     assert APScoreBinary().name == "average_precision_score"
-    with pytest.raises(ValueError, match="needs positive targets"):
-        run_metric(APScoreBinary(), logits, torch.zeros(5, dtype=torch.long))
+    with pytest.warns(UserWarning, match="no positive target"):  # as scikit-learn: 0, and training goes on
+        assert run_metric(APScoreBinary(), logits, torch.zeros(5, dtype=torch.long)) == 0.0
 
 
 def test_average_precision_multilabel_matches_scikit_learn():
@@ -47,6 +47,12 @@ def test_average_precision_multilabel_matches_scikit_learn():
     assert run_metric(APScoreMulti(), logits, MULTI_TARG) == pytest.approx(expected["macro"])
     with pytest.raises(ValueError, match="average"):
         APScoreMulti(average="samples")
+    # a label with no positive in the epoch scores 0 (macro) and weighs nothing (weighted), as scikit-learn
+    probs, targ = torch.tensor([[.9, .2], [.3, .8], [.6, .1]]), torch.tensor([[1, 0], [0, 0], [1, 0]])
+    with pytest.warns(UserWarning, match="no positive target"):
+        assert run_metric(APScoreMulti(sigmoid=False), probs, targ) == pytest.approx(0.5)
+    with pytest.warns(UserWarning, match="no positive target"):
+        assert run_metric(APScoreMulti(sigmoid=False, average="weighted"), probs, targ) == pytest.approx(1.0)
 
 
 def test_matthews_multilabel_over_every_decision():

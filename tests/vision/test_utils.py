@@ -7,6 +7,7 @@ import pytest
 from PIL import Image
 
 from lamina.data import fetch
+from lamina.data.files import verify_image
 from lamina.vision.all import *  # noqa: F403  (what users write)
 from tests.data.http_server import Server
 
@@ -28,8 +29,9 @@ def server(monkeypatch):
 def test_download_images_writes_complete_images_and_reports_failures(tmp_path, server):
     urls = [server.serve("/a/bear.jpg", _image_bytes()), server.serve("/b/cub.png", _image_bytes(fmt="PNG")),
             server.serve("/c/photo?w=100", _image_bytes()), server.base + "/missing.jpg",
-            server.serve("/d/page.php", _image_bytes()), "ftp://example.com/x.jpg"]
-    with pytest.warns(UserWarning, match=r"2 of 6 URLs could not be downloaded.*missing\.jpg"):
+            server.serve("/d/page.php", _image_bytes()), "ftp://example.com/x.jpg",
+            server.serve("/e/fake.jpg", b"<html>not an image</html>")]
+    with pytest.warns(UserWarning, match=r"3 of 7 URLs could not be downloaded.*missing\.jpg"):
         got = download_images(tmp_path / "bears", urls=urls, n_workers=3)
     assert len(got) == 4 and all(p.parent == tmp_path / "bears" for p in got)
     assert [p.suffix for p in got] == [".jpg", ".png", ".jpg", ".jpg"]  # a non-image suffix becomes .jpg
@@ -64,6 +66,21 @@ def test_a_dropped_download_is_resumed_to_a_whole_image(tmp_path, server):
     assert got.read_bytes() == data
 
 
+def test_a_download_cut_short_without_a_length_leaves_no_file(tmp_path, server):
+    data = _image_bytes(size=(400, 300), fmt="PNG")
+    url = server.serve("/cut.png", data)
+    server.state.send_length, server.state.drops, server.state.drop_after = False, 10, len(data) // 2
+    with pytest.warns(UserWarning, match="not a complete image"):
+        assert download_images(tmp_path / "out", urls=[url]) == []
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_a_long_url_name_is_shortened(tmp_path, server):
+    url = server.serve("/" + "a" * 250 + ".jpg", _image_bytes())
+    (got,) = download_images(tmp_path, urls=[url], preserve_filename=True)
+    assert got.name == "a" * 100 + ".jpg" and verify_image(got)
+
+
 def test_resize_images_in_place_shrinks_only_what_is_too_big(tmp_path):
     folder = tmp_path / "bears"
     folder.mkdir()
@@ -72,7 +89,7 @@ def test_resize_images_in_place_shrinks_only_what_is_too_big(tmp_path):
     Image.new("RGB", (16, 16)).save(folder / "small.jpg")
     small = (folder / "small.jpg").read_bytes()
     (folder / "broken.jpg").write_bytes(_image_bytes()[:100])
-    with pytest.warns(UserWarning, match="1 of 4 files .* not readable"):
+    with pytest.warns(UserWarning, match="1 of 4 files .* skipped .*broken.jpg: not a readable image"):
         done = resize_images(folder, max_size=32, dest=folder)
     assert len(done) == 3
     with Image.open(folder / "wide.jpg") as im:
@@ -99,6 +116,37 @@ def test_resize_images_to_another_folder_keeps_paths_changes_suffix_and_resumes(
     assert (out / "top.jpg").read_bytes() == b"kept"
     with pytest.raises(FileNotFoundError, match="not a folder"):
         resize_images(tmp_path / "nothing", max_size=30)
+
+
+def test_resize_keeps_links_modes_orientation_and_deep_images(tmp_path):
+    import numpy as np
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    deep = np.linspace(0, 65535, 64 * 40).astype(np.uint16).reshape(40, 64)
+    Image.fromarray(deep).save(folder / "deep.png")  # 16-bit greyscale
+    Image.new("RGB", (4000, 3)).save(folder / "thin.png")
+    turned = Image.new("RGB", (60, 30), (255, 0, 0))
+    exif = turned.getexif()
+    exif[0x0112] = 6  # the camera was turned: show rotated by 90 degrees
+    turned.save(folder / "turned.jpg", exif=exif)
+    real = tmp_path / "real.jpg"
+    Image.new("RGB", (90, 45)).save(real)
+    real.chmod(0o644)
+    (folder / "linked.jpg").symlink_to(real)
+    done = resize_images(folder, max_size=32, dest=folder)
+    assert len(done) == 4
+    with Image.open(folder / "deep.png") as im:
+        values = np.asarray(im.convert("L"), dtype=float)
+        assert im.size == (32, 20) and 100 < values.mean() < 155  # scaled to 8 bits, not clipped to white
+    with Image.open(folder / "thin.png") as im:
+        assert im.size == (32, 1)
+    with Image.open(folder / "turned.jpg") as im:
+        assert im.size == (16, 32)  # upright, as the EXIF tag said
+    assert (folder / "linked.jpg").is_symlink() and Image.open(real).size == (32, 16)  # written through the link
+    assert real.stat().st_mode & 0o777 == 0o644
+    with pytest.raises(ValueError, match="resume=True"):
+        resize_images(folder, max_size=32, dest=folder, resume=True)
 
 
 def test_resize_to_keeps_the_aspect_ratio():
