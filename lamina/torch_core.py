@@ -3,7 +3,7 @@
 fastai users take these from ``fastai.torch_core`` (or from any star-import surface, which re-exports them all):
 
 * tensors: `tensor` (lists, numbers, arrays, DataFrames and PIL images to a tensor, float64 made float32), `to_np`,
-  `to_cpu`, `to_device`, `one_hot`, `sigmoid_range`, and the typed tensors `TensorBase`, `TensorCategory`,
+  `to_cpu`, `to_device`, `to_detach`, `one_hot`, `sigmoid_range`, and the typed tensors `TensorBase`, `TensorCategory`,
   `TensorMultiCategory` (the image ones, ``TensorImage`` ..., live in `lamina.vision.tensors`, beside showing);
 * small functions: `noop`, `first`, `sequential` (with `Lambda`), `subplots`, ``Inf``;
 * pickles: `save_pickle`, and `load_pickle`, which loads plain data only (see its docstring): nothing a file
@@ -38,8 +38,8 @@ from .core import to_cpu, to_device
 from .foundation import L
 from .pickle_forms import from_plain, to_plain
 
-__all__ = ["tensor", "to_np", "to_cpu", "to_device", "one_hot", "sigmoid_range", "Inf", "noop", "first", "Lambda",
-           "sequential", "subplots", "save_pickle", "load_pickle", "PICKLE_SAFE", "TensorBase", "TensorCategory",
+__all__ = ["tensor", "to_np", "to_cpu", "to_device", "to_detach", "one_hot", "sigmoid_range", "Inf", "noop", "first",
+           "Lambda", "sequential", "subplots", "save_pickle", "load_pickle", "PICKLE_SAFE", "TensorBase", "TensorCategory",
            "TensorMultiCategory"]
 
 Inf = math.inf
@@ -84,6 +84,29 @@ def to_np(x: Any) -> Any:
     if isinstance(x, (list, tuple)):
         return type(x)(to_np(o) for o in x) if not hasattr(x, "_fields") else type(x)(*map(to_np, x))
     return x
+
+
+def to_detach(b: Any, cpu: bool = True, gather: bool = True) -> Any:
+    """Every tensor in ``b`` (nested tuples, lists, dicts) detached, moved to the CPU if ``cpu``, and, in a
+    data-parallel job when ``gather``, concatenated with every process's along the first dimension (rank order).
+
+    Example:
+        >>> preds = to_detach(learn.pred)  # in a callback: the batch's predictions, on the CPU, out of the graph
+    """
+    from .distributed import all_gather_cat
+
+    def one(x: Any) -> Any:
+        if isinstance(x, torch.Tensor):
+            x = x.detach()
+            x = all_gather_cat(x) if gather and x.ndim > 0 else x
+            return x.cpu() if cpu else x
+        if isinstance(x, Mapping):
+            return {k: one(v) for k, v in x.items()}
+        if isinstance(x, (list, tuple)):
+            values = [one(v) for v in x]
+            return type(x)(*values) if hasattr(x, "_fields") else type(x)(values)
+        return x
+    return one(b)
 
 
 def one_hot(x: Any, c: int) -> torch.Tensor:

@@ -20,6 +20,7 @@ from typing import Any
 
 from ..core import listify
 from ..torch_core import noop  # the do-nothing logger inside `no_logging()`; its home is lamina.torch_core
+from ..torch_core import to_detach as _to_detach
 
 __all__ = ["EVENTS", "INNER_EVENTS", "CANCEL_EXCEPTIONS", "LEARNER_ATTRS", "Callback", "CancelBatchException",
            "CancelTrainException", "CancelValidException", "CancelEpochException", "CancelFitException",
@@ -253,10 +254,18 @@ class CallbackListMixin:
         finally:
             self.add_cbs(cbs)
 
+    def ordered_cbs(self, event: str) -> list[Callback]:
+        """The callbacks that handle ``event``, in the order they run (ascending ``order``)."""
+        return [cb for cb in sorted(self.cbs, key=lambda c: c.order) if hasattr(cb, event)]
+
+    def to_detach(self, b: Any, cpu: bool = True, gather: bool = True) -> Any:
+        """`lamina.torch_core.to_detach` (detached, on the CPU, gathered from every process)."""
+        return _to_detach(b, cpu, gather)
+
     def show_training_loop(self) -> None:
         """Print every event and the callbacks that handle it, in firing order."""
         for event in EVENTS:
-            names = [type(cb).__name__ for cb in sorted(self.cbs, key=lambda c: c.order) if hasattr(cb, event)]
+            names = [type(cb).__name__ for cb in self.ordered_cbs(event)]
             indent = 0 if event in ("after_create", "before_fit", "after_cancel_fit", "after_fit") else (
                 2 if event in ("before_epoch", "after_cancel_epoch", "after_epoch") else (
                     4 if "train" in event or "validate" in event else 6))

@@ -234,3 +234,14 @@ def test_same_name_callbacks_coexist_for_one_fit(tmp_path):
     learn.progress.show_bars = False
     learn.fit(1, cbs=CSVLogger("b.csv"))
     assert learn.csv_logger is mine and mine in learn.cbs
+
+
+def test_ordered_cbs_and_to_detach():
+    learn = tiny_learner()
+    after_batch = learn.ordered_cbs("after_batch")
+    assert [cb.order for cb in after_batch] == sorted(cb.order for cb in after_batch)
+    assert learn.recorder in after_batch and all(hasattr(cb, "after_batch") for cb in after_batch)
+    x = torch.ones(3, requires_grad=True) * 2
+    out = learn.to_detach({"a": (x, [x]), "b": 5})
+    assert not out["a"][0].requires_grad and out["a"][1][0].device.type == "cpu" and out["b"] == 5
+    assert torch.equal(out["a"][0], torch.full((3,), 2.0))
