@@ -61,6 +61,8 @@ from .foundation import L, Module, patch_path_ls
 from .learner import Learner
 from .models.embedding_sizes import get_emb_sz
 from .models.layers import Embedding
+from .models.small_layers import *  # noqa: F403  (fastai's small layers: View, SequentialEx, PoolFlatten ...)
+from .models.small_layers import __all__ as _small_layers_all
 from .losses import *  # noqa: F403  (the losses module's __all__)
 from .losses import __all__ as _losses_all
 from .metrics import *  # noqa: F403
@@ -103,6 +105,7 @@ __all__ = ["partial", "Path", "np", "pd", "torch", "F", "nn",
            "math", "array", "Image", "Tensor", "Embedding", "get_emb_sz", "get_c", "PILImageBW", "image2tensor",
            "show_image", "show_images", "TensorImage", "TensorImageBW", "TensorMask", "TensorPoint",
            *_torch_core_all,
+           *_small_layers_all,
            # the mid-level data API (book chapter 11)
            "Transform", "DisplayedTransform", "RandTransform", "ItemTransform", "Pipeline", "TfmdLists", "fastuple",
            "show_at", "decode_at",

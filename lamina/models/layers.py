@@ -379,7 +379,11 @@ class MergeLayer(nn.Module):
         super().__init__()
         self.dense = dense
 
-    def forward(self, x: torch.Tensor, orig: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, orig: torch.Tensor | None = None) -> torch.Tensor:
+        orig = orig if orig is not None else getattr(x, "orig", None)  # fastai's form: inside a SequentialEx
+        if orig is None:
+            raise ValueError("MergeLayer merges with the block's input: call it as layer(x, orig), or put it in a "
+                             "SequentialEx")
         return torch.cat([x, orig], dim=1) if self.dense else x + orig
 
 

@@ -34,8 +34,9 @@ from ..interpret import ClassificationInterpretation, Interpretation, Segmentati
 from ..models.bodies import ARCHS, PretrainedWeightsError, create_body, model_meta
 from ..models.bodies import *  # noqa: F403  (the architectures: resnet18 ... regnet_x_32gf)
 from ..models.heads import create_head
-from ..models.layers import (AdaptiveConcatPool2d, BatchNorm, ConvLayer, Flatten, LinBnDrop, MergeLayer, NormType,
-                             PixelShuffle_ICNR, ResBlock, ResizeToOrig, SelfAttention, SigmoidRange)
+from ..models.layers import (AdaptiveConcatPool2d, BatchNorm, ConvLayer, Flatten, InstanceNorm, LinBnDrop, MergeLayer,
+                             NormType, PixelShuffle_ICNR, ResBlock, ResizeToOrig, SelfAttention, SigmoidRange,
+                             icnr_init, init_linear)
 from ..models.unet import DynamicUnet, UnetBlock
 from ..models.attention import SEModule, SimpleSelfAttention
 from ..models.xresnet import (XRESNETS, AdaptiveAvgPool, AvgPool, MaxPool, SEBlock, SEResNeXtBlock, SeparableBlock,
@@ -77,7 +78,8 @@ __all__ = [
     "clip_remove_empty", "get_annotations",
     # models and learners
     "ARCHS", "model_meta", "create_body", "PretrainedWeightsError", "create_head",  # num_features_model: basics
-    "AdaptiveConcatPool2d", "Flatten", "LinBnDrop", "SigmoidRange", "BatchNorm", "ConvLayer", "NormType",
+    "AdaptiveConcatPool2d", "Flatten", "LinBnDrop", "SigmoidRange", "BatchNorm", "InstanceNorm", "icnr_init",
+    "init_linear", "ConvLayer", "NormType",
     "PixelShuffle_ICNR", "ResBlock", "SelfAttention", "MergeLayer", "ResizeToOrig", "DynamicUnet", "UnetBlock",
     "vision_learner", "cnn_learner", "unet_learner", "create_vision_model", "create_timm_model", "create_unet_model",
     "Interpretation", "ClassificationInterpretation", "SegmentationInterpretation",
