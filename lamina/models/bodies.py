@@ -26,7 +26,8 @@ from .archs import (ARCHS, IMAGENET_STATS, Arch, BodySplit, PretrainedWeightsErr
 from .archs import *  # noqa: F401,F403  (the architectures: resnet18 ... regnet_x_32gf, in ARCHS)
 from .layers import MaxPool2d
 
-__all__ = ["create_body", "num_features_model", "in_channels", "dummy_eval", "TimmBody", "timm_body",
+__all__ = ["create_body", "has_pool_type", "cut_model", "num_features_model", "in_channels", "dummy_eval", "TimmBody",
+           "timm_body",
            # re-exported from their home, lamina.models.archs (the architectures resnet18 ... follow)
            "Arch", "ARCHS", "model_meta", "arch_meta", "BodySplit", "default_split", "build_arch", "weights_file",
            "PretrainedWeightsError", "IMAGENET_STATS"]
@@ -81,6 +82,24 @@ def _has_pool(module: nn.Module) -> bool:
     return any(isinstance(m, _POOLS) for m in module.modules())
 
 
+def has_pool_type(m: nn.Module) -> bool:
+    """Whether ``m`` or one of its sub-modules is a pooling layer (`create_body` cuts before the last such child)."""
+    return _has_pool(m)
+
+
+def cut_model(model: nn.Module, cut: int | Callable[[nn.Module], nn.Module]) -> nn.Module:
+    """``model``'s children up to ``cut`` (an int) in an ``nn.Sequential``, or ``cut(model)`` (a function).
+
+    Raises:
+        TypeError: for a ``cut`` that is neither.
+    """
+    if isinstance(cut, int):
+        return nn.Sequential(*list(model.children())[:cut])
+    if callable(cut):
+        return cut(model)
+    raise TypeError(f"`cut` must be an int or a function of the model; received: cut={cut!r}")
+
+
 def create_body(model: nn.Module | Callable, n_in: int = 3, pretrained: bool = True,
                 cut: int | Callable[[nn.Module], nn.Module] | None = None) -> nn.Module:
     """Cut a classification model to its feature extractor, taking ``n_in`` input channels.
@@ -112,11 +131,7 @@ def create_body(model: nn.Module | Callable, n_in: int = 3, pretrained: bool = T
             raise ValueError(f"Could not find where to cut {type(model).__name__}: no child has a pooling layer. "
                              "Pass cut=<index of the first child to drop> or cut=<function returning the body>")
         cut = pooled[-1]
-    if isinstance(cut, int):
-        return MaxPool2d.replace_in(nn.Sequential(*children[:cut]))
-    if callable(cut):
-        return MaxPool2d.replace_in(cut(model))
-    raise TypeError(f"`cut` must be an int, a function of the model or None; received: cut={cut!r}")
+    return MaxPool2d.replace_in(cut_model(model, cut))
 
 
 def in_channels(model: nn.Module) -> int:

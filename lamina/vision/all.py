@@ -31,9 +31,9 @@ from ..data.splitters import (AttrGetter, ColReader, ColSplitter, EndSplitter, F
                               GrandparentSplitter, IndexSplitter, ItemGetter, MaskSplitter, RandomSplitter,
                               RandomSubsetSplitter, RegexLabeller, TrainTestSplitter, parent_label, using_attr)
 from ..interpret import ClassificationInterpretation, Interpretation, SegmentationInterpretation
-from ..models.bodies import ARCHS, PretrainedWeightsError, create_body, model_meta
+from ..models.bodies import ARCHS, PretrainedWeightsError, create_body, cut_model, has_pool_type, model_meta
 from ..models.bodies import *  # noqa: F403  (the architectures: resnet18 ... regnet_x_32gf)
-from ..models.heads import create_head
+from ..models.heads import add_head, create_head
 from ..models.layers import (AdaptiveConcatPool2d, BatchNorm, ConvLayer, Flatten, InstanceNorm, LinBnDrop, MergeLayer,
                              NormType, PixelShuffle_ICNR, ResBlock, ResizeToOrig, SelfAttention, SigmoidRange,
                              icnr_init, init_linear)
@@ -77,7 +77,8 @@ __all__ = [
     "PointBlock", "PointScaler", "BBoxBlock", "BBoxLblBlock", "BBoxLabeler", "TensorBBox", "bb_pad",
     "clip_remove_empty", "get_annotations",
     # models and learners
-    "ARCHS", "model_meta", "create_body", "PretrainedWeightsError", "create_head",  # num_features_model: basics
+    "ARCHS", "model_meta", "create_body", "PretrainedWeightsError", "create_head", "add_head", "cut_model",
+    "has_pool_type", "create_cnn_model",  # num_features_model: basics
     "AdaptiveConcatPool2d", "Flatten", "LinBnDrop", "SigmoidRange", "BatchNorm", "InstanceNorm", "icnr_init",
     "init_linear", "ConvLayer", "NormType",
     "PixelShuffle_ICNR", "ResBlock", "SelfAttention", "MergeLayer", "ResizeToOrig", "DynamicUnet", "UnetBlock",
@@ -88,5 +89,7 @@ __all__ = [
     "XResNet", "init_cnn", "SEBlock", "SEResNeXtBlock", "SeparableBlock", "SEModule", "SimpleSelfAttention",
     "AvgPool", "MaxPool", "AdaptiveAvgPool", *XRESNETS,
 ]
+
+create_cnn_model = create_vision_model  # fastai's former name
 
 patch_pil_image()  # fastai code calls Image.open(f).to_thumb(128, 128) (see lamina.vision.pil_patch)

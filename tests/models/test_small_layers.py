@@ -96,3 +96,19 @@ def test_module_decorator_init_and_walking_helpers():
     assert "keywords" not in repr(PartialLambda(functools.partial(torch.clamp, min=0)))
     assert torch.equal(PartialLambda(functools.partial(torch.clamp, min=0))(torch.tensor([-1.0, 2.0])),
                        torch.tensor([0.0, 2.0]))
+
+
+def test_add_head_cut_model_and_has_pool_type():
+    from torchvision.models import resnet18 as tv_resnet18
+
+    body = cut_model(tv_resnet18(), -2)
+    assert isinstance(body, nn.Sequential) and len(body) == 8 and has_pool_type(body)
+    assert not has_pool_type(nn.Linear(2, 2))
+    model = add_head(body, 512, 3, init=functools.partial(nn.init.constant_, val=0.01))
+    assert model(torch.randn(2, 3, 32, 32)).shape == (2, 3)
+    linears = [m for m in model[1].modules() if isinstance(m, nn.Linear)]
+    assert linears and all((m.weight == 0.01).all() for m in linears)
+    assert cut_model(tv_resnet18(), lambda m: m.layer1) is not None
+    with pytest.raises(TypeError, match="cut"):
+        cut_model(tv_resnet18(), "layer1")
+    assert create_cnn_model is create_vision_model
