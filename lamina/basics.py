@@ -76,7 +76,7 @@ from .steppers import __all__ as _steppers_all
 from .torch_core import *  # noqa: F403  (tensor, to_np, one_hot, first, save_pickle ...: its __all__)
 from .torch_core import __all__ as _torch_core_all
 from .vision.core import PILImageBW, image2tensor
-from .vision.show import show_image, show_images
+from .vision.show import get_grid, show_image, show_images, show_titled_image
 from .vision.tensors import TensorImage, TensorImageBW, TensorMask, TensorPoint
 
 __all__ = ["partial", "Path", "np", "pd", "torch", "F", "nn",
@@ -103,7 +103,7 @@ __all__ = ["partial", "Path", "np", "pd", "torch", "F", "nn",
            "TensorBoardCallback", "WandbCallback", "MLFlowCallback",
            # the everyday names of the book's code (issue: NameError past chapter 1): lamina.torch_core's, and
            "math", "array", "Image", "Tensor", "Embedding", "get_emb_sz", "get_c", "PILImageBW", "image2tensor",
-           "show_image", "show_images", "TensorImage", "TensorImageBW", "TensorMask", "TensorPoint",
+           "show_image", "show_images", "get_grid", "show_titled_image", "TensorImage", "TensorImageBW", "TensorMask", "TensorPoint",
            *_torch_core_all,
            *_small_layers_all,
            # the mid-level data API (book chapter 11)

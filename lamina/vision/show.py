@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["show_image", "show_images", "show_batch", "show_results", "unique_batch", "mask_kwargs", "MASK_CMAP",
+__all__ = ["show_image", "show_images", "get_grid", "show_titled_image", "show_batch", "show_results", "unique_batch", "mask_kwargs", "MASK_CMAP",
            "IMSHOW_KWARGS"]
 
 MASK_CMAP = "tab20"
@@ -73,6 +73,26 @@ def show_images(ims: Sequence[Any], nrows: int | None = None, ncols: int | None 
     for i, (im, ax) in enumerate(zip(ims, axes)):
         show_image(im, ax=ax, title=titles[i] if titles else None, **kwargs)
     return axes[0].figure
+
+
+def get_grid(n: int, nrows: int | None = None, ncols: int | None = None, figsize: tuple | None = None,
+             double: bool = False, title: str | None = None, return_fig: bool = False, flatten: bool = True,
+             **kwargs: Any) -> Any:
+    """``n`` matplotlib axes in a grid (fastai's helper for writing a ``show_batch``): ``nrows`` x ``ncols``
+    (square-ish by default), twice as many columns when ``double``, ``title`` above. ``flatten`` and ``kwargs``
+    are accepted for compatibility (the axes are always a flat list).
+
+    Returns:
+        The axes, or ``(figure, axes)`` when ``return_fig``.
+    """
+    axes = _grid(n * (2 if double else 1), nrows, ncols * 2 if (double and ncols) else ncols, figsize,
+                 suptitle=title)
+    return (axes[0].figure, axes) if return_fig else axes
+
+
+def show_titled_image(o: tuple, **kwargs: Any) -> Any:
+    """`show_image` of ``o[0]`` titled ``o[1]``."""
+    return show_image(o[0], title=str(o[1]), **kwargs)
 
 
 def _grid(n: int, nrows: int | None, ncols: int | None, figsize: tuple | None, imsize: float = 3.0,

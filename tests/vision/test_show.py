@@ -161,3 +161,16 @@ def test_grid_follows_the_images_aspect_ratio(tmp_path):
     width, height = dls.show_batch(max_n=2).get_size_inches()
     # one row of two 2:1 images, 3 inches wide each: 1.5 inches high plus a legend line, no blank band
     assert width == 6 and height == pytest.approx(1.5 + 0.3)
+
+
+def test_get_grid_and_show_titled_image():
+    import numpy as np
+
+    from lamina.vision.show import get_grid, show_titled_image
+
+    axes = get_grid(5)
+    assert len(axes) == 5 and len(axes[0].figure.axes) == 5  # 3 x 2, the sixth cell removed
+    fig, axes = get_grid(4, ncols=1, double=True, title="pairs", return_fig=True)
+    assert len(axes) == 8 and fig._suptitle.get_text() == "pairs"
+    ax = show_titled_image((np.zeros((8, 8, 3), dtype=np.uint8), "a cat"))
+    assert ax.get_title() == "a cat"
