@@ -103,7 +103,8 @@ __all__ = ["partial", "Path", "np", "pd", "torch", "F", "nn",
            "TensorBoardCallback", "WandbCallback", "MLFlowCallback",
            # the everyday names of the book's code (issue: NameError past chapter 1): lamina.torch_core's, and
            "math", "array", "Image", "Tensor", "Embedding", "get_emb_sz", "get_c", "PILImageBW", "image2tensor",
-           "show_image", "show_images", "get_grid", "show_titled_image", "TensorImage", "TensorImageBW", "TensorMask", "TensorPoint",
+           "show_image", "show_images", "get_grid", "show_titled_image", "TensorImage", "TensorImageBW", "TensorMask",
+           "TensorPoint",
            *_torch_core_all,
            *_small_layers_all,
            # the mid-level data API (book chapter 11)

@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["show_image", "show_images", "get_grid", "show_titled_image", "show_batch", "show_results", "unique_batch", "mask_kwargs", "MASK_CMAP",
-           "IMSHOW_KWARGS"]
+__all__ = ["show_image", "show_images", "get_grid", "show_titled_image", "show_batch", "show_results",
+           "unique_batch", "mask_kwargs", "MASK_CMAP", "IMSHOW_KWARGS"]
 
 MASK_CMAP = "tab20"
 RIGHT, WRONG = "green", "red"
