@@ -2,7 +2,8 @@
 importing them: standard-library modules (``re``, ``random``, ``os``, ``json`` ...), ``copy``/``deepcopy``,
 ``Counter``/``defaultdict``, ``reduce``, ``set_trace``, ``plt`` (imported on first use), and small helpers
 (``coll_repr``, ``ifnone``, ``listify``, ``tuplify``, ``store_attr``, ``patch``, ``params``, ``flatten_model``,
-``apply_init``, ``trunc_normal_``, ``flatten_check``). `lamina.basics` re-exports them, so every ``*.all``
+``apply_init``, ``trunc_normal_``, ``flatten_check``, and from `lamina.book_tools` ``parallel``, ``delegates``,
+``GetAttr``, ``num_cpus``, ``range_of``). `lamina.basics` re-exports them, so every ``*.all``
 surface has them.
 
 Example:
@@ -55,12 +56,15 @@ from typing import Any
 import torch
 from torch import nn
 
+from .book_tools import GetAttr, delegates, num_cpus, parallel, range_of
+
 __all__ = ["bz2", "collections", "csv", "functools", "glob", "hashlib", "inspect", "io", "itertools", "json",
            "mimetypes", "numbers", "operator", "os", "pickle", "random", "re", "shutil", "string", "sys", "tarfile",
            "tempfile", "threading", "time", "types", "typing", "urllib", "warnings", "zipfile", "Counter",
            "OrderedDict", "defaultdict", "namedtuple", "copy", "deepcopy", "reduce", "set_trace", "plt",
            "coll_repr", "ifnone", "listify", "tuplify", "store_attr", "patch", "params", "flatten_model",
-           "apply_init", "trunc_normal_", "flatten_check", "LazyModule"]
+           "apply_init", "trunc_normal_", "flatten_check", "parallel", "delegates", "GetAttr", "num_cpus",
+           "range_of", "LazyModule"]
 
 
 class LazyModule(types.ModuleType):

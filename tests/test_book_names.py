@@ -124,3 +124,48 @@ def test_store_attr_names_what_is_not_an_argument():
 
     with pytest.raises(NameError, match=r"\['b'\] are not arguments of __init__; name its arguments \(a\)"):
         Thing(1)
+
+
+def _double(o, plus=0):
+    return o * 2 + plus
+
+
+def test_parallel_delegates_getattr_num_cpus_range_of():
+    import inspect
+
+    from lamina.vision.all import GetAttr, delegates, num_cpus, parallel, range_of
+
+    assert parallel(_double, range(6), n_workers=2) == [0, 2, 4, 6, 8, 10]  # processes, items' order
+    assert parallel(_double, [1, 2], 10, threadpool=True, n_workers=2) == [21, 22]  # f(*args, item), as fastcore
+    assert parallel(_double, [3], n_workers=0, plus=1) == [7]
+    assert num_cpus() >= 1 and range_of("abc") == [0, 1, 2]
+
+    class Base:
+        def __init__(self, a, b=2, c=3):
+            self.a, self.b, self.c = a, b, c
+
+    @delegates(Base, but=["c"])
+    class Child(Base):
+        def __init__(self, x, **kwargs):
+            super().__init__(x, **kwargs)
+
+    assert str(inspect.signature(Child)) == "(x, *, b=2)"
+    assert Child(1, c=5).c == 5  # only the signature changed
+
+    @delegates()
+    class Kept(Base):
+        def __init__(self, x, d=1, **kwargs):
+            super().__init__(x, **kwargs)
+
+    assert str(inspect.signature(Kept)) == "(x, d=1, *, b=2, c=3)"
+
+    class Wrapper(GetAttr):
+        _xtra = ["count", "index"]
+
+        def __init__(self, items):
+            self.default = items
+
+    w = Wrapper([1, 1, 2])
+    assert w.count(1) == 2 and w.index(2) == 2 and "count" in dir(w)
+    with pytest.raises(AttributeError, match="no attribute 'append'"):
+        w.append(3)  # not in _xtra

@@ -16,13 +16,14 @@ import functools
 import math
 import os
 import re
-from collections.abc import Callable, Iterable, Sequence, Sized
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from ..book_tools import range_of  # (re-exported: the items to split a DataFrame's rows by position)
 from .errors import getter_name
 
 __all__ = ["range_of", "RandomSplitter", "GrandparentSplitter", "IndexSplitter", "FuncSplitter", "MaskSplitter",
@@ -30,15 +31,6 @@ __all__ = ["range_of", "RandomSplitter", "GrandparentSplitter", "IndexSplitter",
            "RegexLabeller", "using_attr", "ColReader", "ItemGetter", "AttrGetter"]
 
 Splits = tuple[list[int], list[int]]
-
-
-def range_of(x: Sized) -> list[int]:
-    """The positions of ``x``, ``list(range(len(x)))``: the items to split a DataFrame's rows by position.
-
-    Example:
-        >>> train, valid = RandomSplitter(seed=42)(range_of(df))
-    """
-    return list(range(len(x)))
 
 
 def _check_pct(name: str, value: float) -> None:
