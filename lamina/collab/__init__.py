@@ -17,7 +17,7 @@ Example:
 from ..basics import *  # noqa: F403  (the basics surface's __all__)
 from ..basics import __all__ as _basics_all
 from ..data.block import CategoryBlock, MultiCategoryBlock, RegressionBlock
-from ..data.splitters import IndexSplitter, RandomSplitter, range_of
+from ..data.splitters import IndexSplitter, RandomSplitter
 from ..interpret import ClassificationInterpretation
 from ..models.collab import EmbeddingDotBias, EmbeddingNN
 from ..models.layers import LinBnDrop, SigmoidRange, emb_sz_rule
@@ -28,5 +28,5 @@ from .synth import synth_ratings
 
 __all__ = [*_basics_all, "CollabDataLoaders", "EmbeddingDotBias", "EmbeddingNN", "CollabLearner", "collab_learner",
            "LinBnDrop", "SigmoidRange", "emb_sz_rule", "synth_ratings", "TabularModel", "tabular_config",
-           "CategoryBlock", "MultiCategoryBlock", "RegressionBlock", "IndexSplitter", "RandomSplitter", "range_of",
+           "CategoryBlock", "MultiCategoryBlock", "RegressionBlock", "IndexSplitter", "RandomSplitter",
            "ClassificationInterpretation"]

@@ -43,7 +43,7 @@ def get_c(dls: Any) -> int | None:
     """The number of model outputs the data implies: ``dls.n_out`` (``dls.c``), else the size of ``dls.vocab``."""
     n_out = getattr(dls, "n_out", None)
     vocab = getattr(dls, "vocab", None)
-    return n_out if n_out is not None else (len(vocab) if vocab is not None else None)
+    return n_out if n_out is not None else (len(vocab) if vocab is not None else None)  # a list for several targets
 
 
 def _short(o: Any) -> str:

@@ -22,6 +22,7 @@ from typing import Any
 from torch.utils.data import Dataset, get_worker_info
 
 from .cache import SampleCache, samples_are_fixed
+from .rows import as_items as _as_list
 from .checks import check_batchable, check_classes, check_mask_sizes
 from .dataloader import BeforeBatchCollate, default_num_workers, split_loader_kwargs
 from .errors import ReadableKeyError, error_name, renamed_error, step_name
@@ -31,30 +32,6 @@ from .transforms import apply_item_tfms, as_steps, fuse_tfms, loss_config_of, so
 __all__ = ["Datasets", "default_num_workers",
            # re-exported from their homes (lamina.data.transforms, lamina.data.errors) for older imports
            "apply_item_tfms", "fuse_tfms", "step_name", "renamed_error", "ReadableKeyError"]
-
-
-class _Rows(Sequence):
-    """The rows of a DataFrame as a sequence, made on access (a list of row Series would take ~1 kB per row)."""
-
-    def __init__(self, df: Any):
-        self.df = df
-
-    def __len__(self) -> int:
-        return len(self.df)
-
-    def __getitem__(self, i: int) -> Any:
-        return self.df.iloc[i]
-
-    def __iter__(self):
-        return (row for _, row in self.df.iterrows())
-
-
-def _as_list(items: Any) -> Sequence:
-    if items is None:
-        return []
-    if hasattr(items, "iterrows"):  # a DataFrame: one item per row
-        return _Rows(items)
-    return list(items)
 
 
 def _describe(o: Any) -> str:
@@ -249,16 +226,23 @@ class Datasets(Dataset):
 
     @property
     def vocab(self) -> Any:
-        """The vocabulary of the last member that has one (class names, or segmentation codes)."""
+        """The vocabulary of the last member that has one (class names, or segmentation codes); with several
+        targets that have one (two `CategoryBlock`s), the list of their vocabularies, as fastai's."""
+        targets = [step.vocab for step in self.type_steps[self.n_inp:] if step_hook(step, "vocab") is not None]
+        if len(targets) > 1:
+            return targets
         for step in [*reversed(self.type_steps), *self.item_tfms]:
             if step_hook(step, "vocab") is not None:
                 return step.vocab
         return None
 
     @property
-    def c(self) -> int | None:
-        """The number of model outputs the first target implies (classes, codes or regression targets)."""
-        steps = self.type_steps[self.n_inp:] or self.type_steps[-1:]
+    def c(self) -> int | list | None:
+        """The number of model outputs the first target implies (classes, codes or regression targets); with
+        several targets, the list of each one's (a target that implies none counts 1), as fastai's."""
+        if len(targets := self.type_steps[self.n_inp:]) > 1:
+            return [step_hook(step, "c") or 1 for step in targets]
+        steps = targets or self.type_steps[-1:]
         c = step_hook(steps[0], "c") if steps else None
         return c if c is not None else next((t.c for t in self.item_tfms if step_hook(t, "c")), None)
 

@@ -19,7 +19,7 @@ Example:
 from ..basics import *  # noqa: F403  (the basics surface's __all__)
 from ..basics import __all__ as _basics_all
 from ..data.block import CategoryBlock, MultiCategoryBlock, RegressionBlock
-from ..data.splitters import IndexSplitter, RandomSplitter, range_of
+from ..data.splitters import IndexSplitter, RandomSplitter
 from ..interpret import ClassificationInterpretation
 from ..models.layers import LinBnDrop, SigmoidRange, emb_sz_rule
 from ..models.tabular import TabularModel, tabular_config
@@ -35,7 +35,7 @@ __all__ = [*_basics_all, "TabularPandas", "TabularProcessor", "TabularProc", "Ca
            "FillStrategy", "Normalize", "PROCS", "cont_cat_split", "TabularDataLoaders",
            "TabularLearner", "TabularRow", "tabular_learner", "TabularModel", "tabular_config",
            "LinBnDrop", "SigmoidRange", "emb_sz_rule", "adult_like",
-           "CategoryBlock", "MultiCategoryBlock", "RegressionBlock", "IndexSplitter", "RandomSplitter", "range_of",
+           "CategoryBlock", "MultiCategoryBlock", "RegressionBlock", "IndexSplitter", "RandomSplitter",
            "ClassificationInterpretation",
            # table helpers: date features, smaller dtypes
            "make_date", "add_datepart", "add_elapsed_times", "df_shrink", "df_shrink_dtypes"]

@@ -24,7 +24,7 @@ from ..data.block import (Category, CategoryBlock, Categorize, DataBlock, Datase
                           MultiCategorize, RegressionBlock, TransformBlock)
 from ..data.splitters import (ColReader, ColSplitter, EndSplitter, FileSplitter, FuncSplitter, GrandparentSplitter,
                               IndexSplitter, ItemGetter, RandomSplitter, RandomSubsetSplitter, TrainTestSplitter,
-                              parent_label, range_of)
+                              parent_label)
 from ..models.awd_lstm import (AWD_LSTM, EmbeddingDropout, RNNDropout, WeightDropout, awd_lstm_clas_config,
                                awd_lstm_clas_split, awd_lstm_lm_config, awd_lstm_lm_split, dropout_mask)
 from ..models.bodies import PretrainedWeightsError
@@ -51,7 +51,7 @@ __all__ = [
     "TransformBlock", "CategoryBlock", "MultiCategoryBlock", "RegressionBlock", "Category", "Categorize",
     "MultiCategorize", "DataBlock", "Datasets", "ColReader", "ColSplitter", "EndSplitter", "FileSplitter",
     "FuncSplitter", "GrandparentSplitter", "IndexSplitter", "ItemGetter", "RandomSplitter", "RandomSubsetSplitter",
-    "TrainTestSplitter", "parent_label", "range_of",
+    "TrainTestSplitter", "parent_label",
     # tokenization and numericalization
     "UNK", "PAD", "BOS", "EOS", "FLD", "TK_REP", "TK_WREP", "TK_UP", "TK_MAJ", "defaults", "spec_add_spaces",
     "rm_useless_spaces", "replace_rep", "replace_wrep", "fix_html", "replace_all_caps", "replace_maj", "lowercase",

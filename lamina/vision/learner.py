@@ -46,6 +46,9 @@ __all__ = ["vision_learner", "cnn_learner", "unet_learner", "create_vision_model
 
 def _n_out(dls: Any, n_out: int | None, caller: str) -> int:
     n_out = n_out or getattr(dls, "n_out", None)
+    if isinstance(n_out, (list, tuple)):
+        raise ValueError(f"{caller}: the data has several targets (their outputs: {list(n_out)}); pass n_out= the "
+                         f"model's total number of outputs (e.g. {sum(n_out)}) and a loss_func that splits them")
     if not n_out:
         raise ValueError(f"{caller} could not infer the number of outputs from the data (dls.n_out is not set): "
                          "pass n_out=<number of classes or targets>")

@@ -165,6 +165,16 @@ def _label(target: Any, kind: str | None, vocab: Sequence | None) -> str:
     return str(target)
 
 
+def _target_vocabs(dls: Any, kinds: Sequence[str], n_inp: int, n_members: int) -> dict[int, Any]:
+    """The vocabulary of each target member: with several category targets, ``dls.vocab`` lists one per target."""
+    vocab = getattr(dls, "vocab", None)
+    labelled = [j for j in range(n_inp, n_members) if j < len(kinds) and kinds[j] in ("category", "multicategory")]
+    several = vocab is not None and len(labelled) > 1 and len(vocab) == len(labelled) and all(
+        hasattr(v, "__len__") and hasattr(v, "__getitem__") and not isinstance(v, str) for v in vocab)
+    per_target = dict(zip(labelled, vocab)) if several else {}
+    return {j: per_target.get(j, vocab) for j in range(n_inp, n_members)}
+
+
 def _decoded(dls: Any, batch: tuple) -> tuple[tuple, tuple[str, ...], int]:
     """The batch with normalisation undone, its kinds and n_inp."""
     dl = dls.valid
@@ -264,6 +274,7 @@ def show_batch(dls: Any, batch: tuple, max_n: int = 9, nrows: int | None = None,
     n = min(len(images), max_n)
     target_kind = kinds[n_inp] if len(kinds) > n_inp and len(batch) > n_inp else None
     codes = _codes_present(dls, batch[n_inp][:n]) if target_kind == "mask" and ctxs is None else []
+    targets = _target_vocabs(dls, kinds, n_inp, len(batch))
     axes = _grid(n, nrows, ncols, figsize, ctxs=ctxs, aspect=_aspect(images),
                  titled=None if target_kind in (None, "mask") else "all", legend_rows=_legend_rows(codes), **grid)
     for i, ax in enumerate(axes):
@@ -273,7 +284,7 @@ def show_batch(dls: Any, batch: tuple, max_n: int = 9, nrows: int | None = None,
         elif target_kind in ("point", "bbox"):
             _show_geometry(batch, kinds, n_inp, i, ax, dls)
         elif target_kind is not None:
-            ax.set_title(_label(batch[n_inp][i], target_kind, dls.vocab))
+            ax.set_title("; ".join(_label(batch[j][i], kinds[j], vocab) for j, vocab in targets.items()))
     _mask_legend(axes[0].figure, dls, codes)
     return axes[0].figure
 
