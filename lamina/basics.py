@@ -8,7 +8,8 @@ helpers (`lamina.book_names`: ``re``, ``random``, ``os``, ``json``, ``copy``, ``
 use, ``coll_repr``, ``store_attr``, ``patch``, ``params`` ...).
 
 Importing this surface (or one built on it: ``lamina.vision.all``, ``lamina.tabular.all``, ``lamina.collab``)
-gives ``pathlib.Path`` the method ``ls()`` (`lamina.foundation.patch_path_ls`), as fastai code expects.
+gives ``pathlib.Path`` the method ``ls()`` (`lamina.foundation.patch_path_ls`) and tensors the method ``pca()``
+(`lamina.torch_core.pca`), as fastai code expects.
 """
 
 import math
@@ -75,6 +76,7 @@ from .steppers import *  # noqa: F403  (sgd_step, weight_decay, average_grad ...
 from .steppers import __all__ as _steppers_all
 from .torch_core import *  # noqa: F403  (tensor, to_np, one_hot, first, save_pickle ...: its __all__)
 from .torch_core import __all__ as _torch_core_all
+from .torch_core import patch_tensor_pca
 from .vision.core import PILImageBW, image2tensor
 from .vision.show import get_grid, show_image, show_images, show_titled_image
 from .vision.tensors import TensorImage, TensorImageBW, TensorMask, TensorPoint
@@ -116,3 +118,4 @@ __all__ = ["partial", "Path", "np", "pd", "torch", "F", "nn",
 # The one change lamina makes to a class it does not own, made here so that only the fastai-style surfaces make
 # it: fastai code lists folders with `path.ls()` (see docs/decisions.md). Importing it again changes nothing.
 patch_path_ls()
+patch_tensor_pca()  # fastai code calls movie_w.pca(3) (chapter 8); see lamina.torch_core.pca

@@ -1,5 +1,6 @@
-"""Plain forms: how `save_pickle` writes pandas DataFrames and Series (and, registered by their modules, lamina
-objects such as `TabularPandas`) so that `load_pickle`, which rebuilds only plain data, reads them back.
+"""Plain forms: how `save_pickle` writes pandas DataFrames and Series, torch tensors (and, registered by their
+modules, lamina objects such as `TabularPandas`) so that `load_pickle`, which rebuilds only plain data, reads them
+back. A tensor is kept as its dtype's name and its values (on the CPU, without its autograd history).
 
 An object of a registered type is written as ``{"__lamina_form__": tag, "data": ...}``, where ``data`` holds
 only containers, numbers, strings and numpy arrays; `load_pickle` finds the tag in this module's table and calls
@@ -20,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 
 from .foundation import L
 
@@ -155,3 +157,28 @@ def _build_series(data: dict[str, Any]) -> pd.Series:
 
 register_form(pd.DataFrame, "DataFrame", _encode_frame, _build_frame)
 register_form(pd.Series, "Series", _encode_series, _build_series)
+
+
+# --- tensors ---------------------------------------------------------------------------------------------
+
+_TENSOR_DTYPES = frozenset({"float16", "bfloat16", "float32", "float64", "complex64", "complex128", "uint8", "int8",
+                            "int16", "int32", "int64", "bool"})
+
+
+def _encode_tensor(t: torch.Tensor) -> dict[str, Any]:
+    """A tensor as its dtype's name and its values in a numpy array (on the CPU, out of any graph)."""
+    dtype = str(t.dtype).removeprefix("torch.")
+    if dtype not in _TENSOR_DTYPES:
+        raise TypeError(f"save_pickle cannot write a tensor of dtype {t.dtype}: convert it first (e.g. .float())")
+    values = t.detach().cpu()
+    return {"dtype": dtype, "values": (values.float() if dtype == "bfloat16" else values).numpy()}
+
+
+def _build_tensor(data: dict[str, Any]) -> torch.Tensor:
+    dtype, values = data.get("dtype"), data.get("values")
+    if dtype not in _TENSOR_DTYPES or not isinstance(values, np.ndarray):
+        raise ValueError(f"A tensor's plain form is damaged (dtype {dtype!r}, values of type {type(values).__name__})")
+    return torch.from_numpy(np.array(values)).to(getattr(torch, dtype))
+
+
+register_form(torch.Tensor, "Tensor", _encode_tensor, _build_tensor)

@@ -38,9 +38,9 @@ from .core import to_cpu, to_device
 from .foundation import L
 from .pickle_forms import from_plain, to_plain
 
-__all__ = ["tensor", "to_np", "to_cpu", "to_device", "to_detach", "one_hot", "sigmoid_range", "Inf", "noop", "first",
-           "Lambda", "sequential", "subplots", "save_pickle", "load_pickle", "PICKLE_SAFE", "TensorBase", "TensorCategory",
-           "TensorMultiCategory"]
+__all__ = ["tensor", "to_np", "to_cpu", "to_device", "to_detach", "pca", "one_hot", "sigmoid_range", "Inf", "noop",
+           "first", "Lambda", "sequential", "subplots", "save_pickle", "load_pickle", "PICKLE_SAFE", "TensorBase",
+           "TensorCategory", "TensorMultiCategory"]
 
 Inf = math.inf
 
@@ -107,6 +107,21 @@ def to_detach(b: Any, cpu: bool = True, gather: bool = True) -> Any:
             return type(x)(*values) if hasattr(x, "_fields") else type(x)(values)
         return x
     return one(b)
+
+
+def pca(x: torch.Tensor, k: int = 2) -> torch.Tensor:
+    """The ``k`` principal components of the rows of ``x`` (N, D): the centred rows projected on the ``k``
+    directions of largest variance, (N, k). The star surfaces also make it a tensor method, ``x.pca(3)``, as fastai
+    does (chapter 8 plots the movie factors with it)."""
+    centred = x - x.mean(0)
+    directions = torch.linalg.svd(centred.T, full_matrices=False)[0]
+    return centred @ directions[:, :k]
+
+
+def patch_tensor_pca() -> None:
+    """Give ``torch.Tensor`` the method ``pca`` (idempotent; an existing ``pca`` is kept)."""
+    if not hasattr(torch.Tensor, "pca"):
+        torch.Tensor.pca = pca
 
 
 def one_hot(x: Any, c: int) -> torch.Tensor:
@@ -208,15 +223,15 @@ class _PlainUnpickler(pickle.Unpickler):
         if (module, name) not in PICKLE_SAFE:
             raise pickle.UnpicklingError(
                 f"load_pickle refused {self.name}: it asks to rebuild {module}.{name}, and load_pickle only loads "
-                "plain data (lists, dicts, tuples, sets, numbers, strings, paths, numpy arrays, and the DataFrames "
-                "and TabularPandas that lamina's save_pickle writes), so that opening a file never runs code. Save "
-                "tensors and models with torch.save and load them with torch.load(fn, weights_only=True); if you "
-                "trust this file, open it with pickle yourself")
+                "plain data (lists, dicts, tuples, sets, numbers, strings, paths, numpy arrays, and the DataFrames, "
+                "tensors and TabularPandas that lamina's save_pickle writes), so that opening a file never runs "
+                "code. Save models with learn.save or torch.save and load them with torch.load(fn, "
+                "weights_only=True); if you trust this file, open it with pickle yourself")
         return super().find_class(module, name)
 
 
 def save_pickle(fn: str | Path, o: Any) -> None:
-    """Write ``o`` to ``fn`` with pickle (read it back with `load_pickle`). DataFrames, Series and
+    """Write ``o`` to ``fn`` with pickle (read it back with `load_pickle`). DataFrames, Series, tensors and
     `TabularPandas` objects, alone or in lists, tuples, dicts and `L`s, are written in their plain forms
     (`lamina.pickle_forms`), which `load_pickle` rebuilds without unpickling any pandas or lamina class.
     What `load_pickle` would refuse is refused here (TypeError), and the file is replaced only once the whole
@@ -231,7 +246,7 @@ def save_pickle(fn: str | Path, o: Any) -> None:
 
 def load_pickle(fn: str | Path) -> Any:
     """Read a pickle of plain data: containers, numbers, strings, paths, numpy arrays (`PICKLE_SAFE`), and the
-    plain forms `save_pickle` writes for DataFrames, Series and `TabularPandas`.
+    plain forms `save_pickle` writes for DataFrames, Series, tensors and `TabularPandas`.
 
     Raises:
         pickle.UnpicklingError: naming the file and the class, when the pickle holds anything else (code

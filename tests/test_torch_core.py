@@ -106,9 +106,24 @@ def test_load_pickle_refuses_anything_that_could_run_code(tmp_path):
     fn.write_bytes(pickle.dumps(_RunsCode()))
     with pytest.raises(pickle.UnpicklingError, match=r"evil\.pkl.*posix\.getcwd.*only loads plain data"):
         load_pickle(fn)
-    fn.write_bytes(pickle.dumps(torch.ones(2)))
-    with pytest.raises(pickle.UnpicklingError, match="torch.load"):
+    fn.write_bytes(pickle.dumps(torch.ones(2)))  # a tensor pickled by torch itself: its rebuild function is refused
+    with pytest.raises(pickle.UnpicklingError, match="torch._utils._rebuild_tensor"):
         load_pickle(fn)
+
+
+def test_tensors_are_saved_in_their_plain_form(tmp_path):
+    """The course's save_pickle('tta_res.pkl', tta_res): a list of (predictions, None) tuples."""
+    fn = tmp_path / "tta_res.pkl"
+    preds = torch.randn(4, 3, requires_grad=True) * 2
+    tta_res = [(preds, None), (torch.arange(4), torch.tensor([True, False])), torch.randn(2).bfloat16()]
+    save_pickle(fn, tta_res)
+    back = load_pickle(fn)
+    assert torch.equal(back[0][0], preds.detach()) and back[0][1] is None and not back[0][0].requires_grad
+    assert torch.equal(back[1][0], torch.arange(4)) and back[1][1].dtype == torch.bool
+    assert back[2].dtype == torch.bfloat16 and torch.equal(back[2], tta_res[2])
+    assert b"_rebuild_tensor" not in fn.read_bytes()  # plain data: numpy arrays, no torch class
+    with pytest.raises(TypeError, match="dtype torch.uint16"):
+        save_pickle(tmp_path / "odd.pkl", torch.zeros(2, dtype=torch.uint16))
 
 
 def test_typed_tensors_keep_their_type_through_operations():
@@ -125,3 +140,18 @@ def test_typed_tensors_keep_their_type_through_operations():
     ax = TensorPoint(torch.tensor([[1.0, 2.0], [3.0, 4.0]])).show()
     assert len(ax.collections) == 1
     plt.close("all")
+
+
+def test_pca_projects_on_the_directions_of_largest_variance():
+    import lamina.basics  # noqa: F401  (the star surfaces make pca a tensor method)
+
+    gen = torch.Generator().manual_seed(0)
+    t = torch.randn(200, 1, generator=gen)
+    x = torch.cat([3 * t, -2 * t, 0.01 * torch.randn(200, 1, generator=gen)], 1) + 5  # nearly a line, off centre
+    proj = x.pca(2)
+    assert proj.shape == (200, 2)
+    assert torch.allclose(proj.mean(0), torch.zeros(2), atol=1e-4)  # centred
+    variances = proj.var(0)
+    assert variances[0] > 1000 * variances[1]  # the line's direction first
+    assert torch.allclose(variances[0], (x - x.mean(0)).var(0).sum(), rtol=1e-3)  # it holds nearly all variance
+    assert abs(torch.corrcoef(proj.T)[0, 1]) < 1e-3

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..foundation import L
 from ..models.bodies import dummy_eval, num_features_model
 from .core import Callback
 
@@ -261,11 +262,11 @@ class ActivationStats(HookCallback):
         kwargs.setdefault("cpu", False)
         super().__init__(**kwargs)
         self.with_hist = with_hist
-        self.stats: list[list] = []
+        self.stats: L = L()  # an `L` of `L`s, as fastai's: stats.itemgot(0) is the first layer's records
 
     def before_fit(self) -> None:
         super().before_fit()
-        self.stats = []
+        self.stats = L()
 
     def hook(self, m: nn.Module, i: Any, o: Any) -> Any:
         if isinstance(o, (tuple, list)):  # RNNs return (output, state): one record per tensor
@@ -278,7 +279,7 @@ class ActivationStats(HookCallback):
 
     def after_batch(self) -> None:
         if self.learn.training and self.hooks is not None and (self.every is None or self._hooked):
-            self.stats.append(self.hooks.stored)
+            self.stats.append(L(self.hooks.stored))
         super().after_batch()
 
     def layer_stats(self, idx: int) -> tuple[list[float], list[float], list[float]]:

@@ -125,6 +125,7 @@ def test_activation_stats_records_each_training_batch():
         learn.fit(1, lr=0.0)  # weights stay put, so each record can be recomputed
     stats = learn.activation_stats
     assert len(stats.stats) == 6 and len(stats.stats[0]) == 3  # Linear, BatchNorm1d, head Linear
+    assert stats.stats.itemgot(0).itemgot("mean")[0] == stats.stats[0][0]["mean"]  # L of L, as fastai's
     means, stds, near_zero = stats.layer_stats(0)
     first = model.body[0](inputs[0])
     assert means[0] == pytest.approx(first.mean().item(), abs=1e-6)

@@ -82,3 +82,9 @@ def test_item_transform_in_fastai_form_gets_the_whole_sample(tmp_path):
                       item_tfms=[SwapAndTag()], splitter=RandomSplitter(seed=0))
     x, y = block.dataloaders(files, bs=2, num_workers=0).train.one_batch()
     assert x.shape[0] == y.shape[0] == 2 and y.dtype == torch.long
+
+
+def test_transforms_have_fastais_name():
+    """The course's ensemble loop prints item.name for each Resize."""
+    name = Resize(96, method="squish").name
+    assert name.startswith("Resize -- {") and "'method': 'squish'" in name and "96" in name

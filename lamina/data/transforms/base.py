@@ -114,6 +114,11 @@ class TransformBase:
         """The constructor arguments, JSON-safe: the ``_config_keys`` attributes (override for anything else)."""
         return {key: jsonable(getattr(self, key)) for key in self._config_keys}
 
+    @property
+    def name(self) -> str:
+        """The class name and its settings, as fastai shows a transform: ``Resize -- {'size': (96, 96), ...}``."""
+        return f"{type(self).__name__} -- {self._config()}"
+
     def to_config(self) -> dict[str, Any]:
         """``{"name": class name, "kwargs": constructor arguments}`` (rebuilt by the ``*_from_config`` functions)."""
         return {"name": type(self).__name__, "kwargs": self._config()}
