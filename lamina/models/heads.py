@@ -16,10 +16,9 @@ from typing import Any
 
 from torch import nn
 
-from ..book_names import apply_init
 from .layers import AdaptiveConcatPool2d, Flatten, LinBnDrop, SigmoidRange, _init_norm
 
-__all__ = ["create_head", "add_head", "head_dropouts", "HeadConfig"]
+__all__ = ["create_head", "head_dropouts", "HeadConfig"]
 
 
 @dataclass(frozen=True)
@@ -129,17 +128,3 @@ def create_head(nf: int, n_out: int, lin_ftrs: Sequence[int] | None = None, ps: 
     if y_range is not None:
         layers.append(SigmoidRange(*y_range))
     return nn.Sequential(*layers)
-
-
-def add_head(body: nn.Module, nf: int, n_out: int, init: Any = nn.init.kaiming_normal_, head: nn.Module | None = None,
-             concat_pool: bool = True, pool: bool = True, lin_ftrs: Sequence[int] | None = None,
-             ps: float | Sequence[float] = 0.5, first_bn: bool = True, bn_final: bool = False, lin_first: bool = False,
-             y_range: tuple[float, float] | None = None) -> nn.Sequential:
-    """``nn.Sequential(body, head)``: ``head``, or a `create_head` for ``nf`` body features and ``n_out`` outputs
-    (the other arguments as there) whose linear layers are initialised with ``init``."""
-    if head is None:
-        head = create_head(nf, n_out, lin_ftrs=lin_ftrs, ps=ps, pool=pool, concat_pool=concat_pool,
-                           first_bn=first_bn, bn_final=bn_final, lin_first=lin_first, y_range=y_range)
-        if init is not None:
-            apply_init(head, init)
-    return nn.Sequential(body, head)

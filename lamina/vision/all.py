@@ -33,7 +33,7 @@ from ..data.splitters import (AttrGetter, ColReader, ColSplitter, EndSplitter, F
 from ..interpret import ClassificationInterpretation, Interpretation, SegmentationInterpretation
 from ..models.bodies import ARCHS, PretrainedWeightsError, create_body, cut_model, has_pool_type, model_meta
 from ..models.bodies import *  # noqa: F403  (the architectures: resnet18 ... regnet_x_32gf)
-from ..models.heads import add_head, create_head
+from ..models.heads import create_head
 from ..models.layers import (AdaptiveConcatPool2d, BatchNorm, ConvLayer, Flatten, InstanceNorm, LinBnDrop, MergeLayer,
                              NormType, PixelShuffle_ICNR, ResBlock, ResizeToOrig, SelfAttention, SigmoidRange,
                              icnr_init, init_linear)
@@ -48,6 +48,7 @@ from .augment import (AffineCoordTfm, Brightness, Contrast, Dihedral, Flip, Hue,
                       setup_aug_tfms)
 from .core import PILImage, PILMask, cifar_stats, imagenet_stats, load_image, mnist_stats
 from .data import ImageBlock, ImageDataLoaders, MaskBlock, SegmentationDataLoaders
+from ..models.vision import add_head
 from .learner import (cnn_learner, create_timm_model, create_unet_model, create_vision_model, unet_learner,
                       vision_learner)
 from .points import PointBlock, PointScaler
