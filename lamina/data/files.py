@@ -14,11 +14,12 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from ..foundation import L
 
 __all__ = ["get_files", "get_image_files", "get_text_files", "image_extensions", "FileGetter", "ImageGetter",
-           "verify_image", "verify_images", "describe_empty_listing"]
+           "decoded_image", "verify_image", "verify_images", "describe_empty_listing"]
 
 # Everything the system's MIME table calls an image, plus the common formats in case that table is sparse.
 image_extensions: set[str] = {ext for ext, kind in mimetypes.types_map.items() if kind.startswith("image/")} | {
@@ -208,15 +209,28 @@ class ImageGetter(FileGetter):
         return f"ImageGetter(suf={self.suf!r}, recurse={self.recurse}, folders={self.folders!r})"
 
 
-def verify_image(fn: str | Path) -> bool:
-    """Whether Pillow can open and fully decode the image file ``fn`` (a truncated JPEG fails)."""
+def decoded_image(fn: str | Path) -> Any:
+    """The image file ``fn`` opened and fully decoded by Pillow (use it in a ``with``), or None when it cannot be
+    (a truncated JPEG, a web page saved as ``.jpg``)."""
     from PIL import Image
 
+    im = None
     try:
-        with Image.open(fn) as im:
-            im.load()  # open() only reads the header; decoding finds truncated and corrupt data
+        im = Image.open(fn)
+        im.load()  # open() only reads the header; decoding finds truncated and corrupt data
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        if im is not None:
+            im.close()
+        return None
+    return im
+
+
+def verify_image(fn: str | Path) -> bool:
+    """Whether Pillow can open and fully decode the image file ``fn`` (a truncated JPEG fails)."""
+    im = decoded_image(fn)
+    if im is None:
         return False
+    im.close()
     return True
 
 

@@ -18,11 +18,11 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import threading
 import uuid
 import warnings
 from collections.abc import Iterable
 from contextlib import suppress
+from functools import partial
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,7 @@ from urllib.parse import unquote, urlsplit
 from ..atomic import atomic_write
 from ..core import usable_cpus
 from ..data.external import DownloadError, download_url
-from ..data.files import get_image_files, image_extensions, verify_image
+from ..data.files import decoded_image, get_image_files, image_extensions, verify_image
 from ..foundation import L
 from .core import _deep_to_8bit, _is_deep
 
@@ -63,22 +63,21 @@ def _suffix_and_stem(url: str) -> tuple[str, str]:
     return suffix, _SAFE_NAME.sub("_", stem).strip("._")[:100]  # a name, with room for its lock and part files
 
 
-class _Names:
-    """File names for the downloads, given out one at a time (threads ask concurrently)."""
-
-    def __init__(self, dest: Path, preserve_filename: bool):
-        self.dest, self.preserve, self.lock, self.taken = dest, preserve_filename, threading.Lock(), set()
-
-    def __call__(self, url: str) -> Path:
+def _file_names(dest: Path, urls: list[str], preserve_filename: bool) -> list[Path]:
+    """A file in ``dest`` for each URL: a UUID, or the URL's own name numbered when a file (or an earlier URL)
+    already has it."""
+    names, taken = [], set()
+    for url in urls:
         suffix, stem = _suffix_and_stem(url)
-        if not (self.preserve and stem):
-            return self.dest / f"{uuid.uuid4()}{suffix}"
-        with self.lock:  # the URL's own name, numbered when a file (or another download) already has it
-            candidate, n = stem, 1
-            while candidate + suffix in self.taken or (self.dest / (candidate + suffix)).exists():
-                candidate, n = f"{stem}{n}", n + 1
-            self.taken.add(candidate + suffix)
-        return self.dest / (candidate + suffix)
+        if not (preserve_filename and stem):
+            names.append(dest / f"{uuid.uuid4()}{suffix}")
+            continue
+        candidate, n = stem, 1
+        while candidate + suffix in taken or (dest / (candidate + suffix)).exists():
+            candidate, n = f"{stem}{n}", n + 1
+        taken.add(candidate + suffix)
+        names.append(dest / (candidate + suffix))
+    return names
 
 
 def _fetch_image(url: str, path: Path, timeout: float) -> str | None:
@@ -122,10 +121,9 @@ def download_images(dest: str | Path, url_file: str | Path | None = None, urls: 
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     todo = _url_list(url_file, urls, max_pics)
-    names = _Names(dest, preserve_filename)
-    paths = [names(u) for u in todo]
+    paths = _file_names(dest, todo, preserve_filename)
     with ThreadPoolExecutor(max_workers=max(1, n_workers)) as pool:
-        problems = list(pool.map(lambda up: _fetch_image(up[0], up[1], timeout), zip(todo, paths)))
+        problems = list(pool.map(partial(_fetch_image, timeout=timeout), todo, paths))
     failed = [(u, p) for u, p in zip(todo, problems) if p is not None]
     if failed:
         shown = "; ".join(f"{u}: {p}" for u, p in failed[:3])
@@ -180,10 +178,11 @@ def resize_image(file: str | Path, dest: str | Path, src: str | Path = ".", max_
     target = target.with_suffix(ext) if ext is not None else target
     if resume and target.exists():
         return target
-    if not verify_image(source):
+    img = decoded_image(source)  # decoded once: checked whole here, and resized from the same pixels
+    if img is None:
         return None
     target.parent.mkdir(parents=True, exist_ok=True)
-    with Image.open(source) as img:
+    with img:
         too_big = max_size is not None and max(img.size) > max_size
         if too_big or len(img.getbands()) != n_channels or target.suffix.lower() != source.suffix.lower():
             out = ImageOps.exif_transpose(img)  # the pixels as the camera meant them: the EXIF tag is not kept
