@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import random
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -144,20 +145,11 @@ class CheckpointMixin:
         return self
 
     def _load_weights_and_opt(self, path: Path, state: dict, with_opt: bool, strict: bool) -> None:
-        backup = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-        try:
-            self.model.load_state_dict(fit_state_keys(state["model"], self.model), strict=strict)
-            if with_opt and "opt" in state:
-                if self.opt is None:
-                    self.create_opt()
-                self.opt.load_state_dict(state["opt"])
-        except (RuntimeError, ValueError, KeyError) as e:
-            self.model.load_state_dict(backup)
-            raise ValueError(f"The checkpoint {path} does not fit this learner ({e}). It was saved from another "
-                             "model or param-group split; load it into the same architecture, or pass "
-                             "with_opt=False / strict=False") from e
-        if with_opt and "opt" not in state:
-            warnings.warn(f"{path} holds no optimizer state: the optimizer starts fresh")
+        def learner_opt() -> Any:
+            if self.opt is None:
+                self.create_opt()
+            return self.opt
+        _load_into(path, state, self.model, learner_opt, with_opt, strict, "this learner")
 
     def _resume_from(self, state: dict) -> None:
         if "rng" in state:
@@ -223,14 +215,22 @@ def load_model(file: str | Path, model: torch.nn.Module, opt: Any = None, with_o
                                 "<learn.path>/<model_dir>/<name>.pth)")
     state = torch.load(path, map_location=device or "cpu", weights_only=True)
     state = state if isinstance(state, dict) and "model" in state else {"model": state}
+    _load_into(path, state, model, (lambda: opt) if opt is not None else None, with_opt, strict, "this model")
+
+
+def _load_into(path: Path, state: dict, model: torch.nn.Module, get_opt: Callable[[], Any] | None, with_opt: bool,
+               strict: bool, what: str) -> None:
+    """``state``'s weights into ``model`` and, with ``with_opt``, its optimizer state into ``get_opt()``; on a
+    mismatch the model is left as it was and the ValueError names ``path``."""
     backup = {k: v.detach().clone() for k, v in model.state_dict().items()}
     try:
         model.load_state_dict(fit_state_keys(state["model"], model), strict=strict)
-        if with_opt and opt is not None and "opt" in state:
-            opt.load_state_dict(state["opt"])
+        if with_opt and get_opt is not None and "opt" in state:
+            get_opt().load_state_dict(state["opt"])
     except (RuntimeError, ValueError, KeyError, TypeError) as e:
         model.load_state_dict(backup)
-        raise ValueError(f"load_model: the weights in {path} do not fit this model ({e}); load them into the same "
-                         "architecture, or pass strict=False") from e
-    if with_opt and opt is not None and "opt" not in state:
-        warnings.warn(f"load_model: {path} holds no optimizer state; the optimizer starts fresh")
+        raise ValueError(f"The checkpoint {path} does not fit {what} ({e}). It was saved from another model or "
+                         "param-group split; load it into the same architecture, or pass with_opt=False / "
+                         "strict=False") from e
+    if with_opt and get_opt is not None and "opt" not in state:
+        warnings.warn(f"{path} holds no optimizer state: the optimizer starts fresh")

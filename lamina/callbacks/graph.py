@@ -37,6 +37,7 @@ class ShowGraphCallback(Callback):
         super().__init__()
         self.fig: Any = None
         self._display: Any = None
+        self.active = False
 
     def before_fit(self) -> None:
         learn = self.learn
@@ -46,7 +47,7 @@ class ShowGraphCallback(Callback):
             self.fig, self._display = None, None
 
     def after_epoch(self) -> None:
-        if not getattr(self, "active", False):
+        if not self.active:
             return
         rec = self.learn.recorder
         losses = rec.losses

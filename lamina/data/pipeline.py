@@ -180,11 +180,15 @@ class RandTransform(DisplayedTransform):
 
     Example:
         >>> class RandomFlipH(RandTransform):
-        ...     def encodes(self, img: PILImage): return img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        ...     def encodes(self, img: PILImage): return PILImage.create(img.transpose(Image.Transpose.FLIP_LEFT_RIGHT))
         >>> item_tfms = [Resize(224), RandomFlipH(p=0.5)]
     """
 
     split_idx: int | None = 0
+    # (class defaults too: a subclass whose __init__ does not call this one still works, as with `Transform`)
+    p: float = 1.0
+    do: bool = True
+    _nm: str | None = None
 
     def __init__(self, p: float = 1.0, nm: str | None = None, before_call: Callable | None = None, **kwargs: Any):
         if not 0 <= p <= 1:

@@ -54,11 +54,7 @@ def module(*flds: str, **defaults: Any) -> Callable[[Callable], type]:
     return decorate
 
 
-class Identity(nn.Module):
-    """Returns its input."""
-
-    def forward(self, x: Any) -> Any:
-        return x
+Identity = nn.Identity  # returns its input (torch's)
 
 
 class PartialLambda(nn.Module):
@@ -291,8 +287,7 @@ def swish(x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
     return F.silu(x, inplace=inplace)
 
 
-class Swish(nn.SiLU):
-    """The swish activation (torch's SiLU)."""
+Swish = nn.SiLU  # the swish activation is torch's SiLU
 
 
 def mish(x: torch.Tensor) -> torch.Tensor:
@@ -300,8 +295,7 @@ def mish(x: torch.Tensor) -> torch.Tensor:
     return F.mish(x)
 
 
-class Mish(nn.Mish):
-    """The mish activation."""
+Mish = nn.Mish
 
 
 class ParameterModule(nn.Module):

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -167,7 +168,6 @@ class SentencePieceTokenizer:
         return h.hexdigest()[:16]
 
     def _train(self, lines: list[str]) -> bytes:
-        import io
         spm = _sentencepiece()
         model = io.BytesIO()
         longest = max(len(line.encode("utf-8")) for line in lines)

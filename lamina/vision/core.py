@@ -25,6 +25,7 @@ from PIL import Image
 
 from ..data.loaders import DLS_TYPES
 from ..data.transforms import TypeTransform, jsonable
+from .pil_patch import image_aspect, image_n_px, image_shape, to_thumb
 from .tensors import TensorImage, TensorImageBW, TensorMask, TensorPoint
 from .upload import upload_bytes
 
@@ -209,25 +210,13 @@ class PILBase(Image.Image):
             img = _deep_to_8bit(img)
         return img.convert(mode) if mode and img.mode != mode else img
 
-    @property
-    def shape(self) -> tuple[int, int]:
-        """(height, width)."""
-        return self.size[1], self.size[0]
-
-    @property
-    def n_px(self) -> int:
-        return self.size[0] * self.size[1]
-
-    @property
-    def aspect(self) -> float:
-        """width / height."""
-        return self.size[0] / self.size[1]
+    shape = property(image_shape)
+    n_px = property(image_n_px)
+    aspect = property(image_aspect)
 
     def to_thumb(self, h: int, w: int | None = None) -> "PILBase":
         """A copy shrunk (aspect kept) to fit in ``h`` x ``w`` (square if ``w`` is None)."""
-        im = self.copy()
-        im.thumbnail((w or h, h))
-        return type(self).from_pil(im)
+        return type(self).from_pil(to_thumb(self, h, w))
 
     def show(self, ctx: Any = None, **kwargs: Any) -> Any:
         """Draw on a matplotlib axis ``ctx`` (a new figure if None); kwargs go to `show_image` (title, figsize ...)."""

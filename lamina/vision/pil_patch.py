@@ -1,7 +1,8 @@
 """The methods fastai code calls on any Pillow image: ``Image.open(f).to_thumb(128, 128)`` (the book's chapter 2),
 ``img.shape``, ``img.n_px``, ``img.aspect``, ``img.reshape(h, w)``, ``img.resize_max(max_px=...)``.
 
-lamina's own image classes (`PILImage` ...) have them; `patch_pil_image` gives them to ``PIL.Image.Image`` as well.
+lamina's own image classes (`PILImage` ...) have them (the same functions); `patch_pil_image` gives them to
+``PIL.Image.Image`` as well.
 Like ``Path.ls``, only the star-import surface that fastai code uses (``lamina.vision.all``) installs them, so
 ``import lamina`` changes no class it does not own; an attribute another library installed first is left alone.
 """
@@ -13,19 +14,20 @@ from typing import Any
 
 from PIL import Image
 
-__all__ = ["patch_pil_image"]
+__all__ = ["patch_pil_image", "image_shape", "image_n_px", "image_aspect", "to_thumb", "reshape", "resize_max"]
 
 
-def _shape(self: Image.Image) -> tuple[int, int]:
+def image_shape(self: Image.Image) -> tuple[int, int]:
     """(height, width)."""
     return self.size[1], self.size[0]
 
 
-def _n_px(self: Image.Image) -> int:
+def image_n_px(self: Image.Image) -> int:
+    """width × height."""
     return self.size[0] * self.size[1]
 
 
-def _aspect(self: Image.Image) -> float:
+def image_aspect(self: Image.Image) -> float:
     """width / height."""
     return self.size[0] / self.size[1]
 
@@ -60,7 +62,7 @@ def resize_max(self: Image.Image, resample: Any = 0, max_px: int | None = None, 
 
 def patch_pil_image() -> None:
     """Give ``PIL.Image.Image`` the methods above (idempotent; existing attributes are kept)."""
-    for name, value in {"shape": property(_shape), "n_px": property(_n_px), "aspect": property(_aspect),
+    for name, value in {"shape": property(image_shape), "n_px": property(image_n_px), "aspect": property(image_aspect),
                         "to_thumb": to_thumb, "reshape": reshape, "resize_max": resize_max}.items():
         if not hasattr(Image.Image, name):
             setattr(Image.Image, name, value)

@@ -88,3 +88,14 @@ def test_transforms_have_fastais_name():
     """The course's ensemble loop prints item.name for each Resize."""
     name = Resize(96, method="squish").name
     assert name.startswith("Resize -- {") and "'method': 'squish'" in name and "96" in name
+
+
+def test_a_rand_transform_subclass_may_skip_super_init():
+    class Always(RandTransform):
+        def __init__(self, k):
+            self.k = k
+
+        def encodes(self, x: int):
+            return x + self.k
+
+    assert Always(2)(1, split_idx=0) == 3 and Always(2).name == "Always" and Always(2)(1, split_idx=1) == 1
