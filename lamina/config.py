@@ -1,10 +1,11 @@
 """Where lamina keeps its files, and the environment variables that move them.
 
-``LAMINA_HOME`` (default ``~/.lamina``) holds three folders:
+``LAMINA_HOME`` (default ``~/.lamina``) holds four folders:
 
 * ``data/``: extracted datasets (``untar_data`` puts ``<archive stem>/`` here),
 * ``archive/``: the downloaded archives,
-* ``models/``: pretrained weights and exported learners.
+* ``models/``: pretrained weights and exported learners,
+* ``cache/``: what lamina derives once and reuses (spaCy's tokenizer rules, `lamina.text.spacy_rules`).
 
 ``LAMINA_DATA_URL`` replaces the base of the dataset URLs (a mirror or an
 air-gapped server). ``LAMINA_PROGRESS`` (``bar``, ``line`` or ``none``) chooses how training and
@@ -20,7 +21,7 @@ from pathlib import Path
 
 __all__ = ["lamina_home", "lamina_path", "data_url_base", "in_notebook", "progress_mode", "PROGRESS_MODES"]
 
-_FOLDERS = ("data", "archive", "models")
+_FOLDERS = ("data", "archive", "models", "cache")
 
 
 def lamina_home() -> Path:
@@ -29,10 +30,10 @@ def lamina_home() -> Path:
 
 
 def lamina_path(folder: str = "data") -> Path:
-    """One of lamina's folders (``'data'``, ``'archive'`` or ``'models'``), created if missing.
+    """One of lamina's folders (``'data'``, ``'archive'``, ``'models'`` or ``'cache'``), created if missing.
 
     Raises:
-        ValueError: if ``folder`` is not one of the three names.
+        ValueError: if ``folder`` is not one of the four names.
     """
     if folder not in _FOLDERS:
         raise ValueError(f"`folder` must be one of {_FOLDERS}; received: folder={folder!r}")

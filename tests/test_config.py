@@ -9,8 +9,9 @@ def test_home_and_folders(tmp_path, monkeypatch):
     monkeypatch.setenv("LAMINA_HOME", str(tmp_path / "h"))
     assert lamina_home() == tmp_path / "h"
     assert lamina_path("models") == tmp_path / "h" / "models" and (tmp_path / "h" / "models").is_dir()
+    assert lamina_path("cache") == tmp_path / "h" / "cache"
     with pytest.raises(ValueError, match="`folder` must be one of"):
-        lamina_path("cache")
+        lamina_path("tmp")
 
 
 def test_data_url(monkeypatch):

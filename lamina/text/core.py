@@ -22,7 +22,10 @@ import functools
 import html
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from importlib import metadata
 from typing import Any
+
+from .spacy_rules import RuleTokenizer, rule_tokenizer
 
 __all__ = ["UNK", "PAD", "BOS", "EOS", "FLD", "TK_REP", "TK_WREP", "TK_UP", "TK_MAJ", "defaults", "TextDefaults",
            "spec_add_spaces", "rm_useless_spaces", "replace_rep", "replace_wrep", "fix_html", "replace_all_caps",
@@ -177,14 +180,16 @@ class BaseTokenizer:
         return {"name": "BaseTokenizer", "split_char": self.split_char}
 
 
-@functools.lru_cache(maxsize=4)
-def _spacy_tokenizer(lang: str, special_toks: tuple[str, ...]) -> Any:
-    """spaCy's rule-based tokenizer for ``lang`` with ``special_toks`` kept whole, built once per process."""
+_NO_SPACY = "Tokenizing text needs spaCy: pip install 'lamina[text]' (or pip install spacy)"
+
+
+def _build_spacy(lang: str, special_toks: tuple[str, ...]) -> Any:
+    """spaCy's own rule-based tokenizer for ``lang`` with ``special_toks`` kept whole."""
     try:
         import spacy
         from spacy.symbols import ORTH
     except ImportError as e:
-        raise ImportError("Tokenizing text needs spaCy: pip install 'lamina[text]' (or pip install spacy)") from e
+        raise ImportError(_NO_SPACY) from e
     nlp = spacy.blank(lang)
     # Only the token texts are used: skip the lexical attributes (shape, like_num, ...) spaCy computes for each new
     # word, which cost more than the splitting itself on a fresh vocabulary
@@ -192,6 +197,22 @@ def _spacy_tokenizer(lang: str, special_toks: tuple[str, ...]) -> Any:
     for tok in special_toks:
         nlp.tokenizer.add_special_case(tok, [{ORTH: tok}])
     return nlp.tokenizer
+
+
+@functools.lru_cache(maxsize=4)
+def _spacy_tokenizer(lang: str, special_toks: tuple[str, ...]) -> Any:
+    """spaCy's rule-based tokenizer for ``lang`` with ``special_toks`` kept whole, built once per process: a
+    `RuleTokenizer` over its rules where those give spaCy's tokens (no spaCy import, see `lamina.text.spacy_rules`),
+    else spaCy's own."""
+    engine = rule_tokenizer(lang, special_toks, lambda: _build_spacy(lang, special_toks))
+    return engine if engine is not None else _build_spacy(lang, special_toks)
+
+
+def _spacy_version() -> str:
+    try:
+        return metadata.version("spacy")
+    except metadata.PackageNotFoundError as e:
+        raise ImportError(_NO_SPACY) from e
 
 
 class SpacyTokenizer:
@@ -225,9 +246,8 @@ class SpacyTokenizer:
 
     def spec(self) -> dict:
         """What identifies this tokenizer's output (for the tokenization cache and exports)."""
-        import spacy
         return {"name": "SpacyTokenizer", "lang": self.lang, "special_toks": self.special_toks,
-                "spacy": spacy.__version__}
+                "spacy": _spacy_version()}
 
 
 _WHITESPACE = re.compile(r"(\s+)")  # re's \s is str.isspace(), the test spaCy splits on
@@ -282,15 +302,20 @@ def _tokenize_pieces(tokenizer: Any, new: list[str], memo: dict[str, list[str]])
     those two tokens. Of the IMDB sample's 277k pieces (32k distinct words after the rules), spaCy so sees 7.7k.
     Whitespace pieces go one by one (they are few).
     """
-    from spacy.attrs import IDX, LENGTH
-    special, words = tokenizer.rules, []
+    engine = isinstance(tokenizer, RuleTokenizer)
+    special, words = tokenizer.specials if engine else tokenizer.rules, []
     for p in new:
         if _plain_word(p, special):
             memo[p] = [p]
         elif p[-1] in ",.!?;:" and _plain_word(p[:-1], special) and p not in special:
             memo[p] = [p[:-1], p[-1]]
+        elif engine:
+            memo[p] = tokenizer(p)
         elif not p[0].isspace():
             words.append(p)
+    if engine:
+        return
+    from spacy.attrs import IDX, LENGTH
     if words:
         joined = "\n".join(words)  # "\n" is a token of its own: no special case can join tokens across it
         starts, lengths = tokenizer(joined).to_array([IDX, LENGTH]).T.tolist()

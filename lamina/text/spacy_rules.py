@@ -1,0 +1,264 @@
+"""spaCy's rule-based tokenizer, run from its rules without loading spaCy.
+
+Importing spaCy takes 1.2–3 s (it loads its command line and scans the installed packages), more than tokenizing
+the IMDB sample once its tokenizer is built. The rule-based tokenizer (``spacy.blank(lang)``) is data: a prefix,
+a suffix and an infix regular expression, a URL (and token) pattern, and the special cases (``"don't"`` →
+``do``, ``n't``). The first time a process needs it for a spaCy version, language and set of special tokens,
+lamina builds spaCy's tokenizer, reads those rules out of it, checks that `RuleTokenizer` gives exactly spaCy's
+tokens on a few thousand probes (every special case, bare and wrapped in punctuation, and strings of URLs,
+numbers, quotes, emoticons, accents, whitespace), and keeps the rules in ``$LAMINA_HOME/cache/`` as JSON. Later
+processes read that file and tokenize with `RuleTokenizer`, which follows spaCy's algorithm step for step:
+prefixes and suffixes stripped in turn, a special case or a URL kept whole, infixes split, then the special
+cases that the affix rules split apart put back, longest first.
+
+The file holds strings only (patterns and tokens), read with ``json`` and checked for type; nothing in it is
+imported or run. A rule set that fails the check (a later spaCy tokenizing otherwise), a tokenizer of another
+kind (Chinese, Japanese ...) or special cases containing whitespace are recorded as such, and spaCy itself
+tokenizes. Set ``LAMINA_SPACY_RULES=0`` to always use spaCy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Sequence
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from ..atomic import atomic_write
+from ..config import lamina_path
+
+__all__ = ["RuleTokenizer", "rules_from_spacy", "rule_tokenizer", "RULES_VERSION"]
+
+RULES_VERSION = 1  # the file format and the algorithm: a new version extracts the rules again
+_PATTERNS = (("prefix", "prefix_search", "search"), ("suffix", "suffix_search", "search"),
+             ("infix", "infix_finditer", "finditer"), ("url", "url_match", "match"),
+             ("token", "token_match", "match"))
+_PROBE_TEXTS = (
+    "http://x.y/z?q=1 https://www.example.com/a_b-c.html www.a.org a@b.com e-mail 1,000.00 $5 £3 5€ 10km 3.5mm 1/2 "
+    "90% 10:30pm 1st 2nd (yes). [no]! {x}? 'q' \"dq\" `bq` --dash-- ... …. a...b a-b-c a--b a/b 3-4 3x4 x=y a+b "
+    ":) :-( <3 ;) :p xD ^_^ o.O -_- (: ): :(( U.S.A. e.g. i.e. etc., Mr. Dr. St. vs. a.m. p.m. No. it's don't "
+    "can't won't y'all gonna wanna lemme ain't shouldn't've I'm you're he'd we'll 'em 'cause o'clock ma'am "
+    "café straße naïve Æsop œuvre ß Ω ½ ¼ ﬁ 日本語 👍👍 ❤️ \u200b\u00a0 \u3000 \t \n \n\n  x\t\ty "
+    "xxbos xxmaj xxup xxrep 3 ! xxwrep xxunk xxpad xxfld (xxbos) 'xxmaj' \"hello,\" (it's) \"don't\" 'cause, "
+    "((a)) a)) ''x'' abc' ''start'' «quote» „de“ ¿qué? ¡sí! #tag @user C++ C# .NET 3.14e10 -5 +5 ~5 5°C 20°F")
+_AFFIXES = ("", "(", ")", ".", ",", "'", '"', "!", "?", "...", "-", "(", "''")
+
+
+class RuleTokenizer:
+    """spaCy's rule-based tokenizer algorithm over extracted rules (see `rules_from_spacy`), on one piece of text
+    without whitespace inside (or one run of whitespace) at a time, as lamina calls it.
+
+    Args:
+        rules: ``{"prefix", "suffix", "infix", "url", "token": pattern or None, "flags": int,
+            "specials": {string: [token, ...]}, "faster_heuristics": bool}``.
+    """
+
+    def __init__(self, rules: dict[str, Any]):
+        flags = rules["flags"]
+        compiled = {key: re.compile(rules[key], flags) if rules[key] else None for key, _, _ in _PATTERNS}
+        self._prefix = compiled["prefix"].search if compiled["prefix"] else None
+        self._suffix = compiled["suffix"].search if compiled["suffix"] else None
+        self._infix = compiled["infix"].finditer if compiled["infix"] else None
+        self._url = compiled["url"].match if compiled["url"] else None
+        self._token = compiled["token"].match if compiled["token"] else None
+        self.specials: dict[str, list[str]] = {k: list(v) for k, v in rules["specials"].items()}
+        # the special cases that the affix rules would split: spaCy puts them back after splitting (its matcher)
+        self._patterns: dict[tuple[str, ...], str] = {}
+        for s in self.specials:
+            if not rules["faster_heuristics"] or self._cut(self._prefix, s) or self._cut(self._suffix, s) \
+                    or self._infixes(s) or " " in s:
+                self._patterns[tuple(self._affixes(s, False))] = s
+        self._longest = max(map(len, self._patterns), default=0)
+        self._firsts = {p[0] for p in self._patterns}
+
+    def __call__(self, piece: str) -> list[str]:
+        """The tokens of ``piece``."""
+        tokens = self._affixes(piece, True)
+        return self._put_back_specials(tokens) if len(tokens) > 1 and self._patterns else tokens
+
+    @staticmethod
+    def _cut(search: Any, s: str) -> int:
+        m = search(s) if search is not None else None
+        return m.end() - m.start() if m is not None else 0
+
+    def _infixes(self, s: str) -> list[re.Match]:
+        return list(self._infix(s)) if self._infix is not None else []
+
+    def _affixes(self, span: str, with_specials: bool) -> list[str]:
+        if with_specials and span in self.specials:
+            return list(self.specials[span])
+        prefixes, core, suffixes = self._split_affixes(span, self.specials if with_specials else {})
+        return prefixes + self._attach(core, with_specials) + suffixes[::-1]
+
+    def _split_affixes(self, s: str, specials: dict) -> tuple[list[str], str, list[str]]:
+        """Strip prefixes and suffixes in turn until none is left or what is left is a special case."""
+        prefixes: list[str] = []
+        suffixes: list[str] = []
+        last = 0
+        while s and len(s) != last:
+            if (self._token is not None and self._token(s)) or s in specials:
+                break
+            last = len(s)
+            pre = self._cut(self._prefix, s)
+            if pre and s[pre:] and s[pre:] in specials:
+                prefixes.append(s[:pre])
+                s = s[pre:]
+                break
+            suf = self._cut(self._suffix, s[pre:])
+            if suf and s[:-suf] and s[:-suf] in specials:
+                suffixes.append(s[-suf:])
+                s = s[:-suf]
+                break
+            if pre and suf and pre + suf <= len(s):
+                prefixes.append(s[:pre])
+                suffixes.append(s[-suf:])
+                s = s[pre:-suf]
+            elif pre:
+                prefixes.append(s[:pre])
+                s = s[pre:]
+            elif suf:
+                suffixes.append(s[-suf:])
+                s = s[:-suf]
+        return prefixes, s, suffixes
+
+    def _attach(self, s: str, with_specials: bool) -> list[str]:
+        """What is left after the affixes: a special case, a URL or token match whole, else split at infixes."""
+        if not s:
+            return []
+        if with_specials and s in self.specials:
+            return list(self.specials[s])
+        if (self._token is not None and self._token(s)) or (self._url is not None and self._url(s)):
+            return [s]
+        out, start = [], 0
+        for m in self._infixes(s):
+            begin, end = m.start(), m.end()
+            if begin == 0:  # an infix at the very start is not split off
+                continue
+            if begin != start:
+                out.append(s[start:begin])
+            if begin != end:
+                out.append(s[begin:end])
+            start = end
+        if s[start:]:
+            out.append(s[start:])
+        return out
+
+    def _put_back_specials(self, tokens: list[str]) -> list[str]:
+        """Runs of tokens that spell a special case the affix rules split become its tokens: longest runs first,
+        then leftmost; a run whose first or last token is already taken is skipped."""
+        found = [(i, j) for i in range(len(tokens)) if tokens[i] in self._firsts
+                 for j in range(i + 1, min(len(tokens), i + self._longest) + 1) if tuple(tokens[i:j]) in self._patterns]
+        if not found:
+            return tokens
+        found.sort(key=lambda m: (m[0] - m[1], m[0]))
+        taken: set[int] = set()
+        kept = []
+        for i, j in found:
+            if i not in taken and j - 1 not in taken:
+                kept.append((i, j))
+            taken.update(range(i, j))
+        out, at = [], 0
+        for i, j in sorted(kept):
+            out += tokens[at:i] + self.specials["".join(tokens[i:j])]
+            at = j
+        return out + tokens[at:]
+
+
+def rules_from_spacy(tokenizer: Any) -> dict[str, Any] | None:
+    """The rules of a spaCy ``Tokenizer`` as plain data, or None when `RuleTokenizer` cannot reproduce it (another
+    tokenizer class, a rule that is not a regular expression, a special case with whitespace inside)."""
+    from spacy.symbols import ORTH
+    from spacy.tokenizer import Tokenizer
+    if type(tokenizer) is not Tokenizer:
+        return None
+    rules: dict[str, Any] = {"faster_heuristics": bool(tokenizer.faster_heuristics), "flags": None}
+    for key, attr, method in _PATTERNS:
+        fn = getattr(tokenizer, attr)
+        owner = getattr(fn, "__self__", None)
+        if fn is not None and not (isinstance(owner, re.Pattern) and getattr(fn, "__name__", "") == method):
+            return None
+        rules[key] = owner.pattern if fn is not None else None
+        if fn is not None and rules["flags"] not in (None, owner.flags):
+            return None
+        rules["flags"] = owner.flags if fn is not None else rules["flags"]
+    rules["flags"] = rules["flags"] or 0
+    specials = {}
+    for string, substrings in tokenizer.rules.items():
+        if len(string) > 1 and any(c.isspace() for c in string):
+            return None
+        specials[string] = [d.get(ORTH, d.get("ORTH")) for d in substrings]
+        if not all(isinstance(t, str) for t in specials[string]) or "".join(specials[string]) != string:
+            return None
+    rules["specials"] = specials
+    return rules
+
+
+def _probes(specials: Sequence[str]) -> list[str]:
+    """Pieces as lamina passes them: runs of whitespace, or text without whitespace."""
+    pieces = [p for p in re.split(r"(\s+)", _PROBE_TEXTS) if p]
+    wrapped = [a + s + b for s in specials for a, b in zip(_AFFIXES, _AFFIXES[::-1])]
+    return [p for p in pieces + wrapped + [s + s for s in specials] if p.isspace() or not re.search(r"\s", p)]
+
+
+def _agrees(engine: RuleTokenizer, tokenizer: Any) -> bool:
+    """Whether `RuleTokenizer` gives spaCy's exact tokens on every probe."""
+    return all(engine(p) == [t.text for t in tokenizer(p)] for p in _probes(list(engine.specials)))
+
+
+def _rules_file(lang: str, special_toks: Sequence[str], version: str) -> Path:
+    key = json.dumps([RULES_VERSION, lang, version, list(special_toks)])
+    return lamina_path("cache") / f"spacy-rules-{lang}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
+
+
+def _read_rules(path: Path) -> dict[str, Any] | None:
+    """The rules in ``path`` (``{"usable": False}`` when spaCy must tokenize), or None when it is missing or not
+    a rules file of this version."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("version") != RULES_VERSION or not isinstance(data.get("usable"), bool):
+        return None
+    if not data["usable"]:
+        return data
+    rules = data.get("rules")
+    ok = isinstance(rules, dict) and isinstance(rules.get("flags"), int) \
+        and isinstance(rules.get("faster_heuristics"), bool) and isinstance(rules.get("specials"), dict) \
+        and all(isinstance(rules.get(k), (str, type(None))) for k, _, _ in _PATTERNS) \
+        and all(isinstance(k, str) and isinstance(v, list) and all(isinstance(t, str) for t in v)
+                for k, v in rules["specials"].items())
+    return data if ok else None
+
+
+def rule_tokenizer(lang: str, special_toks: Sequence[str], build_spacy: Any) -> RuleTokenizer | None:
+    """The `RuleTokenizer` for spaCy's ``lang`` tokenizer with ``special_toks``, from the rules file (extracted
+    with ``build_spacy()``, which returns spaCy's tokenizer, when missing), or None when spaCy must tokenize."""
+    if os.environ.get("LAMINA_SPACY_RULES", "1").strip().lower() in ("0", "false", "no", "off"):
+        return None
+    try:
+        version = metadata.version("spacy")
+    except metadata.PackageNotFoundError:
+        return None  # the caller's import of spaCy says how to install it
+    path = _rules_file(lang, special_toks, version)
+    data = _read_rules(path)
+    if data is not None:
+        try:
+            return RuleTokenizer(data["rules"]) if data["usable"] else None
+        except (re.error, KeyError, TypeError, ValueError):
+            pass  # a damaged file: extract the rules again
+    tokenizer = build_spacy()
+    rules = rules_from_spacy(tokenizer)
+    engine = RuleTokenizer(rules) if rules is not None else None
+    usable = engine is not None and _agrees(engine, tokenizer)
+    record = {"version": RULES_VERSION, "spacy": version, "lang": lang, "usable": usable}
+    if usable:
+        record["rules"] = rules
+    try:
+        atomic_write(path, lambda f: f.write(json.dumps(record).encode("utf-8")), what="spaCy tokenizer rules")
+    except OSError:
+        pass  # a read-only home: the rules are extracted again next time
+    return engine if usable else None
