@@ -22,10 +22,9 @@ import functools
 import html
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from importlib import metadata
 from typing import Any
 
-from .spacy_rules import RuleTokenizer, rule_tokenizer
+from .spacy_rules import RuleTokenizer, spacy_version, word_tokenizer
 
 __all__ = ["UNK", "PAD", "BOS", "EOS", "FLD", "TK_REP", "TK_WREP", "TK_UP", "TK_MAJ", "defaults", "TextDefaults",
            "spec_add_spaces", "rm_useless_spaces", "replace_rep", "replace_wrep", "fix_html", "replace_all_caps",
@@ -180,39 +179,12 @@ class BaseTokenizer:
         return {"name": "BaseTokenizer", "split_char": self.split_char}
 
 
-_NO_SPACY = "Tokenizing text needs spaCy: pip install 'lamina[text]' (or pip install spacy)"
-
-
-def _build_spacy(lang: str, special_toks: tuple[str, ...]) -> Any:
-    """spaCy's own rule-based tokenizer for ``lang`` with ``special_toks`` kept whole."""
-    try:
-        import spacy
-        from spacy.symbols import ORTH
-    except ImportError as e:
-        raise ImportError(_NO_SPACY) from e
-    nlp = spacy.blank(lang)
-    # Only the token texts are used: skip the lexical attributes (shape, like_num, ...) spaCy computes for each new
-    # word, which cost more than the splitting itself on a fresh vocabulary
-    nlp.vocab.lex_attr_getters = {}
-    for tok in special_toks:
-        nlp.tokenizer.add_special_case(tok, [{ORTH: tok}])
-    return nlp.tokenizer
-
-
 @functools.lru_cache(maxsize=4)
 def _spacy_tokenizer(lang: str, special_toks: tuple[str, ...]) -> Any:
     """spaCy's rule-based tokenizer for ``lang`` with ``special_toks`` kept whole, built once per process: a
     `RuleTokenizer` over its rules where those give spaCy's tokens (no spaCy import, see `lamina.text.spacy_rules`),
     else spaCy's own."""
-    engine = rule_tokenizer(lang, special_toks, lambda: _build_spacy(lang, special_toks))
-    return engine if engine is not None else _build_spacy(lang, special_toks)
-
-
-def _spacy_version() -> str:
-    try:
-        return metadata.version("spacy")
-    except metadata.PackageNotFoundError as e:
-        raise ImportError(_NO_SPACY) from e
+    return word_tokenizer(lang, special_toks)
 
 
 class SpacyTokenizer:
@@ -247,7 +219,7 @@ class SpacyTokenizer:
     def spec(self) -> dict:
         """What identifies this tokenizer's output (for the tokenization cache and exports)."""
         return {"name": "SpacyTokenizer", "lang": self.lang, "special_toks": self.special_toks,
-                "spacy": _spacy_version()}
+                "spacy": spacy_version()}
 
 
 _WHITESPACE = re.compile(r"(\s+)")  # re's \s is str.isspace(), the test spaCy splits on

@@ -4,17 +4,23 @@ Importing spaCy takes 1.2–3 s (it loads its command line and scans the install
 the IMDB sample once its tokenizer is built. The rule-based tokenizer (``spacy.blank(lang)``) is data: a prefix,
 a suffix and an infix regular expression, a URL (and token) pattern, and the special cases (``"don't"`` →
 ``do``, ``n't``). The first time a process needs it for a spaCy version, language and set of special tokens,
-lamina builds spaCy's tokenizer, reads those rules out of it, checks that `RuleTokenizer` gives exactly spaCy's
-tokens on a few thousand probes (every special case, bare and wrapped in punctuation, and strings of URLs,
-numbers, quotes, emoticons, accents, whitespace), and keeps the rules in ``$LAMINA_HOME/cache/`` as JSON. Later
-processes read that file and tokenize with `RuleTokenizer`, which follows spaCy's algorithm step for step:
-prefixes and suffixes stripped in turn, a special case or a URL kept whole, infixes split, then the special
+lamina builds spaCy's tokenizer, reads those rules out of it, checks that `RuleTokenizer` gives spaCy's tokens on
+about twenty thousand probes (every special case of spaCy's, bare, doubled and wrapped in punctuation, and a text
+of URLs, numbers, quotes, emoticons, accents and whitespace), and keeps the rules in ``$LAMINA_HOME/cache/`` as
+JSON. Later processes read that file and tokenize with `RuleTokenizer`, which follows spaCy's algorithm step for
+step: prefixes and suffixes stripped in turn, a special case or a URL kept whole, infixes split, then the special
 cases that the affix rules split apart put back, longest first.
 
-The file holds strings only (patterns and tokens), read with ``json`` and checked for type; nothing in it is
-imported or run. A rule set that fails the check (a later spaCy tokenizing otherwise), a tokenizer of another
-kind (Chinese, Japanese ...) or special cases containing whitespace are recorded as such, and spaCy itself
-tokenizes. Set ``LAMINA_SPACY_RULES=0`` to always use spaCy.
+The file holds the patterns, their flags and the special cases: read with ``json``, checked for type and
+consistency (each special case's tokens spell it; no flag beyond case, line, dot, Unicode and ASCII), compiled as regular
+expressions, never imported or run as code. A file that does not read back or fails those checks is extracted
+again; delete ``$LAMINA_HOME/cache/spacy-rules-*.json`` to extract them again by hand. A rule set that fails the
+probes, a spaCy tokenizer of another kind, or special cases with whitespace inside are recorded as unusable, and
+spaCy itself tokenizes; so does every process where ``$LAMINA_HOME`` cannot be written or read. Set
+``LAMINA_SPACY_RULES=0`` to always use spaCy.
+
+One deliberate difference: a lone surrogate (text decoded with ``errors="surrogateescape"``) is a character like
+any other here, where spaCy raises UnicodeEncodeError.
 """
 
 from __future__ import annotations
@@ -29,15 +35,17 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import atomic_write
-from ..config import lamina_path
+from ..config import lamina_home
 
-__all__ = ["RuleTokenizer", "rules_from_spacy", "rule_tokenizer", "RULES_VERSION"]
+__all__ = ["RuleTokenizer", "rules_from_spacy", "word_tokenizer", "RULES_VERSION"]
 
-RULES_VERSION = 1  # the file format and the algorithm: a new version extracts the rules again
+RULES_VERSION = 2  # the file format and the algorithm: a new version extracts the rules again
 _PATTERNS = (("prefix", "prefix_search", "search"), ("suffix", "suffix_search", "search"),
              ("infix", "infix_finditer", "finditer"), ("url", "url_match", "match"),
              ("token", "token_match", "match"))
-_PROBE_TEXTS = (
+_FLAGS = re.IGNORECASE | re.MULTILINE | re.DOTALL | re.UNICODE | re.ASCII  # the flags a rules file may set
+_NO_SPACY = "Tokenizing text needs spaCy: pip install 'lamina[text]' (or pip install spacy)"
+_PROBE_TEXT = (
     "http://x.y/z?q=1 https://www.example.com/a_b-c.html www.a.org a@b.com e-mail 1,000.00 $5 £3 5€ 10km 3.5mm 1/2 "
     "90% 10:30pm 1st 2nd (yes). [no]! {x}? 'q' \"dq\" `bq` --dash-- ... …. a...b a-b-c a--b a/b 3-4 3x4 x=y a+b "
     ":) :-( <3 ;) :p xD ^_^ o.O -_- (: ): :(( U.S.A. e.g. i.e. etc., Mr. Dr. St. vs. a.m. p.m. No. it's don't "
@@ -45,7 +53,8 @@ _PROBE_TEXTS = (
     "café straße naïve Æsop œuvre ß Ω ½ ¼ ﬁ 日本語 👍👍 ❤️ \u200b\u00a0 \u3000 \t \n \n\n  x\t\ty "
     "xxbos xxmaj xxup xxrep 3 ! xxwrep xxunk xxpad xxfld (xxbos) 'xxmaj' \"hello,\" (it's) \"don't\" 'cause, "
     "((a)) a)) ''x'' abc' ''start'' «quote» „de“ ¿qué? ¡sí! #tag @user C++ C# .NET 3.14e10 -5 +5 ~5 5°C 20°F")
-_AFFIXES = ("", "(", ")", ".", ",", "'", '"', "!", "?", "...", "-", "(", "''")
+_WRAPS = (("(", ")"), ('"', '"'), ("'", "'"), ("''", "''"), ("", "."), ("", ","), ("", "!"), ("", "?"),
+          ("", "..."), ("-", ""), ("", "-"), ("(", "),"), ("[", "]."))
 
 
 class RuleTokenizer:
@@ -53,13 +62,12 @@ class RuleTokenizer:
     without whitespace inside (or one run of whitespace) at a time, as lamina calls it.
 
     Args:
-        rules: ``{"prefix", "suffix", "infix", "url", "token": pattern or None, "flags": int,
+        rules: ``{"prefix", "suffix", "infix", "url", "token": [pattern, flags] or None,
             "specials": {string: [token, ...]}, "faster_heuristics": bool}``.
     """
 
     def __init__(self, rules: dict[str, Any]):
-        flags = rules["flags"]
-        compiled = {key: re.compile(rules[key], flags) if rules[key] else None for key, _, _ in _PATTERNS}
+        compiled = {key: re.compile(*rules[key]) if rules[key] else None for key, _, _ in _PATTERNS}
         self._prefix = compiled["prefix"].search if compiled["prefix"] else None
         self._suffix = compiled["suffix"].search if compiled["suffix"] else None
         self._infix = compiled["infix"].finditer if compiled["infix"] else None
@@ -175,82 +183,119 @@ def rules_from_spacy(tokenizer: Any) -> dict[str, Any] | None:
     from spacy.tokenizer import Tokenizer
     if type(tokenizer) is not Tokenizer:
         return None
-    rules: dict[str, Any] = {"faster_heuristics": bool(tokenizer.faster_heuristics), "flags": None}
+    rules: dict[str, Any] = {"faster_heuristics": bool(tokenizer.faster_heuristics)}
     for key, attr, method in _PATTERNS:
         fn = getattr(tokenizer, attr)
         owner = getattr(fn, "__self__", None)
-        if fn is not None and not (isinstance(owner, re.Pattern) and getattr(fn, "__name__", "") == method):
+        if fn is not None and not (isinstance(owner, re.Pattern) and isinstance(owner.pattern, str)
+                                   and getattr(fn, "__name__", "") == method and not owner.flags & ~_FLAGS):
             return None
-        rules[key] = owner.pattern if fn is not None else None
-        if fn is not None and rules["flags"] not in (None, owner.flags):
-            return None
-        rules["flags"] = owner.flags if fn is not None else rules["flags"]
-    rules["flags"] = rules["flags"] or 0
+        rules[key] = [owner.pattern, owner.flags] if fn is not None else None
     specials = {}
     for string, substrings in tokenizer.rules.items():
-        if len(string) > 1 and any(c.isspace() for c in string):
-            return None
         specials[string] = [d.get(ORTH, d.get("ORTH")) for d in substrings]
-        if not all(isinstance(t, str) for t in specials[string]) or "".join(specials[string]) != string:
-            return None
     rules["specials"] = specials
-    return rules
+    return rules if _consistent(rules) else None
+
+
+def _consistent(rules: Any) -> bool:
+    """Whether ``rules`` has `rules_from_spacy`'s form: patterns with plain flags, special cases spelt by their
+    tokens, none empty, none with whitespace inside."""
+    def pattern(v: Any) -> bool:
+        return v is None or (isinstance(v, list) and len(v) == 2 and isinstance(v[0], str)
+                             and type(v[1]) is int and not v[1] & ~_FLAGS and v[1] >= 0)
+
+    def special(k: Any, v: Any) -> bool:
+        return isinstance(k, str) and k != "" and (len(k) == 1 or not any(c.isspace() for c in k)) \
+            and isinstance(v, list) and len(v) > 0 and all(isinstance(t, str) and t for t in v) and "".join(v) == k
+
+    return isinstance(rules, dict) and isinstance(rules.get("faster_heuristics"), bool) \
+        and all(pattern(rules.get(key, 0)) for key, _, _ in _PATTERNS) and isinstance(rules.get("specials"), dict) \
+        and all(special(k, v) for k, v in rules["specials"].items())
 
 
 def _probes(specials: Sequence[str]) -> list[str]:
-    """Pieces as lamina passes them: runs of whitespace, or text without whitespace."""
-    pieces = [p for p in re.split(r"(\s+)", _PROBE_TEXTS) if p]
-    wrapped = [a + s + b for s in specials for a, b in zip(_AFFIXES, _AFFIXES[::-1])]
-    return [p for p in pieces + wrapped + [s + s for s in specials] if p.isspace() or not re.search(r"\s", p)]
+    """Pieces as lamina passes them (runs of whitespace, or text without whitespace): the probe text's, and each
+    special case bare, doubled and wrapped."""
+    pieces = [p for p in re.split(r"(\s+)", _PROBE_TEXT) if p]
+    pieces += [w + s + v for s in specials for w, v in (("", ""), *_WRAPS)] + [s + s for s in specials]
+    return list(dict.fromkeys(p for p in pieces if p.isspace() or not re.search(r"\s", p)))
 
 
 def _agrees(engine: RuleTokenizer, tokenizer: Any) -> bool:
-    """Whether `RuleTokenizer` gives spaCy's exact tokens on every probe."""
-    return all(engine(p) == [t.text for t in tokenizer(p)] for p in _probes(list(engine.specials)))
+    """Whether `RuleTokenizer` gives spaCy's tokens on every probe (spaCy's special cases and the engine's)."""
+    specials = list(dict.fromkeys([*tokenizer.rules, *engine.specials]))
+    return all(engine(p) == [t.text for t in tokenizer(p)] for p in _probes(specials))
 
 
 def _rules_file(lang: str, special_toks: Sequence[str], version: str) -> Path:
     key = json.dumps([RULES_VERSION, lang, version, list(special_toks)])
-    return lamina_path("cache") / f"spacy-rules-{lang}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
+    return lamina_home() / "cache" / f"spacy-rules-{lang}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
 
 
-def _read_rules(path: Path) -> dict[str, Any] | None:
-    """The rules in ``path`` (``{"usable": False}`` when spaCy must tokenize), or None when it is missing or not
-    a rules file of this version."""
+def _read_rules(path: Path, lang: str, version: str) -> RuleTokenizer | bool | None:
+    """The engine the rules in ``path`` give, False when they are recorded as unusable, None when the file is
+    missing, damaged, or not for this version of the rules, of spaCy or ``lang``."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        if not isinstance(data, dict) or [data.get(k) for k in ("version", "spacy", "lang")] != \
+                [RULES_VERSION, version, lang] or not isinstance(data.get("usable"), bool):
+            return None
+        if not data["usable"]:
+            return False
+        return RuleTokenizer(data["rules"]) if _consistent(data.get("rules")) else None
+    except Exception:  # noqa: BLE001 -- a damaged file (bad JSON, nesting, patterns) is extracted again
         return None
-    if not isinstance(data, dict) or data.get("version") != RULES_VERSION or not isinstance(data.get("usable"), bool):
-        return None
-    if not data["usable"]:
-        return data
-    rules = data.get("rules")
-    ok = isinstance(rules, dict) and isinstance(rules.get("flags"), int) \
-        and isinstance(rules.get("faster_heuristics"), bool) and isinstance(rules.get("specials"), dict) \
-        and all(isinstance(rules.get(k), (str, type(None))) for k, _, _ in _PATTERNS) \
-        and all(isinstance(k, str) and isinstance(v, list) and all(isinstance(t, str) for t in v)
-                for k, v in rules["specials"].items())
-    return data if ok else None
 
 
-def rule_tokenizer(lang: str, special_toks: Sequence[str], build_spacy: Any) -> RuleTokenizer | None:
-    """The `RuleTokenizer` for spaCy's ``lang`` tokenizer with ``special_toks``, from the rules file (extracted
-    with ``build_spacy()``, which returns spaCy's tokenizer, when missing), or None when spaCy must tokenize."""
-    if os.environ.get("LAMINA_SPACY_RULES", "1").strip().lower() in ("0", "false", "no", "off"):
-        return None
+def _build_spacy(lang: str, special_toks: Sequence[str]) -> Any:
+    """spaCy's own rule-based tokenizer for ``lang`` with ``special_toks`` kept whole."""
     try:
-        version = metadata.version("spacy")
-    except metadata.PackageNotFoundError:
-        return None  # the caller's import of spaCy says how to install it
-    path = _rules_file(lang, special_toks, version)
-    data = _read_rules(path)
-    if data is not None:
-        try:
-            return RuleTokenizer(data["rules"]) if data["usable"] else None
-        except (re.error, KeyError, TypeError, ValueError):
-            pass  # a damaged file: extract the rules again
-    tokenizer = build_spacy()
+        import spacy
+        from spacy.symbols import ORTH
+    except ImportError as e:
+        raise ImportError(_NO_SPACY) from e
+    nlp = spacy.blank(lang)
+    # Only the token texts are used: skip the lexical attributes (shape, like_num, ...) spaCy computes for each new
+    # word, which cost more than the splitting itself on a fresh vocabulary
+    nlp.vocab.lex_attr_getters = {}
+    for tok in special_toks:
+        nlp.tokenizer.add_special_case(tok, [{ORTH: tok}])
+    return nlp.tokenizer
+
+
+def spacy_version() -> str:
+    """The installed spaCy's version, from its package metadata (spaCy is not imported).
+
+    Raises:
+        ImportError: when spaCy is not installed, saying how to install it.
+    """
+    try:
+        return metadata.version("spacy")
+    except metadata.PackageNotFoundError as e:
+        raise ImportError(_NO_SPACY) from e
+
+
+def word_tokenizer(lang: str, special_toks: Sequence[str]) -> Any:
+    """spaCy's rule-based tokenizer for ``lang`` with ``special_toks`` kept whole: a `RuleTokenizer` over its kept
+    rules where they give spaCy's tokens, else spaCy's own (see the module's description).
+
+    Raises:
+        ImportError: when spaCy is not installed.
+    """
+    version = spacy_version()
+    if os.environ.get("LAMINA_SPACY_RULES", "1").strip().lower() in ("0", "false", "no", "off"):
+        return _build_spacy(lang, special_toks)
+    try:
+        path = _rules_file(lang, special_toks, version)
+    except RuntimeError:  # no home folder to expand ``~`` into
+        return _build_spacy(lang, special_toks)
+    kept = _read_rules(path, lang, version)
+    if kept is False:
+        return _build_spacy(lang, special_toks)
+    if kept is not None:
+        return kept
+    tokenizer = _build_spacy(lang, special_toks)
     rules = rules_from_spacy(tokenizer)
     engine = RuleTokenizer(rules) if rules is not None else None
     usable = engine is not None and _agrees(engine, tokenizer)
@@ -260,5 +305,5 @@ def rule_tokenizer(lang: str, special_toks: Sequence[str], build_spacy: Any) -> 
     try:
         atomic_write(path, lambda f: f.write(json.dumps(record).encode("utf-8")), what="spaCy tokenizer rules")
     except OSError:
-        pass  # a read-only home: the rules are extracted again next time
-    return engine if usable else None
+        pass  # a home that cannot be written: the rules are extracted again in the next process
+    return engine if usable else tokenizer
