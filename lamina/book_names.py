@@ -3,8 +3,10 @@ importing them: standard-library modules (``re``, ``random``, ``os``, ``json`` .
 ``Counter``/``defaultdict``, ``reduce``, ``set_trace``, ``plt`` (imported on first use), and small helpers
 (``coll_repr``, ``ifnone``, ``listify``, ``tuplify``, ``store_attr``, ``patch``, ``params``, ``flatten_model``,
 ``apply_init``, ``trunc_normal_``, ``flatten_check``, and from `lamina.book_tools` ``parallel``, ``delegates``,
-``GetAttr``, ``num_cpus``, ``range_of``). `lamina.basics` re-exports them, so every ``*.all``
-surface has them.
+``GetAttr``, ``num_cpus``, ``range_of``, the shared ``defaults``), ``attrgetter``/``itemgetter``/``methodcaller``,
+and from `lamina.book_helpers` ``uniqueify``, ``is_listy``, ``true``, ``add_props``, ``Self``, fastcore's
+``ProcessPoolExecutor``/``ThreadPoolExecutor``, ``progress_bar``, ``TitledStr`` and ``doc``. `lamina.basics`
+re-exports them, so every ``*.all`` surface has them.
 
 Example:
     >>> from lamina.vision.all import *
@@ -56,7 +58,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from .book_tools import GetAttr, delegates, num_cpus, parallel, range_of
+from operator import attrgetter, itemgetter, methodcaller
+
+from .book_helpers import (ProcessPoolExecutor, Self, ThreadPoolExecutor, TitledStr, add_props, doc, is_listy,
+                           progress_bar, true, uniqueify)
+from .book_tools import GetAttr, defaults, delegates, num_cpus, parallel, range_of
 
 __all__ = ["bz2", "collections", "csv", "functools", "glob", "hashlib", "inspect", "io", "itertools", "json",
            "mimetypes", "numbers", "operator", "os", "pickle", "random", "re", "shutil", "string", "sys", "tarfile",
@@ -64,7 +70,9 @@ __all__ = ["bz2", "collections", "csv", "functools", "glob", "hashlib", "inspect
            "OrderedDict", "defaultdict", "namedtuple", "copy", "deepcopy", "reduce", "set_trace", "plt",
            "coll_repr", "ifnone", "listify", "tuplify", "store_attr", "patch", "params", "flatten_model",
            "apply_init", "trunc_normal_", "flatten_check", "parallel", "delegates", "GetAttr", "num_cpus",
-           "range_of", "LazyModule"]
+           "range_of", "LazyModule", "attrgetter", "itemgetter", "methodcaller", "defaults", "uniqueify", "is_listy",
+           "true", "add_props", "Self", "ProcessPoolExecutor", "ThreadPoolExecutor", "progress_bar", "TitledStr",
+           "doc"]
 
 
 class LazyModule(types.ModuleType):

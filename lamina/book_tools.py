@@ -1,6 +1,7 @@
 """fastcore's helpers that the course notebooks call from a star import: `parallel` (a function over items in
 worker processes or threads), `delegates` (a signature that shows the keyword arguments passed on with
-``**kwargs``), `GetAttr` (attribute access passed to a default object), `num_cpus` and `range_of`.
+``**kwargs``), `GetAttr` (attribute access passed to a default object), `num_cpus`, `range_of`, and the shared
+`defaults` namespace (``defaults.cpus``).
 
 Example:
     >>> sizes = parallel(lambda f: PILImage.create(f).size, files, n_workers=8, threadpool=True)
@@ -9,6 +10,7 @@ Example:
 from __future__ import annotations
 
 import inspect
+import types
 from collections.abc import Callable, Iterable, Sized
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from functools import partial
@@ -17,12 +19,21 @@ from typing import Any
 from .core import usable_cpus
 from .foundation import L
 
-__all__ = ["parallel", "delegates", "GetAttr", "num_cpus", "range_of"]
+__all__ = ["parallel", "delegates", "GetAttr", "num_cpus", "range_of", "defaults", "Defaults"]
 
 
 def num_cpus() -> int:
     """The CPUs this process may use."""
     return usable_cpus()
+
+
+class Defaults(types.SimpleNamespace):
+    """fastai's ``defaults``: one namespace that settings are read from when objects are built. ``cpus`` (the
+    CPUs this process may use) sizes `parallel` and the fastcore-style pools (`lamina.book_helpers`); the text
+    applications add their rules and special tokens (``defaults.text_proc_rules``)."""
+
+
+defaults = Defaults(cpus=num_cpus())
 
 
 def range_of(x: Sized) -> list[int]:
@@ -40,7 +51,8 @@ def parallel(f: Callable, items: Iterable, *args: Any, n_workers: int | None = N
     Args:
         f: the function; in processes it must be importable or defined in the main script (Linux forks).
         items: what to call it on.
-        n_workers: workers (default: one per usable CPU); 0 runs in this process, one item after the other.
+        n_workers: workers (default ``defaults.cpus``: the usable CPUs); 0 runs in this process, one item after
+            the other.
         threadpool: threads instead of processes (for work that waits: downloads, file reads, Pillow).
         timeout: seconds to wait for all the results.
         chunksize: items sent to a process at once.
@@ -48,7 +60,7 @@ def parallel(f: Callable, items: Iterable, *args: Any, n_workers: int | None = N
     """
     items = list(items)
     call = partial(f, *args, **kwargs) if args or kwargs else f
-    workers = usable_cpus() if n_workers is None else n_workers
+    workers = defaults.cpus if n_workers is None else n_workers
     if workers == 0 or len(items) <= 1:
         return L([call(o) for o in items])
     pool_type = ThreadPoolExecutor if threadpool else ProcessPoolExecutor

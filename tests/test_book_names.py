@@ -21,7 +21,9 @@ def test_every_surface_has_the_book_names(surface):
     scope: dict = {}
     exec(f"from {surface} import *", scope)
     for name in ("re", "random", "os", "json", "string", "itertools", "Counter", "defaultdict", "deepcopy",
-                 "reduce", "set_trace", "plt", "coll_repr", "params", "store_attr", "patch", "ifnone", "tuplify"):
+                 "reduce", "set_trace", "plt", "coll_repr", "params", "store_attr", "patch", "ifnone", "tuplify",
+                 "attrgetter", "itemgetter", "defaults", "uniqueify", "is_listy", "Self", "ProcessPoolExecutor",
+                 "progress_bar", "TitledStr", "doc", "true", "add_props"):
         assert name in scope, f"{surface} lacks {name}"
     assert scope["copy"]([1]) == [1] and scope["re"].findall(r"(.+)_\d+.jpg$", "great_pyrenees_173.jpg") == \
         ["great_pyrenees"]

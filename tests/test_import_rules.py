@@ -13,7 +13,7 @@ import pytest
 import lamina
 
 ROOT = Path(lamina.__file__).parent
-L0 = {"core", "config", "cpu_memory", "atomic", "book_names", "book_tools", "pickle_forms", "registry", "foundation", "torch_core",
+L0 = {"core", "config", "cpu_memory", "atomic", "book_names", "book_tools", "book_helpers", "pickle_forms", "registry", "foundation", "torch_core",
       "compiled", "distributed", "distributed_shm", "figures", "data", "optim", "optim_fused", "optimizer", "steppers",
       "schedules", "models"}
 L1 = {"learner", "callbacks", "callback", "metrics", "losses", "losses_base", "export", "predict", "checkpoint", "onnx", "tta"}

@@ -24,6 +24,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
+from ..book_tools import defaults
 from .spacy_rules import RuleTokenizer, spacy_version, word_tokenizer
 
 __all__ = ["UNK", "PAD", "BOS", "EOS", "FLD", "TK_REP", "TK_WREP", "TK_UP", "TK_MAJ", "defaults", "TextDefaults",
@@ -111,21 +112,22 @@ def replace_space(t: str) -> str:
 
 
 class TextDefaults:
-    """The default rules and special tokens (``defaults.text_proc_rules`` ... as in fastai).
+    """The default rules and special tokens (``defaults.text_proc_rules`` ... as in fastai), set on an object.
 
+    lamina's `defaults` is the one namespace of every surface (``defaults.cpus`` too), with these added.
     Attributes are read when a tokenizer is built, so assigning new lists changes the defaults of
     tokenizers built afterwards.
     """
 
-    def __init__(self) -> None:
-        self.text_spec_tok: list[str] = [UNK, PAD, BOS, EOS, FLD, TK_REP, TK_WREP, TK_UP, TK_MAJ]
-        self.text_proc_rules: list[Callable[[str], str]] = [
-            fix_html, replace_rep, replace_wrep, spec_add_spaces, rm_useless_spaces, replace_all_caps,
-            replace_maj, lowercase]
-        self.text_postproc_rules: list[Callable[[str], str]] = [replace_space]
+    def __init__(self, target: Any = None) -> None:
+        target = self if target is None else target
+        target.text_spec_tok = [UNK, PAD, BOS, EOS, FLD, TK_REP, TK_WREP, TK_UP, TK_MAJ]
+        target.text_proc_rules = [fix_html, replace_rep, replace_wrep, spec_add_spaces, rm_useless_spaces,
+                                  replace_all_caps, replace_maj, lowercase]
+        target.text_postproc_rules = [replace_space]
 
 
-defaults = TextDefaults()
+TextDefaults(defaults)  # the shared namespace gets the text defaults
 
 # Rules by plain name: what an export may name (a file can only ask for these functions).
 TEXT_RULES: dict[str, Callable[[str], str]] = {f.__name__: f for f in (
