@@ -32,7 +32,7 @@ from ..models.text import (LinearDecoder, PoolingLinearClassifier, SentenceEncod
                            get_language_model, get_text_classifier, masked_concat_pool)
 from .callbacks import ModelResetter, RNNCallback, RNNRegularizer, rnn_cbs
 from .core import (BOS, EOS, FLD, PAD, TK_MAJ, TK_REP, TK_UP, TK_WREP, UNK, BaseTokenizer, SpacyTokenizer,
-                   TokenizeWithRules, WordTokenizer, decode_spec_tokens, defaults, fix_html, lowercase,
+                   TokenizeWithRules, WordTokenizer, decode_spec_tokens, fix_html, lowercase,
                    replace_all_caps, replace_maj, replace_rep, replace_space, replace_wrep, rm_useless_spaces,
                    spec_add_spaces, tokenize1)
 from .corpus import Tokens
@@ -53,7 +53,7 @@ __all__ = [
     "FuncSplitter", "GrandparentSplitter", "IndexSplitter", "ItemGetter", "RandomSplitter", "RandomSubsetSplitter",
     "TrainTestSplitter", "parent_label",
     # tokenization and numericalization
-    "UNK", "PAD", "BOS", "EOS", "FLD", "TK_REP", "TK_WREP", "TK_UP", "TK_MAJ", "defaults", "spec_add_spaces",
+    "UNK", "PAD", "BOS", "EOS", "FLD", "TK_REP", "TK_WREP", "TK_UP", "TK_MAJ", "spec_add_spaces",
     "rm_useless_spaces", "replace_rep", "replace_wrep", "fix_html", "replace_all_caps", "replace_maj", "lowercase",
     "replace_space", "BaseTokenizer", "SpacyTokenizer", "WordTokenizer", "TokenizeWithRules", "tokenize1",
     "decode_spec_tokens", "Tokenizer", "Tokens", "SubwordTokenizer", "SentencePieceTokenizer", "Numericalize",
