@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import inspect
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import Callable, Generator, Iterable, Iterator
 from functools import partial
 from typing import Any
 
@@ -37,15 +37,15 @@ def uniqueify(x: Iterable, sort: bool = False, bidir: bool = False, start: Any =
 
 
 def is_listy(x: Any) -> bool:
-    """Whether ``x`` is a tuple, list, `L`, slice or generator (not a string, array or range)."""
-    return isinstance(x, (tuple, list, L, slice, Generator))
+    """Whether ``x`` is a tuple, list, set, `L`, slice or generator (not a string, array or range)."""
+    return isinstance(x, (tuple, list, set, frozenset, L, slice, Generator))
 
 
 def true(x: Any) -> bool:
     """Whether ``x`` is truthy, a collection counting as true when it has items."""
     try:
         return bool(len(x))
-    except TypeError:
+    except Exception:  # noqa: BLE001 -- no length (or a failing one): plain truth
         return bool(x)
 
 
@@ -70,6 +70,9 @@ class _Chain:
             raise AttributeError(name)
         return _Chain(self._steps + ((name, None),), ready=False)
 
+    def __getitem__(self, i: Any) -> _Chain:
+        return _Chain(self._steps + (("__getitem__", ((i,), {})),), ready=True)
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if not self._ready:  # ``Self.name(args)``: the call of the last attribute read, recorded
             name, _ = self._steps[-1]
@@ -91,12 +94,15 @@ class _Chain:
 class _SelfStart:
     """``Self``: ``Self.method(args)`` stands for ``lambda o: o.method(args)``, and ``Self.a.b()`` for
     ``lambda o: o.a.b`` (a call on something that is not callable leaves it as it is), as the book writes
-    ``files.map(Self.parent.name())``."""
+    ``files.map(Self.parent.name())``; ``Self[0]`` stands for ``lambda o: o[0]``."""
 
     def __getattr__(self, name: str) -> _Chain:
         if name.startswith("__") and name.endswith("__"):
             raise AttributeError(name)
         return _Chain(((name, None),))
+
+    def __getitem__(self, i: Any) -> _Chain:
+        return _Chain((("__getitem__", ((i,), {})),), ready=True)
 
     def __repr__(self) -> str:
         return "Self"
@@ -105,51 +111,99 @@ class _SelfStart:
 Self = _SelfStart()
 
 
-class ProcessPoolExecutor(concurrent.futures.ProcessPoolExecutor):
-    """The standard process pool as fastcore's: ``max_workers`` defaults to ``defaults.cpus`` and 0 runs in this
-    process; ``map(f, items, *args, **kwargs)`` calls ``f(*args, item, **kwargs)``."""
+def _workers(max_workers: int | None) -> int:
+    workers = defaults.cpus if max_workers is None else max_workers
+    if workers < 0:
+        raise ValueError(f"max_workers must be 0 (run in this process) or more; received: max_workers={workers}")
+    return workers
 
-    def __init__(self, max_workers: int | None = None, **kwargs: Any):
-        workers = defaults.cpus if max_workers is None else max_workers
+
+def _returning_exceptions(f: Callable, *args: Any, **kwargs: Any) -> Any:
+    try:
+        return f(*args, **kwargs)
+    except Exception as e:  # noqa: BLE001 -- map(..., return_exceptions=True): the exception is the result
+        return e
+
+
+def _item_call(f: Callable, args: tuple, kwargs: dict, return_exceptions: bool) -> Callable:
+    if return_exceptions:
+        return partial(_returning_exceptions, f, *args, **kwargs)
+    return partial(f, *args, **kwargs) if args or kwargs else f
+
+
+class ProcessPoolExecutor(concurrent.futures.ProcessPoolExecutor):
+    """The standard process pool as fastcore's: ``max_workers`` defaults to ``defaults.cpus`` (read when the pool
+    is made), and with 0 ``map`` runs in this process; ``map(f, items, *args, **kwargs)`` calls
+    ``f(*args, item, **kwargs)``, and ``return_exceptions=True`` gives an item's exception as its result.
+    ``on_exc`` and ``pause`` are accepted for fastcore compatibility (exceptions propagate; no pause)."""
+
+    def __init__(self, max_workers: int | None = None, on_exc: Callable = print, pause: float = 0, **kwargs: Any):
+        workers = _workers(max_workers)
         self.serial = workers == 0
         super().__init__(max_workers=max(workers, 1), **kwargs)
 
     def map(self, f: Callable, items: Iterable, *args: Any, timeout: float | None = None, chunksize: int = 1,
-            **kwargs: Any) -> Iterable:
-        g = partial(f, *args, **kwargs) if args or kwargs else f
+            return_exceptions: bool = False, **kwargs: Any) -> Iterable:
+        g = _item_call(f, args, kwargs, return_exceptions)
         return map(g, items) if self.serial else super().map(g, items, timeout=timeout, chunksize=chunksize)
 
 
 class ThreadPoolExecutor(concurrent.futures.ThreadPoolExecutor):
     """The standard thread pool as fastcore's (see `ProcessPoolExecutor`)."""
 
-    def __init__(self, max_workers: int | None = None, **kwargs: Any):
-        workers = defaults.cpus if max_workers is None else max_workers
+    def __init__(self, max_workers: int | None = None, on_exc: Callable = print, pause: float = 0, **kwargs: Any):
+        workers = _workers(max_workers)
         self.serial = workers == 0
         super().__init__(max_workers=max(workers, 1), **kwargs)
 
     def map(self, f: Callable, items: Iterable, *args: Any, timeout: float | None = None, chunksize: int = 1,
-            **kwargs: Any) -> Iterable:
-        g = partial(f, *args, **kwargs) if args or kwargs else f
+            return_exceptions: bool = False, **kwargs: Any) -> Iterable:
+        g = _item_call(f, args, kwargs, return_exceptions)
         return map(g, items) if self.serial else super().map(g, items, timeout=timeout, chunksize=chunksize)
 
 
-def progress_bar(items: Iterable, total: int | None = None, leave: bool = True, parent: Any = None,
-                 comment: str = "", display: bool = True) -> Iterable:
-    """``items`` with a progress bar (fastprogress's name and arguments; ``parent`` is accepted and ignored)."""
-    from tqdm.auto import tqdm
-    return tqdm(items, total=total, leave=leave, desc=comment or None, disable=not display)
+class progress_bar:  # noqa: N801 -- fastprogress's name
+    """``gen`` with a progress bar, with fastprogress's arguments (``parent``, ``master`` and ``txt_len`` are
+    accepted; each bar stands alone). Setting ``comment`` shows it beside the bar."""
+
+    def __init__(self, gen: Iterable, total: int | None = None, display: bool = True, leave: bool = True,
+                 parent: Any = None, master: Any = None, comment: str = "", txt_len: int = 60):
+        from tqdm.auto import tqdm
+        self._bar = tqdm(gen, total=total, leave=leave, disable=not display)
+        self.gen, self.total, self.comment = gen, self._bar.total, comment
+
+    def __iter__(self) -> Iterator:
+        return iter(self._bar)
+
+    def __len__(self) -> int:
+        return len(self._bar)
+
+    @property
+    def comment(self) -> str:
+        return self._comment
+
+    @comment.setter
+    def comment(self, text: str) -> None:
+        self._comment = text
+        self._bar.set_postfix_str(text, refresh=False)
 
 
 class TitledStr(str):
-    """A string that shows itself as a title: on a matplotlib axis (``ctx``), else printed."""
+    """A string that shows itself as a title: on a matplotlib axis (``ctx``, after any title it has), as a
+    ``label`` row added to a pandas Series, else printed."""
 
-    def show(self, ctx: Any = None, **kwargs: Any) -> Any:
+    def show(self, ctx: Any = None, label: str | None = None, color: str = "black", **kwargs: Any) -> Any:
         if ctx is None:
             print(self)
             return None
-        ctx.set_title(str(self), **kwargs)
-        return ctx
+        if hasattr(ctx, "set_title"):
+            above = ctx.get_title() if hasattr(ctx, "get_title") else ""
+            ctx.set_title(f"{above}\n{self}" if above else str(self), color=color)
+            return ctx
+        import pandas as pd
+        if isinstance(ctx, pd.Series):
+            return pd.concat([ctx, pd.Series({label if label is not None else "text": str(self)})])
+        raise TypeError(f"TitledStr shows on a matplotlib axis or a pandas Series; received ctx={ctx!r}")
 
 
 def doc(obj: Any) -> None:

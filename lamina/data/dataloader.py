@@ -20,7 +20,8 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset, default_collate
 
-from ..core import as_members, default_device, seed_worker, to_cpu, to_device, usable_cpus
+from ..book_tools import defaults
+from ..core import as_members, default_device, seed_worker, to_cpu, to_device
 from ..foundation import L
 from .stacked import single_member_items, stacked_batches, stacked_rows
 from .transforms import apply_batch_tfms, undo_batch_tfms
@@ -30,8 +31,9 @@ __all__ = ["DataLoader", "TensorDataLoader", "BeforeBatchCollate", "GATHER_BATCH
 
 
 def default_num_workers() -> int:
-    """Worker processes for loading: one per usable CPU, at most 8, and none on a one-CPU machine."""
-    cpus = usable_cpus()
+    """Worker processes for loading: one per CPU in ``defaults.cpus`` (the usable CPUs; set it to 0 to load in
+    the main process, as in fastai), at most 8, and none on a one-CPU machine."""
+    cpus = defaults.cpus
     return 0 if cpus <= 1 else min(cpus, 8)
 
 

@@ -112,22 +112,29 @@ def replace_space(t: str) -> str:
 
 
 class TextDefaults:
-    """The default rules and special tokens (``defaults.text_proc_rules`` ... as in fastai), set on an object.
+    """The default rules and special tokens (``defaults.text_proc_rules`` ... as in fastai).
 
-    lamina's `defaults` is the one namespace of every surface (``defaults.cpus`` too), with these added.
-    Attributes are read when a tokenizer is built, so assigning new lists changes the defaults of
-    tokenizers built afterwards.
+    lamina's `defaults` is the one namespace of every surface (``defaults.cpus`` too), with these added where
+    they are not set yet. Attributes are read when a tokenizer is built, so assigning new lists changes the
+    defaults of tokenizers built afterwards.
     """
 
-    def __init__(self, target: Any = None) -> None:
-        target = self if target is None else target
-        target.text_spec_tok = [UNK, PAD, BOS, EOS, FLD, TK_REP, TK_WREP, TK_UP, TK_MAJ]
-        target.text_proc_rules = [fix_html, replace_rep, replace_wrep, spec_add_spaces, rm_useless_spaces,
-                                  replace_all_caps, replace_maj, lowercase]
-        target.text_postproc_rules = [replace_space]
+    def __init__(self) -> None:
+        _set_text_defaults(self, keep=False)
 
 
-TextDefaults(defaults)  # the shared namespace gets the text defaults
+def _set_text_defaults(ns: Any, keep: bool) -> None:
+    """Set the text defaults on ``ns``; with ``keep``, leave those it already has (a user's own rules)."""
+    values = {"text_spec_tok": [UNK, PAD, BOS, EOS, FLD, TK_REP, TK_WREP, TK_UP, TK_MAJ],
+              "text_proc_rules": [fix_html, replace_rep, replace_wrep, spec_add_spaces, rm_useless_spaces,
+                                  replace_all_caps, replace_maj, lowercase],
+              "text_postproc_rules": [replace_space]}
+    for name, value in values.items():
+        if not (keep and hasattr(ns, name)):
+            setattr(ns, name, value)
+
+
+_set_text_defaults(defaults, keep=True)  # the shared namespace gets the text defaults
 
 # Rules by plain name: what an export may name (a file can only ask for these functions).
 TEXT_RULES: dict[str, Callable[[str], str]] = {f.__name__: f for f in (
