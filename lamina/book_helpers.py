@@ -131,9 +131,9 @@ def _item_call(f: Callable, args: tuple, kwargs: dict, return_exceptions: bool) 
     return partial(f, *args, **kwargs) if args or kwargs else f
 
 
-class ProcessPoolExecutor(concurrent.futures.ProcessPoolExecutor):
-    """The standard process pool as fastcore's: ``max_workers`` defaults to ``defaults.cpus`` (read when the pool
-    is made), and with 0 ``map`` runs in this process; ``map(f, items, *args, **kwargs)`` calls
+class _FastcorePool:
+    """fastcore's pool behaviour over a standard pool: ``max_workers`` defaults to ``defaults.cpus`` (read when the
+    pool is made), and with 0 ``map`` runs in this process; ``map(f, items, *args, **kwargs)`` calls
     ``f(*args, item, **kwargs)``, and ``return_exceptions=True`` gives an item's exception as its result.
     ``on_exc`` and ``pause`` are accepted for fastcore compatibility (exceptions propagate; no pause)."""
 
@@ -148,18 +148,12 @@ class ProcessPoolExecutor(concurrent.futures.ProcessPoolExecutor):
         return map(g, items) if self.serial else super().map(g, items, timeout=timeout, chunksize=chunksize)
 
 
-class ThreadPoolExecutor(concurrent.futures.ThreadPoolExecutor):
-    """The standard thread pool as fastcore's (see `ProcessPoolExecutor`)."""
+class ProcessPoolExecutor(_FastcorePool, concurrent.futures.ProcessPoolExecutor):
+    """The standard process pool as fastcore's (see `_FastcorePool`)."""
 
-    def __init__(self, max_workers: int | None = None, on_exc: Callable = print, pause: float = 0, **kwargs: Any):
-        workers = _workers(max_workers)
-        self.serial = workers == 0
-        super().__init__(max_workers=max(workers, 1), **kwargs)
 
-    def map(self, f: Callable, items: Iterable, *args: Any, timeout: float | None = None, chunksize: int = 1,
-            return_exceptions: bool = False, **kwargs: Any) -> Iterable:
-        g = _item_call(f, args, kwargs, return_exceptions)
-        return map(g, items) if self.serial else super().map(g, items, timeout=timeout, chunksize=chunksize)
+class ThreadPoolExecutor(_FastcorePool, concurrent.futures.ThreadPoolExecutor):
+    """The standard thread pool as fastcore's (see `_FastcorePool`)."""
 
 
 class progress_bar:  # noqa: N801 -- fastprogress's name

@@ -55,10 +55,10 @@ from pdb import set_trace
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from operator import attrgetter, itemgetter, methodcaller
+
 import torch
 from torch import nn
-
-from operator import attrgetter, itemgetter, methodcaller
 
 from .book_helpers import (ProcessPoolExecutor, Self, ThreadPoolExecutor, TitledStr, add_props, doc, is_listy,
                            progress_bar, true, uniqueify)

@@ -12,8 +12,9 @@ step: prefixes and suffixes stripped in turn, a special case or a URL kept whole
 cases that the affix rules split apart put back, longest first.
 
 The file holds the patterns, their flags and the special cases: read with ``json``, checked for type and
-consistency (each special case's tokens spell it; no flag beyond case, line, dot, Unicode and ASCII), compiled as regular
-expressions, never imported or run as code. A file that does not read back or fails those checks is extracted
+consistency (each special case's tokens spell it; no flag beyond case, line, dot, Unicode and ASCII), compiled
+as regular expressions, never imported or run as code. The file's name holds the language code, so a code that
+is not letters alone is left to spaCy. A file that does not read back or fails those checks is extracted
 again; delete ``$LAMINA_HOME/cache/spacy-rules-*.json`` to extract them again by hand. A rule set that fails the
 probes, a spaCy tokenizer of another kind, or special cases with whitespace inside are recorded as unusable, and
 spaCy itself tokenizes; so does every process where ``$LAMINA_HOME`` cannot be written or read. Set
@@ -67,12 +68,9 @@ class RuleTokenizer:
     """
 
     def __init__(self, rules: dict[str, Any]):
-        compiled = {key: re.compile(*rules[key]) if rules[key] else None for key, _, _ in _PATTERNS}
-        self._prefix = compiled["prefix"].search if compiled["prefix"] else None
-        self._suffix = compiled["suffix"].search if compiled["suffix"] else None
-        self._infix = compiled["infix"].finditer if compiled["infix"] else None
-        self._url = compiled["url"].match if compiled["url"] else None
-        self._token = compiled["token"].match if compiled["token"] else None
+        # each pattern's search, finditer or match (as spaCy calls it), or None
+        self._prefix, self._suffix, self._infix, self._url, self._token = (
+            getattr(re.compile(*rules[key]), method) if rules[key] else None for key, _, method in _PATTERNS)
         self.specials: dict[str, list[str]] = {k: list(v) for k, v in rules["specials"].items()}
         # the special cases that the affix rules would split: spaCy puts them back after splitting (its matcher)
         self._patterns: dict[tuple[str, ...], str] = {}
@@ -284,7 +282,8 @@ def word_tokenizer(lang: str, special_toks: Sequence[str]) -> Any:
         ImportError: when spaCy is not installed.
     """
     version = spacy_version()
-    if os.environ.get("LAMINA_SPACY_RULES", "1").strip().lower() in ("0", "false", "no", "off"):
+    off = os.environ.get("LAMINA_SPACY_RULES", "1").strip().lower() in ("0", "false", "no", "off")
+    if off or not re.fullmatch(r"[A-Za-z_]{1,16}", lang):  # a language code names the file: letters only
         return _build_spacy(lang, special_toks)
     try:
         path = _rules_file(lang, special_toks, version)

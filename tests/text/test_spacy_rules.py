@@ -177,3 +177,12 @@ def test_different_special_tokens_keep_different_rules(quick_check):
     _engine()
     word_tokenizer("en", SPECIAL + ("xxcustom",))
     assert len(_rules_files()) == 2
+
+
+def test_a_language_code_that_is_not_letters_never_names_a_file(monkeypatch):
+    built = object()  # stands for spaCy's tokenizer, so no error stops the rules path before it writes
+    monkeypatch.setattr(spacy_rules, "_build_spacy", lambda lang, toks: built)
+    assert word_tokenizer("../../x", SPECIAL) is built
+    assert not [p for p in lamina_home().rglob("*") if p.is_file()]
+    word_tokenizer("en", SPECIAL)  # a plain code keeps its record (here: unusable, the stand-in is no tokenizer)
+    assert len(_rules_files()) == 1
