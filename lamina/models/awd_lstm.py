@@ -31,6 +31,7 @@ from torch import nn
 from torch.func import functional_call
 
 from .mixed_lstm import can_run_mixed, mixed_lstm
+from .short_lstm import can_run_short, forget, short_lstm
 
 __all__ = ["dropout_mask", "RNNDropout", "WeightDropout", "EmbeddingDropout", "AWD_LSTM", "awd_lstm_lm_config",
            "awd_lstm_clas_config", "awd_lstm_lm_split", "awd_lstm_clas_split", "convert_fastai_keys"]
@@ -205,15 +206,20 @@ class AWD_LSTM(nn.Module):
 
 
 def _run_rnn(rnn: nn.Module, x: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
-    """One recurrent layer; under a CPU bf16 autocast, through `mixed_lstm` (or in fp32 where it does not apply).
+    """One recurrent layer; under a CPU bf16 autocast, through `mixed_lstm` (or in fp32 where it does not apply);
+    a short sequence at inference on the CPU, through `short_lstm`.
 
     oneDNN's own bf16 LSTM backward is wrong for some layer sizes, the AWD-LSTM's among them (see
     `lamina.models.mixed_lstm`): a language model trained from scratch with it drifts to predicting one word
     everywhere. On CUDA, cuDNN runs the layers under autocast as usual.
     """
-    if x.device.type != "cpu" or not torch.is_autocast_enabled("cpu"):
-        return rnn(x, state)
     lstm = rnn.module if isinstance(rnn, WeightDropout) else rnn
+    if torch.is_grad_enabled():  # a training step, which changes the weights: their packed copy goes
+        forget(lstm)
+    if x.device.type != "cpu" or not torch.is_autocast_enabled("cpu"):
+        if not rnn.training and can_run_short(lstm, x, state):
+            return short_lstm(lstm, x, state)
+        return rnn(x, state)
     if torch.get_autocast_dtype("cpu") == torch.bfloat16 and can_run_mixed(lstm):
         weights = rnn.weights() if isinstance(rnn, WeightDropout) else dict(lstm.named_parameters())
         return mixed_lstm(x, state, weights)

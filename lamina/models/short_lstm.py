@@ -1,0 +1,118 @@
+"""Short LSTM sequences at inference on the CPU: one layer, step by step, through oneDNN's packed matrix products.
+
+PyTorch runs a CPU ``nn.LSTM`` as one oneDNN RNN primitive, which prepares the layer's weights at every call:
+for a 1152-unit layer (the AWD-LSTM's) about 5 ms, whatever the length of the sequence, then about 0.35 ms a
+step. A short call — `predict` on a sentence, or text generation feeding one token at a time — is mostly that
+preparation. `short_lstm` keeps the layer's weights packed for oneDNN's matrix product
+(``torch.ops.mkldnn._reorder_linear_weight``, the packing PyTorch's own compiler uses on the CPU) until they
+change, computes every step's input share in one product, then runs the recurrence one step at a time. It gives
+``nn.LSTM``'s results (the same sums in another order: within 1e-6 relative here) and is used only where it is
+faster: inference (no gradient), float32, at most `MAX_STEPS` steps and `MAX_ROWS` rows × steps. The packed
+copy costs the layer's weight memory again while it is kept; `forget` drops it, and so does any call of the
+layer that records gradients (the AWD-LSTM's training steps).
+
+``LAMINA_SHORT_LSTM=0`` turns this off (every call goes to ``nn.LSTM``).
+
+Example:
+    >>> lstm = nn.LSTM(8, 16, batch_first=True).eval()
+    >>> with torch.no_grad():
+    ...     out, (h, c) = short_lstm(lstm, torch.randn(2, 5, 8), (torch.zeros(1, 2, 16), torch.zeros(1, 2, 16)))
+    >>> out.shape
+    torch.Size([2, 5, 16])
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import weakref
+
+import torch
+from torch import nn
+
+__all__ = ["MAX_STEPS", "MAX_ROWS", "can_run_short", "short_lstm", "forget"]
+
+# Within these bounds the step-by-step layer is the faster one. Measured on a 2-core AMD EPYC (AVX2), 2 threads,
+# the AWD-LSTM's three layers (400→1152, 1152→1152, 1152→400) against nn.LSTM: 0.14× at 1 row and 1 step,
+# 0.53-0.86× at 1-16 rows and 16-32 steps, even at 16 rows × 32 steps or 64 × 16 (see benchmarks/PROFILES.md).
+MAX_STEPS = 32
+MAX_ROWS = 256  # rows × steps
+
+_PACKED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # nn.LSTM -> (weights' identity, packed weights)
+_NAMES = ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")
+
+
+@functools.lru_cache(maxsize=1)
+def _packing_works() -> bool:
+    """Whether this PyTorch packs and multiplies with oneDNN (and gets ``x @ w.T``, checked on a small case)."""
+    try:
+        g = torch.Generator().manual_seed(0)  # not the global generator: a user's seeded sampling stays the same
+        w, x = torch.randn(8, 4, generator=g), torch.randn(3, 4, generator=g)
+        packed = torch.ops.mkldnn._reorder_linear_weight(w, None)
+        out = torch.ops.mkldnn._linear_pointwise(x, packed, None, "none", [], "")
+        return bool(torch.allclose(out, x @ w.t(), rtol=1e-4, atol=1e-5))
+    except (AttributeError, RuntimeError, NotImplementedError, TypeError):
+        return False
+
+
+def _enabled() -> bool:
+    return os.environ.get("LAMINA_SHORT_LSTM", "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def can_run_short(lstm: nn.Module, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor] | None = None) -> bool:
+    """Whether `short_lstm` runs this call: an evaluating one-layer, one-direction, batch-first ``nn.LSTM`` with
+    biases, on the CPU in float32, no gradient recorded, at most `MAX_STEPS` steps and `MAX_ROWS` rows × steps."""
+    if torch.is_grad_enabled() or not isinstance(lstm, nn.LSTM) or x.dim() != 3:
+        return False
+    tensors = [x, lstm.weight_ih_l0, lstm.weight_hh_l0, *(state or ())]
+    return (not lstm.training and lstm.num_layers == 1 and not lstm.bidirectional and lstm.batch_first
+            and lstm.bias and lstm.proj_size == 0 and 0 < x.shape[1] <= MAX_STEPS and x.shape[0] > 0
+            and x.shape[0] * x.shape[1] <= MAX_ROWS
+            and all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors)
+            and _enabled() and _packing_works())
+
+
+def forget(lstm: nn.Module) -> None:
+    """Drop ``lstm``'s packed weights (kept until its weights change otherwise)."""
+    _PACKED.pop(lstm, None)
+
+
+def _packed(lstm: nn.LSTM) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The input and recurrent weights packed for oneDNN, and the summed biases; packed again when a weight changed
+    (another tensor, or the same one written in place)."""
+    params = [getattr(lstm, n) for n in _NAMES]
+    key = tuple((p.data_ptr(), p._version, tuple(p.shape)) for p in params)
+    kept = _PACKED.get(lstm)
+    if kept is not None and kept[0] == key:
+        return kept[1]
+    w_ih, w_hh, b_ih, b_hh = (p.detach() for p in params)
+    reorder = torch.ops.mkldnn._reorder_linear_weight
+    packed = (reorder(w_ih.contiguous(), None), reorder(w_hh.contiguous(), None), (b_ih + b_hh).contiguous())
+    _PACKED[lstm] = (key, packed)
+    return packed
+
+
+def short_lstm(lstm: nn.LSTM, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor] | None = None
+               ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+    """Run ``lstm`` (see `can_run_short`) on ``x`` ``(bs, seq_len, in)`` from ``state`` ``(h0, c0)``, each
+    ``(1, bs, hidden)`` (zeros when None); returns ``(output, (h, c))`` as ``nn.LSTM`` does."""
+    w_ih, w_hh, bias = _packed(lstm)
+    linear = torch.ops.mkldnn._linear_pointwise
+    bs, steps, _ = x.shape
+    hid = lstm.hidden_size
+    if state is None:
+        state = (x.new_zeros(1, bs, hid), x.new_zeros(1, bs, hid))
+    x_gates = linear(x.reshape(bs * steps, -1).contiguous(), w_ih, bias, "none", [], "").view(bs, steps, 4 * hid)
+    out = x.new_empty(bs, steps, hid)
+    h, c = state[0][0].contiguous(), state[1][0]
+    for t in range(steps):
+        if bs == 1:  # the step's input share rides in as the product's bias
+            gates = linear(h, w_hh, x_gates[0, t], "none", [], "")
+        else:
+            gates = linear(h, w_hh, None, "none", [], "").add_(x_gates[:, t])
+        act = torch.sigmoid(gates)
+        i, f, _, o = act.chunk(4, 1)
+        c = torch.addcmul(f * c, i, torch.tanh(gates[:, 2 * hid:3 * hid]))
+        h = torch.tanh(c).mul_(o)
+        out[:, t] = h
+    return out, (h[None], c[None])

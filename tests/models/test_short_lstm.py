@@ -1,0 +1,112 @@
+"""short_lstm: short CPU inference calls give nn.LSTM's results; the packed weights follow the real ones."""
+
+import gc
+
+import pytest
+import torch
+from torch import nn
+
+from lamina.models import short_lstm as short
+from lamina.models.awd_lstm import AWD_LSTM
+from lamina.models.short_lstm import MAX_ROWS, MAX_STEPS, can_run_short, forget, short_lstm
+
+pytestmark = pytest.mark.skipif(not short._packing_works(), reason="this PyTorch has no oneDNN packed products")
+
+
+def _state(bs, hidden, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(1, bs, hidden, generator=g) * 0.5, torch.randn(1, bs, hidden, generator=g) * 0.5
+
+
+def _close(got, ref):
+    out, (h, c) = got
+    ref_out, (ref_h, ref_c) = ref
+    for a, b in ((out, ref_out), (h, ref_h), (c, ref_c)):
+        assert a.shape == b.shape and a.dtype == b.dtype
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("bs,steps", [(1, 1), (1, 7), (3, 5), (2, MAX_STEPS)])
+def test_short_lstm_matches_nn_lstm(bs, steps):
+    torch.manual_seed(0)
+    lstm = nn.LSTM(12, 20, batch_first=True).eval()
+    x, state = torch.randn(bs, steps, 12), _state(bs, 20)
+    with torch.no_grad():
+        assert can_run_short(lstm, x, state)
+        _close(short_lstm(lstm, x, state), lstm(x, state))
+        _close(short_lstm(lstm, x), lstm(x))  # no state: zeros, as nn.LSTM
+
+
+def test_can_run_short_only_where_it_applies(monkeypatch):
+    lstm = nn.LSTM(4, 6, batch_first=True).eval()
+    x = torch.randn(2, 3, 4)
+    with torch.no_grad():
+        assert can_run_short(lstm, x)
+        assert not can_run_short(lstm, torch.randn(1, MAX_STEPS + 1, 4))  # long: oneDNN's layer is faster
+        assert not can_run_short(lstm, torch.randn(MAX_ROWS // 4 + 1, 4, 4))
+        assert not can_run_short(lstm, x.double())
+        assert not can_run_short(lstm, x, (torch.zeros(1, 2, 6, dtype=torch.float64),) * 2)
+        assert not can_run_short(lstm.train(), x)
+        lstm.eval()
+        assert not can_run_short(nn.LSTM(4, 6, batch_first=True, bidirectional=True).eval(), x)
+        assert not can_run_short(nn.LSTM(4, 6, num_layers=2, batch_first=True).eval(), x)
+        assert not can_run_short(nn.LSTM(4, 6).eval(), x)  # sequence-first
+        assert not can_run_short(nn.GRU(4, 6, batch_first=True).eval(), x)
+        monkeypatch.setenv("LAMINA_SHORT_LSTM", "0")
+        assert not can_run_short(lstm, x)
+    assert not can_run_short(lstm, x)  # gradients recorded
+
+
+def test_packed_weights_follow_changes():
+    torch.manual_seed(0)
+    lstm = nn.LSTM(5, 8, batch_first=True).eval()
+    x = torch.randn(2, 4, 5)
+    with torch.no_grad():
+        short_lstm(lstm, x)
+        lstm.weight_hh_l0.mul_(-1)  # in place: the version counter moves
+        _close(short_lstm(lstm, x), lstm(x))
+        lstm.load_state_dict({k: torch.randn_like(v) for k, v in lstm.state_dict().items()})
+        _close(short_lstm(lstm, x), lstm(x))
+        lstm.bias_ih_l0 = nn.Parameter(torch.randn(32))  # another tensor
+        _close(short_lstm(lstm, x), lstm(x))
+
+
+def test_awd_lstm_eval_uses_short_layers_and_training_drops_them(monkeypatch):
+    torch.manual_seed(0)
+    enc = AWD_LSTM(vocab_sz=50, emb_sz=8, n_hid=16, n_layers=3).eval()
+    words = torch.randint(0, 50, (2, 6))
+    with torch.no_grad():
+        enc.reset()
+        got = enc(words)
+        assert all(rnn.module in short._PACKED for rnn in enc.rnns)
+        monkeypatch.setenv("LAMINA_SHORT_LSTM", "0")
+        enc.reset()
+        ref = enc(words)
+    torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-6)
+    enc.train()
+    enc(words).sum().backward()  # a training step: the packed copies go
+    assert not any(rnn.module in short._PACKED for rnn in enc.rnns)
+
+
+def test_packed_weights_go_with_the_layer():
+    lstm = nn.LSTM(3, 4, batch_first=True).eval()
+    with torch.no_grad():
+        short_lstm(lstm, torch.randn(1, 2, 3))
+    assert lstm in short._PACKED
+    forget(lstm)
+    assert lstm not in short._PACKED
+    with torch.no_grad():
+        short_lstm(lstm, torch.randn(1, 2, 3))
+    n = len(short._PACKED)
+    del lstm
+    gc.collect()
+    assert len(short._PACKED) == n - 1
+
+
+def test_the_first_check_leaves_the_global_generator_alone():
+    short._packing_works.cache_clear()
+    torch.manual_seed(3)
+    assert short._packing_works()
+    after = torch.rand(1)
+    torch.manual_seed(3)
+    assert torch.equal(after, torch.rand(1))
