@@ -69,6 +69,7 @@ def can_run_short(lstm: nn.Module, x: torch.Tensor, state: tuple[torch.Tensor, t
             and lstm.bias and lstm.proj_size == 0 and 0 < x.shape[1] <= MAX_STEPS and x.shape[0] > 0
             and x.shape[0] * x.shape[1] <= MAX_ROWS
             and all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors)
+            and not any(p.is_inference() for p in lstm.parameters())  # no version counter to follow changes by
             and _enabled() and _packing_works())
 
 

@@ -55,6 +55,11 @@ def test_can_run_short_only_where_it_applies(monkeypatch):
         monkeypatch.setenv("LAMINA_SHORT_LSTM", "0")
         assert not can_run_short(lstm, x)
     assert not can_run_short(lstm, x)  # gradients recorded
+    monkeypatch.delenv("LAMINA_SHORT_LSTM")
+    with torch.inference_mode():
+        made_here = nn.LSTM(4, 6, batch_first=True).eval()  # inference tensors keep no version counter
+        assert can_run_short(lstm, x) and not can_run_short(made_here, x)
+        assert made_here(x)[0].shape == (2, 3, 6)
 
 
 def test_packed_weights_follow_changes():
