@@ -224,6 +224,7 @@ def test_channels_last_when_the_data_is_on_a_gpu(offline_hub):
 @pytest.mark.parametrize("amx", [False, True])
 def test_default_formats_by_device_and_image_size(monkeypatch, amx):
     monkeypatch.setattr(vision_learner_module, "cpu_has_amx", lambda: amx)
+    monkeypatch.setattr(vision_learner_module, "cpu_has_bf16_matmul", lambda: amx)
     cpu, big, mid = torch.device("cpu"), torch.zeros(1, 3, 224, 224), torch.zeros(1, 3, 128, 224)
     assert default_formats(cpu, big) == (True, amx)
     assert default_formats(cpu, mid) == (amx, amx)  # the shorter side decides
@@ -234,9 +235,22 @@ def test_default_formats_by_device_and_image_size(monkeypatch, amx):
     assert default_formats(torch.device("cuda"), None) == (True, False)
 
 
+def test_default_formats_with_avx512_bf16_but_no_amx(monkeypatch):
+    monkeypatch.setattr(vision_learner_module, "cpu_has_amx", lambda: False)
+    monkeypatch.setattr(vision_learner_module, "cpu_has_bf16_matmul", lambda: True)
+    cpu = torch.device("cpu")
+    assert default_formats(cpu, torch.zeros(1, 3, 224, 224)) == (True, True)
+    assert default_formats(cpu, torch.zeros(1, 3, 96, 128)) == (True, True)
+    assert default_formats(cpu, torch.zeros(1, 3, 64, 64)) == (False, True)  # bf16 from 64 px, channels-last from 96
+    assert default_formats(cpu, torch.zeros(1, 3, 48, 64)) == (False, False)
+    assert default_formats(cpu, torch.zeros(1, 3, 96, 128), unet=True) == (False, True)  # U-Nets stay channels-first
+    assert default_formats(cpu, torch.zeros(1, 3, 32, 32), unet=True) == (False, False)
+
+
 @pytest.mark.parametrize("amx", [False, True])
 def test_large_images_on_the_cpu_train_channels_last_and_bf16_with_amx(monkeypatch, amx):
     monkeypatch.setattr(vision_learner_module, "cpu_has_amx", lambda: amx)
+    monkeypatch.setattr(vision_learner_module, "cpu_has_bf16_matmul", lambda: amx)
     learn = vision_learner(_dls(size=160, n=14), resnet18, pretrained=False)
     assert type(learn.channels_last).__name__ == "ChannelsLast"
     assert hasattr(learn, "mixed_precision") == amx
