@@ -343,3 +343,13 @@ def test_profile_fit_splits_a_fit_into_phases_that_add_up(monkeypatch):
     assert Learner.fit.__name__ == "fit" and Learner.fit.__module__ == "lamina.learner"  # put back afterwards
     text = profile_fit.report("fake_profile", totals, spent, None)
     assert "| train | backward |" in text and "Fit calls:" in text
+
+
+def test_the_machine_line_names_the_cpus_widest_matrix_instructions():
+    from benchmarks.run import cpu_isa, machine
+    assert cpu_isa("fpu avx2 avx512f avx512_bf16 amx_bf16 amx_tile".split()) == "AMX"
+    assert cpu_isa("fpu avx2 avx512f avx512_bf16".split()) == "AVX-512 BF16"
+    assert cpu_isa("fpu avx2 avx512f".split()) == "AVX-512"
+    assert cpu_isa("fpu sse4_2 avx2".split()) == "AVX2"
+    assert cpu_isa(["neon"]) == ""
+    assert machine()["cpus"] >= 1 and machine()["cpu"]
