@@ -31,7 +31,7 @@ from torch import nn
 from torch.func import functional_call
 
 from .mixed_lstm import can_run_mixed, mixed_lstm
-from .short_lstm import can_run_short, forget, short_lstm
+from .short_lstm import can_run_short, forget, has_forward_hooks, short_lstm
 
 __all__ = ["dropout_mask", "RNNDropout", "WeightDropout", "EmbeddingDropout", "AWD_LSTM", "awd_lstm_lm_config",
            "awd_lstm_clas_config", "awd_lstm_lm_split", "awd_lstm_clas_split", "convert_fastai_keys"]
@@ -214,10 +214,10 @@ def _run_rnn(rnn: nn.Module, x: torch.Tensor, state: Any) -> tuple[torch.Tensor,
     everywhere. On CUDA, cuDNN runs the layers under autocast as usual.
     """
     lstm = rnn.module if isinstance(rnn, WeightDropout) else rnn
-    if torch.is_grad_enabled():  # a training step, which changes the weights: their packed copy goes
+    if torch.is_grad_enabled() or x.device.type != "cpu":  # a training step (it changes the weights), or a GPU
         forget(lstm)
     if x.device.type != "cpu" or not torch.is_autocast_enabled("cpu"):
-        if not rnn.training and can_run_short(lstm, x, state):
+        if not rnn.training and not has_forward_hooks(rnn) and can_run_short(lstm, x, state):
             return short_lstm(lstm, x, state)
         return rnn(x, state)
     if torch.get_autocast_dtype("cpu") == torch.bfloat16 and can_run_mixed(lstm):

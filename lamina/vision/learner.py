@@ -111,11 +111,13 @@ def default_formats(device: torch.device, x: Any, unet: bool = False) -> tuple[b
       threads, Zen 4): resnet18 at 64 px 0.59x fp32, at 96 px 0.56x with channels-last (0.63x without), at 128 px
       0.50x; resnet34 at 224 px 0.50x; a resnet18 U-Net at 96x128 0.66x per epoch, the same either memory format.
       At 28 and 48 px the gain was smaller (0.85x, 0.71x), so smaller images stay in fp32.
-    * Other CPUs, and smaller images: channels-last where oneDNN's convolutions gain from it (classifiers from 160 px; resnet18 at
-      224 px 0.80-0.85x, at 28-64 px 1.1-1.3x), fp32. U-Nets stay channels-first: a resnet18 U-Net's training
-      step took about the same time either way at 96x128 and 1.4x longer channels-last at 192x256 (AVX2, 2
-      threads), and their full-resolution convolutions can then take NNPACK where it is timed faster
-      (`lamina.models.large_conv`, which reads channels-first maps).
+    * Other CPUs, and smaller images: channels-last where oneDNN's convolutions gain from it (classifiers from
+      160 px; resnet18 at 224 px 0.80-0.85x, at 28-64 px 1.1-1.3x, AVX2), fp32. U-Nets stay channels-first: a
+      resnet18 U-Net's training step took about the same time either way at 96x128 and 1.4x longer channels-last
+      at 192x256 (AVX2, 2 threads), and their full-resolution convolutions can then take NNPACK where it is timed
+      faster (`lamina.models.large_conv`, which reads channels-first maps).
+    * Under bf16 autocast, validation, ``get_preds`` and ``predict`` run in bf16 too, so their numbers differ from
+      an fp32 run of the same weights by bf16 rounding; ``learn.to_fp32()`` before them gives fp32's.
 
     ``learn.to_fp32()`` and ``learn.to_contiguous()`` undo either choice.
     """
@@ -169,8 +171,8 @@ def vision_learner(dls: Any, arch: Any, normalize: bool = True, n_out: int | Non
 
     Returns:
         The Learner, frozen to its head when ``pretrained``; channels-last and bf16 autocast where they are
-        faster (`default_formats`: CUDA; CPUs with AMX for images of 96 px and more). ``learn.to_fp32()`` and
-        ``learn.to_contiguous()`` undo that.
+        faster (`default_formats`: CUDA; CPUs with AMX for images of 96 px and more, with AVX-512 BF16 from
+        64 px). ``learn.to_fp32()`` and ``learn.to_contiguous()`` undo that.
 
     Example:
         >>> learn = vision_learner(dls, resnet34, metrics=error_rate); learn.fine_tune(1)

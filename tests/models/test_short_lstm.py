@@ -54,8 +54,12 @@ def test_can_run_short_only_where_it_applies(monkeypatch):
         assert not can_run_short(nn.GRU(4, 6, batch_first=True).eval(), x)
         monkeypatch.setenv("LAMINA_SHORT_LSTM", "0")
         assert not can_run_short(lstm, x)
+        monkeypatch.delenv("LAMINA_SHORT_LSTM")
+        handle = lstm.register_forward_hook(lambda *a: None)  # hooks expect the module to be called
+        assert not can_run_short(lstm, x)
+        handle.remove()
+        assert can_run_short(lstm, x)
     assert not can_run_short(lstm, x)  # gradients recorded
-    monkeypatch.delenv("LAMINA_SHORT_LSTM")
     with torch.inference_mode():
         made_here = nn.LSTM(4, 6, batch_first=True).eval()  # inference tensors keep no version counter
         assert can_run_short(lstm, x) and not can_run_short(made_here, x)
@@ -74,6 +78,22 @@ def test_packed_weights_follow_changes():
         _close(short_lstm(lstm, x), lstm(x))
         lstm.bias_ih_l0 = nn.Parameter(torch.randn(32))  # another tensor
         _close(short_lstm(lstm, x), lstm(x))
+        lstm.weight_ih_l0.data.copy_(torch.randn(32, 5))  # through .data: no version counter moves
+        _close(short_lstm(lstm, x), lstm(x))
+        lstm.weight_hh_l0.data.add_(0.01)
+        _close(short_lstm(lstm, x), lstm(x))
+
+
+def test_fresh_weights_in_reused_memory_are_packed_again():
+    torch.manual_seed(0)
+    lstm = nn.LSTM(5, 8, batch_first=True).eval()
+    x = torch.randn(1, 3, 5)
+    with torch.no_grad():
+        for _ in range(3):  # each state dict freed before the next: the allocator may hand out the same memory
+            weights = {k: torch.randn_like(v) for k, v in lstm.state_dict().items()}
+            lstm.load_state_dict(weights)
+            _close(short_lstm(lstm, x), lstm(x))
+            del weights
 
 
 def test_awd_lstm_eval_uses_short_layers_and_training_drops_them(monkeypatch):
@@ -91,6 +111,36 @@ def test_awd_lstm_eval_uses_short_layers_and_training_drops_them(monkeypatch):
     enc.train()
     enc(words).sum().backward()  # a training step: the packed copies go
     assert not any(rnn.module in short._PACKED for rnn in enc.rnns)
+    enc.eval()
+    monkeypatch.delenv("LAMINA_SHORT_LSTM")
+    seen = []
+    enc.rnns[1].register_forward_hook(lambda m, i, o: seen.append(o[0].shape))  # as learn.summary() hooks
+    with torch.no_grad():
+        enc.reset()
+        enc(words)
+    assert seen == [(2, 6, 16)] and enc.rnns[1].module not in short._PACKED
+    assert enc.rnns[0].module in short._PACKED
+
+
+def test_predictions_follow_an_optimizer_step(monkeypatch):
+    torch.manual_seed(0)
+    enc = AWD_LSTM(vocab_sz=50, emb_sz=8, n_hid=16, n_layers=2).eval()
+    words = torch.randint(0, 50, (1, 5))
+
+    def run():
+        enc.reset()
+        with torch.no_grad():
+            return enc(words)
+    before = run()
+    enc.train()
+    enc(words).pow(2).sum().backward()
+    for p in enc.parameters():  # a stepper's write (through .data, as lamina's and fastai's steppers do)
+        p.data.add_(p.grad, alpha=-0.5)
+    enc.eval()
+    after = run()
+    monkeypatch.setenv("LAMINA_SHORT_LSTM", "0")
+    torch.testing.assert_close(after, run(), rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(after, before)
 
 
 def test_packed_weights_go_with_the_layer():
