@@ -106,11 +106,12 @@ def default_formats(device: torch.device, x: Any, unet: bool = False) -> tuple[b
       the CPU's counterpart of TF32 (weights, optimizer and loss stay fp32). Measured per training step with
       one thread: resnet34 at 224 px 0.26x the fp32 time, at 112 px 0.40x; resnet18 at 96 px 0.72x; a U-Net
       at 96x128 0.28x. Below 96 px it is slower (28 px: 1.4x), so small images stay in fp32.
-    * CPU with AVX-512 BF16 but no AMX (AMD EPYC from Zen 4) and inputs of at least 64 px: bf16 autocast, and
-      channels-last for classifiers from 96 px. Measured per batch (training and a validation batch, two
-      threads, Zen 4): resnet18 at 64 px 0.59x fp32, at 96 px 0.56x with channels-last (0.63x without), at 128 px
+    * CPU with AVX-512 BF16 but no AMX (AMD EPYC from Zen 4) and inputs of at least 96 px, as with AMX: bf16
+      autocast, channels-last for classifiers (U-Nets stay channels-first). Measured per batch (training and a
+      validation batch, two threads, Zen 4): resnet18 at 96 px 0.56x fp32 (0.63x channels-first), at 128 px
       0.50x; resnet34 at 224 px 0.50x; a resnet18 U-Net at 96x128 0.66x per epoch, the same either memory format.
-      At 28 and 48 px the gain was smaller (0.85x, 0.71x), so smaller images stay in fp32.
+      Smaller images gain too (28 px 0.85x, 64 px 0.59x), but on MNIST at 28 px bf16 training ended with 9% and
+      49% error where fp32 ended with 2% and 18% (two seeds), so they stay in fp32.
     * Other CPUs, and smaller images: channels-last where oneDNN's convolutions gain from it (classifiers from
       160 px; resnet18 at 224 px 0.80-0.85x, at 28-64 px 1.1-1.3x, AVX2), fp32. U-Nets stay channels-first: a
       resnet18 U-Net's training step took about the same time either way at 96x128 and 1.4x longer channels-last
@@ -129,8 +130,8 @@ def default_formats(device: torch.device, x: Any, unet: bool = False) -> tuple[b
     amx = cpu_has_amx()
     if side >= 96 and amx:
         return True, True
-    if side >= 64 and not amx and cpu_has_bf16_matmul():  # AVX-512 BF16 without AMX
-        return not unet and side >= 96, True
+    if side >= 96 and not amx and cpu_has_bf16_matmul():  # AVX-512 BF16 without AMX
+        return not unet, True
     return not unet and side >= 160, False
 
 
@@ -171,8 +172,8 @@ def vision_learner(dls: Any, arch: Any, normalize: bool = True, n_out: int | Non
 
     Returns:
         The Learner, frozen to its head when ``pretrained``; channels-last and bf16 autocast where they are
-        faster (`default_formats`: CUDA; CPUs with AMX for images of 96 px and more, with AVX-512 BF16 from
-        64 px). ``learn.to_fp32()`` and ``learn.to_contiguous()`` undo that.
+        faster (`default_formats`: CUDA; CPUs with AMX or AVX-512 BF16 for images of 96 px and more).
+        ``learn.to_fp32()`` and ``learn.to_contiguous()`` undo that.
 
     Example:
         >>> learn = vision_learner(dls, resnet34, metrics=error_rate); learn.fine_tune(1)

@@ -241,10 +241,9 @@ def test_default_formats_with_avx512_bf16_but_no_amx(monkeypatch):
     cpu = torch.device("cpu")
     assert default_formats(cpu, torch.zeros(1, 3, 224, 224)) == (True, True)
     assert default_formats(cpu, torch.zeros(1, 3, 96, 128)) == (True, True)
-    assert default_formats(cpu, torch.zeros(1, 3, 64, 64)) == (False, True)  # bf16 from 64 px, channels-last from 96
-    assert default_formats(cpu, torch.zeros(1, 3, 48, 64)) == (False, False)
+    assert default_formats(cpu, torch.zeros(1, 3, 64, 64)) == (False, False)  # small images stay in fp32
     assert default_formats(cpu, torch.zeros(1, 3, 96, 128), unet=True) == (False, True)  # U-Nets stay channels-first
-    assert default_formats(cpu, torch.zeros(1, 3, 32, 32), unet=True) == (False, False)
+    assert default_formats(cpu, torch.zeros(1, 3, 64, 64), unet=True) == (False, False)
 
 
 @pytest.mark.parametrize("amx", [False, True])
