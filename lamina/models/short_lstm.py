@@ -5,8 +5,9 @@ for a 1152-unit layer (the AWD-LSTM's) about 5 ms, whatever the length of the se
 step. A short call — `predict` on a sentence, or text generation feeding one token at a time — is mostly that
 preparation. `short_lstm` keeps the layer's weights packed for oneDNN's matrix product
 (``torch.ops.mkldnn._reorder_linear_weight``, the packing PyTorch's own compiler uses on the CPU) until they
-change, computes every step's input share in one product, then runs the recurrence one step at a time. It gives
-``nn.LSTM``'s results (the same sums in another order: within 1e-6 relative here) and is used only where it is
+change (from the second call with the same weights: packing costs about what one ``nn.LSTM`` call spends
+preparing), computes every step's input share in one product, then runs the recurrence one step at a time. It
+gives ``nn.LSTM``'s results (the same sums in another order: within 1e-6 relative here) and is used only where it is
 faster: inference (no gradient), float32, at most `MAX_STEPS` steps and `MAX_ROWS` rows × steps. The packed
 copy costs the layer's weight memory again while it is kept; `forget` drops it, and so does any call of the
 layer that records gradients (the AWD-LSTM's training steps).
@@ -29,16 +30,19 @@ import weakref
 
 import torch
 from torch import nn
+from torch.nn.modules import module as torch_module
 
 __all__ = ["MAX_STEPS", "MAX_ROWS", "can_run_short", "short_lstm", "forget", "has_forward_hooks"]
 
-# Within these bounds the step-by-step layer is the faster one. Measured on a 2-core AMD EPYC (AVX2), 2 threads,
-# the AWD-LSTM's three layers (400→1152, 1152→1152, 1152→400) against nn.LSTM: 0.14× at 1 row and 1 step,
-# 0.53-0.86× at 1-16 rows and 16-32 steps, even at 16 rows × 32 steps or 64 × 16 (see benchmarks/PROFILES.md).
+# Within these bounds the step-by-step layer is the faster one. Measured on a 2-core AMD EPYC (Zen 4, AVX-512),
+# 2 threads, the AWD-LSTM's three layers (400→1152, 1152→1152, 1152→400) against nn.LSTM: 0.14× at 1 row and 1
+# step, 0.53-0.86× at 1-4 rows and 16-32 steps, 0.80× at 16 rows × 16 steps; about equal (1.0-1.04×) at 16 rows ×
+# 32 steps, 64 × 16 and 1 × 72, which the bounds leave to nn.LSTM (see benchmarks/PROFILES.md).
 MAX_STEPS = 32
 MAX_ROWS = 256  # rows × steps
 
-_PACKED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # nn.LSTM -> (weights' identity, packed weights)
+# nn.LSTM -> (the weights' addresses, versions and shapes; their sampled values; the weights; the packed weights)
+_PACKED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _NAMES = ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")
 
 
@@ -78,7 +82,6 @@ def can_run_short(lstm: nn.Module, x: torch.Tensor, state: tuple[torch.Tensor, t
 
 def has_forward_hooks(module: nn.Module) -> bool:
     """Whether calling ``module`` would run forward hooks (its own or global ones)."""
-    from torch.nn.modules import module as torch_module
     return bool(module._forward_hooks or module._forward_pre_hooks or torch_module._global_forward_hooks
                 or torch_module._global_forward_pre_hooks)
 
@@ -95,27 +98,35 @@ def _sample(t: torch.Tensor) -> torch.Tensor:
     return flat[::max(1, flat.numel() // 256)].clone()
 
 
-def _packed(lstm: nn.LSTM) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The input and recurrent weights packed for oneDNN, and the summed biases; packed again when a weight changed:
-    another tensor, the same one written in place (its version counter), or values that differ where sampled."""
+def _packed(lstm: nn.LSTM) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    """The input and recurrent weights packed for oneDNN, and the summed biases, from the second call with the same
+    weights on (packing costs about as much as ``nn.LSTM``'s own preparation, so a single call is not worth it);
+    None on the first. Weights count as changed when another tensor, the same one written in place (its version
+    counter), or values that differ where sampled."""
     params = [getattr(lstm, n).detach() for n in _NAMES]
     key = tuple((p.data_ptr(), p._version, tuple(p.shape)) for p in params)
     kept = _PACKED.get(lstm)
-    if kept is not None and kept[0] == key and all(torch.equal(_sample(p), s) for p, s in zip(params, kept[1])):
-        return kept[3]
-    w_ih, w_hh, b_ih, b_hh = params
-    reorder = torch.ops.mkldnn._reorder_linear_weight
-    packed = (reorder(w_ih.contiguous(), None), reorder(w_hh.contiguous(), None), (b_ih + b_hh).contiguous())
-    # the weights are kept too, so that their memory cannot hold another tensor that would match the key
-    _PACKED[lstm] = (key, [_sample(p) for p in params], params, packed)
-    return packed
+    if kept is None or kept[0] != key or not all(torch.equal(_sample(p), s) for p, s in zip(params, kept[1])):
+        # the weights are kept too, so that their memory cannot hold another tensor that would match the key
+        _PACKED[lstm] = (key, [_sample(p) for p in params], params, None)
+        return None
+    if kept[3] is None:
+        w_ih, w_hh, b_ih, b_hh = params
+        reorder = torch.ops.mkldnn._reorder_linear_weight
+        packed = (reorder(w_ih.contiguous(), None), reorder(w_hh.contiguous(), None), (b_ih + b_hh).contiguous())
+        _PACKED[lstm] = kept = (*kept[:3], packed)
+    return kept[3]
 
 
 def short_lstm(lstm: nn.LSTM, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor] | None = None
                ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
     """Run ``lstm`` (see `can_run_short`) on ``x`` ``(bs, seq_len, in)`` from ``state`` ``(h0, c0)``, each
-    ``(1, bs, hidden)`` (zeros when None); returns ``(output, (h, c))`` as ``nn.LSTM`` does."""
-    w_ih, w_hh, bias = _packed(lstm)
+    ``(1, bs, hidden)`` (zeros when None); returns ``(output, (h, c))`` as ``nn.LSTM`` does. The first call with
+    new weights goes to ``nn.LSTM`` itself (see `_packed`)."""
+    packed = _packed(lstm)
+    if packed is None:
+        return lstm(x, state)
+    w_ih, w_hh, bias = packed
     linear = torch.ops.mkldnn._linear_pointwise
     bs, steps, _ = x.shape
     hid = lstm.hidden_size

@@ -127,11 +127,8 @@ def default_formats(device: torch.device, x: Any, unet: bool = False) -> tuple[b
     if device.type != "cpu" or not isinstance(x, torch.Tensor) or x.ndim != 4:
         return False, False
     side = min(x.shape[-2:])
-    amx = cpu_has_amx()
-    if side >= 96 and amx:
-        return True, True
-    if side >= 96 and not amx and cpu_has_bf16_matmul():  # AVX-512 BF16 without AMX
-        return not unet, True
+    if side >= 96 and cpu_has_bf16_matmul():  # AMX, or AVX-512 BF16 (where U-Nets gained nothing from channels-last)
+        return not unet or cpu_has_amx(), True
     return not unet and side >= 160, False
 
 
