@@ -83,6 +83,18 @@ class DirectOptimizer(torch.optim.Optimizer):
         return any(hooks is None or len(hooks) > 0 for hooks in hook_dicts)  # not found: assume there are
 
 
+def _laid_out_like(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """``t`` itself when its elements lie in memory in the order of ``like``'s, else a copy of ``t`` in that order.
+
+    The fused Adam kernel walks the parameter, gradient and state tensors as flat memory: a moment kept
+    channels-first for a parameter since moved to channels-last (``learn.to_channelslast()`` after a fit, or
+    ``to_contiguous()`` after a channels-last one) would be updated with another element's gradient, silently.
+    """
+    if t.stride() == like.stride() or all(a == b for a, b, n in zip(t.stride(), like.stride(), like.shape) if n > 1):
+        return t
+    return torch.empty_strided(like.shape, like.stride(), dtype=t.dtype, device=t.device).copy_(t)
+
+
 class FusedAdam(DirectOptimizer):
     """Adam through torch's fused kernel, with one kernel call and one step counter per param group.
 
@@ -136,9 +148,12 @@ class FusedAdam(DirectOptimizer):
                        amsgrad=False, maximize=False)
 
     def _plan(self, group: dict) -> list[tuple]:
-        """The group's tensor lists, rebuilt when its parameters with gradients or the state object change."""
+        """The group's tensor lists, rebuilt when its parameters with gradients, their memory layouts or the state
+        object change."""
         params = [p for p in group["params"] if p.grad is not None]
-        ids = tuple(map(id, params))  # compared by identity: tensors' == is elementwise
+        # compared by identity (tensors' == is elementwise) and strides: a model moved to channels-last keeps
+        # its Parameter objects but not their layout
+        ids = (tuple(map(id, params)), tuple(map(torch.Tensor.stride, params)))
         cached = self._plans.get(id(group))
         if cached is not None and cached[0] is self.state and cached[1] == ids:
             return cached[2]
@@ -160,6 +175,8 @@ class FusedAdam(DirectOptimizer):
             if not state:  # lazily, as torch's Adam does
                 state.update(step=0.0, exp_avg=torch.zeros_like(p, memory_format=torch.preserve_format),
                              exp_avg_sq=torch.zeros_like(p, memory_format=torch.preserve_format))
+            for key in ("exp_avg", "exp_avg_sq"):
+                state[key] = _laid_out_like(state[key], p)
             buckets.setdefault((p.device, p.dtype, float(state["step"])), []).append(p)
         plan = []
         for (device, _, count), ps in buckets.items():

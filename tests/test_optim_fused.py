@@ -63,6 +63,27 @@ def test_fused_adam_state_dict_round_trip_continues_identically():
     assert float(b.state[theirs[0]]["step"]) == 4.0
 
 
+@pytest.mark.parametrize("to_format", [torch.channels_last, torch.contiguous_format])
+def test_fused_adam_follows_a_parameter_moved_to_another_memory_format(to_format):
+    # the fused kernel walks its tensors as flat memory: moments kept in the old layout would pair each element
+    # with another's gradient (the state of a model converted by to_channelslast/to_contiguous between fits)
+    from_format = torch.contiguous_format if to_format is torch.channels_last else torch.channels_last
+    torch.manual_seed(0)
+    start = torch.randn(4, 3, 3, 5).contiguous(memory_format=from_format)
+    moved, kept = nn.Parameter(start.clone()), nn.Parameter(start.clone())
+    opts = FusedAdam([moved], lr=0.05), FusedAdam([kept], lr=0.05)
+    for it in range(6):
+        if it == 3:
+            moved.data = moved.data.contiguous(memory_format=to_format)
+        grad = torch.randn(start.shape)
+        for p, opt in zip((moved, kept), opts):
+            p.grad = torch.empty_like(p).copy_(grad)  # in its parameter's layout, as autograd's gradients
+            opt.step()
+    assert moved.is_contiguous(memory_format=to_format)
+    assert torch.allclose(moved, kept, atol=1e-6)
+    assert opts[0].state[moved]["exp_avg"].stride() == moved.stride()
+
+
 def test_fused_adam_refuses_sparse_gradients():
     p = nn.Parameter(torch.zeros(4, 2))
     p.grad = torch.zeros(4, 2).to_sparse()

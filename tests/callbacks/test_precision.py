@@ -133,6 +133,35 @@ def test_channels_last_and_back():
     assert model[0].weight.is_contiguous() and not hasattr(learn, "channels_last")
 
 
+def _conv_learner(seed):
+    torch.manual_seed(seed)  # the loaders' shuffling and the weights
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.randn(32, 3, 8, 8, generator=gen), torch.randint(0, 2, (32,), generator=gen)
+    dls = DataLoaders.from_tensors(x[:24], y[:24], x[24:], y[24:], bs=8, device="cpu", vocab=["a", "b"])
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                          nn.Linear(4, 2))
+    return quiet(Learner(dls, model, loss_func=nn.CrossEntropyLoss(), lr=1e-2))
+
+
+@pytest.mark.parametrize("switch", ["to_channelslast", "to_contiguous"])
+def test_changing_the_memory_format_between_fits_keeps_adams_state_right(switch):
+    # Adam's moments were created in the first fit's layout; the second fit must pair them with the same elements
+    switched, kept = _conv_learner(1), _conv_learner(1)
+    for learn in (switched, kept):
+        if switch == "to_contiguous":
+            learn.to_channelslast(use_amp=False)
+        torch.manual_seed(2)
+        learn.fit(2)
+    getattr(switched, switch)(**({"use_amp": False} if switch == "to_channelslast" else {}))
+    for learn in (switched, kept):
+        torch.manual_seed(3)
+        learn.fit(2)
+    weight = switched.model[0].weight
+    assert weight.is_contiguous(memory_format=torch.channels_last) == (switch == "to_channelslast")
+    for a, b in zip(switched.model.parameters(), kept.model.parameters()):
+        assert torch.allclose(a, b, atol=1e-5), (a - b).abs().max()
+
+
 @pytest.mark.parametrize("amx,avx512_bf16,expected", [(True, False, True), (False, True, True), (False, False, False)])
 def test_cpu_has_bf16_matmul_counts_amx_and_avx512_bf16(monkeypatch, amx, avx512_bf16, expected):
     import lamina.callbacks.precision as precision
