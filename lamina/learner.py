@@ -25,7 +25,7 @@ from torch import nn
 
 from .callbacks.core import CANCEL_EXCEPTIONS, EVENTS, Callback, CallbackListMixin, noop
 from .callbacks.distributed import DistributedMixin
-from .callbacks.precision import PrecisionMixin
+from .callbacks.precision import ChannelsLastWhereFaster, PrecisionMixin
 from .callbacks.progress import ProgressCallback
 from .callbacks.recorder import Recorder
 from .callbacks.schedule import ScheduleMixin
@@ -103,6 +103,10 @@ class Learner(CallbackListMixin, OptimizerMixin, ScheduleMixin, PredictMixin, TT
             pooling of channels-first maps runs through torch's channels-last kernel (`lamina.models.cpu_pool`):
             the same values up to float rounding, faster there. True by default (a compiled model keeps
             torch's kernels); set it to False to run torch's kernels only.
+        channels_last_where_faster: for a model that declares ``channels_last_where_faster = True`` (lamina's
+            `XResNet`), the `ChannelsLastWhereFaster` callback: it puts the model channels-last where that trains
+            faster for its device and image size, in the same precision, deciding at the first training batch
+            (its ``chosen``); ``learn.to_contiguous()`` removes it. Other models keep the format they come in.
         reuse_memory: during `fit`, `validate` and `get_preds`, CPU tensors over 32 MiB reuse the memory that
             freed ones leave, instead of fresh pages from the system (Linux with glibc, main thread;
             `lamina.cpu_memory`): element-wise operations on such activations several times faster, a higher
@@ -156,6 +160,8 @@ class Learner(CallbackListMixin, OptimizerMixin, ScheduleMixin, PredictMixin, TT
         self.small_convs = True
         self.reuse_memory = True
         self.add_cbs([cb() for cb in DEFAULT_CALLBACKS] if default_cbs else [])
+        if getattr(model, "channels_last_where_faster", False) is True:
+            self.add_cb(ChannelsLastWhereFaster())
         self.add_cbs(cbs)
         self("after_create")
 

@@ -110,7 +110,12 @@ class XResNet(nn.Sequential):
 
     Raises:
         ValueError: for an even ``ks``, or a stem width that ``expansion`` does not divide.
+
+    A `Learner` trains it channels-last where that is faster (`ChannelsLastWhereFaster`): every layer here runs
+    in either memory format.
     """
+
+    channels_last_where_faster = True
 
     def __init__(self, block: Callable[..., nn.Module], expansion: int, layers: Sequence[int], p: float = 0.0,
                  c_in: int = 3, n_out: int = 1000, stem_szs: Sequence[int] = (32, 32, 64), widen: float = 1.0,

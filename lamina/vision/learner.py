@@ -25,7 +25,8 @@ import torch
 from torch import nn
 
 from ..core import as_members
-from ..callbacks.precision import ChannelsLast, MixedPrecision, cpu_has_amx, cpu_has_bf16_matmul
+from ..callbacks.precision import (ChannelsLast, MixedPrecision, cpu_has_amx, cpu_has_bf16_matmul,
+                                  fp32_channels_last)
 from ..learner import Learner
 from ..models.bodies import create_body, model_meta
 from ..models.heads import HeadConfig, create_head
@@ -112,11 +113,11 @@ def default_formats(device: torch.device, x: Any, unet: bool = False) -> tuple[b
       0.50x; resnet34 at 224 px 0.50x; a resnet18 U-Net at 96x128 0.66x per epoch, the same either memory format.
       Smaller images gain too (28 px 0.85x, 64 px 0.59x), but on MNIST at 28 px bf16 training ended with 9% and
       49% error where fp32 ended with 2% and 18% (two seeds), so they stay in fp32.
-    * Other CPUs, and smaller images: channels-last where oneDNN's convolutions gain from it (classifiers from
-      160 px; resnet18 at 224 px 0.80-0.85x, at 28-64 px 1.1-1.3x, AVX2), fp32. U-Nets stay channels-first: a
-      resnet18 U-Net's training step took about the same time either way at 96x128 and 1.4x longer channels-last
-      at 192x256 (AVX2, 2 threads), and their full-resolution convolutions can then take NNPACK where it is timed
-      faster (`lamina.models.large_conv`, which reads channels-first maps).
+    * Other CPUs, and smaller images: fp32; channels-last for classifiers where oneDNN's convolutions gain from
+      it (`fp32_channels_last`: from 160 px on AVX2, at every size with AVX-512 BF16 and no AMX). U-Nets stay
+      channels-first: a resnet18 U-Net's training step took about the same time either way at 96x128 and 1.4x
+      longer channels-last at 192x256 (AVX2, 2 threads), and their full-resolution convolutions can then take
+      NNPACK where it is timed faster (`lamina.models.large_conv`, which reads channels-first maps).
     * Under bf16 autocast, validation, ``get_preds`` and ``predict`` run in bf16 too, so their numbers differ from
       an fp32 run of the same weights by bf16 rounding; ``learn.to_fp32()`` before them gives fp32's.
 
@@ -129,7 +130,7 @@ def default_formats(device: torch.device, x: Any, unet: bool = False) -> tuple[b
     side = min(x.shape[-2:])
     if side >= 96 and cpu_has_bf16_matmul():  # AMX, or AVX-512 BF16 (where U-Nets gained nothing from channels-last)
         return not unet or cpu_has_amx(), True
-    return not unet and side >= 160, False
+    return not unet and fp32_channels_last(device, side), False
 
 
 def _finish(learn: Learner, pretrained: bool, x: Any = None, unet: bool = False) -> Learner:

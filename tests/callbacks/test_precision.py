@@ -162,6 +162,67 @@ def test_changing_the_memory_format_between_fits_keeps_adams_state_right(switch)
         assert torch.allclose(a, b, atol=1e-5), (a - b).abs().max()
 
 
+def _patch_cpu(monkeypatch, amx, bf16):
+    import lamina.callbacks.precision as precision
+    monkeypatch.setattr(precision, "cpu_has_amx", lambda: amx)
+    monkeypatch.setattr(precision, "cpu_has_bf16_matmul", lambda: bf16)
+
+
+class DeclaredNet(nn.Sequential):
+    channels_last_where_faster = True
+
+
+def _image_learner(size, declared=True):
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.randn(12, 3, size, size, generator=gen), torch.randint(0, 2, (12,), generator=gen)
+    dls = DataLoaders.from_tensors(x[:8], y[:8], x[8:], y[8:], bs=4, device="cpu", vocab=["a", "b"])
+    layers = (nn.Conv2d(3, 4, 3, stride=4), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))
+    model = DeclaredNet(*layers) if declared else nn.Sequential(*layers)
+    return quiet(Learner(dls, model, loss_func=nn.CrossEntropyLoss()))
+
+
+@pytest.mark.parametrize("amx,bf16,size,expected", [
+    (False, True, 16, True),      # AVX-512 BF16 without AMX: channels-last at every size
+    (False, False, 16, False),    # AVX2: channels-first below 160 px
+    (False, False, 160, True),
+    (True, True, 64, False),      # AMX below 160 px: not measured, the AVX2 rule
+])
+def test_a_declared_model_trains_channels_last_where_faster(monkeypatch, amx, bf16, size, expected):
+    _patch_cpu(monkeypatch, amx, bf16)
+    learn = _image_learner(size)
+    assert learn.channels_last_where_faster.chosen is None  # decided at the first training batch
+    learn.get_preds()  # inference alone decides nothing
+    assert learn.channels_last_where_faster.chosen is None and learn.model[0].weight.is_contiguous()
+    learn.fit(1)
+    assert learn.channels_last_where_faster.chosen is expected
+    assert learn.model[0].weight.is_contiguous(memory_format=torch.channels_last) is expected
+    assert all(p.dtype == torch.float32 for p in learn.model.parameters()) and not hasattr(learn, "mixed_precision")
+
+
+def test_other_models_keep_their_format_and_to_contiguous_opts_out(monkeypatch):
+    _patch_cpu(monkeypatch, amx=False, bf16=True)
+    plain = _image_learner(16, declared=False)
+    assert not hasattr(plain, "channels_last_where_faster")
+    plain.fit(1)
+    assert plain.model[0].weight.is_contiguous()
+    learn = _image_learner(16)
+    learn.fit(1)
+    learn.to_contiguous()
+    learn.fit(1)
+    assert not hasattr(learn, "channels_last_where_faster") and learn.model[0].weight.is_contiguous()
+
+
+def test_xresnet_is_declared_and_converted_in_a_plain_learner(monkeypatch):
+    from lamina.models.xresnet import xresnet18
+    _patch_cpu(monkeypatch, amx=False, bf16=True)
+    dls = _image_learner(16).dls
+    torch.manual_seed(0)
+    learn = quiet(Learner(dls, xresnet18(n_out=2), loss_func=nn.CrossEntropyLoss()))
+    learn.fit(1)
+    assert learn.model[0][0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert learn.get_preds()[0].shape == (4, 2)
+
+
 @pytest.mark.parametrize("amx,avx512_bf16,expected", [(True, False, True), (False, True, True), (False, False, False)])
 def test_cpu_has_bf16_matmul_counts_amx_and_avx512_bf16(monkeypatch, amx, avx512_bf16, expected):
     import lamina.callbacks.precision as precision

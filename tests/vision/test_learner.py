@@ -212,7 +212,16 @@ def test_string_arch_goes_through_timm(monkeypatch):
         unet_learner(_seg_dls(), "fake_net")
 
 
-def test_channels_last_when_the_data_is_on_a_gpu(offline_hub):
+def _cpu_features(monkeypatch, amx, bf16):
+    """The learners' view of the CPU: AMX units, bf16 matrix products (AMX or AVX-512 BF16)."""
+    import lamina.callbacks.precision as precision
+    for module in (vision_learner_module, precision):
+        monkeypatch.setattr(module, "cpu_has_amx", lambda: amx)
+        monkeypatch.setattr(module, "cpu_has_bf16_matmul", lambda: bf16)
+
+
+def test_channels_last_when_the_data_is_on_a_gpu(offline_hub, monkeypatch):
+    _cpu_features(monkeypatch, amx=False, bf16=False)
     dls = _dls()
     for dl in dls.loaders:
         dl.device = torch.device("cuda")  # only read here; nothing runs on it
@@ -223,8 +232,7 @@ def test_channels_last_when_the_data_is_on_a_gpu(offline_hub):
 
 @pytest.mark.parametrize("amx", [False, True])
 def test_default_formats_by_device_and_image_size(monkeypatch, amx):
-    monkeypatch.setattr(vision_learner_module, "cpu_has_amx", lambda: amx)
-    monkeypatch.setattr(vision_learner_module, "cpu_has_bf16_matmul", lambda: amx)
+    _cpu_features(monkeypatch, amx=amx, bf16=amx)
     cpu, big, mid = torch.device("cpu"), torch.zeros(1, 3, 224, 224), torch.zeros(1, 3, 128, 224)
     assert default_formats(cpu, big) == (True, amx)
     assert default_formats(cpu, mid) == (amx, amx)  # the shorter side decides
@@ -236,20 +244,19 @@ def test_default_formats_by_device_and_image_size(monkeypatch, amx):
 
 
 def test_default_formats_with_avx512_bf16_but_no_amx(monkeypatch):
-    monkeypatch.setattr(vision_learner_module, "cpu_has_amx", lambda: False)
-    monkeypatch.setattr(vision_learner_module, "cpu_has_bf16_matmul", lambda: True)
+    _cpu_features(monkeypatch, amx=False, bf16=True)
     cpu = torch.device("cpu")
     assert default_formats(cpu, torch.zeros(1, 3, 224, 224)) == (True, True)
     assert default_formats(cpu, torch.zeros(1, 3, 96, 128)) == (True, True)
-    assert default_formats(cpu, torch.zeros(1, 3, 64, 64)) == (False, False)  # small images stay in fp32
+    assert default_formats(cpu, torch.zeros(1, 3, 64, 64)) == (True, False)  # small images stay in fp32
+    assert default_formats(cpu, torch.zeros(1, 3, 28, 28)) == (True, False)  # channels-last gains there too
     assert default_formats(cpu, torch.zeros(1, 3, 96, 128), unet=True) == (False, True)  # U-Nets stay channels-first
     assert default_formats(cpu, torch.zeros(1, 3, 64, 64), unet=True) == (False, False)
 
 
 @pytest.mark.parametrize("amx", [False, True])
 def test_large_images_on_the_cpu_train_channels_last_and_bf16_with_amx(monkeypatch, amx):
-    monkeypatch.setattr(vision_learner_module, "cpu_has_amx", lambda: amx)
-    monkeypatch.setattr(vision_learner_module, "cpu_has_bf16_matmul", lambda: amx)
+    _cpu_features(monkeypatch, amx=amx, bf16=amx)
     learn = vision_learner(_dls(size=160, n=14), resnet18, pretrained=False)
     assert type(learn.channels_last).__name__ == "ChannelsLast"
     assert hasattr(learn, "mixed_precision") == amx
