@@ -160,7 +160,7 @@ class Learner(CallbackListMixin, OptimizerMixin, ScheduleMixin, PredictMixin, TT
         self.small_convs = True
         self.reuse_memory = True
         self.add_cbs([cb() for cb in DEFAULT_CALLBACKS] if default_cbs else [])
-        if getattr(model, "channels_last_where_faster", False) is True:
+        if default_cbs and getattr(model, "channels_last_where_faster", False) is True:
             self.add_cb(ChannelsLastWhereFaster())
         self.add_cbs(cbs)
         self("after_create")

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from .compiled import plain_model
-from .optim_fused import DirectOptimizer, FusedAdam, FusedSGD, fused_kernels_available
+from .optim_fused import DirectOptimizer, FusedAdam, FusedSGD, fused_kernels_available, lay_out_state_like_params
 
 __all__ = ["OptimWrapper", "OptimizerMixin", "FusedAdam", "FusedSGD", "Adam", "SGD", "RAdam", "RMSProp", "norm_bias_params",
            "params_of", "trainable_params", "NORM_TYPES"]
@@ -238,13 +238,19 @@ class OptimWrapper:
         """Forget the running averages (done after freezing or unfreezing, as fastai does)."""
         self.opt.state = defaultdict(dict)
 
+    def match_layouts(self) -> None:
+        """Lay the state out like the parameters after their memory format changed (`lay_out_state_like_params`):
+        torch's fused kernels pair elements by their place in memory."""
+        lay_out_state_like_params(self.opt)
+
     def state_dict(self) -> dict:
         """The torch optimizer's state plus the per-group hypers."""
         return {"opt": self.opt.state_dict(), "hypers": [dict(h) for h in self.hypers]}
 
     def load_state_dict(self, state: dict) -> None:
-        """Restore a `state_dict`."""
+        """Restore a `state_dict` (its moments take their parameters' memory layout)."""
         self.opt.load_state_dict(state["opt"])
+        self.match_layouts()
         self.hypers = [dict(h) for h in state["hypers"]]
         for i in range(len(self.hypers)):
             self._apply(i)

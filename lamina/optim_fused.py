@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torch.optim import optimizer as _torch_optimizer
 
-__all__ = ["DirectOptimizer", "FusedAdam", "FusedSGD", "fused_kernels_available"]
+__all__ = ["DirectOptimizer", "FusedAdam", "FusedSGD", "fused_kernels_available", "lay_out_state_like_params"]
 
 _KERNELS = ("_fused_adam_", "_fused_adamw_")
 
@@ -93,6 +93,28 @@ def _laid_out_like(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     if t.stride() == like.stride() or all(a == b for a, b, n in zip(t.stride(), like.stride(), like.shape) if n > 1):
         return t
     return torch.empty_strided(like.shape, like.stride(), dtype=t.dtype, device=t.device).copy_(t)
+
+
+def lay_out_state_like_params(opt: torch.optim.Optimizer) -> None:
+    """Give each per-parameter state tensor of ``opt`` shaped like its parameter the parameter's memory layout.
+
+    torch's fused CPU kernels (``Adam(fused=True)``, ``SGD(fused=True)``, `FusedAdam`) walk a parameter, its
+    gradient and its state as flat memory. Autograd gives gradients their parameter's layout, but state made
+    before a model changed memory format (channels-last and back) or loaded from a checkpoint of another format
+    keeps the old one: each element would be updated with another's moments. Called where lamina changes a
+    model's format and when an optimizer state is loaded; the values stay, only their order in memory changes.
+    """
+    replaced = False
+    for p, state in getattr(opt, "state", {}).items():
+        if not isinstance(p, torch.Tensor) or not isinstance(state, dict):
+            continue
+        for key, value in state.items():
+            if isinstance(value, torch.Tensor) and value.shape == p.shape:
+                laid_out = _laid_out_like(value, p)
+                replaced |= laid_out is not value
+                state[key] = laid_out
+    if replaced and isinstance(opt, FusedAdam):
+        opt._plans = {}  # they hold the tensors just replaced
 
 
 class FusedAdam(DirectOptimizer):

@@ -299,6 +299,12 @@ class Lookahead:
         """The inner optimizer's state, the step count and the slow weights (so a resumed fit continues exactly)."""
         return {"opt": self.opt.state_dict(), "count": self.count, "slow_weights": self.slow_weights}
 
+    def match_layouts(self) -> None:
+        """The inner optimizer's `match_layouts`, where it has one."""
+        match = getattr(self.opt, "match_layouts", None)
+        if match is not None:
+            match()
+
     def load_state_dict(self, state_dict: dict) -> None:
         """Restore a `state_dict` (the slow weights move to each parameter's device)."""
         self.opt.load_state_dict(state_dict["opt"])

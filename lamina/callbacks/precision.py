@@ -10,7 +10,7 @@ import torch
 from .core import Callback, CancelStepException
 
 __all__ = ["MixedPrecision", "ChannelsLast", "ChannelsLastWhereFaster", "PrecisionMixin", "cpu_has_amx",
-           "cpu_has_bf16_matmul", "fp32_channels_last"]
+           "cpu_has_bf16_matmul", "channels_last_pays", "to_memory_format"]
 
 
 class MixedPrecision(Callback):
@@ -110,17 +110,19 @@ class ChannelsLast(Callback):
     order = -1
 
     def before_fit(self) -> None:
-        self.learn.model.to(memory_format=torch.channels_last)
+        to_memory_format(self.learn, torch.channels_last)
 
 
 class ChannelsLastWhereFaster(ChannelsLast):
-    """`ChannelsLast` where a classifier CNN trains faster that way in full precision (`fp32_channels_last`),
-    decided at the first training batch from its device and image size; the model is left as it is elsewhere.
+    """`ChannelsLast` where a classifier CNN trains faster that way (`channels_last_pays`, for the device, the
+    image size and whether a `MixedPrecision` callback autocasts), decided once, at the first training batch;
+    elsewhere the model keeps its format. The precision is never changed.
 
     The `Learner` adds it for models that declare ``channels_last_where_faster = True`` (lamina's `XResNet`):
     architectures known to run in either memory format (a model that flattens a feature map with ``view``
-    would fail channels-last, so a model of your own is never converted unasked). A data-parallel fit keeps the
-    model's format: its wrapper was built on the parameters as they were. ``learn.to_contiguous()`` removes it.
+    would fail channels-last, so a model of your own is never converted unasked). The choice stays for later
+    fits (``chosen``; a later fit at another image size keeps it). A data-parallel fit keeps the model's format:
+    its wrapper was built on the parameters as they were. ``learn.to_contiguous()`` removes it.
     """
 
     def __init__(self) -> None:
@@ -137,10 +139,19 @@ class ChannelsLastWhereFaster(ChannelsLast):
         x = self.learn.xb[0] if self.learn.xb else None
         images = isinstance(x, torch.Tensor) and x.ndim == 4
         wrapped = getattr(self.learn, "wrapped_model", None) is not None
-        self.chosen = (images and not wrapped
-                       and (x.device.type == "cuda" or fp32_channels_last(x.device, min(x.shape[-2:]))))
+        autocast = getattr(self.learn, "mixed_precision", None) is not None
+        self.chosen = images and not wrapped and channels_last_pays(x.device, min(x.shape[-2:]), autocast)
         if self.chosen:
             super().before_fit()
+
+
+def to_memory_format(learn: Any, memory_format: torch.memory_format) -> None:
+    """Put ``learn.model`` in ``memory_format``, and the optimizer's state in its parameters' new layout (torch's
+    fused kernels pair elements by their place in memory)."""
+    learn.model.to(memory_format=memory_format)
+    match = getattr(learn.opt, "match_layouts", None)
+    if match is not None:
+        match()
 
 
 class PrecisionMixin:
@@ -168,7 +179,7 @@ class PrecisionMixin:
     def to_contiguous(self, to_fp32: bool = False) -> Any:
         """Back to the contiguous memory format (and full precision if ``to_fp32``)."""
         self.remove_cb(ChannelsLast)
-        self.model.to(memory_format=torch.contiguous_format)
+        to_memory_format(self, torch.contiguous_format)
         return self.to_fp32() if to_fp32 else self
 
 
@@ -184,17 +195,24 @@ def cpu_has_bf16_matmul() -> bool:
     return cpu_has_amx() or _cpu_probe("_is_avx512_bf16_supported")
 
 
-def fp32_channels_last(device: torch.device, side: int) -> bool:
-    """Whether a classifier CNN trains faster channels-last than channels-first in fp32 on this CPU, for images
-    whose shorter side is ``side`` pixels (False for other devices).
+def channels_last_pays(device: torch.device, side: int, bf16: bool = False) -> bool:
+    """Whether a classifier CNN trains faster channels-last than channels-first on ``device``, for images whose
+    shorter side is ``side`` pixels, in fp32 or (``bf16``) under bf16 autocast.
 
-    Measured per training step or fit (two threads): on AVX2 CPUs channels-last gains from 160 px (resnet18 at
-    224 px 0.80-0.85x) and loses below (28-64 px 1.1-1.3x); on CPUs with AVX-512 BF16 and no AMX (AMD EPYC from
-    Zen 4) it gains at every size tried (resnet18 at 28-64 px 0.82-0.89x; xresnet18 at 64 px 0.92x per batch,
-    0.91x per fit on an Imagenette subset). CPUs with AMX keep the AVX2 rule below 160 px (not measured there).
+    * CUDA: yes (tensor cores read channels-last; fp32 convolutions run on TF32 there).
+    * CPU, bf16 autocast from 96 px where the CPU multiplies bf16 in hardware (`cpu_has_bf16_matmul`): yes, as
+      `lamina.vision.learner.default_formats` measured.
+    * CPU, fp32: on AVX2 CPUs from 160 px (resnet18 at 224 px 0.80-0.85x per training step; 1.1-1.3x at
+      28-64 px); on CPUs with AVX-512 BF16 and no AMX (AMD EPYC from Zen 4) at every size (two threads: MNIST
+      tiny's resnet18 `fit_one_cycle(3)` at 28 px 0.90x, xresnet18 at 64 px 0.92x per batch, 0.91x per fit on
+      an Imagenette subset). CPUs with AMX keep the AVX2 rule in fp32 (not measured there below 160 px).
     """
+    if device.type == "cuda":
+        return True
     if device.type != "cpu":
         return False
+    if bf16 and side >= 96 and cpu_has_bf16_matmul():
+        return True
     return side >= 160 or (cpu_has_bf16_matmul() and not cpu_has_amx())
 
 

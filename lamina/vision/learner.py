@@ -26,7 +26,7 @@ from torch import nn
 
 from ..core import as_members
 from ..callbacks.precision import (ChannelsLast, MixedPrecision, cpu_has_amx, cpu_has_bf16_matmul,
-                                  fp32_channels_last)
+                                  channels_last_pays)
 from ..learner import Learner
 from ..models.bodies import create_body, model_meta
 from ..models.heads import HeadConfig, create_head
@@ -114,7 +114,7 @@ def default_formats(device: torch.device, x: Any, unet: bool = False) -> tuple[b
       Smaller images gain too (28 px 0.85x, 64 px 0.59x), but on MNIST at 28 px bf16 training ended with 9% and
       49% error where fp32 ended with 2% and 18% (two seeds), so they stay in fp32.
     * Other CPUs, and smaller images: fp32; channels-last for classifiers where oneDNN's convolutions gain from
-      it (`fp32_channels_last`: from 160 px on AVX2, at every size with AVX-512 BF16 and no AMX). U-Nets stay
+      it (`channels_last_pays`: from 160 px on AVX2, at every size with AVX-512 BF16 and no AMX). U-Nets stay
       channels-first: a resnet18 U-Net's training step took about the same time either way at 96x128 and 1.4x
       longer channels-last at 192x256 (AVX2, 2 threads), and their full-resolution convolutions can then take
       NNPACK where it is timed faster (`lamina.models.large_conv`, which reads channels-first maps).
@@ -128,9 +128,10 @@ def default_formats(device: torch.device, x: Any, unet: bool = False) -> tuple[b
     if device.type != "cpu" or not isinstance(x, torch.Tensor) or x.ndim != 4:
         return False, False
     side = min(x.shape[-2:])
-    if side >= 96 and cpu_has_bf16_matmul():  # AMX, or AVX-512 BF16 (where U-Nets gained nothing from channels-last)
-        return not unet or cpu_has_amx(), True
-    return not unet and fp32_channels_last(device, side), False
+    bf16 = side >= 96 and cpu_has_bf16_matmul()  # AMX, or AVX-512 BF16
+    if unet:  # channels-last only with AMX and bf16 (AVX-512 BF16 and fp32 U-Nets gained nothing from it)
+        return bf16 and cpu_has_amx(), bf16
+    return channels_last_pays(device, side, bf16), bf16
 
 
 def _finish(learn: Learner, pretrained: bool, x: Any = None, unet: bool = False) -> Learner:

@@ -133,20 +133,27 @@ def test_channels_last_and_back():
     assert model[0].weight.is_contiguous() and not hasattr(learn, "channels_last")
 
 
-def _conv_learner(seed):
+def _conv_learner(seed, opt_func=None):
     torch.manual_seed(seed)  # the loaders' shuffling and the weights
     gen = torch.Generator().manual_seed(0)
     x, y = torch.randn(32, 3, 8, 8, generator=gen), torch.randint(0, 2, (32,), generator=gen)
     dls = DataLoaders.from_tensors(x[:24], y[:24], x[24:], y[24:], bs=8, device="cpu", vocab=["a", "b"])
     model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
                           nn.Linear(4, 2))
-    return quiet(Learner(dls, model, loss_func=nn.CrossEntropyLoss(), lr=1e-2))
+    kwargs = {"opt_func": opt_func} if opt_func is not None else {}
+    return quiet(Learner(dls, model, loss_func=nn.CrossEntropyLoss(), lr=1e-2, **kwargs))
 
 
+def _torch_fused_adam(params, **kwargs):
+    from lamina.optim import Adam
+    return Adam(params, amsgrad=False, **kwargs)  # a torch argument: torch.optim.Adam(fused=True)
+
+
+@pytest.mark.parametrize("opt_func", [None, _torch_fused_adam], ids=["FusedAdam", "torch_fused_adam"])
 @pytest.mark.parametrize("switch", ["to_channelslast", "to_contiguous"])
-def test_changing_the_memory_format_between_fits_keeps_adams_state_right(switch):
+def test_changing_the_memory_format_between_fits_keeps_adams_state_right(switch, opt_func):
     # Adam's moments were created in the first fit's layout; the second fit must pair them with the same elements
-    switched, kept = _conv_learner(1), _conv_learner(1)
+    switched, kept = _conv_learner(1, opt_func), _conv_learner(1, opt_func)
     for learn in (switched, kept):
         if switch == "to_contiguous":
             learn.to_channelslast(use_amp=False)
@@ -158,6 +165,8 @@ def test_changing_the_memory_format_between_fits_keeps_adams_state_right(switch)
         learn.fit(2)
     weight = switched.model[0].weight
     assert weight.is_contiguous(memory_format=torch.channels_last) == (switch == "to_channelslast")
+    if opt_func is not None:
+        assert type(switched.opt.opt) is torch.optim.Adam and switched.opt.opt.defaults["fused"]
     for a, b in zip(switched.model.parameters(), kept.model.parameters()):
         assert torch.allclose(a, b, atol=1e-5), (a - b).abs().max()
 
@@ -185,18 +194,23 @@ def _image_learner(size, declared=True):
     (False, True, 16, True),      # AVX-512 BF16 without AMX: channels-last at every size
     (False, False, 16, False),    # AVX2: channels-first below 160 px
     (False, False, 160, True),
-    (True, True, 64, False),      # AMX below 160 px: not measured, the AVX2 rule
+    (True, True, 128, False),     # AMX in fp32 below 160 px: not measured, the AVX2 rule
+    (True, True, 128, "bf16"),    # ...but under the user's bf16 autocast, channels-last from 96 px
+    (True, True, 64, "bf16-small"),
 ])
 def test_a_declared_model_trains_channels_last_where_faster(monkeypatch, amx, bf16, size, expected):
     _patch_cpu(monkeypatch, amx, bf16)
     learn = _image_learner(size)
+    if isinstance(expected, str):
+        learn.to_bf16()
+        expected = expected == "bf16"
     assert learn.channels_last_where_faster.chosen is None  # decided at the first training batch
     learn.get_preds()  # inference alone decides nothing
     assert learn.channels_last_where_faster.chosen is None and learn.model[0].weight.is_contiguous()
     learn.fit(1)
     assert learn.channels_last_where_faster.chosen is expected
     assert learn.model[0].weight.is_contiguous(memory_format=torch.channels_last) is expected
-    assert all(p.dtype == torch.float32 for p in learn.model.parameters()) and not hasattr(learn, "mixed_precision")
+    assert all(p.dtype == torch.float32 for p in learn.model.parameters())  # the precision is the user's
 
 
 def test_other_models_keep_their_format_and_to_contiguous_opts_out(monkeypatch):
@@ -210,6 +224,46 @@ def test_other_models_keep_their_format_and_to_contiguous_opts_out(monkeypatch):
     learn.to_contiguous()
     learn.fit(1)
     assert not hasattr(learn, "channels_last_where_faster") and learn.model[0].weight.is_contiguous()
+
+
+def test_no_conversion_for_other_inputs_in_data_parallel_fits_or_without_default_callbacks(monkeypatch):
+    _patch_cpu(monkeypatch, amx=False, bf16=True)
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.randn(12, 3, 32, generator=gen), torch.randint(0, 2, (12,), generator=gen)
+    dls = DataLoaders.from_tensors(x[:8], y[:8], x[8:], y[8:], bs=4, device="cpu", vocab=["a", "b"])
+    seq = quiet(Learner(dls, DeclaredNet(nn.Conv1d(3, 4, 3), nn.AdaptiveAvgPool1d(1), nn.Flatten(), nn.Linear(4, 2)),
+                        loss_func=nn.CrossEntropyLoss()))
+    seq.fit(1)
+    assert seq.channels_last_where_faster.chosen is False  # sequences (3-D batches) have no channels-last
+
+    class WrapsTheModel(Callback):  # what DistributedTrainer does before the first batch
+        def before_fit(self):
+            self.learn.wrapped_model = self.learn.model
+
+        def after_fit(self):
+            self.learn.wrapped_model = None
+
+    wrapped = _image_learner(16)
+    wrapped.fit(1, cbs=WrapsTheModel())
+    assert wrapped.channels_last_where_faster.chosen is False and wrapped.model[0].weight.is_contiguous()
+    bare = _image_learner(16)
+    bare = Learner(bare.dls, bare.model, loss_func=nn.CrossEntropyLoss(), default_cbs=False)
+    assert not hasattr(bare, "channels_last_where_faster")
+
+
+def test_loading_an_optimizer_state_of_another_layout_lays_it_out_like_the_parameters():
+    # torch's fused Adam does not lay its state out again itself
+    source = _conv_learner(1, _torch_fused_adam)
+    source.to_channelslast(use_amp=False)
+    source.fit(1)
+    state = source.opt.state_dict()
+    target = _conv_learner(1, _torch_fused_adam)  # channels-first
+    target.create_opt()
+    target.opt.load_state_dict(state)
+    weight = target.model[0].weight
+    assert weight.is_contiguous()
+    assert target.opt.opt.state[weight]["exp_avg"].is_contiguous()
+    assert torch.equal(target.opt.opt.state[weight]["exp_avg"], source.opt.opt.state[source.model[0].weight]["exp_avg"])
 
 
 def test_xresnet_is_declared_and_converted_in_a_plain_learner(monkeypatch):
