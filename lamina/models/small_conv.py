@@ -166,11 +166,33 @@ def _dense_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
     channels_last = not transforms and (_channels_last(x) or _channels_last(weight))
     if not transforms:
         x, weight = _GradInFormat.apply(x, channels_last), _GradInFormat.apply(weight, channels_last)
-    dense = weight.permute(0, 2, 3, 1).reshape(o, kh * kw, c).index_select(1, index)
+    taps = weight.permute(0, 2, 3, 1).reshape(o, kh * kw, c)
+    dense = taps.index_select(1, index) if transforms else _GatherTaps.apply(taps, index)
     bias = bias.repeat_interleave(ho * wo) if bias is not None else None
     out = F.linear(x.permute(0, 2, 3, 1).reshape(n, h * w * c), dense.reshape(o * ho * wo, h * w * c), bias)
     out = out.reshape(n, o, ho, wo)
     return out.contiguous(memory_format=torch.channels_last) if channels_last else out
+
+
+class _GatherTaps(torch.autograd.Function):
+    """``taps.index_select(1, index)`` for ``taps`` of shape (out channels, kernel taps, in channels), gathered
+    as whole rows of the flattened kernel (five times faster than along the middle dimension on CPU, 512
+    channels), with the gradient scattered back along the middle dimension (index_add along rows with repeated
+    indices was six times slower). Its backward is differentiable (a gradient penalty's second derivative)."""
+
+    @staticmethod
+    def forward(ctx: Any, taps: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        o, k, c = taps.shape
+        ctx.save_for_backward(index)
+        ctx.k = k
+        rows = (torch.arange(o, device=index.device)[:, None] * k + index).reshape(-1)
+        return taps.reshape(o * k, c).index_select(0, rows).view(o, index.numel(), c)
+
+    @staticmethod
+    def backward(ctx: Any, g: torch.Tensor) -> tuple:
+        (index,) = ctx.saved_tensors
+        o, _, c = g.shape
+        return g.new_zeros(o, ctx.k, c).index_add(1, index, g), None
 
 
 class _GradInFormat(torch.autograd.Function):

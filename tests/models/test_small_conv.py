@@ -208,6 +208,22 @@ def test_second_derivatives_through_the_im2col_route_equal_torch(count_routes):
         torch.testing.assert_close(a, b)
 
 
+@pytest.mark.parametrize("w_last", [False, True])
+def test_second_derivatives_through_the_dense_map_equal_torch(w_last):
+    torch.manual_seed(0)
+    x = torch.randn(32, 8, 2, 2, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(6, 8, 3, 3, dtype=torch.float64)
+    w = (w.contiguous(memory_format=torch.channels_last) if w_last else w).requires_grad_()
+
+    def penalised_grads(conv):
+        out = conv(x, w, None, 1, 1)
+        gx, = torch.autograd.grad(out.square().mean(), x, create_graph=True)
+        return torch.autograd.grad(out.mean() + gx.square().sum(), [x, w])
+    assert conv2d_small(x, w, None, 1, 1) is not None  # the dense route: 2x2 under 3x3, batch 32, training
+    for a, b in zip(penalised_grads(conv2d_small), penalised_grads(F.conv2d)):
+        torch.testing.assert_close(a, b)
+
+
 def test_an_interrupt_inside_a_forward_leaves_no_mode_behind():
     model, x = _tiny_cnn(), torch.randn(2, 3, 4, 4)
 
