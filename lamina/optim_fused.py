@@ -90,7 +90,7 @@ def _laid_out_like(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     channels-first for a parameter since moved to channels-last (``learn.to_channelslast()`` after a fit, or
     ``to_contiguous()`` after a channels-last one) would be updated with another element's gradient, silently.
     """
-    if t.stride() == like.stride() or all(a == b for a, b, n in zip(t.stride(), like.stride(), like.shape) if n > 1):
+    if all(a == b for a, b, n in zip(t.stride(), like.stride(), like.shape) if n > 1):  # size-1 dims: any stride
         return t
     return torch.empty_strided(like.shape, like.stride(), dtype=t.dtype, device=t.device).copy_(t)
 

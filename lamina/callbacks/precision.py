@@ -203,9 +203,10 @@ def channels_last_pays(device: torch.device, side: int, bf16: bool = False) -> b
     * CPU, bf16 autocast from 96 px where the CPU multiplies bf16 in hardware (`cpu_has_bf16_matmul`): yes, as
       `lamina.vision.learner.default_formats` measured.
     * CPU, fp32: on AVX2 CPUs from 160 px (resnet18 at 224 px 0.80-0.85x per training step; 1.1-1.3x at
-      28-64 px); on CPUs with AVX-512 BF16 and no AMX (AMD EPYC from Zen 4) at every size (two threads: MNIST
-      tiny's resnet18 `fit_one_cycle(3)` at 28 px 0.90x, xresnet18 at 64 px 0.92x per batch, 0.91x per fit on
-      an Imagenette subset). CPUs with AMX keep the AVX2 rule in fp32 (not measured there below 160 px).
+      28-64 px); on CPUs with AVX-512 BF16 and no AMX (AMD EPYC from Zen 4) at every size measured (two
+      threads: MNIST tiny's resnet18 `fit_one_cycle(3)` at 28 px 0.90x; xresnet18 at 64 px 0.92x per batch,
+      0.91x per fit on an Imagenette subset; a resnet18 training step at batch 32, 128 px 0.83x, 224 px 0.89x).
+      CPUs with AMX keep the AVX2 rule in fp32 (not measured there below 160 px).
     """
     if device.type == "cuda":
         return True
